@@ -1,0 +1,24 @@
+# What the compiled extension was built with: proves the build chain and feeds show_config().
+cdef extern from *:
+    """
+    #if FASTMLP_OPENMP
+    #include <omp.h>
+    static int fastmlp_openmp_enabled(void) { return 1; }
+    static int fastmlp_openmp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int fastmlp_openmp_enabled(void) { return 0; }
+    static int fastmlp_openmp_max_threads(void) { return 1; }
+    #endif
+    """
+    int fastmlp_openmp_enabled() nogil
+    int fastmlp_openmp_max_threads() nogil
+
+
+def openmp_enabled():
+    """True when the compiled extensions were built with OpenMP."""
+    return bool(fastmlp_openmp_enabled())
+
+
+def openmp_max_threads():
+    """OpenMP's default thread count (1 when built without OpenMP)."""
+    return fastmlp_openmp_max_threads()

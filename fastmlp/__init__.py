@@ -1,0 +1,12 @@
+"""fastmlp: multilayer perceptrons trained on the CPU by compiled Numba and Cython kernels."""
+from .activations import ACTIVATIONS
+from .architecture import Architecture
+from .backends import available_backends, get_backend
+from .losses import LOSSES
+from .model import MLP
+from .show import show_config
+
+__version__ = "0.1.0"
+
+__all__ = ["ACTIVATIONS", "LOSSES", "Architecture", "MLP", "available_backends", "get_backend",
+           "show_config", "__version__"]

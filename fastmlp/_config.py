@@ -1,0 +1,45 @@
+"""Process-wide settings: compiler flags for the kernels, thread limits."""
+import contextlib
+import os
+
+#: fastmath would let LLVM drop NaN/inf checks and reassociate sums; off unless proven harmless.
+FASTMATH = False
+
+
+@contextlib.contextmanager
+def thread_limit(n_threads):
+    """Limit BLAS (threadpoolctl) and Numba threads to n_threads; None leaves them alone."""
+    if n_threads is None:
+        yield
+        return
+    n_threads = check_n_threads(n_threads)
+    from threadpoolctl import threadpool_limits
+
+    numba_threads = _numba_threads()
+    previous = numba_threads.get_num_threads() if numba_threads else None
+    with threadpool_limits(limits=n_threads, user_api="blas"):
+        if numba_threads:
+            numba_threads.set_num_threads(min(n_threads, numba_threads.config.NUMBA_NUM_THREADS))
+        try:
+            yield
+        finally:
+            if numba_threads:
+                numba_threads.set_num_threads(previous)
+
+
+def check_n_threads(n_threads):
+    if n_threads is None:
+        return None
+    if isinstance(n_threads, bool) or int(n_threads) != n_threads or n_threads < 1:
+        raise ValueError(f"n_threads must be None or an integer >= 1, got {n_threads!r}")
+    return int(n_threads)
+
+
+def _numba_threads():
+    import sys
+
+    return sys.modules.get("numba")
+
+
+def cpu_count():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

@@ -1,0 +1,45 @@
+"""Input checks for the public Python API (model and estimators), before any kernel runs."""
+import numpy as np
+from sklearn.utils import check_array
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def check_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def check_matrix(a, name, dtype, n_cols=None, allow_empty=False):
+    """2-D finite float array of `dtype`, C-contiguous; ints/bools cast, object/str/complex rejected."""
+    a = check_array(a, dtype=dtype, order="C", ensure_all_finite=True,
+                    ensure_min_samples=0 if allow_empty else 1, input_name=name)
+    if n_cols is not None and a.shape[1] != n_cols:
+        raise ValueError(f"{name} has {a.shape[1]} columns, expected {n_cols}")
+    return a
+
+
+def check_targets(Y, n_rows, n_outputs, dtype):
+    Y = np.asarray(Y) if not hasattr(Y, "iloc") else Y
+    if getattr(Y, "ndim", 2) == 1:
+        Y = np.asarray(Y).reshape(-1, 1)
+    Y = check_matrix(Y, "Y", dtype, n_outputs)
+    if Y.shape[0] != n_rows:
+        raise ValueError(f"X has {n_rows} rows but Y has {Y.shape[0]}")
+    return Y
+
+
+def check_sample_weight(sample_weight, n_rows, dtype):
+    if sample_weight is None:
+        return None
+    w = check_array(sample_weight, dtype=dtype, ensure_2d=False, ensure_all_finite=True,
+                    input_name="sample_weight")
+    if w.shape != (n_rows,):
+        raise ValueError(f"sample_weight has shape {w.shape}, expected ({n_rows},)")
+    if np.any(w < 0):
+        raise ValueError("sample_weight must be non-negative")
+    if not np.any(w > 0):
+        raise ValueError("sample_weight must have at least one positive entry")
+    return np.ascontiguousarray(w)

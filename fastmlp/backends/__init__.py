@@ -1,0 +1,52 @@
+"""The backend registry: one kernel contract, interchangeable implementations.
+
+Every backend module exposes the same functions with the same signatures, writing into
+caller-provided buffers:
+
+    forward_layer(A_in, W, b, activation, out, leaky_slope=0.01)
+    backward_layer(A_in, delta, W, grad_W, grad_b, delta_in=None, activation_in=None, leaky_slope=0.01)
+    output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_slope=0.01)
+    train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state)
+
+Models resolve a backend once with `get_backend`; nowhere else branches on its name.
+"""
+import importlib
+
+# name -> module, in order of preference for "auto" (fastest first).
+_MODULES = {
+    "numpy": "fastmlp.backends.reference",
+}
+_AUTO_ORDER = ("numpy",)
+_loaded = {}
+_errors = {}
+
+
+def _load(name):
+    if name not in _loaded and name not in _errors:
+        try:
+            _loaded[name] = importlib.import_module(_MODULES[name])
+        except ImportError as exc:  # a compiled backend whose toolchain is missing
+            _errors[name] = exc
+    return _loaded.get(name)
+
+
+def available_backends():
+    """Names of the backends that import on this machine, fastest first."""
+    return [name for name in _AUTO_ORDER if _load(name) is not None]
+
+
+def get_backend(name="auto"):
+    """The backend module called `name`; "auto" picks the fastest available one."""
+    if not isinstance(name, str):
+        if all(hasattr(name, f) for f in ("forward_layer", "backward_layer", "output_delta",
+                                          "train_epoch")):
+            return name  # already a backend module
+        raise TypeError(f"backend must be a name, got {type(name).__name__}")
+    if name == "auto":
+        return _load(available_backends()[0])
+    if name not in _MODULES:
+        raise ValueError(f"unknown backend {name!r}; expected 'auto' or one of {list(_MODULES)}")
+    module = _load(name)
+    if module is None:
+        raise ImportError(f"backend {name!r} is not available here: {_errors[name]}")
+    return module

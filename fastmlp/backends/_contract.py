@@ -1,0 +1,119 @@
+"""Argument checks shared by every backend's public kernel functions.
+
+They run in Python before any compiled code, so a wrong shape or dtype raises a clear error
+instead of reaching a kernel that skips bounds checks. Inputs that are merely non-contiguous
+or read-only are copied/accepted; outputs must be writable C-contiguous buffers of the exact
+shape and dtype, because a kernel writes into them.
+"""
+import numpy as np
+
+from .. import activations, losses
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _array(a, name):
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    return a
+
+
+def common_dtype(**arrays):
+    """The one float dtype shared by all arrays, or a TypeError naming the odd one out."""
+    dtypes = {name: _array(a, name).dtype for name, a in arrays.items() if a is not None}
+    first_name, dtype = next(iter(dtypes.items()))
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{first_name} has dtype {dtype}; kernels take float32 or float64")
+    for name, other in dtypes.items():
+        if other != dtype:
+            raise TypeError(f"dtype mismatch: {first_name} is {dtype} but {name} is {other}")
+    return dtype
+
+
+def input_array(a, name, shape):
+    """Check ndim/shape (None = any length) and return a C-contiguous array (copy if needed)."""
+    _array(a, name)
+    if a.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape)):
+        raise ValueError(f"{name} has shape {a.shape}, expected {_fmt(shape)}")
+    return np.ascontiguousarray(a)
+
+
+def output_array(a, name, shape):
+    """Check an output buffer: exact shape, C-contiguous, writable."""
+    _array(a, name)
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous (it is written in place)")
+    if not a.flags.writeable:
+        raise ValueError(f"{name} is read-only; it must be a writable buffer")
+    return a
+
+
+def _fmt(shape):
+    return "(" + ", ".join("n" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_forward(A_in, W, b, activation, out):
+    common_dtype(A_in=A_in, W=W, b=b, out=out)
+    activations.check_activation(activation)
+    W = input_array(W, "W", (None, None))
+    n_in, n_out = W.shape
+    A_in = input_array(A_in, "A_in", (None, n_in))
+    b = input_array(b, "b", (n_out,))
+    output_array(out, "out", (A_in.shape[0], n_out))
+    return A_in, W, b
+
+
+def check_backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in):
+    common_dtype(A_in=A_in, delta=delta, W=W, grad_W=grad_W, grad_b=grad_b, delta_in=delta_in)
+    W = input_array(W, "W", (None, None))
+    n_in, n_out = W.shape
+    A_in = input_array(A_in, "A_in", (None, n_in))
+    delta = input_array(delta, "delta", (A_in.shape[0], n_out))
+    output_array(grad_W, "grad_W", (n_in, n_out))
+    output_array(grad_b, "grad_b", (n_out,))
+    if delta_in is not None:
+        output_array(delta_in, "delta_in", A_in.shape)
+        if activation_in is None:
+            raise ValueError("activation_in is required when delta_in is given")
+        activations.check_activation(activation_in, hidden=True)
+    return A_in, delta, W
+
+
+def check_output_delta(A_out, Y, activation, loss, delta, sample_weight):
+    common_dtype(A_out=A_out, Y=Y, delta=delta, sample_weight=sample_weight)
+    activations.check_activation(activation)
+    losses.check_loss(loss, activation)
+    A_out = input_array(A_out, "A_out", (None, None))
+    Y = input_array(Y, "Y", A_out.shape)
+    output_array(delta, "delta", A_out.shape)
+    if sample_weight is not None:
+        sample_weight = input_array(sample_weight, "sample_weight", (A_out.shape[0],))
+    return A_out, Y, sample_weight
+
+
+def check_train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, state):
+    """Validate train_epoch's arguments; returns (X, Y, sample_weight, order) ready for kernels."""
+    common_dtype(theta=theta, X=X, Y=Y, sample_weight=sample_weight,
+                 first=state.first, second=state.second)
+    output_array(theta, "theta", (arch.n_params,))
+    output_array(state.first, "state.first", (arch.n_params,))
+    output_array(state.second, "state.second", (arch.n_params,))
+    X = input_array(X, "X", (None, arch.layer_sizes[0]))
+    n = X.shape[0]
+    if n == 0:
+        raise ValueError("X has no rows")
+    Y = input_array(Y, "Y", (n, arch.layer_sizes[-1]))
+    if sample_weight is not None:
+        sample_weight = input_array(sample_weight, "sample_weight", (n,))
+    if order is None:
+        order = np.arange(n, dtype=np.int64)
+    else:
+        order = np.ascontiguousarray(input_array(order, "order", (n,)), dtype=np.int64)
+        if not np.array_equal(np.sort(order), np.arange(n)):
+            raise ValueError("order must be a permutation of range(n_samples)")
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return X, Y, sample_weight, order, min(batch_size, n)

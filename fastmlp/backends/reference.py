@@ -1,0 +1,94 @@
+"""The NumPy reference backend: the specification every compiled backend is tested against.
+
+Readable before fast. Each function follows the article's matrix form (rows = samples):
+
+    forward     Z = A_in W + b,  A_out = g(Z)
+    backward    ∂L/∂W = A_inᵀ δ,  ∂L/∂b = Σ_rows δ,  δ_in = (δ Wᵀ) ⊙ g'(A_in)
+    output      δ_out = ∂L/∂z_out for the output activation / loss pair (see losses.py)
+
+and writes into caller-provided buffers, which is the contract all backends share.
+"""
+import numpy as np
+
+from .. import activations, losses, optim
+from . import _contract
+
+name = "numpy"
+
+
+def forward_layer(A_in, W, b, activation, out, leaky_slope=0.01):
+    """out = g(A_in @ W + b); returns out."""
+    A_in, W, b = _contract.check_forward(A_in, W, b, activation, out)
+    np.matmul(A_in, W, out=out)
+    out += b
+    return activations.activate(out, activation, leaky_slope)
+
+
+def backward_layer(A_in, delta, W, grad_W, grad_b, delta_in=None, activation_in=None,
+                   leaky_slope=0.01):
+    """grad_W = A_inᵀ δ, grad_b = Σ_rows δ and, if delta_in is given, δ_in = (δ Wᵀ) ⊙ g'(A_in)."""
+    A_in, delta, W = _contract.check_backward(A_in, delta, W, grad_W, grad_b, delta_in,
+                                              activation_in)
+    np.matmul(A_in.T, delta, out=grad_W)
+    np.sum(delta, axis=0, out=grad_b)
+    if delta_in is not None:
+        np.matmul(delta, W.T, out=delta_in)
+        delta_in *= activations.derivative(A_in, activation_in, leaky_slope)
+
+
+def output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_slope=0.01):
+    """Write δ_out (rows scaled by sample_weight) into delta; return the (weighted) summed loss."""
+    A_out, Y, sample_weight = _contract.check_output_delta(A_out, Y, activation, loss, delta,
+                                                           sample_weight)
+    per_sample = losses.sample_losses(A_out, Y, loss)
+    delta[...] = losses.delta(A_out, Y, activation, loss, leaky_slope)
+    if sample_weight is None:
+        return float(per_sample.sum())
+    delta *= sample_weight[:, None]
+    return float(per_sample @ sample_weight)
+
+
+def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
+    """One optimizer step on one minibatch; returns the batch's mean loss (L2 term included).
+
+    The step uses the *mean* gradient (Σ_i w_i ∇L_i + l2·W) / Σ_i w_i, as scikit-learn does.
+    """
+    coefs, intercepts = arch.views(theta)
+    grad_coefs, grad_intercepts = arch.views(grad)
+    acts = [X]
+    for layer, (W, b) in enumerate(zip(coefs, intercepts)):
+        out = np.empty((X.shape[0], W.shape[1]), dtype=theta.dtype)
+        acts.append(forward_layer(acts[-1], W, b, arch.activation(layer), out, arch.leaky_slope))
+    delta = np.empty_like(acts[-1])
+    loss = output_delta(acts[-1], Y, arch.output_activation, arch.loss, delta, sample_weight,
+                        arch.leaky_slope)
+    for layer in range(arch.n_layers - 1, -1, -1):
+        delta_in = np.empty_like(acts[layer]) if layer > 0 else None
+        backward_layer(acts[layer], delta, coefs[layer], grad_coefs[layer], grad_intercepts[layer],
+                       delta_in, arch.hidden_activation if layer > 0 else None, arch.leaky_slope)
+        delta = delta_in
+    weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+    squared_norm = sum(float(np.dot(W.ravel(), W.ravel())) for W in coefs)
+    for W, gW in zip(coefs, grad_coefs):
+        gW += opt.l2 * W
+    grad /= weight_sum
+    optim.step(theta, grad, opt, state)
+    return (loss + 0.5 * opt.l2 * squared_norm) / weight_sum
+
+
+def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state):
+    """One pass over the rows in `order`, in minibatches of batch_size, updating theta in place.
+
+    Returns Σ_batches (batch mean loss × batch rows), scikit-learn's accumulated loss; the
+    caller divides by n_samples. The last batch may be smaller.
+    """
+    X, Y, sample_weight, order, batch_size = _contract.check_train_epoch(
+        arch, theta, X, Y, sample_weight, order, batch_size, state)
+    grad = np.empty_like(theta)
+    total = 0.0
+    for start in range(0, X.shape[0], batch_size):
+        rows = order[start:start + batch_size]
+        weights = None if sample_weight is None else sample_weight[rows]
+        batch_loss = minibatch_step(arch, theta, X[rows], Y[rows], weights, opt, state, grad)
+        total += batch_loss * len(rows)
+    return total

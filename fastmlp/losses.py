@@ -1,0 +1,83 @@
+"""Loss functions and the output-layer delta δ_out = ∂L/∂z_out (reference formulas).
+
+Per sample, summed over the outputs (article: loss functions):
+
+    squared_error         L = ½ Σ (y - r)²
+    cross_entropy         L = -Σ r ln y                      (probabilities, softmax output)
+    binary_cross_entropy  L = -Σ [r ln y + (1 - r) ln(1 - y)] (logistic output)
+
+δ_out = ∂L/∂y ⊙ g'(y) for elementwise output activations and y ⊙ (u - Σ y u), u = ∂L/∂y,
+for softmax. The canonical pairs collapse to δ = y - r; each other pair below is the same
+product simplified so that no term divides by an output that may round to 0 or 1.
+Logarithms take max(y, tiny) so a saturated output gives a large finite loss, never inf.
+"""
+import numpy as np
+
+from .activations import derivative
+
+LOSSES = ("squared_error", "cross_entropy", "binary_cross_entropy")
+#: Integer codes used by the compiled backends (position in LOSSES).
+CODES = {name: code for code, name in enumerate(LOSSES)}
+
+# Which output activations a loss is defined for: the log losses need outputs in (0, 1).
+VALID_OUTPUTS = {
+    "squared_error": ("identity", "logistic", "tanh", "relu", "leaky_relu", "softmax"),
+    "cross_entropy": ("softmax", "logistic"),
+    "binary_cross_entropy": ("logistic", "softmax"),
+}
+
+
+def check_loss(loss, output_activation):
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {list(LOSSES)}")
+    if output_activation not in VALID_OUTPUTS[loss]:
+        raise ValueError(
+            f"loss {loss!r} needs outputs in (0, 1): output activation must be one of "
+            f"{list(VALID_OUTPUTS[loss])}, got {output_activation!r}"
+        )
+    return loss
+
+
+def _log(Y):
+    return np.log(np.maximum(Y, np.finfo(Y.dtype).tiny))
+
+
+def sample_losses(A_out, Y, loss):
+    """Per-sample loss, shape (n_samples,), in the dtype of A_out."""
+    if loss == "squared_error":
+        return 0.5 * np.sum((A_out - Y) ** 2, axis=1)
+    if loss == "cross_entropy":
+        return -np.sum(Y * _log(A_out), axis=1)
+    return -np.sum(Y * _log(A_out) + (1 - Y) * _log(1 - A_out), axis=1)
+
+
+def _delta_logistic(A, Y, loss):
+    if loss == "binary_cross_entropy":
+        return A - Y  # canonical: (-r/y + (1-r)/(1-y)) · y(1-y)
+    if loss == "cross_entropy":
+        return -Y * (1 - A)  # (-r/y) · y(1-y)
+    return (A - Y) * A * (1 - A)
+
+
+def _delta_softmax(A, Y, loss):
+    if loss == "cross_entropy":
+        return A * Y.sum(axis=1, keepdims=True) - Y  # canonical; = y - r for one-hot r
+    if loss == "squared_error":
+        u = A - Y
+    else:  # binary_cross_entropy, u = y ⊙ ∂L/∂y
+        u = -Y + (1 - Y) * A / np.maximum(1 - A, np.finfo(A.dtype).tiny)
+        return u - A * u.sum(axis=1, keepdims=True)
+    return A * (u - np.sum(A * u, axis=1, keepdims=True))
+
+
+def delta(A_out, Y, activation, loss, leaky_slope=0.01):
+    """δ_out for one batch (unweighted), as a new array."""
+    if activation == "softmax":
+        return _delta_softmax(A_out, Y, loss)
+    if activation == "logistic":
+        return _delta_logistic(A_out, Y, loss)
+    # identity, tanh, relu, leaky_relu: only squared_error is defined.
+    return (A_out - Y) * derivative(A_out, activation, leaky_slope)
+
+
+__all__ = ["LOSSES", "CODES", "VALID_OUTPUTS", "check_loss", "sample_losses", "delta"]

@@ -1,0 +1,190 @@
+"""MLP: the low-level model. Parameters, a backend, and the forward/gradient/epoch calls.
+
+Parameters live in one flat vector (see architecture.py); `coefs_[l]` (n_in, n_out) and
+`intercepts_[l]` (n_out,) are views of it, in scikit-learn's layout.
+"""
+import numpy as np
+from sklearn.utils import check_random_state
+
+from . import optim
+from ._config import check_n_threads, thread_limit
+from ._validation import check_dtype, check_matrix, check_sample_weight, check_targets
+from .architecture import Architecture
+from .backends import get_backend
+
+
+class MLP:
+    """A multilayer perceptron trained through one of fastmlp's backends.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        Units per layer, input first, output last: [64, 32, 10].
+    hidden_activation, output_activation : str
+        See fastmlp.activations.ACTIVATIONS (softmax only as output).
+    loss : {"squared_error", "cross_entropy", "binary_cross_entropy"}
+    leaky_slope : float in (0, 1)
+        Slope of leaky_relu for negative inputs.
+    dtype : float32 or float64
+        Dtype of the weights, the buffers and the outputs; inputs are cast to it.
+    backend : str or backend module
+        "auto" (fastest available), "numpy", or a compiled backend.
+    random_state : None, int or RandomState
+        Seeds the Glorot-uniform initialisation (drawn exactly as scikit-learn draws it).
+    n_threads : None or int
+        Threads for BLAS and compiled kernels; None leaves the library defaults.
+    """
+
+    def __init__(self, layer_sizes, hidden_activation="relu", output_activation="softmax",
+                 loss="cross_entropy", leaky_slope=0.01, dtype=np.float64, backend="auto",
+                 random_state=None, n_threads=None):
+        self.arch = Architecture(layer_sizes, hidden_activation, output_activation, loss,
+                                 leaky_slope)
+        self.dtype = check_dtype(dtype)
+        self.backend = get_backend(backend)
+        self.n_threads = check_n_threads(n_threads)
+        self.theta = np.empty(self.arch.n_params, dtype=self.dtype)
+        self.initialize(random_state)
+
+    # -- parameters -------------------------------------------------------------------
+    def initialize(self, random_state=None):
+        """Glorot-uniform weights and biases, in scikit-learn's order of draws; resets optimizer."""
+        rng = check_random_state(random_state)
+        factor = 2.0 if self.arch.hidden_activation == "logistic" else 6.0
+        coefs, intercepts = self.arch.views(self.theta)
+        for W, b in zip(coefs, intercepts):
+            bound = np.sqrt(factor / (W.shape[0] + W.shape[1]))
+            W[...] = rng.uniform(-bound, bound, W.shape)
+            b[...] = rng.uniform(-bound, bound, b.shape)
+        self.reset_optimizer()
+        return self
+
+    @property
+    def coefs_(self):
+        return self.arch.views(self.theta)[0]
+
+    @coefs_.setter
+    def coefs_(self, values):
+        self._assign(values, 0, "coefs_")
+
+    @property
+    def intercepts_(self):
+        return self.arch.views(self.theta)[1]
+
+    @intercepts_.setter
+    def intercepts_(self, values):
+        self._assign(values, 1, "intercepts_")
+
+    def _assign(self, values, which, name):
+        targets = self.arch.views(self.theta)[which]
+        if len(values) != len(targets):
+            raise ValueError(f"{name} needs {len(targets)} arrays, got {len(values)}")
+        checked = []
+        for l, (value, target) in enumerate(zip(values, targets)):
+            value = np.asarray(value)
+            if value.shape != target.shape:
+                raise ValueError(f"{name}[{l}] has shape {value.shape}, expected {target.shape}")
+            if not np.all(np.isfinite(value)):
+                raise ValueError(f"{name}[{l}] contains NaN or inf")
+            checked.append(value)
+        for value, target in zip(checked, targets):
+            target[...] = value
+
+    def reset_optimizer(self):
+        """Forget momentum/Adam moments (the next train_epoch starts a fresh optimizer)."""
+        self.optimizer_state = None
+        self._optimizer_name = None
+
+    # -- computation ------------------------------------------------------------------
+    def _check_X(self, X):
+        return check_matrix(X, "X", self.dtype, self.arch.layer_sizes[0])
+
+    def _check_XY(self, X, Y, sample_weight):
+        X = self._check_X(X)
+        Y = check_targets(Y, X.shape[0], self.arch.layer_sizes[-1], self.dtype)
+        return X, Y, check_sample_weight(sample_weight, X.shape[0], self.dtype)
+
+    def _forward_all(self, X):
+        """Activations of every layer, input first."""
+        acts = [X]
+        for layer, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):
+            out = np.empty((X.shape[0], W.shape[1]), dtype=self.dtype)
+            self.backend.forward_layer(acts[-1], W, b, self.arch.activation(layer), out,
+                                       self.arch.leaky_slope)
+            acts.append(out)
+        return acts
+
+    def forward(self, X):
+        """Output activations, shape (n_samples, n_outputs)."""
+        X = self._check_X(X)
+        with thread_limit(self.n_threads):
+            return self._forward_all(X)[-1]
+
+    def loss(self, X, Y, sample_weight=None):
+        """Summed (sample-weighted) loss over the batch."""
+        return self.gradients(X, Y, sample_weight)[0]
+
+    def gradients(self, X, Y, sample_weight=None, reduction="sum"):
+        """(loss, grad_coefs, grad_intercepts) of the summed loss; "mean" divides all by Σ weights.
+
+        The sums are the article's matrix form: ∂L/∂W_l = A_{l-1}ᵀ δ_l, ∂L/∂b_l = Σ_i δ_{l,i}.
+        """
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        X, Y, sample_weight = self._check_XY(X, Y, sample_weight)
+        grad = np.empty_like(self.theta)
+        with thread_limit(self.n_threads):
+            loss = self._loss_and_grad(X, Y, sample_weight, grad)
+        if reduction == "mean":
+            total = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+            loss /= total
+            grad /= total
+        grad_coefs, grad_intercepts = self.arch.views(grad)
+        return loss, grad_coefs, grad_intercepts
+
+    def _loss_and_grad(self, X, Y, sample_weight, grad):
+        """Summed loss; writes the summed gradient into the flat vector `grad`."""
+        arch, backend = self.arch, self.backend
+        acts = self._forward_all(X)
+        delta = np.empty_like(acts[-1])
+        loss = backend.output_delta(acts[-1], Y, arch.output_activation, arch.loss, delta,
+                                    sample_weight, arch.leaky_slope)
+        coefs = self.coefs_
+        grad_coefs, grad_intercepts = arch.views(grad)
+        for layer in range(arch.n_layers - 1, -1, -1):
+            delta_in = np.empty_like(acts[layer]) if layer > 0 else None
+            backend.backward_layer(acts[layer], delta, coefs[layer], grad_coefs[layer],
+                                   grad_intercepts[layer], delta_in,
+                                   arch.hidden_activation if layer > 0 else None,
+                                   arch.leaky_slope)
+            delta = delta_in
+        return loss
+
+    def train_epoch(self, X, Y, batch_size=32, learning_rate=0.01, optimizer="sgd",
+                    momentum=0.0, nesterov=False, l2=0.0, beta_1=0.9, beta_2=0.999,
+                    epsilon=1e-8, shuffle=False, random_state=None, sample_weight=None,
+                    order=None):
+        """One pass over (X, Y) in minibatches; returns the epoch's mean loss (L2 included).
+
+        Each step uses the minibatch *mean* gradient, as scikit-learn does. The optimizer's
+        moments persist between calls (reset_optimizer() forgets them; changing the optimizer
+        name resets them). `order` gives the row order explicitly; otherwise rows are taken in
+        order, or permuted when shuffle=True (seeded by random_state).
+        """
+        opt = optim.Optimizer(optimizer, float(learning_rate), float(momentum), bool(nesterov),
+                              float(l2), float(beta_1), float(beta_2), float(epsilon))
+        X, Y, sample_weight = self._check_XY(X, Y, sample_weight)
+        if order is None and shuffle:
+            order = check_random_state(random_state).permutation(X.shape[0])
+        if self.optimizer_state is None or self._optimizer_name != opt.name:
+            self.optimizer_state = optim.OptimizerState.zeros(self.arch.n_params, self.dtype)
+            self._optimizer_name = opt.name
+        with thread_limit(self.n_threads):
+            total = self.backend.train_epoch(self.arch, self.theta, X, Y, sample_weight, order,
+                                             batch_size, opt, self.optimizer_state)
+        return total / X.shape[0]
+
+    def __repr__(self):
+        return (f"MLP({list(self.arch.layer_sizes)}, hidden={self.arch.hidden_activation!r}, "
+                f"output={self.arch.output_activation!r}, loss={self.arch.loss!r}, "
+                f"dtype={self.dtype.name}, backend={self.backend.name!r})")

@@ -1,0 +1,87 @@
+"""Optimizers as scikit-learn defines them, acting on the flat parameter vector.
+
+    sgd   v ← μ v - η g;  θ ← θ + v            (Nesterov: θ ← θ + μ v - η g)
+    adam  t ← t + 1; m ← β₁m + (1-β₁)g; s ← β₂s + (1-β₂)g²
+          θ ← θ - η √(1-β₂ᵗ)/(1-β₁ᵗ) · m / (√s + ε)
+
+`Optimizer` holds the hyperparameters, `OptimizerState` the moments that persist between
+epochs. `step` is the reference update every backend mirrors.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+OPTIMIZERS = ("sgd", "adam")
+#: Integer codes used by the compiled backends.
+CODES = {name: code for code, name in enumerate(OPTIMIZERS)}
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    name: str = "sgd"
+    learning_rate: float = 0.01
+    momentum: float = 0.0
+    nesterov: bool = False
+    l2: float = 0.0
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+
+    def __post_init__(self):
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.name!r}; expected one of {list(OPTIMIZERS)}")
+        checks = {
+            "learning_rate": self.learning_rate > 0,
+            "momentum": 0 <= self.momentum <= 1,
+            "l2": self.l2 >= 0,
+            "beta_1": 0 <= self.beta_1 < 1,
+            "beta_2": 0 <= self.beta_2 < 1,
+            "epsilon": self.epsilon > 0,
+        }
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if not (ok and np.isfinite(value)):
+                raise ValueError(f"invalid optimizer setting {name}={value!r}")
+
+    @property
+    def code(self):
+        return CODES[self.name]
+
+
+@dataclass
+class OptimizerState:
+    """Velocity (sgd) or first moment (adam), second moment (adam) and the step count."""
+
+    first: np.ndarray
+    second: np.ndarray
+    t: int = 0
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def zeros(cls, n_params, dtype):
+        return cls(np.zeros(n_params, dtype), np.zeros(n_params, dtype), 0)
+
+
+def adam_step_size(opt, t):
+    """η √(1-β₂ᵗ)/(1-β₁ᵗ): Adam's bias-corrected step size at update t (1-based)."""
+    return opt.learning_rate * np.sqrt(1.0 - opt.beta_2**t) / (1.0 - opt.beta_1**t)
+
+
+def step(theta, grad, opt, state):
+    """Apply one update to theta in place (reference implementation)."""
+    if opt.name == "sgd":
+        v = state.first
+        v *= opt.momentum
+        v -= opt.learning_rate * grad
+        if opt.nesterov:
+            theta += opt.momentum * v - opt.learning_rate * grad
+        else:
+            theta += v
+    else:
+        state.t += 1
+        m, s = state.first, state.second
+        m *= opt.beta_1
+        m += (1 - opt.beta_1) * grad
+        s *= opt.beta_2
+        s += (1 - opt.beta_2) * grad * grad
+        theta -= adam_step_size(opt, state.t) * m / (np.sqrt(s) + opt.epsilon)

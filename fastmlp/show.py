@@ -1,0 +1,42 @@
+"""show_config(): what this installation has (backends, BLAS, OpenMP, threads)."""
+import platform
+
+
+def config():
+    """A dict describing the installation; the same facts show_config() prints."""
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    from . import __version__
+    from ._config import cpu_count
+    from .backends import available_backends, get_backend
+
+    try:
+        from . import _build_info
+
+        openmp = _build_info.openmp_enabled()
+        extension = True
+    except ImportError:
+        openmp, extension = False, False
+    blas = [
+        {k: info.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+        for info in threadpool_info() if info.get("user_api") == "blas"
+    ]
+    return {
+        "fastmlp": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+        "cpus": cpu_count(),
+        "compiled_extension": extension,
+        "openmp": openmp,
+        "backends": available_backends(),
+        "auto_backend": get_backend("auto").name,
+        "blas": blas,
+    }
+
+
+def show_config():
+    """Print the installation's backends, BLAS, OpenMP and thread counts."""
+    for key, value in config().items():
+        print(f"{key:>20}: {value}")

@@ -1,0 +1,65 @@
+"""Builds the Cython sources in csrc/ into extensions inside the fastmlp package.
+
+OpenMP is used when the compiler accepts it; otherwise the extensions are built serial
+and `fastmlp.show_config()` says so.
+"""
+import os
+import sys
+import tempfile
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+OPENMP_PROBE = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+
+
+def compiler_has_openmp(compiler):
+    """Compile and link a tiny OpenMP program; True if the toolchain supports it."""
+    if os.environ.get("FASTMLP_NO_OPENMP"):
+        return False
+    flag = "/openmp" if compiler.compiler_type == "msvc" else "-fopenmp"
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "probe.c")
+        with open(source, "w") as f:
+            f.write(OPENMP_PROBE)
+        try:
+            objects = compiler.compile([source], output_dir=tmp, extra_postargs=[flag])
+            compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=[flag])
+        except Exception:
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        use_openmp = compiler_has_openmp(self.compiler)
+        msvc = self.compiler.compiler_type == "msvc"
+        for ext in self.extensions:
+            ext.extra_compile_args += ["/O2"] if msvc else ["-O3"]
+            if use_openmp:
+                ext.extra_compile_args.append("/openmp" if msvc else "-fopenmp")
+                if not msvc:
+                    ext.extra_link_args.append("-fopenmp")
+            ext.define_macros.append(("FASTMLP_OPENMP", "1" if use_openmp else "0"))
+        print(f"fastmlp: building with OpenMP={'yes' if use_openmp else 'no'}", file=sys.stderr)
+        super().build_extensions()
+
+
+def extension(name):
+    return Extension(
+        f"fastmlp.{name}",
+        [f"csrc/{name}.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+
+
+setup(
+    ext_modules=cythonize(
+        [extension("_build_info")],
+        compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False},
+    ),
+    cmdclass={"build_ext": BuildExt},
+)
