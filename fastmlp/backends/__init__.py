@@ -15,8 +15,9 @@ import importlib
 # name -> module, in order of preference for "auto" (fastest first).
 _MODULES = {
     "numpy": "fastmlp.backends.reference",
+    "numba": "fastmlp.backends.numba_kernels",
 }
-_AUTO_ORDER = ("numpy",)
+_AUTO_ORDER = ("numba", "numpy")
 _loaded = {}
 _errors = {}
 

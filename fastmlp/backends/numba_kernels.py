@@ -1,0 +1,391 @@
+"""The Numba backend: the reference contract as @njit kernels, the whole epoch in one call.
+
+Each kernel says which reference function it mirrors. Two regimes, chosen by size:
+
+* small layers (fewer than SMALL_WORK multiply-adds): register-friendly loops whose inner
+  loop runs along a contiguous row, which LLVM vectorises; no BLAS call overhead.
+* large layers: the GEMM comes from BLAS (np.dot inside @njit calls scipy's BLAS), row block
+  by row block, and the epilogue (bias + activation, or δ ⊙ g') runs on each block while it
+  is still in cache, not as extra sweeps over the whole matrix.
+
+No kernel reduces across threads: BLAS partitions its output, the loops are serial, so the
+same inputs give bitwise-identical results whatever the thread count.
+
+Compiled functions are cached on disk (cache=True): in __pycache__ beside this file when it
+is writable, otherwise in Numba's per-user cache directory (NUMBA_CACHE_DIR overrides).
+"""
+import functools
+
+import numpy as np
+from numba import njit
+
+from .. import activations, losses
+from .._config import FASTMATH
+from . import _contract
+
+name = "numba"
+
+jit = functools.partial(njit, cache=True, nogil=True, fastmath=FASTMATH)
+
+# Activation and loss codes (fastmlp.activations.CODES / fastmlp.losses.CODES).
+IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, SOFTMAX = range(6)
+SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = range(3)
+assert activations.CODES["softmax"] == SOFTMAX and losses.CODES["binary_cross_entropy"] == 2
+
+#: Below this many multiply-adds per GEMM, loops beat a BLAS call (see bench/).
+SMALL_WORK = 1 << 16
+#: Rows per GEMM block in the BLAS regime: the block's output stays in L2 for the epilogue.
+ROW_BLOCK = 128
+
+
+# -- elementwise pieces -------------------------------------------------------------------
+@jit
+def _activate_row(z, act, slope):
+    """Mirrors activations.activate on one row, in place."""
+    n = z.shape[0]
+    if act == LOGISTIC:
+        for j in range(n):
+            e = np.exp(-abs(z[j]))
+            z[j] = (1.0 if z[j] >= 0 else e) / (1.0 + e)
+    elif act == TANH:
+        for j in range(n):
+            z[j] = np.tanh(z[j])
+    elif act == RELU:
+        for j in range(n):
+            z[j] = max(z[j], 0.0)
+    elif act == LEAKY_RELU:
+        for j in range(n):
+            if z[j] < 0:
+                z[j] *= slope
+    elif act == SOFTMAX:
+        m = z[0]
+        for j in range(1, n):
+            m = max(m, z[j])
+        s = 0.0
+        for j in range(n):
+            z[j] = np.exp(z[j] - m)
+            s += z[j]
+        for j in range(n):
+            z[j] /= s
+
+
+@jit
+def _derivative(a, act, slope):
+    """Mirrors activations.derivative for one output value."""
+    if act == LOGISTIC:
+        return a * (1 - a)
+    if act == TANH:
+        return 1 - a * a
+    if act == RELU:
+        return 1.0 if a > 0 else 0.0
+    if act == LEAKY_RELU:
+        return 1.0 if a > 0 else slope
+    return 1.0
+
+
+@jit
+def _bias_activate(out, b, act, slope, r0, r1):
+    """Epilogue of the forward pass on rows r0:r1: out += b, then out = g(out)."""
+    for i in range(r0, r1):
+        row = out[i]
+        for j in range(row.shape[0]):
+            row[j] += b[j]
+        if act != IDENTITY:
+            _activate_row(row, act, slope)
+
+
+@jit
+def _times_derivative(delta_in, A_in, act, slope, r0, r1):
+    """Epilogue of the backward pass on rows r0:r1: δ_in *= g'(A_in)."""
+    if act == IDENTITY:
+        return
+    for i in range(r0, r1):
+        for k in range(delta_in.shape[1]):
+            delta_in[i, k] *= _derivative(A_in[i, k], act, slope)
+
+
+# -- layer kernels ------------------------------------------------------------------------
+@jit
+def _forward(A_in, W, b, act, slope, out):
+    """Mirrors reference.forward_layer: out = g(A_in @ W + b)."""
+    n, n_in = A_in.shape
+    n_out = W.shape[1]
+    if n * n_in * n_out < SMALL_WORK:
+        for i in range(n):
+            row = out[i]
+            row[:] = 0
+            for k in range(n_in):
+                a = A_in[i, k]
+                w = W[k]
+                for j in range(n_out):
+                    row[j] += a * w[j]
+        _bias_activate(out, b, act, slope, 0, n)
+    else:
+        for r0 in range(0, n, ROW_BLOCK):
+            r1 = min(r0 + ROW_BLOCK, n)
+            np.dot(A_in[r0:r1], W, out[r0:r1])
+            _bias_activate(out, b, act, slope, r0, r1)
+
+
+@jit
+def _backward(A_in, delta, W, grad_W, grad_b, delta_in, act_in, slope, want_delta_in):
+    """Mirrors reference.backward_layer: ∂L/∂W = A_inᵀδ, ∂L/∂b = Σ_rows δ, δ_in = (δWᵀ) ⊙ g'."""
+    n, n_in = A_in.shape
+    n_out = W.shape[1]
+    grad_b[:] = 0
+    for i in range(n):
+        for j in range(n_out):
+            grad_b[j] += delta[i, j]
+    if n * n_in * n_out < SMALL_WORK:
+        grad_W[:] = 0
+        for i in range(n):
+            d = delta[i]
+            for k in range(n_in):
+                a = A_in[i, k]
+                g = grad_W[k]
+                for j in range(n_out):
+                    g[j] += a * d[j]
+        if want_delta_in:
+            for i in range(n):
+                d = delta[i]
+                for k in range(n_in):
+                    w = W[k]
+                    s = 0.0
+                    for j in range(n_out):
+                        s += d[j] * w[j]
+                    delta_in[i, k] = s * _derivative(A_in[i, k], act_in, slope)
+    else:
+        np.dot(A_in.T, delta, grad_W)
+        if want_delta_in:
+            for r0 in range(0, n, ROW_BLOCK):
+                r1 = min(r0 + ROW_BLOCK, n)
+                np.dot(delta[r0:r1], W.T, delta_in[r0:r1])
+                _times_derivative(delta_in, A_in, act_in, slope, r0, r1)
+
+
+@jit
+def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
+    """Mirrors reference.output_delta: δ_out into delta, returns Σ_i w_i L_i (float64)."""
+    n, m = A_out.shape
+    total = 0.0
+    for i in range(n):
+        y, r, d = A_out[i], Y[i], delta[i]
+        # per-sample loss (losses.sample_losses)
+        li = 0.0
+        for j in range(m):
+            if loss == SQUARED_ERROR:
+                li += 0.5 * (y[j] - r[j]) ** 2
+            elif loss == CROSS_ENTROPY:
+                li -= r[j] * np.log(max(y[j], tiny))
+            else:
+                li -= r[j] * np.log(max(y[j], tiny)) + (1 - r[j]) * np.log(max(1 - y[j], tiny))
+        # δ_out (losses.delta)
+        if act == SOFTMAX:
+            if loss == CROSS_ENTROPY:
+                rs = 0.0
+                for j in range(m):
+                    rs += r[j]
+                for j in range(m):
+                    d[j] = y[j] * rs - r[j]
+            elif loss == SQUARED_ERROR:
+                s = 0.0
+                for j in range(m):
+                    s += y[j] * (y[j] - r[j])
+                for j in range(m):
+                    d[j] = y[j] * ((y[j] - r[j]) - s)
+            else:
+                s = 0.0
+                for j in range(m):
+                    d[j] = -r[j] + (1 - r[j]) * y[j] / max(1 - y[j], tiny)
+                    s += d[j]
+                for j in range(m):
+                    d[j] -= y[j] * s
+        elif act == LOGISTIC:
+            for j in range(m):
+                if loss == BINARY_CROSS_ENTROPY:
+                    d[j] = y[j] - r[j]
+                elif loss == CROSS_ENTROPY:
+                    d[j] = -r[j] * (1 - y[j])
+                else:
+                    d[j] = (y[j] - r[j]) * y[j] * (1 - y[j])
+        else:
+            for j in range(m):
+                d[j] = (y[j] - r[j]) * _derivative(y[j], act, slope)
+        if has_sw:
+            for j in range(m):
+                d[j] *= sw[i]
+            li *= sw[i]
+        total += li
+    return total
+
+
+# -- the compiled epoch -------------------------------------------------------------------
+@jit
+def _view(buf, start, rows, cols):
+    return buf[start:start + rows * cols].reshape((rows, cols))
+
+
+@jit
+def _train_epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw,
+                 order, batch_size, sgd, nesterov, hyper, beta_1, beta_2, t, first, second,
+                 grad, acts, deltas, xb, yb, wb):
+    """Mirrors reference.train_epoch (minibatch_step inlined): returns (Σ loss·rows, t).
+
+    hyper (in θ's dtype, so scalar arithmetic rounds as NumPy's does): learning_rate,
+    momentum, l2, β₁, 1-β₁, β₂, 1-β₂, ε, then two scratch slots (Adam step size, weight sum).
+    Every buffer is preallocated: a minibatch step allocates nothing.
+    """
+    n = X.shape[0]
+    n_layers = offsets.shape[0]
+    n0, n_last = sizes[0], sizes[n_layers]
+    lr, momentum, l2 = hyper[0], hyper[1], hyper[2]
+    b1, omb1, b2, omb2, eps = hyper[3], hyper[4], hyper[5], hyper[6], hyper[7]
+    total = 0.0
+    for start in range(0, n, batch_size):
+        nb = min(batch_size, n - start)
+        # gather the minibatch rows (order is a permutation)
+        xv = _view(xb, 0, nb, n0)
+        yv = _view(yb, 0, nb, n_last)
+        weight_sum = 0.0
+        for r in range(nb):
+            src = order[start + r]
+            xv[r] = X[src]
+            yv[r] = Y[src]
+            wb[r] = sw[src]
+            weight_sum += sw[src] if has_sw else 1.0
+        # forward
+        pos = 0
+        a_in = xv
+        for l in range(n_layers):
+            n_in, n_out = sizes[l], sizes[l + 1]
+            W = _view(theta, offsets[l, 0], n_in, n_out)
+            b = theta[offsets[l, 1]:offsets[l, 1] + n_out]
+            out = _view(acts, pos, nb, n_out)
+            _forward(a_in, W, b, output if l == n_layers - 1 else hidden, slope, out)
+            a_in = out
+            pos += nb * n_out
+        # output delta, at the same offset as the output activations
+        pos -= nb * n_last
+        d_out = _view(deltas, pos, nb, n_last)
+        batch_loss = _output_delta(a_in, yv, output, loss, d_out, wb,
+                                   has_sw, slope, tiny)
+        # backward
+        for l in range(n_layers - 1, -1, -1):
+            n_in, n_out = sizes[l], sizes[l + 1]
+            W = _view(theta, offsets[l, 0], n_in, n_out)
+            gW = _view(grad, offsets[l, 0], n_in, n_out)
+            gb = grad[offsets[l, 1]:offsets[l, 1] + n_out]
+            delta = _view(deltas, pos, nb, n_out)
+            if l > 0:
+                pos -= nb * n_in
+                A_in = _view(acts, pos, nb, n_in)
+                _backward(A_in, delta, W, gW, gb, _view(deltas, pos, nb, n_in), hidden, slope,
+                          True)
+            else:
+                _backward(xv, delta, W, gW, gb, delta, hidden, slope, False)
+        # mean gradient with L2 on the weights, then the optimizer update
+        hyper[9] = weight_sum  # rounds to θ's dtype, as the reference's division does
+        wsum = hyper[9]
+        squared_norm = 0.0
+        for l in range(n_layers):
+            for p in range(offsets[l, 0], offsets[l, 1]):
+                squared_norm += theta[p] * theta[p]
+                grad[p] += l2 * theta[p]
+        for p in range(grad.shape[0]):
+            grad[p] /= wsum
+        if sgd:
+            for p in range(theta.shape[0]):
+                first[p] = momentum * first[p] - lr * grad[p]
+                if nesterov:
+                    theta[p] += momentum * first[p] - lr * grad[p]
+                else:
+                    theta[p] += first[p]
+        else:
+            t += 1
+            hyper[8] = hyper[0] * np.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
+            step = hyper[8]
+            for p in range(theta.shape[0]):
+                g = grad[p]
+                first[p] = b1 * first[p] + omb1 * g
+                second[p] = b2 * second[p] + omb2 * g * g
+                theta[p] -= step * first[p] / (np.sqrt(second[p]) + eps)
+        total += (batch_loss + 0.5 * hyper[2] * squared_norm) / weight_sum * nb
+    return total, t
+
+
+# -- the public contract (validated in Python before any compiled code runs) --------------
+def forward_layer(A_in, W, b, activation, out, leaky_slope=0.01):
+    """out = g(A_in @ W + b); returns out. Mirrors reference.forward_layer."""
+    A_in, W, b = _contract.check_forward(A_in, W, b, activation, out)
+    _forward(A_in, W, b, activations.CODES[activation],
+             activations.check_leaky_slope(leaky_slope), out)
+    return out
+
+
+def backward_layer(A_in, delta, W, grad_W, grad_b, delta_in=None, activation_in=None,
+                   leaky_slope=0.01):
+    """grad_W = A_inᵀ δ, grad_b = Σ_rows δ, δ_in = (δ Wᵀ) ⊙ g'(A_in). Mirrors reference."""
+    A_in, delta, W = _contract.check_backward(A_in, delta, W, grad_W, grad_b, delta_in,
+                                              activation_in)
+    want = delta_in is not None
+    _backward(A_in, delta, W, grad_W, grad_b, delta_in if want else _NO_DELTA[A_in.dtype],
+              activations.CODES[activation_in] if want else IDENTITY,
+              activations.check_leaky_slope(leaky_slope), want)
+
+
+def output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_slope=0.01):
+    """δ_out into delta; returns the weighted summed loss. Mirrors reference.output_delta."""
+    A_out, Y, sample_weight = _contract.check_output_delta(A_out, Y, activation, loss, delta,
+                                                           sample_weight)
+    has_sw = sample_weight is not None
+    sw = sample_weight if has_sw else np.ones(1, A_out.dtype)
+    return _output_delta(A_out, Y, activations.CODES[activation], losses.CODES[loss], delta, sw,
+                         has_sw, activations.check_leaky_slope(leaky_slope),
+                         np.finfo(A_out.dtype).tiny)
+
+
+# Stand-in for an absent delta_in (the kernel is typed for an array; it never touches it).
+_NO_DELTA = {np.dtype(t): np.empty((1, 1), t) for t in (np.float32, np.float64)}
+
+
+class Workspace:
+    """Buffers for one (architecture, batch size, dtype): allocated once, reused every epoch."""
+
+    def __init__(self, arch, batch_size, dtype):
+        hidden_and_out = int(sum(arch.layer_sizes[1:]))
+        self.key = (arch.layer_sizes, batch_size, dtype)
+        self.acts = np.empty(batch_size * hidden_and_out, dtype)
+        self.deltas = np.empty_like(self.acts)
+        self.xb = np.empty(batch_size * arch.layer_sizes[0], dtype)
+        self.yb = np.empty(batch_size * arch.layer_sizes[-1], dtype)
+        self.wb = np.empty(batch_size, dtype)
+        self.grad = np.empty(arch.n_params, dtype)
+
+
+def _workspace(state, arch, batch_size, dtype):
+    ws = state.meta.get("numba_workspace")
+    if ws is None or ws.key != (arch.layer_sizes, batch_size, dtype):
+        ws = state.meta["numba_workspace"] = Workspace(arch, batch_size, dtype)
+    return ws
+
+
+def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state):
+    """One epoch in one compiled call. Mirrors reference.train_epoch."""
+    X, Y, sample_weight, order, batch_size = _contract.check_train_epoch(
+        arch, theta, X, Y, sample_weight, order, batch_size, state)
+    dtype = theta.dtype
+    ws = _workspace(state, arch, batch_size, dtype)
+    has_sw = sample_weight is not None
+    hyper = np.array([opt.learning_rate, opt.momentum, opt.l2, opt.beta_1, 1 - opt.beta_1,
+                      opt.beta_2, 1 - opt.beta_2, opt.epsilon, 0.0, 0.0], dtype=dtype)
+    hidden, output, loss = arch.codes
+    total, state.t = _train_epoch(
+        theta, arch.offsets, arch.sizes, hidden, output, loss, arch.leaky_slope,
+        np.finfo(dtype).tiny, X, Y, sample_weight if has_sw else np.ones(X.shape[0], dtype),
+        has_sw, order, batch_size, opt.name == "sgd", opt.nesterov, hyper, opt.beta_1,
+        opt.beta_2, state.t, state.first, state.second, ws.grad, ws.acts, ws.deltas, ws.xb,
+        ws.yb, ws.wb)
+    return total
+
+
+__all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epoch"]

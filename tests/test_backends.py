@@ -1,0 +1,214 @@
+"""Every compiled backend against the reference, function by function and end to end.
+
+Tolerances come from helpers.TOL (per dtype, stated once). Inputs come C-ordered,
+Fortran-ordered, strided and read-only: a backend may copy them, never misread them.
+"""
+import numpy as np
+import pytest
+from helpers import COMBOS, DTYPES, PAIRS, problem, targets, tol
+
+import fastmlp
+from fastmlp import MLP
+from fastmlp.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
+from fastmlp.backends import reference
+
+COMPILED = [name for name in fastmlp.available_backends() if name != "numpy"]
+# Shapes on both sides of the small-loop / BLAS switch, with batch 1 and odd sizes.
+SHAPES = [(1, 7, 33), (7, 33, 129), (33, 1, 7), (129, 7, 33), (129, 257, 129), (300, 64, 70)]
+LAYOUTS = ["C", "F", "strided", "readonly"]
+
+pytestmark = pytest.mark.skipif(not COMPILED, reason="no compiled backend installed")
+
+
+@pytest.fixture(params=COMPILED)
+def backend(request):
+    return fastmlp.get_backend(request.param)
+
+
+def as_layout(a, layout):
+    if layout == "F":
+        return np.asfortranarray(a)
+    if layout == "strided":
+        wide = np.zeros((a.shape[0], 2 * a.shape[1]) if a.ndim == 2 else 2 * a.shape[0], a.dtype)
+        view = wide[:, ::2] if a.ndim == 2 else wide[::2]
+        view[...] = a
+        return view
+    if layout == "readonly":
+        a = a.copy()
+        a.flags.writeable = False
+    return a
+
+
+def ids(values):
+    return [np.dtype(v).name if isinstance(v, type) else str(v) for v in values]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
+def test_forward_layer(backend, dtype, activation, shape, layout):
+    n, n_in, n_out = shape
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(n, n_in)).astype(dtype)
+    W = (rng.normal(size=(n_in, n_out)) / np.sqrt(n_in)).astype(dtype)
+    b = rng.normal(size=n_out).astype(dtype)
+    expected = reference.forward_layer(A, W, b, activation, np.empty((n, n_out), dtype), 0.1)
+    out = np.full((n, n_out), np.nan, dtype)
+    result = backend.forward_layer(as_layout(A, layout), as_layout(W, layout),
+                                   as_layout(b, layout), activation, out, 0.1)
+    assert result is out
+    np.testing.assert_allclose(out, expected, **tol(dtype))
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("activation_in", HIDDEN_ACTIVATIONS + (None,))
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
+def test_backward_layer(backend, dtype, activation_in, shape, layout):
+    n, n_in, n_out = shape
+    rng = np.random.default_rng(1)
+    A = rng.uniform(-1, 1, size=(n, n_in)).astype(dtype)
+    if activation_in in ("logistic",):
+        A = np.abs(A)
+    delta = rng.normal(size=(n, n_out)).astype(dtype)
+    W = rng.normal(size=(n_in, n_out)).astype(dtype)
+    want_in = activation_in is not None
+
+    def run(impl, A_, delta_, W_):
+        gW = np.full((n_in, n_out), np.nan, dtype)
+        gb = np.full(n_out, np.nan, dtype)
+        d_in = np.full((n, n_in), np.nan, dtype) if want_in else None
+        impl.backward_layer(A_, delta_, W_, gW, gb, d_in, activation_in, 0.1)
+        return gW, gb, d_in
+
+    expected = run(reference, A, delta, W)
+    got = run(backend, as_layout(A, layout), as_layout(delta, layout), as_layout(W, layout))
+    scale = np.sqrt(n)  # sums over the batch grow like √n
+    for e, g in zip(expected, got):
+        if e is not None:
+            np.testing.assert_allclose(g, e, **tol(dtype, scale * max(1, np.abs(e).max())))
+
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("n", [1, 7, 129])
+@pytest.mark.parametrize("output,loss", PAIRS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
+def test_output_delta(backend, dtype, output, loss, n, weighted):
+    rng = np.random.default_rng(2)
+    Z = rng.normal(0, 3, size=(n, 5)).astype(dtype)
+    from fastmlp.activations import activate
+
+    A = activate(Z, output, 0.1)
+    Y = targets(rng, n, 5, output, loss, dtype)
+    w = rng.uniform(0.1, 2, n).astype(dtype) if weighted else None
+    d_ref, d = np.empty_like(A), np.full_like(A, np.nan)
+    expected = reference.output_delta(A, Y, output, loss, d_ref, w, 0.1)
+    got = backend.output_delta(as_layout(A, "F"), Y, output, loss, d, w, 0.1)
+    assert got == pytest.approx(expected, rel=tol(dtype)["rtol"] * 10, abs=tol(dtype)["atol"])
+    np.testing.assert_allclose(d, d_ref, **tol(dtype))
+
+
+def pair_of_nets(backend, sizes, hidden, output, loss, dtype, seed=0):
+    nets = [MLP(sizes, hidden, output, loss, leaky_slope=0.1, dtype=dtype, backend=b,
+                random_state=seed) for b in ("numpy", backend)]
+    return nets
+
+
+@pytest.mark.parametrize("hidden,output,loss", COMBOS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
+def test_model_forward_and_gradients(backend, dtype, hidden, output, loss):
+    sizes = [7, 33, 5] if hidden in ("relu", "tanh") else [7, 9, 8, 6, 5]  # 1 and 3 hidden
+    ref, net = pair_of_nets(backend.name, sizes, hidden, output, loss, dtype)
+    X, Y = problem(3, 33, sizes, output, loss, dtype)
+    np.testing.assert_allclose(net.forward(X), ref.forward(X), **tol(dtype))
+    l_ref, gc_ref, gi_ref = ref.gradients(X, Y)
+    l, gc, gi = net.gradients(X, Y)
+    assert l == pytest.approx(l_ref, rel=tol(dtype)["rtol"] * 10)
+    for g, e in zip(gc + gi, gc_ref + gi_ref):
+        np.testing.assert_allclose(g, e, **tol(dtype, 10 * max(1, np.abs(e).max())))
+
+
+TRAINING = [
+    dict(optimizer="sgd", learning_rate=0.05),
+    dict(optimizer="sgd", learning_rate=0.05, momentum=0.9, l2=1e-3),
+    dict(optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True),
+    dict(optimizer="adam", learning_rate=0.01),
+    dict(optimizer="adam", learning_rate=0.01, l2=1e-2),
+]
+
+
+@pytest.mark.parametrize("opt", TRAINING, ids=["sgd", "momentum-l2", "nesterov", "adam",
+                                               "adam-l2"])
+@pytest.mark.parametrize("hidden,output,loss", [("relu", "softmax", "cross_entropy"),
+                                                ("tanh", "logistic", "binary_cross_entropy"),
+                                                ("logistic", "identity", "squared_error"),
+                                                ("leaky_relu", "logistic", "squared_error")])
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
+def test_training_follows_the_reference_trajectory(backend, dtype, hidden, output, loss, opt):
+    sizes = [6, 17, 9, 4]
+    ref, net = pair_of_nets(backend.name, sizes, hidden, output, loss, dtype)
+    X, Y = problem(4, 101, sizes, output, loss, dtype)
+    w = np.random.default_rng(5).uniform(0.2, 2, 101).astype(dtype)
+    for epoch in range(4):
+        sample_weight = w if epoch % 2 else None
+        kw = dict(batch_size=16, shuffle=True, random_state=epoch, sample_weight=sample_weight,
+                  **opt)
+        l_ref, l = ref.train_epoch(X, Y, **kw), net.train_epoch(X, Y, **kw)
+        assert l == pytest.approx(l_ref, rel=50 * tol(dtype)["rtol"])
+        np.testing.assert_allclose(net.theta, ref.theta, rtol=50 * tol(dtype)["rtol"],
+                                   atol=50 * tol(dtype)["atol"])
+    assert net.optimizer_state.t == ref.optimizer_state.t
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 128, 1000])
+def test_large_and_uneven_batches_follow_the_reference(backend, batch_size):
+    sizes = [40, 300, 20]  # the hidden layer crosses the BLAS switch at batch 128
+    ref, net = pair_of_nets(backend.name, sizes, "relu", "softmax", "cross_entropy", np.float64)
+    X, Y = problem(6, 301, sizes)
+    for epoch in range(2):
+        kw = dict(batch_size=batch_size, optimizer="adam", learning_rate=1e-3)
+        assert net.train_epoch(X, Y, **kw) == pytest.approx(ref.train_epoch(X, Y, **kw))
+    np.testing.assert_allclose(net.theta, ref.theta, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
+def test_same_seed_same_threads_is_bitwise_identical(backend, dtype):
+    sizes = [64, 256, 128, 10]
+    X, Y = problem(7, 600, sizes, dtype=dtype)
+    thetas = {}
+    for n_threads in (1, 2, 2):
+        net = MLP(sizes, dtype=dtype, backend=backend.name, random_state=0, n_threads=n_threads)
+        for epoch in range(2):
+            net.train_epoch(X, Y, batch_size=128, optimizer="adam", learning_rate=1e-3,
+                            shuffle=True, random_state=epoch)
+        thetas.setdefault(n_threads, []).append(net.theta.copy())
+    np.testing.assert_array_equal(thetas[2][0], thetas[2][1])
+    np.testing.assert_allclose(thetas[1][0], thetas[2][0], **tol(dtype, 10))
+
+
+def test_wrong_shapes_and_dtypes_are_rejected_before_the_kernel(backend):
+    A, W, b = np.ones((4, 3)), np.ones((3, 2)), np.ones(2)
+    with pytest.raises(ValueError, match="A_in has shape"):
+        backend.forward_layer(np.ones((4, 5)), W, b, "relu", np.empty((4, 2)))
+    with pytest.raises(ValueError, match="out has shape"):
+        backend.forward_layer(A, W, b, "relu", np.empty((4, 3)))
+    with pytest.raises(TypeError, match="dtype mismatch"):
+        backend.forward_layer(A.astype(np.float32), W, b, "relu", np.empty((4, 2)))
+    with pytest.raises(ValueError, match="read-only"):
+        out = np.empty((4, 2))
+        out.flags.writeable = False
+        backend.forward_layer(A, W, b, "relu", out)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        backend.forward_layer(A, W, b, "relu", np.empty((2, 4)).T)
+    with pytest.raises(ValueError, match="grad_W has shape"):
+        backend.backward_layer(A, np.ones((4, 2)), W, np.empty((2, 3)), np.empty(2))
+    with pytest.raises(ValueError, match="activation_in is required"):
+        backend.backward_layer(A, np.ones((4, 2)), W, np.empty((3, 2)), np.empty(2),
+                               np.empty((4, 3)))
+    with pytest.raises(ValueError, match="Y has shape"):
+        backend.output_delta(np.ones((4, 2)) / 2, np.ones((3, 2)), "softmax", "cross_entropy",
+                             np.empty((4, 2)))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        backend.forward_layer(A.astype(int), W.astype(int), b.astype(int), "relu",
+                              np.empty((4, 2), int))
