@@ -32,8 +32,10 @@ IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, SOFTMAX = range(6)
 SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = range(3)
 assert activations.CODES["softmax"] == SOFTMAX and losses.CODES["binary_cross_entropy"] == 2
 
-#: Below this many multiply-adds per GEMM, loops beat a BLAS call (see bench/).
-SMALL_WORK = 1 << 16
+#: Below this many multiply-adds per GEMM, loops match or beat a BLAS call; above it BLAS
+#: wins by 2-10x even at 32x64x128 (measured by bench/crossover.py on this 2-core AVX-512
+#: machine: np.dot from @njit costs ~0.1 us, so the switch sits at tiny, batch-1 shapes).
+SMALL_WORK = 1024
 #: Rows per GEMM block in the BLAS regime: the block's output stays in L2 for the epilogue.
 ROW_BLOCK = 128
 
@@ -221,6 +223,38 @@ def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
 
 # -- the compiled epoch -------------------------------------------------------------------
 @jit
+def _update(theta, grad, first, second, lo, hi, penalised, hyper, sgd, nesterov):
+    """Mirrors reference.minibatch_step's tail and optim.step on θ[lo:hi]:
+    g = (∂L/∂θ + l2·θ [weights only]) / Σw, then the SGD or Adam update.
+    One branch-free loop per rule, so LLVM vectorises each."""
+    lr, momentum, wsum = hyper[0], hyper[1], hyper[9]
+    l2 = hyper[2] if penalised else hyper[2] * 0
+    th, gr, m1, m2 = theta[lo:hi], grad[lo:hi], first[lo:hi], second[lo:hi]
+    n = hi - lo
+    if sgd and not nesterov:
+        for p in range(n):
+            g = (gr[p] + l2 * th[p]) / wsum
+            v = momentum * m1[p] - lr * g
+            m1[p] = v
+            th[p] += v
+    elif sgd:
+        for p in range(n):
+            g = (gr[p] + l2 * th[p]) / wsum
+            v = momentum * m1[p] - lr * g
+            m1[p] = v
+            th[p] += momentum * v - lr * g
+    else:
+        b1, omb1, b2, omb2, eps, step = hyper[3], hyper[4], hyper[5], hyper[6], hyper[7], hyper[8]
+        for p in range(n):
+            g = (gr[p] + l2 * th[p]) / wsum
+            m = b1 * m1[p] + omb1 * g
+            s = b2 * m2[p] + omb2 * g * g
+            m1[p] = m
+            m2[p] = s
+            th[p] -= step * m / (np.sqrt(s) + eps)
+
+
+@jit
 def _view(buf, start, rows, cols):
     return buf[start:start + rows * cols].reshape((rows, cols))
 
@@ -238,8 +272,7 @@ def _train_epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y,
     n = X.shape[0]
     n_layers = offsets.shape[0]
     n0, n_last = sizes[0], sizes[n_layers]
-    lr, momentum, l2 = hyper[0], hyper[1], hyper[2]
-    b1, omb1, b2, omb2, eps = hyper[3], hyper[4], hyper[5], hyper[6], hyper[7]
+    l2 = hyper[2]
     total = 0.0
     for start in range(0, n, batch_size):
         nb = min(batch_size, n - start)
@@ -283,32 +316,19 @@ def _train_epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y,
                           True)
             else:
                 _backward(xv, delta, W, gW, gb, delta, hidden, slope, False)
-        # mean gradient with L2 on the weights, then the optimizer update
+        # mean gradient with L2 on the weights, then the optimizer update: one sweep
         hyper[9] = weight_sum  # rounds to θ's dtype, as the reference's division does
-        wsum = hyper[9]
         squared_norm = 0.0
-        for l in range(n_layers):
-            for p in range(offsets[l, 0], offsets[l, 1]):
-                squared_norm += theta[p] * theta[p]
-                grad[p] += l2 * theta[p]
-        for p in range(grad.shape[0]):
-            grad[p] /= wsum
-        if sgd:
-            for p in range(theta.shape[0]):
-                first[p] = momentum * first[p] - lr * grad[p]
-                if nesterov:
-                    theta[p] += momentum * first[p] - lr * grad[p]
-                else:
-                    theta[p] += first[p]
-        else:
+        if not sgd:
             t += 1
             hyper[8] = hyper[0] * np.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
-            step = hyper[8]
-            for p in range(theta.shape[0]):
-                g = grad[p]
-                first[p] = b1 * first[p] + omb1 * g
-                second[p] = b2 * second[p] + omb2 * g * g
-                theta[p] -= step * first[p] / (np.sqrt(second[p]) + eps)
+        for l in range(n_layers):
+            w0, b0 = offsets[l, 0], offsets[l, 1]
+            if l2 != 0:  # BLAS dot: a plain loop would be a latency-bound serial reduction
+                squared_norm += np.dot(theta[w0:b0], theta[w0:b0])
+            _update(theta, grad, first, second, w0, b0, True, hyper, sgd, nesterov)
+            _update(theta, grad, first, second, b0, b0 + sizes[l + 1], False, hyper, sgd,
+                    nesterov)
         total += (batch_loss + 0.5 * hyper[2] * squared_norm) / weight_sum * nb
     return total, t
 

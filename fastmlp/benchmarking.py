@@ -1,0 +1,208 @@
+"""Side-by-side timing of training steps: the machinery behind `fastmlp bench` and bench/.
+
+A contender is a callable that runs `steps` SGD steps of one workload; its time per step is
+the median over interleaved rounds (every contender once per round, so machine noise hits
+all of them alike). Warm-up calls, which include JIT compilation, are outside the timing.
+"""
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import MLP, available_backends
+
+
+@dataclass(frozen=True)
+class Workload:
+    id: str
+    layers: tuple
+    batch: int
+    steps: int  # steps per timed call: enough that one call takes milliseconds
+    what: str
+
+
+#: ../shared/DESIGN.md §5: ReLU hidden layers, softmax + cross-entropy, one SGD step each.
+WORKLOADS = {
+    "W1": Workload("W1", (64, 32, 10), 1, 2000, "per-step overhead (online learning)"),
+    "W2": Workload("W2", (64, 128, 10), 32, 400, "small nets (digits-sized)"),
+    "W3": Workload("W3", (784, 256, 128, 10), 128, 20, "the classic MNIST MLP"),
+    "W4": Workload("W4", (1024, 2048, 2048, 10), 512, 2, "GEMM-bound"),
+}
+QUICK_STEPS = {"W1": 500, "W2": 100, "W3": 5, "W4": 1}
+
+
+def data(workload, dtype, seed=0):
+    """Seeded inputs and one-hot targets for `steps` minibatches."""
+    rng = np.random.default_rng(seed)
+    n = workload.batch * workload.steps
+    X = rng.standard_normal((n, workload.layers[0])).astype(dtype)
+    Y = np.eye(workload.layers[-1], dtype=dtype)[rng.integers(0, workload.layers[-1], n)]
+    return X, Y
+
+
+def fastmlp_step(backend, workload, dtype, X, Y, n_threads=None):
+    """Contender: MLP.train_epoch over the data (epoch time ÷ steps = time per step)."""
+    net = MLP(workload.layers, "relu", "softmax", "cross_entropy", dtype=dtype, backend=backend,
+              random_state=0, n_threads=n_threads)
+
+    def run():
+        return net.train_epoch(X, Y, batch_size=workload.batch, learning_rate=1e-3)
+
+    run.net = net
+    return run
+
+
+def gemm_floor(workload, dtype, X, Y):
+    """Contender: only the GEMMs a step needs — A@W per layer, Aᵀδ per layer, δWᵀ per layer
+    but the first — on preallocated buffers. No bias, activation, loss or update."""
+    rng = np.random.default_rng(1)
+    sizes, b = workload.layers, workload.batch
+    Ws = [rng.standard_normal((i, o)).astype(dtype) for i, o in zip(sizes[:-1], sizes[1:])]
+    acts = [np.empty((b, n), dtype) for n in sizes]
+    deltas = [rng.standard_normal((b, n)).astype(dtype) for n in sizes]
+    grads = [np.empty_like(W) for W in Ws]
+
+    def run():
+        for s in range(workload.steps):
+            acts[0] = X[s * b:(s + 1) * b]
+            for l, W in enumerate(Ws):
+                np.dot(acts[l], W, out=acts[l + 1])
+            for l in range(len(Ws) - 1, -1, -1):
+                np.dot(acts[l].T, deltas[l + 1], out=grads[l])
+                if l > 0:
+                    np.dot(deltas[l + 1], Ws[l].T, out=deltas[l])
+
+    return run
+
+
+def torch_step(workload, dtype, X, Y, n_threads=None):
+    """Contender: PyTorch eager CPU, nn.Linear + autograd + optim.SGD. None if torch is absent."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if n_threads:
+        torch.set_num_threads(n_threads)
+    tdtype = torch.float32 if np.dtype(dtype) == np.float32 else torch.float64
+    layers = []
+    for i, (n_in, n_out) in enumerate(zip(workload.layers[:-1], workload.layers[1:])):
+        layers.append(torch.nn.Linear(n_in, n_out, dtype=tdtype))
+        if i < len(workload.layers) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    b = workload.batch
+    Xt = torch.from_numpy(np.ascontiguousarray(X))
+    labels = torch.from_numpy(Y.argmax(1))
+    batches = [(Xt[s * b:(s + 1) * b], labels[s * b:(s + 1) * b]) for s in range(workload.steps)]
+
+    def run():
+        for xb, yb in batches:
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            opt.step()
+
+    return run
+
+
+def contenders(workload, dtype, backends=None, with_torch=True, n_threads=None):
+    """name -> callable running workload.steps steps, fastmlp backends first."""
+    X, Y = data(workload, dtype)
+    runs = {}
+    for backend in backends or available_backends():
+        runs[backend] = fastmlp_step(backend, workload, dtype, X, Y, n_threads)
+    runs["gemm floor"] = gemm_floor(workload, dtype, X, Y)
+    if with_torch:
+        step = torch_step(workload, dtype, X, Y, n_threads)
+        if step is not None:
+            runs["torch eager"] = step
+    return runs
+
+
+#: Pause before each timed call. OpenBLAS worker threads spin for ~0.1 s after a call; NumPy
+#: and SciPy (whose BLAS the compiled kernels call) each load their own OpenBLAS, so without a
+#: pause one contender's spinning threads would steal the cores of the next one.
+COOLDOWN = 0.15
+
+
+def time_interleaved(runs, rounds=7, cooldown=COOLDOWN):
+    """Median seconds per call of each callable, calling them in turn, round after round."""
+    for run in runs.values():  # warm-up: JIT compilation and first-touch allocations
+        run()
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            time.sleep(cooldown)
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def step_table(workload_ids=("W1", "W2", "W3", "W4"), dtypes=(np.float32, np.float64),
+               rounds=7, quick=False, backends=None, with_torch=True, n_threads=None,
+               progress=None):
+    """Rows of {workload, dtype, contender, us_per_step}, timed side by side."""
+    rows = []
+    for wid in workload_ids:
+        workload = WORKLOADS[wid]
+        if quick:
+            workload = Workload(wid, workload.layers, workload.batch, QUICK_STEPS[wid],
+                                workload.what)
+        for dtype in dtypes:
+            runs = contenders(workload, dtype, backends, with_torch, n_threads)
+            medians = time_interleaved(runs, rounds)
+            for name, seconds in medians.items():
+                rows.append(dict(workload=wid, dtype=np.dtype(dtype).name, contender=name,
+                                 us_per_step=1e6 * seconds / workload.steps))
+            if progress:
+                progress(wid, np.dtype(dtype).name)
+    return rows
+
+
+def forward_vs_gemm(shape=(128, 784, 256), dtypes=(np.float32, np.float64), rounds=15,
+                    reps=50, backends=None):
+    """Fused forward_layer (GEMM + bias + ReLU) of each backend against a bare np.dot."""
+    from .backends import get_backend
+
+    n, n_in, n_out = shape
+    rows = []
+    for dtype in dtypes:
+        rng = np.random.default_rng(0)
+        A = rng.standard_normal((n, n_in)).astype(dtype)
+        W = rng.standard_normal((n_in, n_out)).astype(dtype)
+        b = rng.standard_normal(n_out).astype(dtype)
+        out = np.empty((n, n_out), dtype)
+        runs = {"bare GEMM": lambda: [np.dot(A, W, out=out) for _ in range(reps)]}
+        for name in backends or available_backends():
+            kernel = get_backend(name).forward_layer
+            runs[name] = (lambda k: lambda: [k(A, W, b, "relu", out) for _ in range(reps)])(kernel)
+        for name, seconds in time_interleaved(runs, rounds).items():
+            rows.append(dict(shape="x".join(map(str, shape)), dtype=np.dtype(dtype).name,
+                             contender=name, us_per_call=1e6 * seconds / reps))
+    return rows
+
+
+def ratio_table(rows):
+    """Text table: per workload and dtype, each contender's µs/step and its ratios."""
+    lines = []
+    header = f"{'workload':8} {'dtype':8} {'contender':12} {'us/step':>10} {'vs numpy':>9} " \
+             f"{'vs floor':>9} {'vs torch':>9}"
+    lines.append(header)
+    lines.append("-" * len(header))
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["workload"], r["dtype"]), {})[r["contender"]] = r["us_per_step"]
+    for (wid, dtype), group in groups.items():
+        for name, us in group.items():
+            def rel(other, faster):
+                if other not in group:
+                    return "-"
+                return f"{group[other] / us:.2f}x" if faster else f"{us / group[other]:.2f}x"
+            lines.append(f"{wid:8} {dtype:8} {name:12} {us:10.2f} {rel('numpy', True):>9} "
+                         f"{rel('gemm floor', False):>9} {rel('torch eager', True):>9}")
+    lines.append("vs numpy / vs torch: how many times faster than that contender; "
+                 "vs floor: time ÷ the bare-GEMM floor (1.00x = nothing added).")
+    return "\n".join(lines)
