@@ -206,3 +206,30 @@ def ratio_table(rows):
     lines.append("vs numpy / vs torch: how many times faster than that contender; "
                  "vs floor: time ÷ the bare-GEMM floor (1.00x = nothing added).")
     return "\n".join(lines)
+
+
+def plot(rows, path):
+    """Bar chart of µs per step by workload and contender (log scale); returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = list(dict.fromkeys((r["workload"], r["dtype"]) for r in rows))
+    names = list(dict.fromkeys(r["contender"] for r in rows))
+    value = {(r["workload"], r["dtype"], r["contender"]): r["us_per_step"] for r in rows}
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(cases)), 4.5))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        xs = [c + i * width for c in range(len(cases))]
+        ax.bar(xs, [value.get((w, d, name), np.nan) for w, d in cases], width, label=name)
+    ax.set_xticks([c + 0.4 - width / 2 for c in range(len(cases))])
+    ax.set_xticklabels([f"{w}\n{d}" for w, d in cases])
+    ax.set_yscale("log")
+    ax.set_ylabel("µs per SGD step (median, lower is better)")
+    ax.set_title("fastmlp training step, side by side")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -59,6 +59,44 @@ def train(args):
     return 0
 
 
+def bench(args):
+    """Time W1-W4 steps of every backend beside the reference, the GEMM floor and PyTorch."""
+    import json
+    import os
+
+    from tqdm import tqdm
+
+    from . import benchmarking as B
+    from .show import config as machine
+
+    workloads = args.workloads or (["W1", "W2", "W3"] if args.quick else list(B.WORKLOADS))
+    dtypes = [np.dtype(d) for d in args.dtypes]
+    bar = tqdm(total=len(workloads) * len(dtypes), desc="bench", unit="case",
+               disable=args.quiet)
+    rows = B.step_table(workloads, dtypes, rounds=3 if args.quick else args.rounds,
+                        quick=args.quick, n_threads=args.n_threads,
+                        progress=lambda w, d: (bar.set_postfix_str(f"{w} {d}"), bar.update()))
+    bar.close()
+    forward = B.forward_vs_gemm(dtypes=dtypes, rounds=5 if args.quick else 15)
+    print(B.ratio_table(rows))
+    print()
+    for r in forward:
+        print(f"forward_layer {r['shape']} {r['dtype']:8} {r['contender']:10} "
+              f"{r['us_per_call']:9.1f} us")
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "results.json")
+    with open(path, "w") as f:
+        json.dump({"machine": machine(), "command": " ".join(["fastmlp", "bench", *args.argv]),
+                   "steps": rows, "forward_layer": forward}, f, indent=2)
+    print(f"wrote {path}")
+    try:
+        png = B.plot(rows, os.path.join(args.out, "steps.png"))
+        print(f"wrote {png}")
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install -e '.[bench]')")
+    return 0
+
+
 def config(args):
     from .show import show_config
 
@@ -81,13 +119,25 @@ def build_parser():
     p.add_argument("--no-compare", action="store_true", help="skip the scikit-learn fit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=train)
+    p = sub.add_parser("bench", help="time training steps against the reference, GEMMs, torch")
+    p.add_argument("--quick", action="store_true", help="W1-W3, fewer steps and rounds")
+    p.add_argument("--workloads", nargs="+", choices=["W1", "W2", "W3", "W4"])
+    p.add_argument("--dtypes", nargs="+", default=["float32", "float64"],
+                   choices=["float32", "float64"])
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--n-threads", type=int, default=None)
+    p.add_argument("--out", default="bench-results", help="directory for results.json and the plot")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=bench)
     p = sub.add_parser("config", help="show backends, BLAS, OpenMP and threads")
     p.set_defaults(func=config)
     return parser
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv[1:]
     return args.func(args)
 
 
