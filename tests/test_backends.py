@@ -212,3 +212,34 @@ def test_wrong_shapes_and_dtypes_are_rejected_before_the_kernel(backend):
     with pytest.raises(TypeError, match="float32 or float64"):
         backend.forward_layer(A.astype(int), W.astype(int), b.astype(int), "relu",
                               np.empty((4, 2), int))
+
+
+ALLOCATIONS_PROBE = r"""
+import numpy as np
+from numba.core.runtime import rtsys
+from fastmlp import MLP
+net = MLP([20, 40, 30, 5], dtype=np.float32, backend="numba", random_state=0)
+rng = np.random.default_rng(0)
+X = rng.normal(size=(1000, 20)).astype(np.float32)
+Y = np.eye(5, dtype=np.float32)[rng.integers(0, 5, 1000)]
+counts = []
+for rows in (40, 1000):  # 4 and 100 minibatches of 10
+    net.train_epoch(X[:rows], Y[:rows], batch_size=10, optimizer="adam")  # compile, workspace
+    before = rtsys.get_allocation_stats().alloc
+    net.train_epoch(X[:rows], Y[:rows], batch_size=10, optimizer="adam")
+    counts.append(rtsys.get_allocation_stats().alloc - before)
+print(counts[0], counts[1])
+"""
+
+
+@pytest.mark.skipif("numba" not in COMPILED, reason="numba backend not installed")
+def test_numba_epoch_allocates_nothing_per_minibatch():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_NRT_STATS="1")
+    out = subprocess.run([sys.executable, "-c", ALLOCATIONS_PROBE], env=env, check=True,
+                         capture_output=True, text=True).stdout.split()
+    few, many = int(out[-2]), int(out[-1])
+    assert many == few, f"{few} allocations for 4 minibatches but {many} for 100"

@@ -231,7 +231,10 @@ def _update(theta, grad, first, second, lo, hi, penalised, hyper, sgd, nesterov)
     l2 = hyper[2] if penalised else hyper[2] * 0
     th, gr, m1, m2 = theta[lo:hi], grad[lo:hi], first[lo:hi], second[lo:hi]
     n = hi - lo
-    if sgd and not nesterov:
+    if sgd and momentum == 0 and not nesterov:  # plain SGD: no velocity to read or write
+        for p in range(n):
+            th[p] -= lr * ((gr[p] + l2 * th[p]) / wsum)
+    elif sgd and not nesterov:
         for p in range(n):
             g = (gr[p] + l2 * th[p]) / wsum
             v = momentum * m1[p] - lr * g
