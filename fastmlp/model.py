@@ -169,7 +169,8 @@ class MLP:
         Each step uses the minibatch *mean* gradient, as scikit-learn does. The optimizer's
         moments persist between calls (reset_optimizer() forgets them; changing the optimizer
         name resets them). `order` gives the row order explicitly; otherwise rows are taken in
-        order, or permuted when shuffle=True (seeded by random_state).
+        order, or permuted when shuffle=True (seeded by random_state). The two parts of the
+        returned loss, (data term, L2 term), are kept in `last_epoch_terms`.
         """
         opt = optim.Optimizer(optimizer, float(learning_rate), float(momentum), bool(nesterov),
                               float(l2), float(beta_1), float(beta_2), float(epsilon))
@@ -180,9 +181,11 @@ class MLP:
             self.optimizer_state = optim.OptimizerState.zeros(self.arch.n_params, self.dtype)
             self._optimizer_name = opt.name
         with thread_limit(self.n_threads):
-            total = self.backend.train_epoch(self.arch, self.theta, X, Y, sample_weight, order,
-                                             batch_size, opt, self.optimizer_state)
-        return total / X.shape[0]
+            data_term, penalty_term = self.backend.train_epoch(
+                self.arch, self.theta, X, Y, sample_weight, order, batch_size, opt,
+                self.optimizer_state)
+        self.last_epoch_terms = (data_term / X.shape[0], penalty_term / X.shape[0])
+        return (data_term + penalty_term) / X.shape[0]
 
     def __repr__(self):
         return (f"MLP({list(self.arch.layer_sizes)}, hidden={self.arch.hidden_activation!r}, "

@@ -7,6 +7,7 @@ caller-provided buffers:
     backward_layer(A_in, delta, W, grad_W, grad_b, delta_in=None, activation_in=None, leaky_slope=0.01)
     output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_slope=0.01)
     train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state)
+        -> (Σ_b mean loss_b·rows_b, Σ_b mean L2 penalty_b·rows_b)
 
 Models resolve a backend once with `get_backend`; nowhere else branches on its name.
 """

@@ -266,7 +266,7 @@ def _view(buf, start, rows, cols):
 def _train_epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw,
                  order, batch_size, sgd, nesterov, hyper, beta_1, beta_2, t, first, second,
                  grad, acts, deltas, xb, yb, wb):
-    """Mirrors reference.train_epoch (minibatch_step inlined): returns (Σ loss·rows, t).
+    """Mirrors reference.train_epoch (minibatch_step inlined): returns (data, penalty, t).
 
     hyper (in θ's dtype, so scalar arithmetic rounds as NumPy's does): learning_rate,
     momentum, l2, β₁, 1-β₁, β₂, 1-β₂, ε, then two scratch slots (Adam step size, weight sum).
@@ -276,7 +276,8 @@ def _train_epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y,
     n_layers = offsets.shape[0]
     n0, n_last = sizes[0], sizes[n_layers]
     l2 = hyper[2]
-    total = 0.0
+    data_term = 0.0
+    penalty_term = 0.0
     for start in range(0, n, batch_size):
         nb = min(batch_size, n - start)
         # gather the minibatch rows (order is a permutation)
@@ -332,8 +333,9 @@ def _train_epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y,
             _update(theta, grad, first, second, w0, b0, True, hyper, sgd, nesterov)
             _update(theta, grad, first, second, b0, b0 + sizes[l + 1], False, hyper, sgd,
                     nesterov)
-        total += (batch_loss + 0.5 * hyper[2] * squared_norm) / weight_sum * nb
-    return total, t
+        data_term += batch_loss / weight_sum * nb
+        penalty_term += 0.5 * hyper[2] * squared_norm / weight_sum * nb
+    return data_term, penalty_term, t
 
 
 # -- the public contract (validated in Python before any compiled code runs) --------------
@@ -402,13 +404,13 @@ def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state)
     hyper = np.array([opt.learning_rate, opt.momentum, opt.l2, opt.beta_1, 1 - opt.beta_1,
                       opt.beta_2, 1 - opt.beta_2, opt.epsilon, 0.0, 0.0], dtype=dtype)
     hidden, output, loss = arch.codes
-    total, state.t = _train_epoch(
+    data_term, penalty_term, state.t = _train_epoch(
         theta, arch.offsets, arch.sizes, hidden, output, loss, arch.leaky_slope,
         np.finfo(dtype).tiny, X, Y, sample_weight if has_sw else np.ones(X.shape[0], dtype),
         has_sw, order, batch_size, opt.name == "sgd", opt.nesterov, hyper, opt.beta_1,
         opt.beta_2, state.t, state.first, state.second, ws.grad, ws.acts, ws.deltas, ws.xb,
         ws.yb, ws.wb)
-    return total
+    return data_term, penalty_term
 
 
 __all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epoch"]

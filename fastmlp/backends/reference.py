@@ -49,7 +49,7 @@ def output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_sl
 
 
 def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
-    """One optimizer step on one minibatch; returns the batch's mean loss (L2 term included).
+    """One optimizer step on one minibatch; returns the batch's (mean loss, mean L2 penalty).
 
     The step uses the *mean* gradient (Σ_i w_i ∇L_i + l2·W) / Σ_i w_i, as scikit-learn does.
     """
@@ -73,22 +73,25 @@ def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
         gW += opt.l2 * W
     grad /= weight_sum
     optim.step(theta, grad, opt, state)
-    return (loss + 0.5 * opt.l2 * squared_norm) / weight_sum
+    return loss / weight_sum, 0.5 * opt.l2 * squared_norm / weight_sum
 
 
 def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state):
     """One pass over the rows in `order`, in minibatches of batch_size, updating theta in place.
 
-    Returns Σ_batches (batch mean loss × batch rows), scikit-learn's accumulated loss; the
-    caller divides by n_samples. The last batch may be smaller.
+    Returns (Σ_b mean loss_b × rows_b, Σ_b mean L2 penalty_b × rows_b): their sum is
+    scikit-learn's accumulated loss, which the caller divides by n_samples. Kept apart so a
+    caller can rescale the data term (scikit-learn averages squared error over outputs too).
+    The last batch may be smaller.
     """
     X, Y, sample_weight, order, batch_size = _contract.check_train_epoch(
         arch, theta, X, Y, sample_weight, order, batch_size, state)
     grad = np.empty_like(theta)
-    total = 0.0
+    data_term = penalty_term = 0.0
     for start in range(0, X.shape[0], batch_size):
         rows = order[start:start + batch_size]
         weights = None if sample_weight is None else sample_weight[rows]
-        batch_loss = minibatch_step(arch, theta, X[rows], Y[rows], weights, opt, state, grad)
-        total += batch_loss * len(rows)
-    return total
+        loss, penalty = minibatch_step(arch, theta, X[rows], Y[rows], weights, opt, state, grad)
+        data_term += loss * len(rows)
+        penalty_term += penalty * len(rows)
+    return data_term, penalty_term
