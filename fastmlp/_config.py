@@ -1,28 +1,47 @@
 """Process-wide settings: compiler flags for the kernels, thread limits."""
 import contextlib
 import os
+import threading
 
 #: fastmath would let LLVM drop NaN/inf checks and reassociate sums; off unless proven harmless.
 FASTMATH = False
 
 
+_controller = None
+_active = threading.local()
+
+
+def _blas_controller():
+    """One ThreadpoolController for the process: building one inspects every loaded library."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller
+
+
 @contextlib.contextmanager
 def thread_limit(n_threads):
-    """Limit BLAS (threadpoolctl) and Numba threads to n_threads; None leaves them alone."""
-    if n_threads is None:
+    """Limit BLAS (threadpoolctl) and Numba threads to n_threads; None leaves them alone.
+
+    Re-entrant: inside a limit of the same size (an estimator's fit around its epochs) it
+    does nothing, so the per-epoch cost is nil.
+    """
+    if n_threads is None or getattr(_active, "limit", None) == n_threads:
         yield
         return
     n_threads = check_n_threads(n_threads)
-    from threadpoolctl import threadpool_limits
-
     numba_threads = _numba_threads()
     previous = numba_threads.get_num_threads() if numba_threads else None
-    with threadpool_limits(limits=n_threads, user_api="blas"):
+    outer, _active.limit = getattr(_active, "limit", None), n_threads
+    with _blas_controller().limit(limits=n_threads, user_api="blas"):
         if numba_threads:
             numba_threads.set_num_threads(min(n_threads, numba_threads.config.NUMBA_NUM_THREADS))
         try:
             yield
         finally:
+            _active.limit = outer
             if numba_threads:
                 numba_threads.set_num_threads(previous)
 

@@ -163,7 +163,7 @@ class MLP:
     def train_epoch(self, X, Y, batch_size=32, learning_rate=0.01, optimizer="sgd",
                     momentum=0.0, nesterov=False, l2=0.0, beta_1=0.9, beta_2=0.999,
                     epsilon=1e-8, shuffle=False, random_state=None, sample_weight=None,
-                    order=None):
+                    order=None, check_input=True):
         """One pass over (X, Y) in minibatches; returns the epoch's mean loss (L2 included).
 
         Each step uses the minibatch *mean* gradient, as scikit-learn does. The optimizer's
@@ -171,10 +171,14 @@ class MLP:
         name resets them). `order` gives the row order explicitly; otherwise rows are taken in
         order, or permuted when shuffle=True (seeded by random_state). The two parts of the
         returned loss, (data term, L2 term), are kept in `last_epoch_terms`.
+        check_input=False skips the NumPy-level validation of X/Y/sample_weight (their
+        dtype, shape and finiteness) for callers that validated them once already, as the
+        estimators do before their epochs; the kernel contract's shape checks still run.
         """
         opt = optim.Optimizer(optimizer, float(learning_rate), float(momentum), bool(nesterov),
                               float(l2), float(beta_1), float(beta_2), float(epsilon))
-        X, Y, sample_weight = self._check_XY(X, Y, sample_weight)
+        if check_input:
+            X, Y, sample_weight = self._check_XY(X, Y, sample_weight)
         if order is None and shuffle:
             order = check_random_state(random_state).permutation(X.shape[0])
         if self.optimizer_state is None or self._optimizer_name != opt.name:
@@ -186,6 +190,15 @@ class MLP:
                 self.optimizer_state)
         self.last_epoch_terms = (data_term / X.shape[0], penalty_term / X.shape[0])
         return (data_term + penalty_term) / X.shape[0]
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["backend"] = self.backend.name  # modules do not pickle; names do
+        return state
+
+    def __setstate__(self, state):
+        state["backend"] = get_backend(state["backend"])
+        self.__dict__.update(state)
 
     def __repr__(self):
         return (f"MLP({list(self.arch.layer_sizes)}, hidden={self.arch.hidden_activation!r}, "

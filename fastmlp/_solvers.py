@@ -1,0 +1,196 @@
+"""The estimators' training loops: stochastic (sgd/adam, one backend call per epoch) and lbfgs.
+
+These follow scikit-learn's MLP solvers step for step — same random draws, learning-rate
+schedules, stopping rules and warnings — so a fit with the same starting weights follows
+scikit-learn's trajectory. Python runs once per epoch; the minibatches run compiled.
+"""
+import warnings
+
+import numpy as np
+import scipy.optimize
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import shuffle as sk_shuffle
+
+
+class LearningRate:
+    """scikit-learn's SGD learning-rate schedule (constant / invscaling / adaptive)."""
+
+    def __init__(self, init, schedule, power_t):
+        self.init, self.schedule, self.power_t = float(init), schedule, power_t
+        self.value = float(init)
+
+    def epoch_ends(self, samples_seen):
+        if self.schedule == "invscaling":
+            self.value = self.init / (samples_seen + 1) ** self.power_t
+
+    def on_plateau(self, msg, verbose):
+        """True when training should stop; 'adaptive' divides the rate by 5 instead."""
+        if self.schedule != "adaptive":
+            if verbose:
+                print(msg + " Stopping.")
+            return True
+        if self.value <= 1e-6:
+            if verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        self.value /= 5.0
+        if verbose:
+            print(msg + " Setting learning rate to %f" % self.value)
+        return False
+
+
+def _finite(theta):
+    return bool(np.all(np.isfinite(theta)))
+
+
+def diverged_error(epoch):
+    return ValueError(
+        f"training diverged at epoch {epoch}: the loss or the weights became NaN or inf. "
+        "The weights were restored to those after the last finite epoch. Lower the learning "
+        "rate or scale the input data."
+    )
+
+
+def fit_stochastic(est, net, X, Y, sample_weight, rng, incremental):
+    """sgd/adam: scikit-learn's _fit_stochastic with the epoch inside net.train_epoch."""
+    early_stopping = est.early_stopping
+    if early_stopping and incremental:
+        raise ValueError("partial_fit does not support early_stopping=True")
+    if early_stopping:
+        stratify = Y if est._stratify_validation() else None
+        arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
+        parts = train_test_split(*arrays, random_state=rng, test_size=est.validation_fraction,
+                                 stratify=stratify)
+        X_train, X_val, Y_train, Y_val = parts[:4]
+        sw_train, sw_val = (parts[4], parts[5]) if sample_weight is not None else (None, None)
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             "or the size of your dataset.")
+        y_val = est._decode(Y_val)
+    else:
+        X_train, Y_train, sw_train = X, Y, sample_weight
+        X_val = y_val = sw_val = None
+
+    n_samples = X_train.shape[0]
+    if est.batch_size == "auto":
+        batch_size = min(200, n_samples)
+    else:
+        if est.batch_size > n_samples:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                          "going to be clipped")
+        batch_size = int(np.clip(est.batch_size, 1, n_samples))
+
+    if not incremental or not hasattr(est, "_lr"):
+        est._lr = LearningRate(est.learning_rate_init, est.learning_rate, est.power_t)
+    opt = dict(optimizer=est.solver, momentum=est.momentum, nesterov=est.nesterovs_momentum,
+               l2=est.alpha, beta_1=est.beta_1, beta_2=est.beta_2, epsilon=est.epsilon)
+    sample_idx = np.arange(n_samples)
+    progress = est._progress()
+    try:
+        for _ in range(est.max_iter):
+            if est.shuffle:
+                sample_idx = sk_shuffle(sample_idx, random_state=rng)
+            lr = est._lr.value if est.solver == "sgd" else est.learning_rate_init
+            snapshot = net.theta.copy()
+            net.train_epoch(X_train, Y_train, batch_size=batch_size, learning_rate=lr,
+                            sample_weight=sw_train, order=sample_idx if est.shuffle else None,
+                            check_input=False, **opt)
+            data_term, penalty_term = net.last_epoch_terms
+            loss = est._report_loss(data_term) + penalty_term
+            if not (np.isfinite(loss) and _finite(net.theta)):
+                net.theta[...] = snapshot
+                raise diverged_error(est.n_iter_ + 1)
+            est.n_iter_ += 1
+            est.loss_ = float(loss)
+            est.t_ += n_samples
+            est.loss_curve_.append(est.loss_)
+            progress.update(est.loss_)
+            _update_no_improvement_count(est, net, early_stopping, X_val, y_val, sw_val)
+            if est.solver == "sgd":
+                est._lr.epoch_ends(est.t_)
+            if est._no_improvement_count > est.n_iter_no_change:
+                what = "Validation score" if early_stopping else "Training loss"
+                msg = (f"{what} did not improve more than tol={est.tol:f} for "
+                       f"{est.n_iter_no_change} consecutive epochs.")
+                if est.solver == "sgd":
+                    stop = est._lr.on_plateau(msg, est.verbose)
+                else:
+                    stop = True
+                    if est.verbose:
+                        print(msg + " Stopping.")
+                if stop:
+                    break
+                est._no_improvement_count = 0
+            if incremental:
+                break
+            if est.n_iter_ == est.max_iter:
+                warnings.warn(
+                    "Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                    "optimization hasn't converged yet." % est.max_iter, ConvergenceWarning)
+    except KeyboardInterrupt:
+        warnings.warn("Training interrupted by user.")
+    finally:
+        progress.close()
+    if early_stopping:
+        net.theta[...] = est._best_theta
+
+
+def _update_no_improvement_count(est, net, early_stopping, X_val, y_val, sw_val):
+    if early_stopping:
+        score = est._score_net(net, X_val, y_val, sw_val)
+        est.validation_scores_.append(score)
+        if est.verbose:
+            print("Validation score: %f" % score)
+        if score < est.best_validation_score_ + est.tol:
+            est._no_improvement_count += 1
+        else:
+            est._no_improvement_count = 0
+        if score > est.best_validation_score_:
+            est.best_validation_score_ = score
+            est._best_theta = net.theta.copy()
+    else:
+        if est.loss_curve_[-1] > est.best_loss_ - est.tol:
+            est._no_improvement_count += 1
+        else:
+            est._no_improvement_count = 0
+        if est.loss_curve_[-1] < est.best_loss_:
+            est.best_loss_ = est.loss_curve_[-1]
+
+
+def fit_lbfgs(est, net, X, Y, sample_weight):
+    """L-BFGS-B on the flat parameter vector with the backend's full-batch gradients."""
+    weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+    mask = net.arch.coef_mask(dtype=net.dtype)
+    grad = np.empty_like(net.theta)
+    alpha = est.alpha
+    start = net.theta.copy()
+
+    def objective(theta):
+        """(mean loss + L2 term, its gradient): the function L-BFGS minimises, and its parts."""
+        net.theta[...] = theta
+        data = net._loss_and_grad(X, Y, sample_weight, grad)
+        penalty = 0.5 * alpha * float(np.dot(net.theta * mask, net.theta))
+        grad_total = (grad + alpha * mask * net.theta) / weight_sum
+        return data / weight_sum, penalty / weight_sum, grad_total.astype(np.float64)
+
+    def loss_and_grad(theta):
+        data, penalty, g = objective(theta)
+        return data + penalty, g
+
+    result = scipy.optimize.minimize(
+        loss_and_grad, net.theta.astype(np.float64), method="L-BFGS-B", jac=True,
+        options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol})
+    est.n_iter_ = int(min(result.nit, est.max_iter))
+    if result.status != 0:
+        warnings.warn(f"lbfgs failed to converge after {est.n_iter_} iteration(s) "
+                      f"(status={result.status}):\n{result.message}\n\nIncrease the number "
+                      "of iterations to improve the convergence "
+                      f"(max_iter={est.max_iter}).", ConvergenceWarning)
+    if not (np.all(np.isfinite(result.x)) and np.isfinite(result.fun)):
+        net.theta[...] = start
+        raise ValueError("lbfgs diverged: the loss or the weights became NaN or inf; the "
+                         "weights were restored to those before this fit. Scale the input "
+                         "data or raise alpha.")
+    data, penalty, _ = objective(result.x)  # leaves net.theta = result.x
+    est.loss_ = float(est._report_loss(data) + penalty)

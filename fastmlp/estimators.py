@@ -1,0 +1,452 @@
+"""MLPClassifier and MLPRegressor: scikit-learn's estimators, trained by fastmlp's backends.
+
+Same parameters, defaults and fitted attributes as scikit-learn 1.9's, so switching is one
+import. Beyond scikit-learn: `backend`, `n_threads`, `leaky_slope` (with
+activation="leaky_relu") and `class_weight` on the classifier; float32 input trains in float32.
+Differences, on purpose: sparse input is rejected (the kernels are dense); a fit whose loss
+turns NaN/inf raises with the epoch named and keeps the last finite weights; lbfgs minimises
+exactly the loss whose gradient it is given (scikit-learn's multi-output regression reports
+the squared error averaged over outputs but steps on its sum; fastmlp reports it the same
+way and so does SGD/Adam, but L-BFGS sees one consistent objective).
+"""
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from . import _solvers
+from ._config import thread_limit
+from .activations import HIDDEN_ACTIVATIONS
+from .model import MLP
+
+SOLVERS = ("lbfgs", "sgd", "adam")
+
+
+class _Progress:
+    """tqdm bar with the running loss when verbose, nothing otherwise."""
+
+    def __init__(self, verbose, total, desc):
+        self.bar = None
+        if verbose:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="epoch", leave=False)
+
+    def update(self, loss):
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.6f}")
+            self.bar.update()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class _BaseMLP(BaseEstimator):
+    _loss = None  # set by the subclasses
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 leaky_slope=0.01, backend="auto", n_threads=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.leaky_slope = leaky_slope
+        self.backend = backend
+        self.n_threads = n_threads
+
+    # -- parameters ---------------------------------------------------------------------
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = list(sizes) if hasattr(sizes, "__iter__") else [sizes]
+        if any(not isinstance(s, Integral) or isinstance(s, bool) or s <= 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
+        return [int(s) for s in sizes]
+
+    def _check_params(self):
+        def real(name, low, high=np.inf, low_open=False, high_open=False):
+            value = getattr(self, name)
+            ok = isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
+            ok = ok and (value > low if low_open else value >= low)
+            ok = ok and (value < high if high_open else value <= high)
+            if not ok:
+                raise ValueError(f"{name} must be a real number in "
+                                 f"{'(' if low_open else '['}{low}, {high}"
+                                 f"{')' if high_open else ']'}; got {value!r}")
+
+        def integer(name, low):
+            value = getattr(self, name)
+            if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
+
+        def choice(name, options):
+            if getattr(self, name) not in options:
+                raise ValueError(f"{name} must be one of {list(options)}; "
+                                 f"got {getattr(self, name)!r}")
+
+        choice("activation", HIDDEN_ACTIVATIONS)
+        choice("solver", SOLVERS)
+        choice("learning_rate", ("constant", "invscaling", "adaptive"))
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
+            choice(name, (True, False))
+        real("alpha", 0)
+        real("learning_rate_init", 0, low_open=True)
+        real("power_t", 0)
+        real("tol", 0)
+        real("momentum", 0, 1)
+        real("validation_fraction", 0, 1, high_open=True)
+        real("beta_1", 0, 1, high_open=True)
+        real("beta_2", 0, 1, high_open=True)
+        real("epsilon", 0, low_open=True)
+        real("leaky_slope", 0, 1, low_open=True, high_open=True)
+        integer("max_iter", 1)
+        integer("n_iter_no_change", 1)
+        integer("max_fun", 1)
+        if not (self.batch_size == "auto" or (isinstance(self.batch_size, Integral)
+                                             and not isinstance(self.batch_size, bool)
+                                             and self.batch_size >= 1)):
+            raise ValueError(f"batch_size must be 'auto' or an integer >= 1; "
+                             f"got {self.batch_size!r}")
+        if self.n_threads is not None:
+            integer("n_threads", 1)
+        if not (isinstance(self.verbose, (bool, Integral))):
+            raise ValueError(f"verbose must be a bool or an integer; got {self.verbose!r}")
+
+    # -- fitting --------------------------------------------------------------------------
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _fit(self, X, y, sample_weight, incremental):
+        self._check_params()
+        hidden = self._hidden_sizes()
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+        X, Y, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
+                                                 ensure_non_negative=True)
+        sample_weight = self._class_weighted(sample_weight, y, X.dtype)
+        rng = check_random_state(self.random_state)
+        layer_units = [X.shape[1], *hidden, Y.shape[1]]
+        if first_pass:
+            self._initialize(Y, layer_units, X.dtype, rng)
+        elif self._net.arch.layer_sizes != tuple(layer_units):
+            raise ValueError(f"the network has layers {list(self._net.arch.layer_sizes)}, but "
+                             f"these data and hidden_layer_sizes need {layer_units}")
+        net = self._net
+        if self.n_threads != net.n_threads:
+            net.n_threads = self.n_threads
+        if not incremental:
+            net.reset_optimizer()  # a new fit starts a new optimizer, as scikit-learn does
+        X = np.ascontiguousarray(X, dtype=net.dtype)
+        Y = np.ascontiguousarray(Y, dtype=net.dtype)
+        if sample_weight is not None:
+            sample_weight = np.ascontiguousarray(sample_weight, dtype=net.dtype)
+        try:
+            with thread_limit(self.n_threads):  # once per fit; the epochs' limit is then free
+                if self.solver == "lbfgs":
+                    _solvers.fit_lbfgs(self, net, X, Y, sample_weight)
+                else:
+                    _solvers.fit_stochastic(self, net, X, Y, sample_weight, rng, incremental)
+        finally:  # also after a divergence error: the last finite weights stay usable
+            self._sync_attributes()
+        return self
+
+    def _initialize(self, Y, layer_units, dtype, rng):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = Y.shape[1]
+        self.n_layers_ = len(layer_units)
+        self.out_activation_ = self._output_activation(Y)
+        loss = "squared_error" if self._loss == "squared_error" else (
+            "cross_entropy" if self.out_activation_ == "softmax" else "binary_cross_entropy")
+        # The draws come from `rng` in scikit-learn's order, so the same random_state gives
+        # scikit-learn's starting weights.
+        self._net = MLP(layer_units, self.activation, self.out_activation_, loss,
+                        leaky_slope=self.leaky_slope, dtype=dtype, backend=self.backend,
+                        random_state=rng, n_threads=self.n_threads)
+        self._best_theta = self._net.theta.copy()
+        if self.solver != "lbfgs":
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+        for name in ("_lr",):
+            self.__dict__.pop(name, None)
+
+    def _sync_attributes(self):
+        self.coefs_ = self._net.coefs_
+        self.intercepts_ = self._net.intercepts_
+        self.backend_ = self._net.backend.name
+
+    def _progress(self):
+        return _Progress(self.verbose, self.max_iter, type(self).__name__)
+
+    def _report_loss(self, data_term):
+        return data_term
+
+    def _class_weighted(self, sample_weight, y, dtype):
+        return sample_weight
+
+    def _stratify_validation(self):
+        return False
+
+    # -- prediction ---------------------------------------------------------------------
+    def _forward(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        net = self._net
+        if X.dtype != net.dtype:
+            X = X.astype(net.dtype)
+        return net.forward(X)
+
+    def _score_net(self, net, X, y, sample_weight):
+        """Validation score for early stopping (accuracy or R²) on already checked data."""
+        pred = self._predict_from_output(net.forward(X))
+        if np.issubdtype(np.asarray(pred).dtype, np.floating) and not np.isfinite(pred).all():
+            return np.nan
+        return self._score_function(y, pred, sample_weight=sample_weight)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_net" in state:  # views into the restored parameter vector, not stale copies
+            self._sync_attributes()
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier, scikit-learn's API, trained by a compiled backend.
+
+    Binary and multilabel problems use a logistic output with binary cross-entropy,
+    multiclass a softmax output with cross-entropy. Parameters are scikit-learn's
+    MLPClassifier's, plus:
+
+    class_weight : dict, "balanced" or None
+        Weights per class, multiplied into sample_weight.
+    leaky_slope : float in (0, 1), default=0.01
+        Slope of activation="leaky_relu" for negative inputs.
+    backend : {"auto", "numpy", "numba", ...}, default="auto"
+        Which kernels train the network; `backend_` says which ran.
+    n_threads : int or None
+        Threads for BLAS and compiled kernels; None leaves the library defaults.
+    """
+
+    _loss = "log_loss"
+    _score_function = staticmethod(accuracy_score)
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 class_weight=None, leaky_slope=0.01, backend="auto", n_threads=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            leaky_slope=leaky_slope, backend=backend, n_threads=n_threads)
+        self.class_weight = class_weight
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
+                             reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in "
+                        f"the previous call to fit. Previously got {self.classes_}, `y` has "
+                        f"{classes}")
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
+                                 f"has {self.classes_}. 'y' has {classes}.")
+        return X, self._label_binarizer.transform(y).astype(X.dtype), y
+
+    def _output_activation(self, Y):
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
+
+    def _stratify_validation(self):
+        return self.n_outputs_ == 1  # as scikit-learn: binary only, not multiclass/multilabel
+
+    def _class_weighted(self, sample_weight, y, dtype):
+        if self.class_weight is None:
+            return sample_weight
+        weights = compute_sample_weight(self.class_weight, y).astype(dtype)
+        return weights if sample_weight is None else sample_weight * weights
+
+    def _decode(self, Y):
+        return self._label_binarizer.inverse_transform(Y)
+
+    def _predict_from_output(self, out):
+        if self.n_outputs_ == 1:
+            out = out.ravel()
+        return self._label_binarizer.inverse_transform(out)
+
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One epoch over (X, y). `classes` is required on the first call."""
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        if not hasattr(self, "classes_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(np.asarray(classes))
+            self.classes_ = self._label_binarizer.classes_
+        elif classes is not None and not np.array_equal(np.sort(classes), self.classes_):
+            raise ValueError(f"`classes={list(classes)}` is not the same as on the first call "
+                             f"to partial_fit, which was {list(self.classes_)}")
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X):
+        """Predicted classes, shape (n_samples,) or (n_samples, n_labels) for multilabel."""
+        return self._predict_from_output(self._forward(X))
+
+    def predict_proba(self, X):
+        """Probability of each class (columns in the order of classes_)."""
+        out = self._forward(X)
+        if self.n_outputs_ == 1:
+            p = out.ravel()
+            return np.vstack([1 - p, p]).T
+        return out
+
+    def predict_log_proba(self, X):
+        """Logarithm of predict_proba."""
+        p = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(p, out=p)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor (identity output, squared error), scikit-learn's API.
+
+    Parameters are scikit-learn's MLPRegressor's (loss="squared_error" only), plus
+    `leaky_slope`, `backend` and `n_threads` as for MLPClassifier.
+    """
+
+    _loss = "squared_error"
+    _score_function = staticmethod(r2_score)
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 leaky_slope=0.01, backend="auto", n_threads=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            leaky_slope=leaky_slope, backend=backend, n_threads=n_threads)
+        self.loss = loss
+
+    def _check_params(self):
+        if self.loss != "squared_error":
+            raise ValueError(f"loss must be 'squared_error' (fastmlp has no 'poisson' yet); "
+                             f"got {self.loss!r}")
+        super()._check_params()
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        Y = y.reshape(-1, 1) if y.ndim == 1 else y
+        return X, Y.astype(X.dtype), y
+
+    def _output_activation(self, Y):
+        return "identity"
+
+    def _report_loss(self, data_term):
+        # scikit-learn reports ½ · mean over samples *and outputs* of the squared error.
+        return data_term / self.n_outputs_
+
+    def _decode(self, Y):
+        return Y.ravel() if Y.shape[1] == 1 else Y
+
+    def _predict_from_output(self, out):
+        return out.ravel() if out.shape[1] == 1 else out
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y)."""
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X):
+        """Predicted targets, shape (n_samples,) or (n_samples, n_outputs)."""
+        return self._predict_from_output(self._forward(X))

@@ -1,0 +1,194 @@
+"""MLPClassifier / MLPRegressor: scikit-learn's contract, trajectory and accuracy."""
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from sklearn import datasets
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.neural_network import MLPClassifier as SkClassifier
+from sklearn.neural_network import MLPRegressor as SkRegressor
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import fastmlp
+from fastmlp import MLPClassifier, MLPRegressor
+
+BACKENDS = fastmlp.available_backends()
+
+
+def _checked_estimators():
+    for backend in BACKENDS:
+        yield MLPClassifier(backend=backend, max_iter=300, random_state=0)
+        yield MLPRegressor(backend=backend, max_iter=300, random_state=0)
+
+
+@parametrize_with_checks(list(_checked_estimators()))
+def test_scikit_learn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
+
+
+def _same_start(ours, theirs, X, y):
+    """Fit both for a few epochs from scikit-learn's own starting weights (same random_state)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours.fit(X, y)
+        theirs.fit(X, y)
+
+
+TRAJECTORIES = [
+    dict(solver="sgd", momentum=0.0, learning_rate_init=0.1),
+    dict(solver="sgd", momentum=0.9, nesterovs_momentum=False, learning_rate_init=0.05),
+    dict(solver="sgd", momentum=0.9, nesterovs_momentum=True, learning_rate_init=0.05,
+         learning_rate="invscaling"),
+    dict(solver="adam", learning_rate_init=0.01),
+    dict(solver="adam", learning_rate_init=0.01, alpha=0.1, batch_size=16),
+]
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("params", TRAJECTORIES,
+                         ids=["sgd", "momentum", "nesterov-invscaling", "adam", "adam-l2"])
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("task", ["multiclass", "binary", "multilabel", "regression"])
+def test_fit_follows_scikit_learns_trajectory(task, backend, params, shuffle):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 6))
+    if task == "regression":
+        y = X @ rng.normal(size=(6, 2)) + 0.1 * rng.normal(size=(150, 2))
+        ours, theirs = MLPRegressor, SkRegressor
+    else:
+        ours, theirs = MLPClassifier, SkClassifier
+        y = {"multiclass": (X[:, 0] > 0) + (X[:, 1] > 0.5),
+             "binary": X[:, 0] + X[:, 2] > 0,
+             "multilabel": np.c_[X[:, 0] > 0, X[:, 1] > 0, X[:, 2] > 1]}[task].astype(int)
+    kw = dict(hidden_layer_sizes=(7, 5), activation="tanh", max_iter=6, shuffle=shuffle,
+              random_state=3, tol=0, **params)
+    a, b = ours(backend=backend, **kw), theirs(**kw)
+    _same_start(a, b, X, y)
+    assert a.n_iter_ == b.n_iter_ == 6 and a.t_ == b.t_
+    np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-9)
+    for mine, theirs_ in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_allclose(mine, theirs_, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_lbfgs_and_early_stopping_follow_scikit_learn(backend):
+    X, y = datasets.load_iris(return_X_y=True)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=40, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier(solver="lbfgs", backend=backend, **kw).fit(X, y)
+        b = SkClassifier(solver="lbfgs", **kw).fit(X, y)
+    assert a.n_iter_ == b.n_iter_
+    np.testing.assert_allclose(a.loss_, b.loss_, rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        kw.update(early_stopping=True, learning_rate_init=0.01, max_iter=60)
+        a = MLPClassifier(backend=backend, **kw).fit(X, y)
+        b = SkClassifier(**kw).fit(X, y)
+    assert a.n_iter_ == b.n_iter_
+    np.testing.assert_allclose(a.validation_scores_, b.validation_scores_)
+    assert a.best_validation_score_ == b.best_validation_score_
+    np.testing.assert_allclose(a.coefs_[0], b.coefs_[0], rtol=1e-8, atol=1e-10)
+
+
+def _split(loader, scale):
+    X, y = loader(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    scaler = scale().fit(X_train)
+    return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,loader,scale", [
+    ("digits", datasets.load_digits, MinMaxScaler),
+    ("iris", datasets.load_iris, StandardScaler),
+    ("breast_cancer", datasets.load_breast_cancer, StandardScaler),
+    ("diabetes", datasets.load_diabetes, StandardScaler),
+])
+def test_accuracy_matches_scikit_learn(name, loader, scale, dtype):
+    X_train, X_test, y_train, y_test = _split(loader, scale)
+    X_train, X_test = X_train.astype(dtype), X_test.astype(dtype)
+    ours, theirs = (MLPRegressor, SkRegressor) if name == "diabetes" else (MLPClassifier,
+                                                                              SkClassifier)
+    kw = dict(random_state=0, max_iter=300 if name != "diabetes" else 1000,
+              learning_rate_init=0.001 if name != "diabetes" else 0.01)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = ours(**kw).fit(X_train, y_train)
+        b = theirs(**kw).fit(X_train, y_train)
+    assert a.coefs_[0].dtype == dtype and a.predict(X_test).dtype != object
+    assert a.score(X_test, y_test) >= b.score(X_test, y_test) - 0.01
+
+
+def test_pipeline_grid_search_clone_and_pickle():
+    X, y = datasets.load_iris(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(max_iter=200, learning_rate_init=0.01,
+                                                       random_state=0))
+    grid = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(5,), (20,)]}, cv=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        grid.fit(X, y)
+    assert grid.best_score_ > 0.9
+    model = grid.best_estimator_
+    again = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(again.predict_proba(X), model.predict_proba(X))
+    est = again[-1]
+    assert np.shares_memory(est.coefs_[0], est._net.theta)  # views, not stale copies
+    fresh = clone(est)
+    assert not hasattr(fresh, "coefs_") and fresh.get_params() == est.get_params()
+
+
+def test_partial_fit_warm_start_and_class_weight():
+    X, y = datasets.load_iris(return_X_y=True)
+    est = MLPClassifier(random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        est.partial_fit(X, y)
+    for _ in range(20):
+        est.partial_fit(X, y, classes=[0, 1, 2])
+    assert est.n_iter_ == 20 and len(est.loss_curve_) == 20
+    sk = SkClassifier(random_state=0)
+    for _ in range(20):
+        sk.partial_fit(X, y, classes=[0, 1, 2])
+    np.testing.assert_allclose(est.coefs_[0], sk.coefs_[0], rtol=1e-8, atol=1e-10)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm = MLPClassifier(max_iter=5, warm_start=True, random_state=0).fit(X, y)
+        first = warm.coefs_[0].copy()
+        warm.fit(X, y)
+    assert warm.n_iter_ == 10 and not np.allclose(first, warm.coefs_[0])
+
+    weighted = MLPClassifier(class_weight={0: 1.0, 1: 1.0, 2: 50.0}, max_iter=50,
+                             random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted.fit(X, y)
+    assert np.mean(weighted.predict(X) == 2) > 1 / 3  # class 2 wins the contested rows
+
+
+def test_divergence_keeps_the_last_finite_weights():
+    X, y = datasets.load_diabetes(return_X_y=True)
+    est = MLPRegressor(activation="identity", solver="sgd", learning_rate_init=1.0,
+                       momentum=0.9, max_iter=50, random_state=0)
+    with pytest.raises(ValueError, match="diverged at epoch 2"):
+        est.fit(X * 100, y)
+    assert est.n_iter_ == 1 and len(est.loss_curve_) == 1
+    assert all(np.all(np.isfinite(c)) for c in est.coefs_ + est.intercepts_)
+    assert np.all(np.isfinite(est.predict(X)))
+
+
+def test_float32_in_float32_out_and_verbose(capsys):
+    X, y = datasets.load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier(max_iter=3, verbose=True).fit(X.astype(np.float32), y)
+    assert est.coefs_[0].dtype == np.float32
+    assert est.predict_proba(X.astype(np.float32)).dtype == np.float32
+    assert "loss" in capsys.readouterr().err  # tqdm's running loss
