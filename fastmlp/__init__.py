@@ -3,6 +3,7 @@ from .activations import ACTIVATIONS
 from .architecture import Architecture
 from .backends import available_backends, get_backend
 from .estimators import MLPClassifier, MLPRegressor
+from .io import load, save
 from .losses import LOSSES
 from .model import MLP
 from .show import show_config
@@ -10,4 +11,4 @@ from .show import show_config
 __version__ = "0.1.0"
 
 __all__ = ["ACTIVATIONS", "LOSSES", "Architecture", "MLP", "MLPClassifier", "MLPRegressor",
-           "available_backends", "get_backend", "show_config", "__version__"]
+           "available_backends", "get_backend", "load", "save", "show_config", "__version__"]

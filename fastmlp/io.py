@@ -1,0 +1,198 @@
+"""save / load: a portable file for fitted estimators, no pickle needed.
+
+Format (FORMAT below, version VERSION): a zip archive, readable with `numpy.load` for its
+arrays, holding
+
+    metadata.json   format name and version, fastmlp version, estimator class and
+                    parameters, fitted scalar attributes, and the SHA-256 of every array
+    theta.npy       the flat parameter vector (all coefs_ and intercepts_, see architecture.py)
+    classes_.npy    classifier labels (numbers or strings)
+    loss_curve_.npy, validation_scores_.npy, feature_names_in_.npy   when fitted
+
+`save` writes a temporary file beside the target and renames it over the target, so a crash
+mid-save leaves the old file intact. `load` checks the format, version, checksums and shapes
+and raises ValueError naming what is wrong.
+"""
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+from sklearn.preprocessing import LabelBinarizer
+
+FORMAT = "fastmlp-estimator"
+VERSION = 1
+
+_SCALARS = ("n_iter_", "t_", "n_outputs_", "n_layers_", "out_activation_", "n_features_in_",
+            "loss_", "best_loss_", "best_validation_score_", "backend_")
+_ARRAYS = ("loss_curve_", "validation_scores_", "feature_names_in_")
+
+
+def _npy_bytes(array):
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _params(estimator):
+    params = {}
+    for key, value in estimator.get_params(deep=False).items():
+        if key == "random_state" and not (value is None or isinstance(value, (int, np.integer))):
+            value = None  # a RandomState object is not portable; it only seeded the fit
+        if key == "class_weight" and isinstance(value, dict):
+            value = {"__pairs__": [[_jsonable(k), float(v)] for k, v in value.items()]}
+        params[key] = _jsonable(value)
+    return params
+
+
+def save(estimator, path):
+    """Write a fitted MLPClassifier/MLPRegressor to `path` (atomically)."""
+    from sklearn.utils.validation import check_is_fitted
+
+    from . import __version__
+    from .estimators import MLPClassifier, MLPRegressor
+
+    if not isinstance(estimator, (MLPClassifier, MLPRegressor)):
+        raise TypeError(f"save() takes a fastmlp MLPClassifier or MLPRegressor, "
+                        f"got {type(estimator).__name__}")
+    check_is_fitted(estimator)
+    net = estimator._net
+    arrays = {"theta": net.theta}
+    if hasattr(estimator, "classes_"):
+        classes = np.asarray(estimator.classes_)
+        if classes.dtype == object:
+            classes = classes.astype(str)
+        arrays["classes_"] = classes
+    for name in _ARRAYS:
+        value = getattr(estimator, name, None)
+        if value is not None:
+            arrays[name] = np.asarray(value)
+    members = {f"{name}.npy": _npy_bytes(value) for name, value in arrays.items()}
+    metadata = {
+        "format": FORMAT,
+        "version": VERSION,
+        "fastmlp_version": __version__,
+        "estimator": type(estimator).__name__,
+        "params": _params(estimator),
+        "layer_sizes": list(net.arch.layer_sizes),
+        "dtype": net.dtype.name,
+        "attributes": {name: _jsonable(getattr(estimator, name)) for name in _SCALARS
+                       if hasattr(estimator, name)},
+        "label_type": getattr(getattr(estimator, "_label_binarizer", None), "y_type_", None),
+        "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
+    }
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr("metadata.json", json.dumps(metadata, indent=1,
+                                                             allow_nan=True))
+                for name, data in members.items():
+                    archive.writestr(name, data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _read(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if "metadata.json" not in names:
+                raise ValueError(f"{path} is not a fastmlp model file (no metadata.json)")
+            metadata = json.loads(archive.read("metadata.json"))
+            members = {name: archive.read(name) for name in names if name.endswith(".npy")}
+    except zipfile.BadZipFile as exc:
+        raise ValueError(f"{path} is not a fastmlp model file, or it is truncated: {exc}")
+    except (zipfile.LargeZipFile, KeyError, OSError, EOFError) as exc:
+        raise ValueError(f"{path} could not be read as a fastmlp model file: {exc}")
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} has unreadable metadata: {exc}")
+    except Exception as exc:  # zlib.error and friends from a damaged member
+        raise ValueError(f"{path} is damaged: {type(exc).__name__}: {exc}")
+    return metadata, members
+
+
+def load(path):
+    """Read an estimator written by save(); raises ValueError if the file is not intact."""
+    from .estimators import MLPClassifier, MLPRegressor
+    from .model import MLP
+
+    path = os.fspath(path)
+    metadata, members = _read(path)
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a fastmlp model file (format "
+                         f"{metadata.get('format') if isinstance(metadata, dict) else None!r})")
+    if metadata.get("version") != VERSION:
+        raise ValueError(f"{path} has format version {metadata.get('version')!r}; this "
+                         f"fastmlp reads version {VERSION}")
+    checksums = metadata.get("sha256", {})
+    if set(checksums) != set(members):
+        raise ValueError(f"{path} is altered: its arrays {sorted(members)} do not match the "
+                         f"recorded ones {sorted(checksums)}")
+    for name, data in members.items():
+        if hashlib.sha256(data).hexdigest() != checksums[name]:
+            raise ValueError(f"{path} is altered or damaged: checksum mismatch in {name}")
+    arrays = {name[:-4]: np.load(io.BytesIO(data), allow_pickle=False)
+              for name, data in members.items()}
+
+    classes = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}
+    if metadata.get("estimator") not in classes:
+        raise ValueError(f"{path} holds an unknown estimator {metadata.get('estimator')!r}")
+    params = dict(metadata["params"])
+    if isinstance(params.get("class_weight"), dict):
+        params["class_weight"] = {k: v for k, v in params["class_weight"]["__pairs__"]}
+    if isinstance(params.get("hidden_layer_sizes"), list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    est = classes[metadata["estimator"]](**params)
+    for name, value in metadata["attributes"].items():
+        setattr(est, name, value)
+    for name in _ARRAYS:
+        if name in arrays:
+            value = arrays[name]
+            setattr(est, name, value.tolist() if name != "feature_names_in_" else value)
+
+    sizes = metadata["layer_sizes"]
+    loss = "squared_error" if metadata["estimator"] == "MLPRegressor" else (
+        "cross_entropy" if est.out_activation_ == "softmax" else "binary_cross_entropy")
+    net = MLP(sizes, est.activation, est.out_activation_, loss, leaky_slope=est.leaky_slope,
+              dtype=metadata["dtype"], backend=est.backend, n_threads=est.n_threads)
+    theta = arrays["theta"]
+    if theta.shape != net.theta.shape or theta.dtype != net.theta.dtype:
+        raise ValueError(f"{path} is inconsistent: theta has shape {theta.shape} and dtype "
+                         f"{theta.dtype}, layers {sizes} need {net.theta.shape} {net.dtype}")
+    if not np.all(np.isfinite(theta)):
+        raise ValueError(f"{path} holds non-finite weights")
+    net.theta[...] = theta
+    est._net = net
+    est._best_theta = net.theta.copy()
+    if "classes_" in arrays:
+        est.classes_ = arrays["classes_"]
+        binarizer = LabelBinarizer()
+        if metadata.get("label_type") == "multilabel-indicator":
+            binarizer.fit(np.eye(len(est.classes_), dtype=int))
+        else:
+            binarizer.fit(est.classes_)
+        est._label_binarizer = binarizer
+    est._sync_attributes()
+    return est
