@@ -46,6 +46,11 @@ def thread_limit(n_threads):
                 numba_threads.set_num_threads(previous)
 
 
+def blas_thread_limit(n_threads):
+    """Context manager limiting only BLAS threads (the cached controller makes it cheap)."""
+    return _blas_controller().limit(limits=n_threads, user_api="blas")
+
+
 def check_n_threads(n_threads):
     if n_threads is None:
         return None

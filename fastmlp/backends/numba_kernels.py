@@ -16,11 +16,14 @@ is writable, otherwise in Numba's per-user cache directory (NUMBA_CACHE_DIR over
 """
 import functools
 
+import contextlib
+
+import numba
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from .. import activations, losses
-from .._config import FASTMATH
+from .._config import FASTMATH, blas_thread_limit
 from . import _contract
 
 name = "numba"
@@ -44,6 +47,14 @@ SMALL_WORK = 1024
 #: 34 us, 128+72-row blocks 49 us, measured).
 BLOCK_BYTES = 1 << 20
 MIN_BLOCK_ROWS = 256
+
+
+#: A minibatch is split across threads only when every thread gets at least this many rows.
+MIN_CHUNK_ROWS = 32
+
+
+def _single_threaded_blas(active):
+    return blas_thread_limit(1) if active else contextlib.nullcontext()
 
 
 @njit(cache=True)
@@ -289,13 +300,77 @@ def _view(buf, start, rows, cols):
 
 
 @jit
+def _forward_backward(theta, offsets, sizes, hidden, output, loss, slope, tiny, xv, yv, wv,
+                      has_sw, acts, deltas, grad, nb, r0, r1):
+    """Forward, output delta and backward for rows r0:r1 of a gathered minibatch of nb rows.
+
+    Writes the gradient *summed over those rows* into grad and returns their summed loss.
+    Row blocks are independent until the gradient, so threads can each take one.
+    """
+    n_layers = offsets.shape[0]
+    n_last = sizes[n_layers]
+    pos = 0
+    a_in = xv[r0:r1]
+    for l in range(n_layers):
+        n_in, n_out = sizes[l], sizes[l + 1]
+        W = _view(theta, offsets[l, 0], n_in, n_out)
+        b = theta[offsets[l, 1]:offsets[l, 1] + n_out]
+        out = _view(acts, pos, nb, n_out)[r0:r1]
+        _forward(a_in, W, b, output if l == n_layers - 1 else hidden, slope, out)
+        a_in = out
+        pos += nb * n_out
+    pos -= nb * n_last  # the output delta sits at the same offset as the output activations
+    batch_loss = _output_delta(a_in, yv[r0:r1], output, loss,
+                               _view(deltas, pos, nb, n_last)[r0:r1], wv[r0:r1], has_sw,
+                               slope, tiny)
+    for l in range(n_layers - 1, -1, -1):
+        n_in, n_out = sizes[l], sizes[l + 1]
+        W = _view(theta, offsets[l, 0], n_in, n_out)
+        gW = _view(grad, offsets[l, 0], n_in, n_out)
+        gb = grad[offsets[l, 1]:offsets[l, 1] + n_out]
+        delta = _view(deltas, pos, nb, n_out)[r0:r1]
+        if l > 0:
+            pos -= nb * n_in
+            _backward(_view(acts, pos, nb, n_in)[r0:r1], delta, W, gW, gb,
+                      _view(deltas, pos, nb, n_in)[r0:r1], hidden, slope, True)
+        else:
+            _backward(xv[r0:r1], delta, W, gW, gb, delta, hidden, slope, False)
+    return batch_loss
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
+def _forward_backward_chunks(theta, offsets, sizes, hidden, output, loss, slope, tiny, xv, yv,
+                             wv, has_sw, acts, deltas, grad, parts, part_losses, nb):
+    """Data-parallel step: thread c takes rows [c·nb/C, (c+1)·nb/C) into its own gradient
+    buffer parts[c]; then the buffers are summed in the fixed order 0, 1, …, C-1 (serially),
+    so a given thread count always gives bitwise the same result."""
+    n_chunks = parts.shape[0]
+    for c in prange(n_chunks):
+        r0 = c * nb // n_chunks
+        r1 = (c + 1) * nb // n_chunks
+        part_losses[c] = _forward_backward(theta, offsets, sizes, hidden, output, loss, slope,
+                                           tiny, xv, yv, wv, has_sw, acts, deltas, parts[c],
+                                           nb, r0, r1)
+    grad[:] = parts[0]
+    batch_loss = part_losses[0]
+    for c in range(1, n_chunks):
+        part = parts[c]
+        for p in range(grad.shape[0]):
+            grad[p] += part[p]
+        batch_loss += part_losses[c]
+    return batch_loss
+
+
+@jit
 def _train_epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw,
                  order, batch_size, sgd, nesterov, hyper, beta_1, beta_2, t, first, second,
-                 grad, acts, deltas, xb, yb, wb):
+                 grad, parts, part_losses, min_chunk_rows, acts, deltas, xb, yb, wb):
     """Mirrors reference.train_epoch (minibatch_step inlined): returns (data, penalty, t).
 
     hyper (in θ's dtype, so scalar arithmetic rounds as NumPy's does): learning_rate,
     momentum, l2, β₁, 1-β₁, β₂, 1-β₂, ε, then two scratch slots (Adam step size, weight sum).
+    A minibatch of at least parts.shape[0] · min_chunk_rows rows is split across threads
+    (parts holds one gradient buffer per thread); smaller ones run on this thread.
     Every buffer is preallocated: a minibatch step allocates nothing.
     """
     n = X.shape[0]
@@ -316,36 +391,14 @@ def _train_epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y,
             yv[r] = Y[src]
             wb[r] = sw[src]
             weight_sum += sw[src] if has_sw else 1.0
-        # forward
-        pos = 0
-        a_in = xv
-        for l in range(n_layers):
-            n_in, n_out = sizes[l], sizes[l + 1]
-            W = _view(theta, offsets[l, 0], n_in, n_out)
-            b = theta[offsets[l, 1]:offsets[l, 1] + n_out]
-            out = _view(acts, pos, nb, n_out)
-            _forward(a_in, W, b, output if l == n_layers - 1 else hidden, slope, out)
-            a_in = out
-            pos += nb * n_out
-        # output delta, at the same offset as the output activations
-        pos -= nb * n_last
-        d_out = _view(deltas, pos, nb, n_last)
-        batch_loss = _output_delta(a_in, yv, output, loss, d_out, wb,
-                                   has_sw, slope, tiny)
-        # backward
-        for l in range(n_layers - 1, -1, -1):
-            n_in, n_out = sizes[l], sizes[l + 1]
-            W = _view(theta, offsets[l, 0], n_in, n_out)
-            gW = _view(grad, offsets[l, 0], n_in, n_out)
-            gb = grad[offsets[l, 1]:offsets[l, 1] + n_out]
-            delta = _view(deltas, pos, nb, n_out)
-            if l > 0:
-                pos -= nb * n_in
-                A_in = _view(acts, pos, nb, n_in)
-                _backward(A_in, delta, W, gW, gb, _view(deltas, pos, nb, n_in), hidden, slope,
-                          True)
-            else:
-                _backward(xv, delta, W, gW, gb, delta, hidden, slope, False)
+        if parts.shape[0] > 1 and nb >= parts.shape[0] * min_chunk_rows:
+            batch_loss = _forward_backward_chunks(
+                theta, offsets, sizes, hidden, output, loss, slope, tiny, xv, yv, wb, has_sw,
+                acts, deltas, grad, parts, part_losses, nb)
+        else:
+            batch_loss = _forward_backward(theta, offsets, sizes, hidden, output, loss, slope,
+                                           tiny, xv, yv, wb, has_sw, acts, deltas, grad, nb,
+                                           0, nb)
         # mean gradient with L2 on the weights, then the optimizer update: one sweep
         hyper[9] = weight_sum  # rounds to θ's dtype, as the reference's division does
         squared_norm = 0.0
@@ -402,22 +455,30 @@ _NO_DELTA = {np.dtype(t): np.empty((1, 1), t) for t in (np.float32, np.float64)}
 class Workspace:
     """Buffers for one (architecture, batch size, dtype): allocated once, reused every epoch."""
 
-    def __init__(self, arch, batch_size, dtype):
+    def __init__(self, arch, batch_size, dtype, n_chunks):
         hidden_and_out = int(sum(arch.layer_sizes[1:]))
-        self.key = (arch.layer_sizes, batch_size, dtype)
+        self.key = (arch.layer_sizes, batch_size, dtype, n_chunks)
         self.acts = np.empty(batch_size * hidden_and_out, dtype)
         self.deltas = np.empty_like(self.acts)
         self.xb = np.empty(batch_size * arch.layer_sizes[0], dtype)
         self.yb = np.empty(batch_size * arch.layer_sizes[-1], dtype)
         self.wb = np.empty(batch_size, dtype)
         self.grad = np.empty(arch.n_params, dtype)
+        self.parts = np.empty((n_chunks, arch.n_params), dtype)
+        self.part_losses = np.empty(n_chunks, np.float64)
 
 
-def _workspace(state, arch, batch_size, dtype):
+def _workspace(state, arch, batch_size, dtype, n_chunks):
     ws = state.meta.get("numba_workspace")
-    if ws is None or ws.key != (arch.layer_sizes, batch_size, dtype):
-        ws = state.meta["numba_workspace"] = Workspace(arch, batch_size, dtype)
+    key = (arch.layer_sizes, batch_size, dtype, n_chunks)
+    if ws is None or ws.key != key:
+        ws = state.meta["numba_workspace"] = Workspace(arch, batch_size, dtype, n_chunks)
     return ws
+
+
+def _n_chunks():
+    """Threads for the data-parallel step: Numba's current thread count (n_threads)."""
+    return max(1, numba.get_num_threads())
 
 
 def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state):
@@ -425,17 +486,21 @@ def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state)
     X, Y, sample_weight, order, batch_size = _contract.check_train_epoch(
         arch, theta, X, Y, sample_weight, order, batch_size, state)
     dtype = theta.dtype
-    ws = _workspace(state, arch, batch_size, dtype)
+    n_chunks = _n_chunks() if batch_size >= 2 * MIN_CHUNK_ROWS else 1
+    ws = _workspace(state, arch, batch_size, dtype, n_chunks)
     has_sw = sample_weight is not None
     hyper = np.array([opt.learning_rate, opt.momentum, opt.l2, opt.beta_1, 1 - opt.beta_1,
                       opt.beta_2, 1 - opt.beta_2, opt.epsilon, 0.0, 0.0], dtype=dtype)
     hidden, output, loss = arch.codes
-    data_term, penalty_term, state.t = _train_epoch(
-        theta, arch.offsets, arch.sizes, hidden, output, loss, arch.leaky_slope,
-        np.finfo(dtype).tiny, X, Y, sample_weight if has_sw else np.ones(X.shape[0], dtype),
-        has_sw, order, batch_size, opt.name == "sgd", opt.nesterov, hyper, opt.beta_1,
-        opt.beta_2, state.t, state.first, state.second, ws.grad, ws.acts, ws.deltas, ws.xb,
-        ws.yb, ws.wb)
+    # Threads split the minibatch; each calls BLAS single-threaded (else the two levels of
+    # threading would oversubscribe the cores).
+    with _single_threaded_blas(n_chunks > 1):
+        data_term, penalty_term, state.t = _train_epoch(
+            theta, arch.offsets, arch.sizes, hidden, output, loss, arch.leaky_slope,
+            np.finfo(dtype).tiny, X, Y, sample_weight if has_sw else np.ones(X.shape[0], dtype),
+            has_sw, order, batch_size, opt.name == "sgd", opt.nesterov, hyper, opt.beta_1,
+            opt.beta_2, state.t, state.first, state.second, ws.grad, ws.parts, ws.part_losses,
+            MIN_CHUNK_ROWS, ws.acts, ws.deltas, ws.xb, ws.yb, ws.wb)
     return data_term, penalty_term
 
 
