@@ -233,3 +233,94 @@ def plot(rows, path):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+# -- estimator fits ------------------------------------------------------------------------
+def digits_problem(dtype, seed=0):
+    """scikit-learn's digits scaled to [0, 1], a stratified 75/25 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(dtype)
+    return train_test_split(X, y, test_size=0.25, random_state=seed, stratify=y)
+
+
+def mnist_shaped_problem(dtype, n_train=60000, n_test=10000, seed=0):
+    """60k x 784 inputs in [0, 1], labels from a random 784-64-10 teacher (learnable)."""
+    rng = np.random.default_rng(seed)
+    X = rng.random((n_train + n_test, 784), dtype=np.float64)
+    W1, W2 = rng.normal(0, 1 / 28, (784, 64)), rng.normal(0, 1 / 8, (64, 10))
+    y = np.argmax(np.tanh((X - 0.5) @ W1) @ W2, axis=1)
+    X = X.astype(dtype)
+    return X[:n_train], X[n_train:], y[:n_train], y[n_train:]
+
+
+def fit_contenders(params, backends=None):
+    """name -> estimator factory: fastmlp's MLPClassifier per backend, and scikit-learn's."""
+    from sklearn.neural_network import MLPClassifier as SkClassifier
+
+    from . import MLPClassifier
+
+    runs = {f"fastmlp-{b}": (lambda b=b: MLPClassifier(backend=b, **params))
+            for b in (backends or [n for n in available_backends() if n != "numpy"])}
+    runs["sklearn"] = lambda: SkClassifier(**params)
+    return runs
+
+
+def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, backends=None,
+              progress=None):
+    """Rows {problem, dtype, contender, fit_s, epochs, test_score}: fits side by side.
+
+    digits: scikit-learn's default hyperparameters (100 hidden relu units, adam, 200
+    epochs at most). mnist-shaped: 784-100-100-10, adam, batch 200, 2 epochs timed.
+    """
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    rows = []
+    for problem in problems:
+        for dtype in dtypes:
+            if problem == "digits":
+                X_train, X_test, y_train, y_test = digits_problem(dtype)
+                params = dict(random_state=0)
+            else:
+                X_train, X_test, y_train, y_test = mnist_shaped_problem(dtype)
+                params = dict(hidden_layer_sizes=(100, 100), batch_size=200, max_iter=2,
+                              random_state=0)
+            runs = fit_contenders(params, backends)
+            times = {name: [] for name in runs}
+            fitted = {}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                for name, make in runs.items():  # warm-up: JIT compile or cache load
+                    make().set_params(max_iter=1).fit(X_train[:50], y_train[:50])
+                for _ in range(rounds):
+                    for name, make in runs.items():
+                        time.sleep(COOLDOWN)
+                        est = make()
+                        start = time.perf_counter()
+                        est.fit(X_train, y_train)
+                        times[name].append(time.perf_counter() - start)
+                        fitted[name] = est
+            for name, est in fitted.items():
+                rows.append(dict(problem=problem, dtype=np.dtype(dtype).name, contender=name,
+                                 fit_s=float(np.median(times[name])), epochs=int(est.n_iter_),
+                                 test_score=float(est.score(X_test, y_test))))
+            if progress:
+                progress(problem, np.dtype(dtype).name)
+    return rows
+
+
+def fit_text(rows):
+    lines = [f"{'problem':13} {'dtype':8} {'contender':15} {'fit s':>8} {'epochs':>6} "
+             f"{'accuracy':>8} {'vs sklearn':>10}"]
+    lines.append("-" * len(lines[0]))
+    sk = {(r["problem"], r["dtype"]): r["fit_s"] for r in rows if r["contender"] == "sklearn"}
+    for r in rows:
+        ratio = sk[(r["problem"], r["dtype"])] / r["fit_s"]
+        lines.append(f"{r['problem']:13} {r['dtype']:8} {r['contender']:15} {r['fit_s']:8.3f} "
+                     f"{r['epochs']:6d} {r['test_score']:8.4f} {ratio:9.2f}x")
+    lines.append("vs sklearn: how many times faster than scikit-learn's MLPClassifier.fit")
+    return "\n".join(lines)

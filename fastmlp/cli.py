@@ -132,16 +132,20 @@ def bench(args):
                         progress=lambda w, d: (bar.set_postfix_str(f"{w} {d}"), bar.update()))
     bar.close()
     forward = B.forward_vs_gemm(dtypes=dtypes, rounds=5 if args.quick else 15)
+    fits = B.fit_table(("digits",) if args.quick else ("digits", "mnist-shaped"), dtypes,
+                       rounds=1 if args.quick else 3)
     print(B.ratio_table(rows))
     print()
     for r in forward:
         print(f"forward_layer {r['shape']} {r['dtype']:8} {r['contender']:10} "
               f"{r['us_per_call']:9.1f} us")
+    print()
+    print(B.fit_text(fits))
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "results.json")
     with open(path, "w") as f:
         json.dump({"machine": machine(), "command": " ".join(["fastmlp", "bench", *args.argv]),
-                   "steps": rows, "forward_layer": forward}, f, indent=2)
+                   "steps": rows, "forward_layer": forward, "fits": fits}, f, indent=2)
     print(f"wrote {path}")
     try:
         png = B.plot(rows, os.path.join(args.out, "steps.png"))

@@ -210,14 +210,20 @@ def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
     for i in range(n):
         y, r, d = A_out[i], Y[i], delta[i]
         # per-sample loss (losses.sample_losses)
+        # A term whose target factor is 0 adds exactly 0 (its log is finite), so it is
+        # skipped: with one-hot targets that saves all but one logarithm per row.
         li = 0.0
         for j in range(m):
             if loss == SQUARED_ERROR:
                 li += 0.5 * (y[j] - r[j]) ** 2
             elif loss == CROSS_ENTROPY:
-                li -= r[j] * np.log(max(y[j], tiny))
+                if r[j] != 0:
+                    li -= r[j] * np.log(max(y[j], tiny))
             else:
-                li -= r[j] * np.log(max(y[j], tiny)) + (1 - r[j]) * np.log(max(1 - y[j], tiny))
+                if r[j] != 0:
+                    li -= r[j] * np.log(max(y[j], tiny))
+                if r[j] != 1:
+                    li -= (1 - r[j]) * np.log(max(1 - y[j], tiny))
         # δ_out (losses.delta)
         if act == SOFTMAX:
             if loss == CROSS_ENTROPY:

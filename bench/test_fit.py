@@ -1,0 +1,41 @@
+"""MLPClassifier.fit of fastmlp against scikit-learn's, on digits and an MNIST-shaped problem.
+
+digits uses scikit-learn's default hyperparameters; mnist-shaped (60k x 784, 784-100-100-10,
+adam, batch 200) times 2 epochs. Each fastmlp fit is checked to reach scikit-learn's test
+accuracy minus one point (on digits), so a fast wrong fit fails here.
+"""
+import warnings
+
+import numpy as np
+import pytest
+from conftest import DTYPES, dtype_id
+from sklearn.exceptions import ConvergenceWarning
+
+from fastmlp import benchmarking as B
+
+PROBLEMS = {"digits": (B.digits_problem, dict(random_state=0)),
+            "mnist-shaped": (B.mnist_shaped_problem,
+                             dict(hidden_layer_sizes=(100, 100), batch_size=200, max_iter=2,
+                                  random_state=0))}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("contender", list(B.fit_contenders({})))
+@pytest.mark.parametrize("problem", list(PROBLEMS))
+def test_fit(benchmark, problem, contender, dtype):
+    load, params = PROBLEMS[problem]
+    if problem == "mnist-shaped" and benchmark.disabled:
+        params = dict(params, max_iter=1)
+    X_train, X_test, y_train, y_test = load(dtype)
+    if problem == "mnist-shaped" and benchmark.disabled:  # smoke mode: a slice is enough
+        X_train, y_train = X_train[:4000], y_train[:4000]
+    make = B.fit_contenders(params)[contender]
+    benchmark.group = f"fit-{problem}-{dtype_id(dtype)}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        make().set_params(max_iter=1).fit(X_train[:50], y_train[:50])  # warm-up / JIT
+        est = benchmark.pedantic(lambda: make().fit(X_train, y_train), rounds=3, iterations=1)
+        if problem == "digits" and contender != "sklearn":
+            reference = B.fit_contenders(params)["sklearn"]().fit(X_train, y_train)
+            assert est.score(X_test, y_test) >= reference.score(X_test, y_test) - 0.01
+    benchmark.extra_info["test_score"] = est.score(X_test, y_test)
