@@ -58,8 +58,9 @@ def extension(name):
 
 setup(
     ext_modules=cythonize(
-        [extension("_build_info")],
-        compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False},
+        [extension("_build_info"), extension("_cython_kernels")],
+        compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False,
+                             "cdivision": True},
     ),
     cmdclass={"build_ext": BuildExt},
 )

@@ -33,7 +33,7 @@ def test_fit(benchmark, problem, contender, dtype):
     benchmark.group = f"fit-{problem}-{dtype_id(dtype)}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        make().set_params(max_iter=1).fit(X_train[:50], y_train[:50])  # warm-up / JIT
+        make().set_params(max_iter=1).fit(X_train[:250], y_train[:250])  # warm-up / JIT
         est = benchmark.pedantic(lambda: make().fit(X_train, y_train), rounds=3, iterations=1)
         if problem == "digits" and contender != "sklearn":
             reference = B.fit_contenders(params)["sklearn"]().fit(X_train, y_train)

@@ -46,6 +46,11 @@ def thread_limit(n_threads):
                 numba_threads.set_num_threads(previous)
 
 
+def current_thread_limit():
+    """The n_threads of the innermost active thread_limit in this thread, or None."""
+    return getattr(_active, "limit", None)
+
+
 def blas_thread_limit(n_threads):
     """Context manager limiting only BLAS threads (the cached controller makes it cheap)."""
     return _blas_controller().limit(limits=n_threads, user_api="blas")

@@ -295,7 +295,7 @@ def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, b
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 for name, make in runs.items():  # warm-up: JIT compile or cache load
-                    make().set_params(max_iter=1).fit(X_train[:50], y_train[:50])
+                    make().set_params(max_iter=1).fit(X_train[:250], y_train[:250])
                 for _ in range(rounds):
                     for name, make in runs.items():
                         time.sleep(COOLDOWN)

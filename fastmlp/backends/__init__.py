@@ -17,8 +17,9 @@ import importlib
 _MODULES = {
     "numpy": "fastmlp.backends.reference",
     "numba": "fastmlp.backends.numba_kernels",
+    "cython": "fastmlp.backends.cython_kernels",
 }
-_AUTO_ORDER = ("numba", "numpy")
+_AUTO_ORDER = ("numba", "cython", "numpy")
 _loaded = {}
 _errors = {}
 

@@ -1,0 +1,458 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""fastmlp's Cython backend: the reference kernel contract compiled ahead of time.
+
+Twin of fastmlp/backends/numba_kernels.py, function for function (each says which
+reference function it mirrors). GEMMs come from scipy.linalg.cython_blas (SciPy's BLAS);
+everything else runs without the GIL, the whole epoch included. The arrays reaching these
+functions have been checked by fastmlp/backends/_contract.py (shapes, dtypes, contiguity),
+so bounds checks are off.
+
+Row-major products through column-major BLAS: a C-ordered (r, c) matrix is the
+column-major (c, r) matrix of its transpose, so
+    out = A @ W      is  gemm('N', 'N', n_out, n, n_in,  W, A)
+    gW  = Aᵀ @ δ     is  gemm('N', 'T', n_out, n_in, n,  δ, A)
+    δin = δ @ Wᵀ     is  gemm('T', 'N', n_in, n, n_out,  W, δ)
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport exp, fabs, log, sqrt, tanh
+from scipy.linalg.cython_blas cimport ddot, dgemm, sdot, sgemm
+
+cdef extern from *:
+    """
+    #if FASTMLP_OPENMP
+    #include <omp.h>
+    static int fastmlp_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int fastmlp_max_threads(void) { return 1; }
+    #endif
+    """
+    int fastmlp_max_threads() nogil
+
+# Activation / loss codes: fastmlp.activations.CODES, fastmlp.losses.CODES.
+cdef enum:
+    IDENTITY = 0
+    LOGISTIC = 1
+    TANH = 2
+    RELU = 3
+    LEAKY_RELU = 4
+    SOFTMAX = 5
+cdef enum:
+    SQUARED_ERROR = 0
+    CROSS_ENTROPY = 1
+    BINARY_CROSS_ENTROPY = 2
+
+# Same size rules as the numba backend (see there for the measurements).
+cdef enum:
+    SMALL_WORK = 1024
+    BLOCK_BYTES = 1048576
+    MIN_BLOCK_ROWS = 256
+
+
+def max_threads():
+    """OpenMP's thread count (1 when built without OpenMP)."""
+    return fastmlp_max_threads()
+
+
+cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating* a, int lda,
+                       floating* b, int ldb, floating* c, int ldc) noexcept nogil:
+    cdef floating one = 1
+    cdef floating zero = 0
+    if floating is float:
+        sgemm(&transa, &transb, &m, &n, &k, &one, a, &lda, b, &ldb, &zero, c, &ldc)
+    else:
+        dgemm(&transa, &transb, &m, &n, &k, &one, a, &lda, b, &ldb, &zero, c, &ldc)
+
+
+cdef inline double _squared_norm(floating* x, long n) noexcept nogil:
+    """Σ x² through BLAS dot (a plain loop would be a latency-bound serial reduction)."""
+    cdef int inc = 1, m = <int>n
+    if floating is float:
+        return sdot(&m, x, &inc, x, &inc)
+    else:
+        return ddot(&m, x, &inc, x, &inc)
+
+
+cdef inline int _block_rows(int n_cols, int itemsize) noexcept nogil:
+    cdef long rows = BLOCK_BYTES // (n_cols * itemsize if n_cols * itemsize > 0 else 1)
+    return <int>(rows if rows > MIN_BLOCK_ROWS else MIN_BLOCK_ROWS)
+
+
+# -- elementwise pieces ----------------------------------------------------------------------
+cdef void _activate_row(floating* z, int n, int act, floating slope) noexcept nogil:
+    """Mirrors activations.activate on one row, in place."""
+    cdef int j
+    cdef double e, m, s
+    if act == LOGISTIC:
+        for j in range(n):
+            e = exp(-fabs(z[j]))
+            z[j] = <floating>((1.0 if z[j] >= 0 else e) / (1.0 + e))
+    elif act == TANH:
+        for j in range(n):
+            z[j] = <floating>tanh(z[j])
+    elif act == RELU:
+        for j in range(n):
+            if z[j] < 0:
+                z[j] = 0
+    elif act == LEAKY_RELU:
+        for j in range(n):
+            if z[j] < 0:
+                z[j] = z[j] * slope
+    elif act == SOFTMAX:
+        m = z[0]
+        for j in range(1, n):
+            if z[j] > m:
+                m = z[j]
+        s = 0.0
+        for j in range(n):
+            z[j] = <floating>exp(z[j] - m)
+            s += z[j]
+        for j in range(n):
+            z[j] = <floating>(z[j] / s)
+
+
+cdef void _bias_activate(floating* out, floating* b, int r0, int r1, int n_out, int act,
+                         floating slope) noexcept nogil:
+    """Epilogue of the forward pass on rows r0:r1: out += b, then out = g(out)."""
+    cdef int i, j
+    cdef floating* row
+    for i in range(r0, r1):
+        row = out + <long>i * n_out
+        for j in range(n_out):
+            row[j] += b[j]
+        if act != IDENTITY:
+            _activate_row(row, n_out, act, slope)
+
+
+cdef void _times_derivative(floating* d, floating* a, int r0, int r1, int n, int act,
+                            floating slope) noexcept nogil:
+    """Epilogue of the backward pass on rows r0:r1: δ_in *= g'(A_in) (from the output A)."""
+    cdef long k, lo = <long>r0 * n, hi = <long>r1 * n
+    if act == LOGISTIC:
+        for k in range(lo, hi):
+            d[k] *= a[k] * (1 - a[k])
+    elif act == TANH:
+        for k in range(lo, hi):
+            d[k] *= 1 - a[k] * a[k]
+    elif act == RELU:
+        for k in range(lo, hi):
+            d[k] *= (1 if a[k] > 0 else 0)
+    elif act == LEAKY_RELU:
+        for k in range(lo, hi):
+            d[k] *= (1 if a[k] > 0 else slope)
+
+
+# -- layer kernels ---------------------------------------------------------------------------
+cdef void _forward(floating* A, floating* W, floating* b, floating* out, int n, int n_in,
+                   int n_out, int act, floating slope) noexcept nogil:
+    """Mirrors reference.forward_layer: out = g(A @ W + b)."""
+    cdef int i, j, k, r0, r1, block
+    cdef floating a
+    cdef floating* row
+    if <long>n * n_in * n_out < SMALL_WORK:
+        for i in range(n):
+            row = out + <long>i * n_out
+            for j in range(n_out):
+                row[j] = 0
+            for k in range(n_in):
+                a = A[<long>i * n_in + k]
+                for j in range(n_out):
+                    row[j] += a * W[<long>k * n_out + j]
+        _bias_activate(out, b, 0, n, n_out, act, slope)
+        return
+    block = _block_rows(n_out, sizeof(floating))
+    r0 = 0
+    while r0 < n:
+        r1 = r0 + block if r0 + block < n else n
+        _gemm(c'N', c'N', n_out, r1 - r0, n_in, W, n_out, A + <long>r0 * n_in, n_in,
+              out + <long>r0 * n_out, n_out)
+        _bias_activate(out, b, r0, r1, n_out, act, slope)
+        r0 = r1
+
+
+cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, floating* gb,
+                    floating* delta_in, int n, int n_in, int n_out, int act_in,
+                    floating slope, bint want_delta_in) noexcept nogil:
+    """Mirrors reference.backward_layer: gW = Aᵀδ, gb = Σ_rows δ, δ_in = (δWᵀ) ⊙ g'(A)."""
+    cdef int i, j, k, r0, r1, block
+    cdef floating a, s
+    for j in range(n_out):
+        gb[j] = 0
+    for i in range(n):
+        for j in range(n_out):
+            gb[j] += delta[<long>i * n_out + j]
+    if <long>n * n_in * n_out < SMALL_WORK:
+        for k in range(<long>n_in * n_out):
+            gW[k] = 0
+        for i in range(n):
+            for k in range(n_in):
+                a = A[<long>i * n_in + k]
+                for j in range(n_out):
+                    gW[<long>k * n_out + j] += a * delta[<long>i * n_out + j]
+        if want_delta_in:
+            for i in range(n):
+                for k in range(n_in):
+                    s = 0
+                    for j in range(n_out):
+                        s = s + delta[<long>i * n_out + j] * W[<long>k * n_out + j]
+                    delta_in[<long>i * n_in + k] = s
+            _times_derivative(delta_in, A, 0, n, n_in, act_in, slope)
+        return
+    _gemm(c'N', c'T', n_out, n_in, n, delta, n_out, A, n_in, gW, n_out)
+    if want_delta_in:
+        block = _block_rows(n_in, sizeof(floating))
+        r0 = 0
+        while r0 < n:
+            r1 = r0 + block if r0 + block < n else n
+            _gemm(c'T', c'N', n_in, r1 - r0, n_out, W, n_out, delta + <long>r0 * n_out, n_out,
+                  delta_in + <long>r0 * n_in, n_in)
+            _times_derivative(delta_in, A, r0, r1, n_in, act_in, slope)
+            r0 = r1
+
+
+cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w, int n,
+                          int m, int act, int loss, bint has_sw, floating slope,
+                          floating tiny) noexcept nogil:
+    """Mirrors reference.output_delta: δ_out into D, returns Σ_i w_i L_i (double)."""
+    cdef int i, j
+    cdef double total = 0.0, li, s
+    cdef floating* y
+    cdef floating* r
+    cdef floating* d
+    for i in range(n):
+        y = Y_out + <long>i * m
+        r = R + <long>i * m
+        d = D + <long>i * m
+        li = 0.0
+        for j in range(m):  # a term whose target factor is 0 adds exactly 0: skipped
+            if loss == SQUARED_ERROR:
+                li += 0.5 * (y[j] - r[j]) * (y[j] - r[j])
+            elif loss == CROSS_ENTROPY:
+                if r[j] != 0:
+                    li -= r[j] * log(y[j] if y[j] > tiny else tiny)
+            else:
+                if r[j] != 0:
+                    li -= r[j] * log(y[j] if y[j] > tiny else tiny)
+                if r[j] != 1:
+                    li -= (1 - r[j]) * log((1 - y[j]) if (1 - y[j]) > tiny else tiny)
+        if act == SOFTMAX:
+            if loss == CROSS_ENTROPY:
+                s = 0.0
+                for j in range(m):
+                    s += r[j]
+                for j in range(m):
+                    d[j] = <floating>(y[j] * s - r[j])
+            elif loss == SQUARED_ERROR:
+                s = 0.0
+                for j in range(m):
+                    s += y[j] * (y[j] - r[j])
+                for j in range(m):
+                    d[j] = <floating>(y[j] * ((y[j] - r[j]) - s))
+            else:
+                s = 0.0
+                for j in range(m):
+                    d[j] = -r[j] + (1 - r[j]) * y[j] / ((1 - y[j]) if (1 - y[j]) > tiny else tiny)
+                    s += d[j]
+                for j in range(m):
+                    d[j] = <floating>(d[j] - y[j] * s)
+        elif act == LOGISTIC:
+            for j in range(m):
+                if loss == BINARY_CROSS_ENTROPY:
+                    d[j] = y[j] - r[j]
+                elif loss == CROSS_ENTROPY:
+                    d[j] = -r[j] * (1 - y[j])
+                else:
+                    d[j] = (y[j] - r[j]) * y[j] * (1 - y[j])
+        else:
+            for j in range(m):
+                d[j] = y[j] - r[j]
+            _times_derivative(d, y, 0, 1, m, act, slope)
+        if has_sw:
+            for j in range(m):
+                d[j] = d[j] * w[i]
+            li *= w[i]
+        total += li
+    return total
+
+
+# -- the compiled epoch ----------------------------------------------------------------------
+cdef void _update(floating* theta, floating* grad, floating* first, floating* second,
+                  long lo, long hi, floating l2, floating* hyper, bint sgd,
+                  bint nesterov) noexcept nogil:
+    """Mirrors reference.minibatch_step's tail and optim.step on θ[lo:hi]."""
+    cdef long p
+    cdef floating g, v, m, s
+    cdef floating lr = hyper[0], momentum = hyper[1], wsum = hyper[9]
+    cdef floating b1 = hyper[3], omb1 = hyper[4], b2 = hyper[5], omb2 = hyper[6]
+    cdef floating eps = hyper[7], step = hyper[8]
+    if sgd and momentum == 0 and not nesterov:
+        for p in range(lo, hi):
+            theta[p] -= lr * ((grad[p] + l2 * theta[p]) / wsum)
+    elif sgd and not nesterov:
+        for p in range(lo, hi):
+            g = (grad[p] + l2 * theta[p]) / wsum
+            v = momentum * first[p] - lr * g
+            first[p] = v
+            theta[p] += v
+    elif sgd:
+        for p in range(lo, hi):
+            g = (grad[p] + l2 * theta[p]) / wsum
+            v = momentum * first[p] - lr * g
+            first[p] = v
+            theta[p] += momentum * v - lr * g
+    else:
+        for p in range(lo, hi):
+            g = (grad[p] + l2 * theta[p]) / wsum
+            m = b1 * first[p] + omb1 * g
+            s = b2 * second[p] + omb2 * g * g
+            first[p] = m
+            second[p] = s
+            theta[p] -= step * m / (<floating>sqrt(s) + eps)
+
+
+cdef double _forward_backward(floating* theta, long[:, ::1] offsets, long[::1] sizes,
+                              int hidden, int output, int loss, floating slope, floating tiny,
+                              floating* xb, floating* yb, floating* wb, bint has_sw,
+                              floating* acts, floating* deltas, floating* grad, int nb, int r0,
+                              int r1) noexcept nogil:
+    """Mirrors numba_kernels._forward_backward: rows r0:r1 of a gathered minibatch of nb."""
+    cdef int n_layers = offsets.shape[0], l, n_in, n_out, rows = r1 - r0
+    cdef int n0 = sizes[0], n_last = sizes[n_layers]
+    cdef long pos = 0, prev = 0
+    cdef floating* a_in = xb + <long>r0 * n0
+    cdef double batch_loss
+    for l in range(n_layers):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        _forward(a_in, theta + offsets[l, 0], theta + offsets[l, 1],
+                 acts + pos + <long>r0 * n_out, rows, n_in, n_out,
+                 output if l == n_layers - 1 else hidden, slope)
+        a_in = acts + pos + <long>r0 * n_out
+        pos += <long>nb * n_out
+    pos -= <long>nb * n_last
+    batch_loss = _output_delta(a_in, yb + <long>r0 * n_last, deltas + pos + <long>r0 * n_last,
+                               wb + r0, rows, n_last, output, loss, has_sw, slope, tiny)
+    for l in range(n_layers - 1, -1, -1):
+        n_in = sizes[l]
+        n_out = sizes[l + 1]
+        if l > 0:
+            prev = pos - <long>nb * n_in
+            _backward(acts + prev + <long>r0 * n_in, deltas + pos + <long>r0 * n_out,
+                      theta + offsets[l, 0], grad + offsets[l, 0], grad + offsets[l, 1],
+                      deltas + prev + <long>r0 * n_in, rows, n_in, n_out, hidden, slope, True)
+            pos = prev
+        else:
+            _backward(xb + <long>r0 * n0, deltas + pos + <long>r0 * n_out,
+                      theta + offsets[l, 0], grad + offsets[l, 0], grad + offsets[l, 1],
+                      NULL, rows, n_in, n_out, hidden, slope, False)
+    return batch_loss
+
+
+def train_epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int hidden,
+                int output, int loss, floating slope, floating tiny, const floating[:, ::1] X,
+                const floating[:, ::1] Y, const floating[::1] sw, bint has_sw,
+                const long[::1] order, int batch_size, bint sgd, bint nesterov,
+                floating[::1] hyper, double beta_1, double beta_2, long t,
+                floating[::1] first, floating[::1] second, floating[::1] grad,
+                floating[:, ::1] parts, double[::1] part_losses, int min_chunk_rows,
+                floating[::1] acts, floating[::1] deltas, floating[::1] xb, floating[::1] yb,
+                floating[::1] wb):
+    """Mirrors numba_kernels._train_epoch; the whole epoch runs without the GIL.
+
+    Returns (Σ mean loss·rows, Σ mean L2 penalty·rows, t)."""
+    cdef int n = X.shape[0], n_layers = offsets.shape[0], n0 = sizes[0]
+    cdef int n_last = sizes[n_layers], n_chunks = parts.shape[0]
+    cdef int start, nb, r, c, l, j
+    cdef long src, p, w0, b0
+    cdef double data_term = 0.0, penalty_term = 0.0, weight_sum, batch_loss, squared_norm
+    cdef floating l2 = hyper[2]
+    cdef floating zero = 0
+    with nogil:
+        start = 0
+        while start < n:
+            nb = batch_size if start + batch_size <= n else n - start
+            weight_sum = 0.0
+            for r in range(nb):
+                src = order[start + r]
+                for j in range(n0):
+                    xb[<long>r * n0 + j] = X[src, j]
+                for j in range(n_last):
+                    yb[<long>r * n_last + j] = Y[src, j]
+                wb[r] = sw[src]
+                weight_sum += sw[src] if has_sw else 1.0
+            if n_chunks > 1 and nb >= n_chunks * min_chunk_rows:
+                # data-parallel: thread c takes a row block into its own gradient buffer,
+                # the buffers are then summed in the fixed order 0..C-1
+                for c in prange(n_chunks, num_threads=n_chunks, schedule="static"):
+                    part_losses[c] = _forward_backward(
+                        &theta[0], offsets, sizes, hidden, output, loss, slope, tiny, &xb[0],
+                        &yb[0], &wb[0], has_sw, &acts[0], &deltas[0], &parts[c, 0], nb,
+                        c * nb // n_chunks, (c + 1) * nb // n_chunks)
+                batch_loss = part_losses[0]
+                for p in range(grad.shape[0]):
+                    grad[p] = parts[0, p]
+                for c in range(1, n_chunks):
+                    batch_loss += part_losses[c]
+                    for p in range(grad.shape[0]):
+                        grad[p] += parts[c, p]
+            else:
+                batch_loss = _forward_backward(&theta[0], offsets, sizes, hidden, output, loss,
+                                               slope, tiny, &xb[0], &yb[0], &wb[0], has_sw,
+                                               &acts[0], &deltas[0], &grad[0], nb, 0, nb)
+            hyper[9] = <floating>weight_sum
+            squared_norm = 0.0
+            if not sgd:
+                t += 1
+                hyper[8] = <floating>(hyper[0] * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+            for l in range(n_layers):
+                w0 = offsets[l, 0]
+                b0 = offsets[l, 1]
+                if l2 != 0:
+                    squared_norm += _squared_norm(&theta[w0], b0 - w0)
+                _update(&theta[0], &grad[0], &first[0], &second[0], w0, b0, l2, &hyper[0],
+                        sgd, nesterov)
+                _update(&theta[0], &grad[0], &first[0], &second[0], b0, b0 + sizes[l + 1],
+                        zero, &hyper[0], sgd, nesterov)
+            data_term += batch_loss / weight_sum * nb
+            penalty_term += 0.5 * hyper[2] * squared_norm / weight_sum * nb
+            start += nb
+    return data_term, penalty_term, t
+
+
+# -- Python-callable contract kernels (arguments already checked by _contract.py) ------------
+def forward_layer(const floating[:, ::1] A, const floating[:, ::1] W, const floating[::1] b,
+                  int act, floating slope, floating[:, ::1] out):
+    cdef int n = A.shape[0], n_in = W.shape[0], n_out = W.shape[1]
+    if n == 0:
+        return
+    with nogil:
+        _forward(<floating*>&A[0, 0], <floating*>&W[0, 0], <floating*>&b[0], &out[0, 0], n,
+                 n_in, n_out, act, slope)
+
+
+def backward_layer(const floating[:, ::1] A, const floating[:, ::1] delta,
+                   const floating[:, ::1] W, floating[:, ::1] grad_W, floating[::1] grad_b,
+                   floating[:, ::1] delta_in, int act_in, floating slope, bint want):
+    cdef int n = A.shape[0], n_in = W.shape[0], n_out = W.shape[1]
+    cdef floating* d_in = &delta_in[0, 0] if want else NULL
+    if n == 0:
+        grad_W[:, :] = 0
+        grad_b[:] = 0
+        return
+    with nogil:
+        _backward(<floating*>&A[0, 0], <floating*>&delta[0, 0], <floating*>&W[0, 0],
+                  &grad_W[0, 0], &grad_b[0], d_in, n, n_in, n_out, act_in, slope, want)
+
+
+def output_delta(const floating[:, ::1] A, const floating[:, ::1] Y, int act, int loss,
+                 floating[:, ::1] delta, const floating[::1] sw, bint has_sw, floating slope,
+                 floating tiny):
+    cdef int n = A.shape[0], m = A.shape[1]
+    cdef double total
+    if n == 0:
+        return 0.0
+    with nogil:
+        total = _output_delta(<floating*>&A[0, 0], <floating*>&Y[0, 0], &delta[0, 0],
+                              <floating*>&sw[0], n, m, act, loss, has_sw, slope, tiny)
+    return total
