@@ -15,6 +15,19 @@ from setuptools.command.build_ext import build_ext
 OPENMP_PROBE = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
 
 
+def compiler_accepts(compiler, flag):
+    """True if the compiler builds a trivial file with `flag`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "probe.c")
+        with open(source, "w") as f:
+            f.write("int main(void) { return 0; }\n")
+        try:
+            compiler.compile([source], output_dir=tmp, extra_postargs=[flag])
+        except Exception:
+            return False
+    return True
+
+
 def compiler_has_openmp(compiler):
     """Compile and link a tiny OpenMP program; True if the toolchain supports it."""
     if os.environ.get("FASTMLP_NO_OPENMP"):
@@ -36,14 +49,21 @@ class BuildExt(build_ext):
     def build_extensions(self):
         use_openmp = compiler_has_openmp(self.compiler)
         msvc = self.compiler.compiler_type == "msvc"
+        # Built from source on the machine that runs it: let the compiler use its vector
+        # units (AVX-512 here), as Numba does. FASTMLP_PORTABLE=1 builds for any CPU of the arch.
+        native = (not msvc and not os.environ.get("FASTMLP_PORTABLE")
+                  and compiler_accepts(self.compiler, "-march=native"))
         for ext in self.extensions:
             ext.extra_compile_args += ["/O2"] if msvc else ["-O3"]
+            if native:
+                ext.extra_compile_args.append("-march=native")
             if use_openmp:
                 ext.extra_compile_args.append("/openmp" if msvc else "-fopenmp")
                 if not msvc:
                     ext.extra_link_args.append("-fopenmp")
             ext.define_macros.append(("FASTMLP_OPENMP", "1" if use_openmp else "0"))
-        print(f"fastmlp: building with OpenMP={'yes' if use_openmp else 'no'}", file=sys.stderr)
+        print(f"fastmlp: building with OpenMP={'yes' if use_openmp else 'no'}, "
+              f"-march=native={'yes' if native else 'no'}", file=sys.stderr)
         super().build_extensions()
 
 

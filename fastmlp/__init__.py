@@ -5,10 +5,10 @@ from .backends import available_backends, get_backend
 from .estimators import MLPClassifier, MLPRegressor
 from .io import load, save
 from .losses import LOSSES
-from .model import MLP
+from .model import MLP, DivergenceError
 from .show import show_config
 
 __version__ = "0.1.0"
 
-__all__ = ["ACTIVATIONS", "LOSSES", "Architecture", "MLP", "MLPClassifier", "MLPRegressor",
+__all__ = ["ACTIVATIONS", "LOSSES", "Architecture", "DivergenceError", "MLP", "MLPClassifier", "MLPRegressor",
            "available_backends", "get_backend", "load", "save", "show_config", "__version__"]

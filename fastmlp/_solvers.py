@@ -12,6 +12,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import shuffle as sk_shuffle
 
+from .model import DivergenceError
+
 
 class LearningRate:
     """scikit-learn's SGD learning-rate schedule (constant / invscaling / adaptive)."""
@@ -40,12 +42,8 @@ class LearningRate:
         return False
 
 
-def _finite(theta):
-    return bool(np.all(np.isfinite(theta)))
-
-
 def diverged_error(epoch):
-    return ValueError(
+    return DivergenceError(
         f"training diverged at epoch {epoch}: the loss or the weights became NaN or inf. "
         "The weights were restored to those after the last finite epoch. Lower the learning "
         "rate or scale the input data."
@@ -92,15 +90,15 @@ def fit_stochastic(est, net, X, Y, sample_weight, rng, incremental):
             if est.shuffle:
                 sample_idx = sk_shuffle(sample_idx, random_state=rng)
             lr = est._lr.value if est.solver == "sgd" else est.learning_rate_init
-            snapshot = net.theta.copy()
-            net.train_epoch(X_train, Y_train, batch_size=batch_size, learning_rate=lr,
-                            sample_weight=sw_train, order=sample_idx if est.shuffle else None,
-                            check_input=False, **opt)
+            try:
+                net.train_epoch(X_train, Y_train, batch_size=batch_size, learning_rate=lr,
+                                sample_weight=sw_train,
+                                order=sample_idx if est.shuffle else None, check_input=False,
+                                **opt)
+            except DivergenceError:  # the net already put back the last finite weights
+                raise diverged_error(est.n_iter_ + 1) from None
             data_term, penalty_term = net.last_epoch_terms
             loss = est._report_loss(data_term) + penalty_term
-            if not (np.isfinite(loss) and _finite(net.theta)):
-                net.theta[...] = snapshot
-                raise diverged_error(est.n_iter_ + 1)
             est.n_iter_ += 1
             est.loss_ = float(loss)
             est.t_ += n_samples
@@ -189,7 +187,7 @@ def fit_lbfgs(est, net, X, Y, sample_weight):
                       f"(max_iter={est.max_iter}).", ConvergenceWarning)
     if not (np.all(np.isfinite(result.x)) and np.isfinite(result.fun)):
         net.theta[...] = start
-        raise ValueError("lbfgs diverged: the loss or the weights became NaN or inf; the "
+        raise DivergenceError("lbfgs diverged: the loss or the weights became NaN or inf; the "
                          "weights were restored to those before this fit. Scale the input "
                          "data or raise alpha.")
     data, penalty, _ = objective(result.x)  # leaves net.theta = result.x

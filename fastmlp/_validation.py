@@ -14,8 +14,9 @@ def check_dtype(dtype):
 
 def check_matrix(a, name, dtype, n_cols=None, allow_empty=False):
     """2-D finite float array of `dtype`, C-contiguous; ints/bools cast, object/str/complex rejected."""
-    a = check_array(a, dtype=dtype, order="C", ensure_all_finite=True,
-                    ensure_min_samples=0 if allow_empty else 1, input_name=name)
+    with np.errstate(invalid="ignore", over="ignore"):  # scikit-learn's sum test of inf-inf
+        a = check_array(a, dtype=dtype, order="C", ensure_all_finite=True,
+                        ensure_min_samples=0 if allow_empty else 1, input_name=name)
     if n_cols is not None and a.shape[1] != n_cols:
         raise ValueError(f"{name} has {a.shape[1]} columns, expected {n_cols}")
     return a
@@ -34,8 +35,9 @@ def check_targets(Y, n_rows, n_outputs, dtype):
 def check_sample_weight(sample_weight, n_rows, dtype):
     if sample_weight is None:
         return None
-    w = check_array(sample_weight, dtype=dtype, ensure_2d=False, ensure_all_finite=True,
-                    input_name="sample_weight")
+    with np.errstate(invalid="ignore", over="ignore"):
+        w = check_array(sample_weight, dtype=dtype, ensure_2d=False, ensure_all_finite=True,
+                        input_name="sample_weight")
     if w.shape != (n_rows,):
         raise ValueError(f"sample_weight has shape {w.shape}, expected ({n_rows},)")
     if np.any(w < 0):

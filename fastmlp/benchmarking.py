@@ -26,7 +26,7 @@ WORKLOADS = {
     "W1": Workload("W1", (64, 32, 10), 1, 2000, "per-step overhead (online learning)"),
     "W2": Workload("W2", (64, 128, 10), 32, 400, "small nets (digits-sized)"),
     "W3": Workload("W3", (784, 256, 128, 10), 128, 20, "the classic MNIST MLP"),
-    "W4": Workload("W4", (1024, 2048, 2048, 10), 512, 2, "GEMM-bound"),
+    "W4": Workload("W4", (1024, 2048, 2048, 10), 512, 8, "GEMM-bound"),
 }
 QUICK_STEPS = {"W1": 500, "W2": 100, "W3": 5, "W4": 1}
 
@@ -324,3 +324,33 @@ def fit_text(rows):
                      f"{r['epochs']:6d} {r['test_score']:8.4f} {ratio:9.2f}x")
     lines.append("vs sklearn: how many times faster than scikit-learn's MLPClassifier.fit")
     return "\n".join(lines)
+
+
+def markdown_report(steps, forward, fits, machine, command):
+    """The README's performance section, from one run's figures."""
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['num_threads']} threads)"
+                     for b in machine["blas"])
+    out = [f"Measured by `{command}` on {machine['cpus']} cores ({machine['machine']}), "
+           f"Python {machine['python']}, NumPy {machine['numpy']}, BLAS: {blas}; "
+           f"OpenMP: {machine['openmp']}. Medians of interleaved rounds, one run.", ""]
+    out += ["| workload | dtype | contender | µs/step | × faster than numpy | ÷ GEMM floor "
+            "| × faster than torch |", "|---|---|---|---|---|---|---|"]
+    groups = {}
+    for r in steps:
+        groups.setdefault((r["workload"], r["dtype"]), {})[r["contender"]] = r["us_per_step"]
+    for (wid, dtype), group in groups.items():
+        for name, us in group.items():
+            ref = f"{group['numpy'] / us:.2f}" if "numpy" in group else "-"
+            floor = f"{us / group['gemm floor']:.2f}" if "gemm floor" in group else "-"
+            torch = f"{group['torch eager'] / us:.2f}" if "torch eager" in group else "-"
+            out.append(f"| {wid} | {dtype} | {name} | {us:.2f} | {ref} | {floor} | {torch} |")
+    out += ["", "| forward_layer shape | dtype | contender | µs/call |", "|---|---|---|---|"]
+    out += [f"| {r['shape']} | {r['dtype']} | {r['contender']} | {r['us_per_call']:.1f} |"
+            for r in forward]
+    out += ["", "| fit | dtype | contender | seconds | epochs | test accuracy | × faster than "
+            "sklearn |", "|---|---|---|---|---|---|---|"]
+    sk = {(r["problem"], r["dtype"]): r["fit_s"] for r in fits if r["contender"] == "sklearn"}
+    out += [f"| {r['problem']} | {r['dtype']} | {r['contender']} | {r['fit_s']:.3f} | "
+            f"{r['epochs']} | {r['test_score']:.4f} | "
+            f"{sk[(r['problem'], r['dtype'])] / r['fit_s']:.2f} |" for r in fits]
+    return "\n".join(out) + "\n"

@@ -147,6 +147,11 @@ def bench(args):
         json.dump({"machine": machine(), "command": " ".join(["fastmlp", "bench", *args.argv]),
                    "steps": rows, "forward_layer": forward, "fits": fits}, f, indent=2)
     print(f"wrote {path}")
+    report = os.path.join(args.out, "report.md")
+    with open(report, "w") as f:
+        f.write(B.markdown_report(rows, forward, fits, machine(),
+                                  " ".join(["fastmlp", "bench", *args.argv])))
+    print(f"wrote {report}")
     try:
         png = B.plot(rows, os.path.join(args.out, "steps.png"))
         print(f"wrote {png}")

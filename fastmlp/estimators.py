@@ -162,7 +162,8 @@ class _BaseMLP(BaseEstimator):
         self._check_params()
         hidden = self._hidden_sizes()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
-        X, Y, y = self._validate_input(X, y, incremental, reset=first_pass)
+        with np.errstate(invalid="ignore", over="ignore"):  # scikit-learn's inf-inf sum test
+            X, Y, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
                                                  ensure_non_negative=True)
@@ -241,7 +242,8 @@ class _BaseMLP(BaseEstimator):
     # -- prediction ---------------------------------------------------------------------
     def _forward(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+        with np.errstate(invalid="ignore", over="ignore"):
+            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
         net = self._net
         if X.dtype != net.dtype:
             X = X.astype(net.dtype)

@@ -13,6 +13,10 @@ from .architecture import Architecture
 from .backends import get_backend
 
 
+class DivergenceError(ValueError, FloatingPointError):
+    """Training produced NaN/inf; the model keeps the weights from before the failing epoch."""
+
+
 class MLP:
     """A multilayer perceptron trained through one of fastmlp's backends.
 
@@ -170,7 +174,9 @@ class MLP:
         moments persist between calls (reset_optimizer() forgets them; changing the optimizer
         name resets them). `order` gives the row order explicitly; otherwise rows are taken in
         order, or permuted when shuffle=True (seeded by random_state). The two parts of the
-        returned loss, (data term, L2 term), are kept in `last_epoch_terms`.
+        returned loss, (data term, L2 term), are kept in `last_epoch_terms`. If the loss or the
+        weights turn NaN/inf, the weights and optimizer state from before the epoch are put
+        back and DivergenceError (a ValueError) is raised.
         check_input=False skips the NumPy-level validation of X/Y/sample_weight (their
         dtype, shape and finiteness) for callers that validated them once already, as the
         estimators do before their epochs; the kernel contract's shape checks still run.
@@ -184,12 +190,24 @@ class MLP:
         if self.optimizer_state is None or self._optimizer_name != opt.name:
             self.optimizer_state = optim.OptimizerState.zeros(self.arch.n_params, self.dtype)
             self._optimizer_name = opt.name
+        state = self.optimizer_state
+        # What a divergence would need put back: only the moments this optimizer uses.
+        uses = (opt.name == "adam", opt.name == "adam" or opt.momentum > 0 or opt.nesterov)
+        saved = (self.theta.copy(), state.first.copy() if uses[1] else state.first,
+                 state.second.copy() if uses[0] else state.second, state.t)
         with thread_limit(self.n_threads):
             data_term, penalty_term = self.backend.train_epoch(
-                self.arch, self.theta, X, Y, sample_weight, order, batch_size, opt,
-                self.optimizer_state)
+                self.arch, self.theta, X, Y, sample_weight, order, batch_size, opt, state)
+        loss = (data_term + penalty_term) / X.shape[0]
+        if not (np.isfinite(loss) and np.all(np.isfinite(self.theta))):
+            # Divergence: put back the weights and optimizer moments from before the epoch.
+            self.theta[...], state.first[...], state.second[...], state.t = saved
+            raise DivergenceError(
+                f"training diverged: the loss or the weights became NaN or inf during this "
+                f"epoch (loss {loss}); the weights from before it were restored. Lower the "
+                f"learning rate or scale the inputs.")
         self.last_epoch_terms = (data_term / X.shape[0], penalty_term / X.shape[0])
-        return (data_term + penalty_term) / X.shape[0]
+        return loss
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -243,3 +243,66 @@ def test_numba_epoch_allocates_nothing_per_minibatch():
                          capture_output=True, text=True).stdout.split()
     few, many = int(out[-2]), int(out[-1])
     assert many == few, f"{few} allocations for 4 minibatches but {many} for 100"
+
+
+@pytest.mark.skipif(not {"numba", "cython"} <= set(COMPILED), reason="needs both backends")
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_numba_and_cython_train_alike(dtype, optimizer):
+    sizes = [20, 70, 30, 6]
+    X, Y = problem(8, 500, sizes, dtype=dtype)
+    nets = [MLP(sizes, "tanh", dtype=dtype, backend=b, random_state=0) for b in ("numba", "cython")]
+    for epoch in range(5):
+        kw = dict(batch_size=100, optimizer=optimizer, learning_rate=0.01, momentum=0.9,
+                  l2=1e-3, order=np.random.default_rng(epoch).permutation(500))
+        losses = [net.train_epoch(X, Y, **kw) for net in nets]
+        assert losses[1] == pytest.approx(losses[0], rel=50 * tol(dtype)["rtol"])
+    np.testing.assert_allclose(nets[1].theta, nets[0].theta, rtol=50 * tol(dtype)["rtol"],
+                               atol=50 * tol(dtype)["atol"])
+
+
+CRASH_PROBE = r"""
+import numpy as np, fastmlp
+kernels = fastmlp.get_backend("{backend}")
+A, W, b = np.ones((4, 3)), np.ones((3, 2)), np.ones(2)
+cases = {{
+    "short A": lambda: kernels.forward_layer(np.ones((4, 1)), W, b, "relu", np.empty((4, 2))),
+    "short out": lambda: kernels.forward_layer(A, W, b, "relu", np.empty((1, 2))),
+    "float32 W": lambda: kernels.forward_layer(A, W.astype(np.float32), b, "relu",
+                                                np.empty((4, 2))),
+    "1-d A": lambda: kernels.forward_layer(np.ones(12), W, b, "relu", np.empty((4, 2))),
+    "list A": lambda: kernels.forward_layer([[1.0] * 3] * 4, W, b, "relu", np.empty((4, 2))),
+    "short bias": lambda: kernels.forward_layer(A, W, np.ones(1), "relu", np.empty((4, 2))),
+    "bad activation": lambda: kernels.forward_layer(A, W, b, "gelu", np.empty((4, 2))),
+    "short grad_b": lambda: kernels.backward_layer(A, np.ones((4, 2)), W, np.empty((3, 2)),
+                                                   np.empty(1)),
+    "short delta_in": lambda: kernels.backward_layer(A, np.ones((4, 2)), W, np.empty((3, 2)),
+                                                     np.empty(2), np.empty((2, 3)), "relu"),
+    "short Y": lambda: kernels.output_delta(np.ones((4, 2)) / 2, np.ones((9, 2)), "softmax",
+                                            "cross_entropy", np.empty((4, 2))),
+    "short weights": lambda: kernels.output_delta(np.ones((4, 2)) / 2, np.ones((4, 2)),
+                                                  "softmax", "cross_entropy", np.empty((4, 2)),
+                                                  np.ones(2)),
+}}
+for name, call in cases.items():
+    try:
+        call()
+    except (ValueError, TypeError) as exc:
+        assert str(exc), name
+        print("ok", name, "->", type(exc).__name__, exc)
+    else:
+        raise SystemExit(f"{{name}}: no error")
+print("all rejected")
+"""
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_bad_kernel_arguments_raise_in_a_subprocess(name):
+    """A wrong shape or dtype must raise before compiled code; a crash would kill the child."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", CRASH_PROBE.format(backend=name)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip().endswith("all rejected")

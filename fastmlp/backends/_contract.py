@@ -30,12 +30,35 @@ def common_dtype(**arrays):
     return dtype
 
 
-def input_array(a, name, shape):
-    """Check ndim/shape (None = any length) and return a C-contiguous array (copy if needed)."""
+def input_array(a, name, shape, finite=True):
+    """Check ndim/shape (None = any length) and finiteness; return a C-contiguous array
+    (a copy only if needed: read-only and memory-mapped inputs are read in place)."""
     _array(a, name)
     if a.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape)):
         raise ValueError(f"{name} has shape {a.shape}, expected {_fmt(shape)}")
-    return np.ascontiguousarray(a)
+    a = np.ascontiguousarray(a)
+    if finite:
+        check_finite(a, name)
+    return a
+
+
+def check_finite(a, name):
+    """ValueError naming the first NaN/inf and its position.
+
+    The sum is the fast test: any NaN or inf makes it non-finite. Only when it is not (or
+    finite values overflowed) does the exact, slower elementwise test run.
+    """
+    if a.size == 0 or a.dtype.kind != "f":
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.add.reduce(a, axis=None)
+    if np.isfinite(total):
+        return
+    bad = ~np.isfinite(a)
+    if bad.any():
+        position = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} contains {a[position]} at position {position}; "
+                         "inputs must be finite")
 
 
 def output_array(a, name, shape):
@@ -110,7 +133,10 @@ def check_train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, state
     if order is None:
         order = np.arange(n, dtype=np.int64)
     else:
-        order = np.ascontiguousarray(input_array(order, "order", (n,)), dtype=np.int64)
+        order = input_array(order, "order", (n,), finite=False)
+        if order.dtype.kind not in "iu":
+            raise TypeError(f"order must hold integer row indices, got dtype {order.dtype}")
+        order = np.ascontiguousarray(order, dtype=np.int64)
         # O(n): in bounds (the kernels index X with it unchecked) and each row exactly once.
         if (order.min() < 0 or order.max() >= n
                 or not np.all(np.bincount(order, minlength=n) == 1)):

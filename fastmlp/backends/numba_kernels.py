@@ -17,6 +17,7 @@ is writable, otherwise in Numba's per-user cache directory (NUMBA_CACHE_DIR over
 import functools
 
 import contextlib
+import threading
 
 import numba
 import numpy as np
@@ -55,6 +56,22 @@ MIN_CHUNK_ROWS = 32
 
 def _single_threaded_blas(active):
     return blas_thread_limit(1) if active else contextlib.nullcontext()
+
+
+# Numba's "workqueue" threading layer (the fallback when neither OpenMP nor TBB is present)
+# aborts the process if two threads enter parallel code at once; there, parallel epochs
+# take turns. The OpenMP and TBB layers are thread-safe and need no lock.
+_WORKQUEUE_LOCK = threading.Lock()
+
+
+def _parallel_guard(parallel):
+    if not parallel:
+        return contextlib.nullcontext()
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel code has run yet: the layer is not chosen
+        layer = None
+    return _WORKQUEUE_LOCK if layer in (None, "workqueue") else contextlib.nullcontext()
 
 
 @njit(cache=True)
@@ -500,7 +517,7 @@ def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state)
     hidden, output, loss = arch.codes
     # Threads split the minibatch; each calls BLAS single-threaded (else the two levels of
     # threading would oversubscribe the cores).
-    with _single_threaded_blas(n_chunks > 1):
+    with _parallel_guard(n_chunks > 1), _single_threaded_blas(n_chunks > 1):
         data_term, penalty_term, state.t = _train_epoch(
             theta, arch.offsets, arch.sizes, hidden, output, loss, arch.leaky_slope,
             np.finfo(dtype).tiny, X, Y, sample_weight if has_sw else np.ones(X.shape[0], dtype),

@@ -19,6 +19,10 @@ name = "numpy"
 def forward_layer(A_in, W, b, activation, out, leaky_slope=0.01):
     """out = g(A_in @ W + b); returns out."""
     A_in, W, b = _contract.check_forward(A_in, W, b, activation, out)
+    return _forward(A_in, W, b, activation, out, leaky_slope)
+
+
+def _forward(A_in, W, b, activation, out, leaky_slope):
     np.matmul(A_in, W, out=out)
     out += b
     return activations.activate(out, activation, leaky_slope)
@@ -29,6 +33,10 @@ def backward_layer(A_in, delta, W, grad_W, grad_b, delta_in=None, activation_in=
     """grad_W = A_inᵀ δ, grad_b = Σ_rows δ and, if delta_in is given, δ_in = (δ Wᵀ) ⊙ g'(A_in)."""
     A_in, delta, W = _contract.check_backward(A_in, delta, W, grad_W, grad_b, delta_in,
                                               activation_in)
+    _backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in, leaky_slope)
+
+
+def _backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in, leaky_slope):
     np.matmul(A_in.T, delta, out=grad_W)
     np.sum(delta, axis=0, out=grad_b)
     if delta_in is not None:
@@ -40,6 +48,10 @@ def output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_sl
     """Write δ_out (rows scaled by sample_weight) into delta; return the (weighted) summed loss."""
     A_out, Y, sample_weight = _contract.check_output_delta(A_out, Y, activation, loss, delta,
                                                            sample_weight)
+    return _output_delta(A_out, Y, activation, loss, delta, sample_weight, leaky_slope)
+
+
+def _output_delta(A_out, Y, activation, loss, delta, sample_weight, leaky_slope):
     per_sample = losses.sample_losses(A_out, Y, loss)
     delta[...] = losses.delta(A_out, Y, activation, loss, leaky_slope)
     if sample_weight is None:
@@ -49,7 +61,7 @@ def output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_sl
 
 
 def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
-    """One optimizer step on one minibatch; returns the batch's (mean loss, mean L2 penalty).
+    """One optimizer step on one (checked) minibatch; returns (mean loss, mean L2 penalty).
 
     The step uses the *mean* gradient (Σ_i w_i ∇L_i + l2·W) / Σ_i w_i, as scikit-learn does.
     """
@@ -58,14 +70,14 @@ def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
     acts = [X]
     for layer, (W, b) in enumerate(zip(coefs, intercepts)):
         out = np.empty((X.shape[0], W.shape[1]), dtype=theta.dtype)
-        acts.append(forward_layer(acts[-1], W, b, arch.activation(layer), out, arch.leaky_slope))
+        acts.append(_forward(acts[-1], W, b, arch.activation(layer), out, arch.leaky_slope))
     delta = np.empty_like(acts[-1])
-    loss = output_delta(acts[-1], Y, arch.output_activation, arch.loss, delta, sample_weight,
-                        arch.leaky_slope)
+    loss = _output_delta(acts[-1], Y, arch.output_activation, arch.loss, delta, sample_weight,
+                         arch.leaky_slope)
     for layer in range(arch.n_layers - 1, -1, -1):
         delta_in = np.empty_like(acts[layer]) if layer > 0 else None
-        backward_layer(acts[layer], delta, coefs[layer], grad_coefs[layer], grad_intercepts[layer],
-                       delta_in, arch.hidden_activation if layer > 0 else None, arch.leaky_slope)
+        _backward(acts[layer], delta, coefs[layer], grad_coefs[layer], grad_intercepts[layer],
+                  delta_in, arch.hidden_activation if layer > 0 else None, arch.leaky_slope)
         delta = delta_in
     weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
     squared_norm = sum(float(np.dot(W.ravel(), W.ravel())) for W in coefs)
@@ -87,6 +99,13 @@ def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state)
     X, Y, sample_weight, order, batch_size = _contract.check_train_epoch(
         arch, theta, X, Y, sample_weight, order, batch_size, state)
     grad = np.empty_like(theta)
+    # Inside the epoch nothing is re-checked or warned about: a diverging epoch shows in its
+    # non-finite loss, which the caller reports, as with the compiled backends.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return _epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state, grad)
+
+
+def _epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state, grad):
     data_term = penalty_term = 0.0
     for start in range(0, X.shape[0], batch_size):
         rows = order[start:start + batch_size]
