@@ -138,15 +138,18 @@ def networks(draw):
     sizes = draw(st.lists(st.integers(1, 9), min_size=2, max_size=4))
     hidden = draw(st.sampled_from(HIDDEN_ACTIVATIONS))
     n = draw(st.integers(1, 12))
-    finite = st.floats(-50, 50, width=32)
-    anything = st.floats(allow_nan=True, allow_infinity=True, width=32)
-    X = draw(hnp.arrays(dtype, (n, sizes[0]), elements=st.one_of(finite, finite, anything)))
+    # Finite values span many magnitudes but stay where float32 cannot overflow in a layer
+    # (overflow of huge finite inputs is the extremes test's subject); NaN/inf are mixed in.
+    finite = st.floats(-1e6, 1e6, width=32)
+    special = st.sampled_from([np.nan, np.inf, -np.inf])
+    X = draw(hnp.arrays(dtype, (n, sizes[0]), elements=st.one_of(finite, finite, finite, special)))
     labels = draw(hnp.arrays(np.int64, n, elements=st.integers(0, sizes[-1] - 1)))
     return dtype, sizes, hidden, X, np.eye(sizes[-1], dtype=dtype)[labels]
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numpy"])
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(case=networks())
 def test_generated_inputs_give_the_reference_result_or_a_clear_error(backend, case):
     dtype, sizes, hidden, X, Y = case

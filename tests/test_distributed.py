@@ -1,0 +1,144 @@
+"""Data-parallel training on a LocalCluster: exact sums, equal fits, lost workers."""
+import os
+import signal
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+
+import fastmlp  # noqa: E402
+from fastmlp import MLPClassifier, MLPRegressor  # noqa: E402
+from fastmlp import distributed as fd  # noqa: E402
+
+BACKEND = fastmlp.get_backend("auto").name
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=40)
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+def _data(n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 8))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 0.5)
+    return X, y
+
+
+@pytest.mark.parametrize("chunks", [(100, 500), (50, 250, 300), (7, 93, 200, 150, 150)])
+def test_block_gradient_sums_equal_the_single_process_gradient(client, chunks):
+    X, y = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier(hidden_layer_sizes=(9,), max_iter=2, random_state=0,
+                            backend=BACKEND).fit(X, y)
+    Y = np.eye(3)[y]
+    loss, grad = fd.loss_and_gradient(est, da.from_array(X, chunks=(chunks, 8)),
+                                      da.from_array(Y, chunks=(chunks, 3)), client)
+    expected = np.empty_like(est._net.theta)
+    expected_loss = est._net._loss_and_grad(X, Y, None, expected)
+    assert loss == pytest.approx(expected_loss, rel=1e-6)
+    np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_distributed_fit_equals_the_single_process_fit(client, solver):
+    X, y = _data()
+    kw = dict(hidden_layer_sizes=(10,), solver=solver, batch_size=120, max_iter=4,
+              random_state=1, backend=BACKEND, learning_rate_init=0.05)  # 20 steps (sgd/adam)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local = MLPClassifier(**kw).fit(X, y)
+        dist = fd.fit(MLPClassifier(**kw), da.from_array(X, chunks=(170, 8)),
+                      da.from_array(y, chunks=170), client=client)
+    assert dist.n_iter_ == local.n_iter_
+    for a, b in zip(dist.coefs_ + dist.intercepts_, local.coefs_ + local.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+    pred = fd.predict(dist, da.from_array(X, chunks=(170, 8))).compute()
+    np.testing.assert_array_equal(pred, local.predict(X))
+    proba = fd.predict_proba(dist, da.from_array(X, chunks=(170, 8))).compute()
+    np.testing.assert_allclose(proba, local.predict_proba(X), rtol=1e-6, atol=1e-9)
+
+
+def test_regression_with_sample_weights(client):
+    X, _ = _data()
+    target = X @ np.arange(8.0)
+    w = np.linspace(0.5, 2, len(X))
+    kw = dict(hidden_layer_sizes=(6,), solver="sgd", batch_size=100, max_iter=3,
+              random_state=0, backend=BACKEND, learning_rate_init=0.001)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local = MLPRegressor(**kw).fit(X, target, sample_weight=w)
+        dist = fd.fit(MLPRegressor(**kw), da.from_array(X, chunks=(250, 8)),
+                      da.from_array(target, chunks=250), sample_weight=da.from_array(w, 250),
+                      client=client)
+    np.testing.assert_allclose(dist.coefs_[0], local.coefs_[0], rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(dist.loss_curve_, local.loss_curve_, rtol=1e-6)
+
+
+def _slow_block(block):
+    time.sleep(0.05)
+    return block
+
+
+def test_a_worker_killed_mid_fit_changes_nothing(client):
+    X, y = _data(900)
+    kw = dict(hidden_layer_sizes=(10,), solver="sgd", batch_size=90, max_iter=6,
+              random_state=2, backend=BACKEND)
+    X_d = da.from_array(X, chunks=(150, 8)).map_blocks(_slow_block, meta=np.empty((0, 0)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clean = fd.fit(MLPClassifier(**kw), X_d, da.from_array(y, chunks=150), client=client)
+
+        pids = client.run(os.getpid)  # {worker address: pid}, local processes
+        victim = sorted(pids.values())[0]
+
+        def kill_one_worker():
+            time.sleep(1.0)  # mid-fit: the clean fit takes several seconds
+            os.kill(victim, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_one_worker)
+        killer.start()
+        faulty = fd.fit(MLPClassifier(**kw), X_d, da.from_array(y, chunks=150), client=client)
+        killer.join()
+    client.wait_for_workers(2, timeout=60)
+    assert victim not in client.run(os.getpid).values()  # the worker really died
+    for a, b in zip(faulty.coefs_, clean.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def _poison(block):
+    os.kill(os.getpid(), signal.SIGKILL)
+    return block
+
+
+def test_a_task_that_always_kills_its_worker_ends_in_a_clear_error(client):
+    X, y = _data(300)
+    X_d = da.from_array(X, chunks=(100, 8))
+    X_d = da.concatenate([X_d[:200], X_d[200:].map_blocks(_poison, meta=np.empty((0, 0)))])
+    start = time.time()
+    with pytest.raises(Exception, match="KilledWorker|kept failing|killed"):
+        fd.fit(MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, backend=BACKEND), X_d,
+               da.from_array(y, chunks=100), client=client, retries=1)
+    assert time.time() - start < 240
+    client.wait_for_workers(2, timeout=60)
+
+
+def test_without_dask_the_import_error_names_the_extra():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['dask'] = None; sys.modules['dask.array'] = None\n"
+            "try:\n    import fastmlp.distributed\nexcept ImportError as e:\n    print(e)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+    assert "fastmlp[dask]" in out
