@@ -175,3 +175,23 @@ def test_generated_inputs_give_the_reference_result_or_a_clear_error(backend, ca
     scale = max(1.0, max(np.abs(g).max() for g in grads[0][1]))
     for g, e in zip(grads[1][1], grads[0][1]):
         np.testing.assert_allclose(g, e, **tol(dtype, 100 * scale))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_read_only_and_memory_mapped_inputs_are_accepted(tmp_path, backend):
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    mapped = np.load(path, mmap_mode="r")  # read-only memory map
+    frozen = X.copy()
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier(max_iter=3, random_state=0, backend=backend).fit(mapped, y)
+        b = MLPClassifier(max_iter=3, random_state=0, backend=backend).fit(frozen, y)
+    np.testing.assert_array_equal(a.coefs_[0], b.coefs_[0])
+    np.testing.assert_array_equal(a.predict(mapped), b.predict(frozen))
+    net = MLP([64, 10], backend=backend, random_state=0)
+    np.testing.assert_array_equal(net.forward(mapped), net.forward(X))
+    assert np.array_equal(np.load(path), X)  # the user's data is untouched
