@@ -22,6 +22,7 @@ task is retried up to `retries` times, then the fit fails with a clear error.
 import numpy as np
 
 from . import optim
+from .backends._contract import check_finite
 
 try:
     import dask.array as da
@@ -69,6 +70,9 @@ def _block_sums(X, Y, W, rows, theta, spec):
     X = np.ascontiguousarray(X, dtype=net.dtype)
     Y = np.ascontiguousarray(Y, dtype=net.dtype)
     W = None if W is None else np.ascontiguousarray(W, dtype=net.dtype)
+    for name, a in (("X", X), ("y", Y), ("sample_weight", W)):
+        if a is not None:
+            check_finite(a, f"{name} (a block's rows)")
     grad = np.empty_like(net.theta)
     loss = net._loss_and_grad(X, Y, W, grad)
     return loss, grad, float(X.shape[0] if W is None else W.sum())

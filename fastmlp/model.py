@@ -11,6 +11,7 @@ from ._config import check_n_threads, thread_limit
 from ._validation import check_dtype, check_matrix, check_sample_weight, check_targets
 from .architecture import Architecture
 from .backends import get_backend
+from .backends._contract import trusted_inputs
 
 
 class DivergenceError(ValueError, FloatingPointError):
@@ -110,6 +111,10 @@ class MLP:
 
     def _forward_all(self, X):
         """Activations of every layer, input first."""
+        with trusted_inputs():  # X was checked on entry, the weights are kept finite
+            return self._forward_layers(X)
+
+    def _forward_layers(self, X):
         acts = [X]
         for layer, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):
             out = np.empty((X.shape[0], W.shape[1]), dtype=self.dtype)
@@ -148,8 +153,12 @@ class MLP:
 
     def _loss_and_grad(self, X, Y, sample_weight, grad):
         """Summed loss; writes the summed gradient into the flat vector `grad`."""
+        with trusted_inputs():  # X, Y checked on entry; the weights are kept finite
+            return self._backprop(X, Y, sample_weight, grad)
+
+    def _backprop(self, X, Y, sample_weight, grad):
         arch, backend = self.arch, self.backend
-        acts = self._forward_all(X)
+        acts = self._forward_layers(X)
         delta = np.empty_like(acts[-1])
         loss = backend.output_delta(acts[-1], Y, arch.output_activation, arch.loss, delta,
                                     sample_weight, arch.leaky_slope)
@@ -177,9 +186,9 @@ class MLP:
         returned loss, (data term, L2 term), are kept in `last_epoch_terms`. If the loss or the
         weights turn NaN/inf, the weights and optimizer state from before the epoch are put
         back and DivergenceError (a ValueError) is raised.
-        check_input=False skips the NumPy-level validation of X/Y/sample_weight (their
-        dtype, shape and finiteness) for callers that validated them once already, as the
-        estimators do before their epochs; the kernel contract's shape checks still run.
+        check_input=False skips the validation of X/Y/sample_weight (dtype, finiteness) for
+        callers that validated them once already, as the estimators do before their epochs;
+        the kernel contract's shape and bounds checks still run.
         """
         opt = optim.Optimizer(optimizer, float(learning_rate), float(momentum), bool(nesterov),
                               float(l2), float(beta_1), float(beta_2), float(epsilon))
@@ -195,7 +204,7 @@ class MLP:
         uses = (opt.name == "adam", opt.name == "adam" or opt.momentum > 0 or opt.nesterov)
         saved = (self.theta.copy(), state.first.copy() if uses[1] else state.first,
                  state.second.copy() if uses[0] else state.second, state.t)
-        with thread_limit(self.n_threads):
+        with thread_limit(self.n_threads), trusted_inputs():
             data_term, penalty_term = self.backend.train_epoch(
                 self.arch, self.theta, X, Y, sample_weight, order, batch_size, opt, state)
         loss = (data_term + penalty_term) / X.shape[0]
