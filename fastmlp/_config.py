@@ -6,6 +6,22 @@ import threading
 #: fastmath would let LLVM drop NaN/inf checks and reassociate sums; off unless proven harmless.
 FASTMATH = False
 
+#: The compiled backends split a minibatch across threads (each thread its own rows and
+#: gradient buffer, single-threaded BLAS) when every thread gets at least CHUNK_MIN_ROWS rows
+#: and the minibatch's forward GEMMs total at most CHUNK_MAX_WORK multiply-adds. Measured:
+#: digits-sized steps (200 x 64-100-10, 1.5M) run 1.27x faster split; W3 (30M) does not gain,
+#: BLAS's own threads already use both cores there.
+CHUNK_MIN_ROWS = 32
+CHUNK_MAX_WORK = 8_000_000
+
+
+def data_parallel_chunks(arch, batch_size, n_threads):
+    """How many threads a compiled backend's minibatch step should be split across."""
+    work = batch_size * sum(a * b for a, b in zip(arch.layer_sizes[:-1], arch.layer_sizes[1:]))
+    if n_threads > 1 and batch_size >= 2 * CHUNK_MIN_ROWS and work <= CHUNK_MAX_WORK:
+        return n_threads
+    return 1
+
 
 _controller = None
 _active = threading.local()

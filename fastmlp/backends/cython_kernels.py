@@ -11,14 +11,10 @@ import numpy as np
 
 from .. import _cython_kernels as _ck
 from .. import activations, losses
-from .._config import blas_thread_limit
+from .._config import CHUNK_MIN_ROWS, blas_thread_limit, data_parallel_chunks
 from . import _contract
 
 name = "cython"
-
-#: A minibatch is split across threads only when every thread gets at least this many rows
-#: (the same rule as the numba backend).
-MIN_CHUNK_ROWS = 32
 
 _NO_DELTA = {np.dtype(t): np.empty((1, 1), t) for t in (np.float32, np.float64)}
 
@@ -89,7 +85,7 @@ def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state)
     X, Y, sample_weight, order, batch_size = _contract.check_train_epoch(
         arch, theta, X, Y, sample_weight, order, batch_size, state)
     dtype = theta.dtype
-    n_chunks = _n_chunks() if batch_size >= 2 * MIN_CHUNK_ROWS else 1
+    n_chunks = data_parallel_chunks(arch, batch_size, _n_chunks())
     ws = _workspace(state, arch, batch_size, dtype, n_chunks)
     has_sw = sample_weight is not None
     hyper = np.array([opt.learning_rate, opt.momentum, opt.l2, opt.beta_1, 1 - opt.beta_1,
@@ -102,7 +98,7 @@ def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state)
             np.finfo(dtype).tiny, X, Y, sample_weight if has_sw else np.ones(X.shape[0], dtype),
             has_sw, order, batch_size, opt.name == "sgd", opt.nesterov, hyper, opt.beta_1,
             opt.beta_2, state.t, state.first, state.second, ws.grad, ws.parts, ws.part_losses,
-            MIN_CHUNK_ROWS, ws.acts, ws.deltas, ws.xb, ws.yb, ws.wb)
+            CHUNK_MIN_ROWS, ws.acts, ws.deltas, ws.xb, ws.yb, ws.wb)
     return data_term, penalty_term
 
 

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import activations, losses
-from .._config import FASTMATH, blas_thread_limit
+from .._config import CHUNK_MIN_ROWS, FASTMATH, blas_thread_limit, data_parallel_chunks
 from . import _contract
 
 name = "numba"
@@ -48,10 +48,6 @@ SMALL_WORK = 1024
 #: 34 us, 128+72-row blocks 49 us, measured).
 BLOCK_BYTES = 1 << 20
 MIN_BLOCK_ROWS = 256
-
-
-#: A minibatch is split across threads only when every thread gets at least this many rows.
-MIN_CHUNK_ROWS = 32
 
 
 def _single_threaded_blas(active):
@@ -509,7 +505,7 @@ def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state)
     X, Y, sample_weight, order, batch_size = _contract.check_train_epoch(
         arch, theta, X, Y, sample_weight, order, batch_size, state)
     dtype = theta.dtype
-    n_chunks = _n_chunks() if batch_size >= 2 * MIN_CHUNK_ROWS else 1
+    n_chunks = data_parallel_chunks(arch, batch_size, _n_chunks())
     ws = _workspace(state, arch, batch_size, dtype, n_chunks)
     has_sw = sample_weight is not None
     hyper = np.array([opt.learning_rate, opt.momentum, opt.l2, opt.beta_1, 1 - opt.beta_1,
@@ -523,7 +519,7 @@ def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state)
             np.finfo(dtype).tiny, X, Y, sample_weight if has_sw else np.ones(X.shape[0], dtype),
             has_sw, order, batch_size, opt.name == "sgd", opt.nesterov, hyper, opt.beta_1,
             opt.beta_2, state.t, state.first, state.second, ws.grad, ws.parts, ws.part_losses,
-            MIN_CHUNK_ROWS, ws.acts, ws.deltas, ws.xb, ws.yb, ws.wb)
+            CHUNK_MIN_ROWS, ws.acts, ws.deltas, ws.xb, ws.yb, ws.wb)
     return data_term, penalty_term
 
 
