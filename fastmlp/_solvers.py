@@ -10,7 +10,6 @@ import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils import shuffle as sk_shuffle
 
 from .model import DivergenceError
 
@@ -40,6 +39,14 @@ class LearningRate:
         if verbose:
             print(msg + " Setting learning rate to %f" % self.value)
         return False
+
+
+def _shuffled(sample_idx, rng):
+    """What sklearn.utils.shuffle(sample_idx, random_state=rng) returns — the same draws, the
+    same permutation — without its parameter validation, which costs ~0.3 ms per epoch."""
+    permutation = np.arange(sample_idx.shape[0])
+    rng.shuffle(permutation)
+    return sample_idx[permutation]
 
 
 def diverged_error(epoch):
@@ -88,7 +95,7 @@ def fit_stochastic(est, net, X, Y, sample_weight, rng, incremental):
     try:
         for _ in range(est.max_iter):
             if est.shuffle:
-                sample_idx = sk_shuffle(sample_idx, random_state=rng)
+                sample_idx = _shuffled(sample_idx, rng)
             lr = est._lr.value if est.solver == "sgd" else est.learning_rate_init
             try:
                 net.train_epoch(X_train, Y_train, batch_size=batch_size, learning_rate=lr,
