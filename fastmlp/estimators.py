@@ -227,6 +227,11 @@ class _BaseMLP(BaseEstimator):
         self.intercepts_ = self._net.intercepts_
         self.backend_ = self._net.backend.name
 
+    def _check_stochastic(self):
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+
     def _progress(self):
         return _Progress(self.verbose, self.max_iter, type(self).__name__)
 
@@ -349,9 +354,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y). `classes` is required on the first call."""
-        if self.solver not in ("sgd", "adam"):
-            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
-                                 f"{self.solver} is not stochastic.")
+        self._check_stochastic()
         if not hasattr(self, "classes_"):
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -444,9 +447,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y)."""
-        if self.solver not in ("sgd", "adam"):
-            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
-                                 f"{self.solver} is not stochastic.")
+        self._check_stochastic()
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):

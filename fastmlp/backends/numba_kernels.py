@@ -24,8 +24,8 @@ import numpy as np
 from numba import njit, prange
 
 from .. import activations, losses
-from .._config import CHUNK_MIN_ROWS, FASTMATH, blas_thread_limit, data_parallel_chunks
-from . import _contract
+from .._config import FASTMATH, blas_thread_limit
+from . import _compiled
 
 name = "numba"
 
@@ -48,10 +48,6 @@ SMALL_WORK = 1024
 #: 34 us, 128+72-row blocks 49 us, measured).
 BLOCK_BYTES = 1 << 20
 MIN_BLOCK_ROWS = 256
-
-
-def _single_threaded_blas(active):
-    return blas_thread_limit(1) if active else contextlib.nullcontext()
 
 
 # Numba's "workqueue" threading layer (the fallback when neither OpenMP nor TBB is present)
@@ -437,90 +433,26 @@ def _train_epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y,
 
 
 # -- the public contract (validated in Python before any compiled code runs) --------------
-def forward_layer(A_in, W, b, activation, out, leaky_slope=0.01):
-    """out = g(A_in @ W + b); returns out. Mirrors reference.forward_layer."""
-    A_in, W, b = _contract.check_forward(A_in, W, b, activation, out)
-    _forward(A_in, W, b, activations.CODES[activation],
-             activations.check_leaky_slope(leaky_slope), out)
-    return out
+forward_layer, backward_layer, output_delta = _compiled.contract_functions(
+    _forward, _backward, _output_delta)
 
 
-def backward_layer(A_in, delta, W, grad_W, grad_b, delta_in=None, activation_in=None,
-                   leaky_slope=0.01):
-    """grad_W = A_inᵀ δ, grad_b = Σ_rows δ, δ_in = (δ Wᵀ) ⊙ g'(A_in). Mirrors reference."""
-    A_in, delta, W = _contract.check_backward(A_in, delta, W, grad_W, grad_b, delta_in,
-                                              activation_in)
-    want = delta_in is not None
-    _backward(A_in, delta, W, grad_W, grad_b, delta_in if want else _NO_DELTA[A_in.dtype],
-              activations.CODES[activation_in] if want else IDENTITY,
-              activations.check_leaky_slope(leaky_slope), want)
-
-
-def output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_slope=0.01):
-    """δ_out into delta; returns the weighted summed loss. Mirrors reference.output_delta."""
-    A_out, Y, sample_weight = _contract.check_output_delta(A_out, Y, activation, loss, delta,
-                                                           sample_weight)
-    has_sw = sample_weight is not None
-    sw = sample_weight if has_sw else np.ones(1, A_out.dtype)
-    return _output_delta(A_out, Y, activations.CODES[activation], losses.CODES[loss], delta, sw,
-                         has_sw, activations.check_leaky_slope(leaky_slope),
-                         np.finfo(A_out.dtype).tiny)
-
-
-# Stand-in for an absent delta_in (the kernel is typed for an array; it never touches it).
-_NO_DELTA = {np.dtype(t): np.empty((1, 1), t) for t in (np.float32, np.float64)}
-
-
-class Workspace:
-    """Buffers for one (architecture, batch size, dtype): allocated once, reused every epoch."""
-
-    def __init__(self, arch, batch_size, dtype, n_chunks):
-        hidden_and_out = int(sum(arch.layer_sizes[1:]))
-        self.key = (arch.layer_sizes, batch_size, dtype, n_chunks)
-        self.acts = np.empty(batch_size * hidden_and_out, dtype)
-        self.deltas = np.empty_like(self.acts)
-        self.xb = np.empty(batch_size * arch.layer_sizes[0], dtype)
-        self.yb = np.empty(batch_size * arch.layer_sizes[-1], dtype)
-        self.wb = np.empty(batch_size, dtype)
-        self.grad = np.empty(arch.n_params, dtype)
-        self.parts = np.empty((n_chunks, arch.n_params), dtype)
-        self.part_losses = np.empty(n_chunks, np.float64)
-
-
-def _workspace(state, arch, batch_size, dtype, n_chunks):
-    ws = state.meta.get("numba_workspace")
-    key = (arch.layer_sizes, batch_size, dtype, n_chunks)
-    if ws is None or ws.key != key:
-        ws = state.meta["numba_workspace"] = Workspace(arch, batch_size, dtype, n_chunks)
-    return ws
-
-
-def _n_chunks():
-    """Threads for the data-parallel step: Numba's current thread count (n_threads)."""
-    return max(1, numba.get_num_threads())
+def _threads(n_chunks):
+    """A split minibatch: each thread calls BLAS single-threaded (two levels of threading
+    would oversubscribe the cores), and the workqueue layer needs its lock."""
+    if n_chunks == 1:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(_parallel_guard(True))
+    stack.enter_context(blas_thread_limit(1))
+    return stack
 
 
 def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state):
-    """One epoch in one compiled call. Mirrors reference.train_epoch."""
-    X, Y, sample_weight, order, batch_size = _contract.check_train_epoch(
-        arch, theta, X, Y, sample_weight, order, batch_size, state)
-    dtype = theta.dtype
-    n_chunks = data_parallel_chunks(arch, batch_size, _n_chunks())
-    ws = _workspace(state, arch, batch_size, dtype, n_chunks)
-    has_sw = sample_weight is not None
-    hyper = np.array([opt.learning_rate, opt.momentum, opt.l2, opt.beta_1, 1 - opt.beta_1,
-                      opt.beta_2, 1 - opt.beta_2, opt.epsilon, 0.0, 0.0], dtype=dtype)
-    hidden, output, loss = arch.codes
-    # Threads split the minibatch; each calls BLAS single-threaded (else the two levels of
-    # threading would oversubscribe the cores).
-    with _parallel_guard(n_chunks > 1), _single_threaded_blas(n_chunks > 1):
-        data_term, penalty_term, state.t = _train_epoch(
-            theta, arch.offsets, arch.sizes, hidden, output, loss, arch.leaky_slope,
-            np.finfo(dtype).tiny, X, Y, sample_weight if has_sw else np.ones(X.shape[0], dtype),
-            has_sw, order, batch_size, opt.name == "sgd", opt.nesterov, hyper, opt.beta_1,
-            opt.beta_2, state.t, state.first, state.second, ws.grad, ws.parts, ws.part_losses,
-            CHUNK_MIN_ROWS, ws.acts, ws.deltas, ws.xb, ws.yb, ws.wb)
-    return data_term, penalty_term
+    """One epoch in one compiled call. Mirrors reference.train_epoch; threads: Numba's
+    current thread count (n_threads)."""
+    return _compiled.train_epoch(_train_epoch, _threads, arch, theta, X, Y, sample_weight,
+                                 order, batch_size, opt, state, max(1, numba.get_num_threads()))
 
 
 __all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epoch"]
