@@ -8,8 +8,9 @@ FASTMATH = False
 
 #: The compiled backends split a minibatch across threads (each thread its own rows and
 #: gradient buffer, single-threaded BLAS) when every thread gets at least CHUNK_MIN_ROWS rows
-#: and the minibatch's forward GEMMs total at most CHUNK_MAX_WORK multiply-adds. Measured:
-#: digits-sized steps (200 x 64-100-10, 1.5M) run 1.27x faster split; W3 (30M) does not gain,
+#: and the minibatch's forward GEMMs total at most CHUNK_MAX_WORK multiply-adds. Measured by
+#: `python bench/data_parallel.py`: digits-sized steps (200 x 64-100-10, 1.5M) ran 1.2-1.5x
+#: faster split; MNIST-shaped (18M) and W3 (30M) about even (0.8-1.1x, within the noise),
 #: BLAS's own threads already use both cores there.
 CHUNK_MIN_ROWS = 32
 CHUNK_MAX_WORK = 8_000_000

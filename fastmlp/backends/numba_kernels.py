@@ -45,7 +45,7 @@ SMALL_WORK = 1024
 #: In the BLAS regime the GEMM output is produced in row blocks of about BLOCK_BYTES, so the
 #: epilogue finds each block in L2; never fewer than MIN_BLOCK_ROWS rows, because smaller
 #: GEMMs lose more to BLAS threading than the cache saves (200x64x100 float64: one call
-#: 34 us, 128+72-row blocks 49 us, measured).
+#: 32 us, 128+72-row blocks 49 us, `python bench/data_parallel.py`).
 BLOCK_BYTES = 1 << 20
 MIN_BLOCK_ROWS = 256
 
