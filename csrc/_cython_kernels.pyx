@@ -16,7 +16,9 @@ column-major (c, r) matrix of its transpose, so
 """
 from cython cimport floating
 from cython.parallel cimport prange
-from libc.math cimport exp, fabs, log, sqrt, tanh
+from libc.float cimport DBL_MAX as DOUBLE_MAX, FLT_MAX
+from libc.math cimport exp, fabs, fabsf, log, sqrt, tanh
+from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport ddot, dgemm, sdot, sgemm
 
 cdef extern from *:
@@ -42,6 +44,12 @@ cdef enum:
     SQUARED_ERROR = 0
     CROSS_ENTROPY = 1
     BINARY_CROSS_ENTROPY = 2
+
+# train_epochs' events: fastmlp.backends._contract.EVENTS.
+cdef enum:
+    COMPLETED = 0
+    PLATEAU = 1
+    DIVERGED = 2
 
 # Same size rules as the numba backend (see there for the measurements).
 cdef enum:
@@ -349,7 +357,48 @@ cdef double _forward_backward(floating* theta, long[:, ::1] offsets, long[::1] s
     return batch_loss
 
 
-def train_epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int hidden,
+cdef void _update_slice(floating* theta, floating* grad, floating* first, floating* second,
+                        long lo, long hi, long[:, ::1] offsets, long[::1] sizes,
+                        floating* hyper, bint sgd, bint nesterov) noexcept nogil:
+    """_update on θ[lo:hi], layer by layer: L2 on the weights, none on the biases."""
+    cdef int l
+    cdef long w0, b0, b1
+    cdef floating zero = 0
+    for l in range(offsets.shape[0]):
+        w0 = offsets[l, 0]
+        b0 = offsets[l, 1]
+        b1 = b0 + sizes[l + 1]
+        if w0 < lo:
+            w0 = lo
+        if b0 > hi:
+            b0 = hi
+        if w0 < b0:
+            _update(theta, grad, first, second, w0, b0, hyper[2], hyper, sgd, nesterov)
+        b0 = offsets[l, 1]
+        if b0 < lo:
+            b0 = lo
+        if b1 > hi:
+            b1 = hi
+        if b0 < b1:
+            _update(theta, grad, first, second, b0, b1, zero, hyper, sgd, nesterov)
+
+
+cdef void _gather(const floating[:, ::1] X, const floating[:, ::1] Y, const floating[::1] sw,
+                  const long[::1] order, int start, int r0, int r1, floating* xb,
+                  floating* yb, floating* wb) noexcept nogil:
+    """Rows order[start + r0 : start + r1] of X, Y, sw into rows r0:r1 of the buffers."""
+    cdef int r, j, n0 = X.shape[1], n_last = Y.shape[1]
+    cdef long src
+    for r in range(r0, r1):
+        src = order[start + r]
+        for j in range(n0):
+            xb[<long>r * n0 + j] = X[src, j]
+        for j in range(n_last):
+            yb[<long>r * n_last + j] = Y[src, j]
+        wb[r] = sw[src]
+
+
+cdef long _epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int hidden,
                 int output, int loss, floating slope, floating tiny, const floating[:, ::1] X,
                 const floating[:, ::1] Y, const floating[::1] sw, bint has_sw,
                 const long[::1] order, int batch_size, bint sgd, bint nesterov,
@@ -357,67 +406,153 @@ def train_epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int 
                 floating[::1] first, floating[::1] second, floating[::1] grad,
                 floating[:, ::1] parts, double[::1] part_losses, int min_chunk_rows,
                 floating[::1] acts, floating[::1] deltas, floating[::1] xb, floating[::1] yb,
-                floating[::1] wb):
-    """Mirrors numba_kernels._train_epoch; the whole epoch runs without the GIL.
-
-    Returns (Σ mean loss·rows, Σ mean L2 penalty·rows, t)."""
-    cdef int n = X.shape[0], n_layers = offsets.shape[0], n0 = sizes[0]
-    cdef int n_last = sizes[n_layers], n_chunks = parts.shape[0]
-    cdef int start, nb, r, c, l, j
-    cdef long src, p, w0, b0
-    cdef double data_term = 0.0, penalty_term = 0.0, weight_sum, batch_loss, squared_norm
+                floating[::1] wb, double* terms) noexcept nogil:
+    """Mirrors reference._epoch: one pass over the rows in `order`. Writes
+    (Σ mean loss·rows, Σ mean L2 penalty·rows) into terms; returns Adam's step count t."""
+    cdef int n = X.shape[0], n_layers = offsets.shape[0]
+    cdef int n_chunks = parts.shape[0]
+    cdef int start, nb, r, c, l
+    cdef long p, w0, lo, hi, n_params = theta.shape[0]
+    cdef bint split
+    cdef double weight_sum, batch_loss, squared_norm
     cdef floating l2 = hyper[2]
-    cdef floating zero = 0
-    with nogil:
-        start = 0
-        while start < n:
-            nb = batch_size if start + batch_size <= n else n - start
-            weight_sum = 0.0
-            for r in range(nb):
-                src = order[start + r]
-                for j in range(n0):
-                    xb[<long>r * n0 + j] = X[src, j]
-                for j in range(n_last):
-                    yb[<long>r * n_last + j] = Y[src, j]
-                wb[r] = sw[src]
-                weight_sum += sw[src] if has_sw else 1.0
-            if n_chunks > 1 and nb >= n_chunks * min_chunk_rows:
-                # data-parallel: thread c takes a row block into its own gradient buffer,
-                # the buffers are then summed in the fixed order 0..C-1
-                for c in prange(n_chunks, num_threads=n_chunks, schedule="static"):
-                    part_losses[c] = _forward_backward(
-                        &theta[0], offsets, sizes, hidden, output, loss, slope, tiny, &xb[0],
-                        &yb[0], &wb[0], has_sw, &acts[0], &deltas[0], &parts[c, 0], nb,
-                        c * nb // n_chunks, (c + 1) * nb // n_chunks)
-                batch_loss = part_losses[0]
-                for p in range(grad.shape[0]):
-                    grad[p] = parts[0, p]
-                for c in range(1, n_chunks):
-                    batch_loss += part_losses[c]
-                    for p in range(grad.shape[0]):
-                        grad[p] += parts[c, p]
-            else:
-                batch_loss = _forward_backward(&theta[0], offsets, sizes, hidden, output, loss,
-                                               slope, tiny, &xb[0], &yb[0], &wb[0], has_sw,
-                                               &acts[0], &deltas[0], &grad[0], nb, 0, nb)
-            hyper[9] = <floating>weight_sum
-            squared_norm = 0.0
-            if not sgd:
-                t += 1
-                hyper[8] = <floating>(hyper[0] * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+    terms[0] = 0.0
+    terms[1] = 0.0
+    start = 0
+    while start < n:
+        nb = batch_size if start + batch_size <= n else n - start
+        split = n_chunks > 1 and nb >= n_chunks * min_chunk_rows
+        if split:
+            # data-parallel: thread c gathers and runs a row block into its own gradient
+            # buffer (parts[c]); the buffers are summed below in the fixed order 0..C-1
+            for c in prange(n_chunks, num_threads=n_chunks, schedule="static"):
+                _gather(X, Y, sw, order, start, c * nb // n_chunks,
+                        (c + 1) * nb // n_chunks, &xb[0], &yb[0], &wb[0])
+                part_losses[c] = _forward_backward(
+                    &theta[0], offsets, sizes, hidden, output, loss, slope, tiny, &xb[0],
+                    &yb[0], &wb[0], has_sw, &acts[0], &deltas[0], &parts[c, 0], nb,
+                    c * nb // n_chunks, (c + 1) * nb // n_chunks)
+            batch_loss = part_losses[0]
+            for c in range(1, n_chunks):
+                batch_loss += part_losses[c]
+        else:
+            _gather(X, Y, sw, order, start, 0, nb, &xb[0], &yb[0], &wb[0])
+            batch_loss = _forward_backward(&theta[0], offsets, sizes, hidden, output, loss,
+                                           slope, tiny, &xb[0], &yb[0], &wb[0], has_sw,
+                                           &acts[0], &deltas[0], &grad[0], nb, 0, nb)
+        weight_sum = 0.0
+        for r in range(nb):
+            weight_sum += wb[r] if has_sw else 1.0
+        hyper[9] = <floating>weight_sum
+        if not sgd:
+            t += 1
+            hyper[8] = <floating>(hyper[0] * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+        squared_norm = 0.0  # of the weights before this step's update
+        if l2 != 0:
             for l in range(n_layers):
                 w0 = offsets[l, 0]
-                b0 = offsets[l, 1]
-                if l2 != 0:
-                    squared_norm += _squared_norm(&theta[w0], b0 - w0)
-                _update(&theta[0], &grad[0], &first[0], &second[0], w0, b0, l2, &hyper[0],
-                        sgd, nesterov)
-                _update(&theta[0], &grad[0], &first[0], &second[0], b0, b0 + sizes[l + 1],
-                        zero, &hyper[0], sgd, nesterov)
-            data_term += batch_loss / weight_sum * nb
-            penalty_term += 0.5 * hyper[2] * squared_norm / weight_sum * nb
-            start += nb
-    return data_term, penalty_term, t
+                squared_norm += _squared_norm(&theta[w0], offsets[l, 1] - w0)
+        if split:
+            # the update, split the same way over slices of θ (64-byte aligned): each
+            # thread sums its slice of the gradient buffers, in order, then updates it
+            for c in prange(n_chunks, num_threads=n_chunks, schedule="static"):
+                lo = (c * n_params // n_chunks) // 16 * 16
+                hi = n_params if c == n_chunks - 1 else (
+                    (c + 1) * n_params // n_chunks) // 16 * 16
+                for p in range(lo, hi):
+                    grad[p] = parts[0, p]
+                for r in range(1, n_chunks):
+                    for p in range(lo, hi):
+                        grad[p] += parts[r, p]
+                _update_slice(&theta[0], &grad[0], &first[0], &second[0], lo, hi, offsets,
+                              sizes, &hyper[0], sgd, nesterov)
+        else:
+            _update_slice(&theta[0], &grad[0], &first[0], &second[0], 0, n_params, offsets,
+                          sizes, &hyper[0], sgd, nesterov)
+        terms[0] += batch_loss / weight_sum * nb
+        terms[1] += 0.5 * hyper[2] * squared_norm / weight_sum * nb
+        start += nb
+    return t
+
+
+cdef bint _all_finite(floating* x, long n) noexcept nogil:
+    cdef long p
+    cdef int bad = 0
+    # an integer OR reduction: vectorises without reordering float sums
+    if floating is float:
+        for p in range(n):
+            bad |= not (fabsf(x[p]) <= FLT_MAX)
+    else:
+        for p in range(n):
+            bad |= not (fabs(x[p]) <= DOUBLE_MAX)
+    return not bad
+
+
+def train_epochs(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int hidden,
+                 int output, int loss, floating slope, floating tiny, const floating[:, ::1] X,
+                 const floating[:, ::1] Y, const floating[::1] sw, bint has_sw,
+                 const long[:, ::1] orders, int batch_size, bint sgd, bint nesterov,
+                 floating[::1] hyper, const double[::1] learning_rates, double beta_1,
+                 double beta_2, long t, floating[::1] first, floating[::1] second,
+                 floating[::1] grad, floating[:, ::1] parts, double[::1] part_losses,
+                 int min_chunk_rows, floating[::1] acts, floating[::1] deltas,
+                 floating[::1] xb, floating[::1] yb, floating[::1] wb, floating[:, ::1] saved,
+                 bint guard, double[::1] plateau, double[:, ::1] terms):
+    """Mirrors reference.train_epochs: up to len(learning_rates) epochs in one call, without
+    the GIL. Epoch e takes its rows in orders[e] (orders[0] every epoch if orders has one
+    row) at learning rate learning_rates[e].
+
+    guard: before each epoch θ and the moments in use are copied to `saved`; an epoch whose
+    loss or weights are not finite is undone and ends the call (event DIVERGED).
+    plateau = [tol, patience, best loss, count, loss scale], updated in place: scikit-learn's
+    rule — the epoch loss (data/n)/scale + penalty/n counts as no improvement when above
+    best − tol; more than `patience` in a row ends the call (event PLATEAU). patience < 0:
+    no rule. Returns (epochs completed, t, event); terms[e] = the epoch's two sums."""
+    cdef int n = X.shape[0], n_epochs = learning_rates.shape[0], e, event = COMPLETED
+    cdef int row
+    cdef long n_params = theta.shape[0], t_before = t
+    cdef bint keep_first = not (sgd and hyper[1] == 0 and not nesterov), keep_second = not sgd
+    cdef double epoch_loss
+    with nogil:
+        for e in range(n_epochs):
+            if guard:
+                t_before = t
+                memcpy(&saved[0, 0], &theta[0], n_params * sizeof(floating))
+                if keep_first:
+                    memcpy(&saved[1, 0], &first[0], n_params * sizeof(floating))
+                if keep_second:
+                    memcpy(&saved[2, 0], &second[0], n_params * sizeof(floating))
+            hyper[0] = <floating>learning_rates[e]
+            row = e if orders.shape[0] > 1 else 0
+            t = _epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw,
+                       orders[row], batch_size, sgd, nesterov, hyper, beta_1, beta_2, t, first,
+                       second, grad, parts, part_losses, min_chunk_rows, acts, deltas, xb, yb,
+                       wb, &terms[e, 0])
+            epoch_loss = terms[e, 0] / n / plateau[4] + terms[e, 1] / n
+            if guard and not (fabs(epoch_loss) <= DOUBLE_MAX
+                              and _all_finite(&theta[0], n_params)):
+                memcpy(&theta[0], &saved[0, 0], n_params * sizeof(floating))
+                if keep_first:
+                    memcpy(&first[0], &saved[1, 0], n_params * sizeof(floating))
+                if keep_second:
+                    memcpy(&second[0], &saved[2, 0], n_params * sizeof(floating))
+                t = t_before
+                event = DIVERGED
+                break
+            if plateau[1] >= 0:
+                if epoch_loss > plateau[2] - plateau[0]:
+                    plateau[3] += 1
+                else:
+                    plateau[3] = 0
+                if epoch_loss < plateau[2]:
+                    plateau[2] = epoch_loss
+                if plateau[3] > plateau[1]:
+                    event = PLATEAU
+                    e += 1
+                    break
+        else:
+            e = n_epochs
+    return e, t, event
 
 
 # -- Python-callable contract kernels (arguments already checked by _contract.py) ------------

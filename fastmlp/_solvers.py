@@ -4,6 +4,7 @@ These follow scikit-learn's MLP solvers step for step — same random draws, lea
 schedules, stopping rules and warnings — so a fit with the same starting weights follows
 scikit-learn's trajectory. Python runs once per epoch; the minibatches run compiled.
 """
+import copy
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from .model import DivergenceError
+from .stopping import Plateau
 
 
 class LearningRate:
@@ -24,6 +26,15 @@ class LearningRate:
     def epoch_ends(self, samples_seen):
         if self.schedule == "invscaling":
             self.value = self.init / (samples_seen + 1) ** self.power_t
+
+    def upcoming(self, n_epochs, samples_seen, n_samples):
+        """The rates of the next n_epochs epochs of n_samples each (state unchanged)."""
+        rates, schedule = [], copy.copy(self)
+        for _ in range(n_epochs):
+            rates.append(schedule.value)
+            samples_seen += n_samples
+            schedule.epoch_ends(samples_seen)
+        return rates
 
     def on_plateau(self, msg, verbose):
         """True when training should stop; 'adaptive' divides the rate by 5 instead."""
@@ -58,7 +69,7 @@ def diverged_error(epoch):
 
 
 def fit_stochastic(est, net, X, Y, sample_weight, rng, incremental):
-    """sgd/adam: scikit-learn's _fit_stochastic with the epoch inside net.train_epoch."""
+    """sgd/adam: scikit-learn's _fit_stochastic with the epochs inside the backend's calls."""
     early_stopping = est.early_stopping
     if early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
@@ -89,56 +100,127 @@ def fit_stochastic(est, net, X, Y, sample_weight, rng, incremental):
     if not incremental or not hasattr(est, "_lr"):
         est._lr = LearningRate(est.learning_rate_init, est.learning_rate, est.power_t)
     opt = dict(optimizer=est.solver, momentum=est.momentum, nesterov=est.nesterovs_momentum,
-               l2=est.alpha, beta_1=est.beta_1, beta_2=est.beta_2, epsilon=est.epsilon)
-    sample_idx = np.arange(n_samples)
+               l2=est.alpha, beta_1=est.beta_1, beta_2=est.beta_2, epsilon=est.epsilon,
+               batch_size=batch_size, sample_weight=sw_train, check_input=False)
     progress = est._progress()
     try:
-        for _ in range(est.max_iter):
-            if est.shuffle:
-                sample_idx = _shuffled(sample_idx, rng)
-            lr = est._lr.value if est.solver == "sgd" else est.learning_rate_init
-            try:
-                net.train_epoch(X_train, Y_train, batch_size=batch_size, learning_rate=lr,
-                                sample_weight=sw_train,
-                                order=sample_idx if est.shuffle else None, check_input=False,
-                                **opt)
-            except DivergenceError:  # the net already put back the last finite weights
-                raise diverged_error(est.n_iter_ + 1) from None
-            data_term, penalty_term = net.last_epoch_terms
-            loss = est._report_loss(data_term) + penalty_term
-            est.n_iter_ += 1
-            est.loss_ = float(loss)
-            est.t_ += n_samples
-            est.loss_curve_.append(est.loss_)
-            progress.update(est.loss_)
-            _update_no_improvement_count(est, net, early_stopping, X_val, y_val, sw_val)
-            if est.solver == "sgd":
-                est._lr.epoch_ends(est.t_)
-            if est._no_improvement_count > est.n_iter_no_change:
-                what = "Validation score" if early_stopping else "Training loss"
-                msg = (f"{what} did not improve more than tol={est.tol:f} for "
-                       f"{est.n_iter_no_change} consecutive epochs.")
-                if est.solver == "sgd":
-                    stop = est._lr.on_plateau(msg, est.verbose)
-                else:
-                    stop = True
-                    if est.verbose:
-                        print(msg + " Stopping.")
-                if stop:
-                    break
-                est._no_improvement_count = 0
-            if incremental:
-                break
-            if est.n_iter_ == est.max_iter:
-                warnings.warn(
-                    "Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                    "optimization hasn't converged yet." % est.max_iter, ConvergenceWarning)
+        if early_stopping or incremental or not hasattr(net, "train_epochs"):
+            _epoch_by_epoch(est, net, X_train, Y_train, rng, incremental, opt, progress,
+                            (X_val, y_val, sw_val))
+        else:
+            _epochs_in_chunks(est, net, X_train, Y_train, rng, opt, progress)
     except KeyboardInterrupt:
         warnings.warn("Training interrupted by user.")
     finally:
         progress.close()
     if early_stopping:
         net.theta[...] = est._best_theta
+
+
+def _epoch_by_epoch(est, net, X, Y, rng, incremental, opt, progress, validation):
+    """One backend call per epoch, Python's stopping checks after each: for early stopping
+    (a validation score per epoch), partial_fit (one epoch) and stand-in networks."""
+    sample_idx = np.arange(X.shape[0])
+    for _ in range(est.max_iter):
+        if est.shuffle:
+            sample_idx = _shuffled(sample_idx, rng)
+        lr = est._lr.value if est.solver == "sgd" else est.learning_rate_init
+        try:
+            net.train_epoch(X, Y, learning_rate=lr, order=sample_idx if est.shuffle else None,
+                            **opt)
+        except DivergenceError:  # the net already put back the last finite weights
+            raise diverged_error(est.n_iter_ + 1) from None
+        _record_epoch(est, *net.last_epoch_terms, X.shape[0], progress)
+        _update_no_improvement_count(est, net, est.early_stopping, *validation)
+        if est._no_improvement_count > est.n_iter_no_change and _plateau_stops(est):
+            break
+        if incremental:
+            break
+        _warn_if_last(est)
+
+
+#: Epochs per backend call in a chunked fit: at most MAX_CHUNK_EPOCHS, and their row orders
+#: (int64) at most ~8 MB.
+MAX_CHUNK_EPOCHS = 64
+CHUNK_ORDER_ELEMENTS = 1 << 20
+
+
+def _epochs_in_chunks(est, net, X, Y, rng, opt, progress):
+    """The same epochs as _epoch_by_epoch, up to MAX_CHUNK_EPOCHS per backend call: the
+    permutations and learning rates are drawn ahead, the loss plateau rule runs inside the
+    call (stopping.Plateau), and Python's bookkeeping replays the epochs afterwards. For the
+    compiled backends that is one compiled call per chunk instead of ~0.1 ms of Python per
+    epoch; the random draws stay those of an epoch-by-epoch fit."""
+    n = X.shape[0]
+    sample_idx = np.arange(n)
+    plateau = Plateau(est.tol, est.n_iter_no_change, est.best_loss_,
+                      est._no_improvement_count, est._loss_scale())
+    remaining = est.max_iter  # epochs in this fit (a warm start continues n_iter_)
+    while remaining > 0:
+        k = min(remaining, MAX_CHUNK_EPOCHS, max(1, CHUNK_ORDER_ELEMENTS // n))
+        orders = None
+        if est.shuffle:
+            rng_state, start_idx = rng.get_state(), sample_idx
+            orders = np.empty((k, n), np.int64)
+            for e in range(k):
+                sample_idx = orders[e] = _shuffled(sample_idx, rng)
+        if est.solver == "sgd":
+            rates = est._lr.upcoming(k, est.t_, n)
+        else:
+            rates = [est.learning_rate_init] * k
+        _, event = net.train_epochs(X, Y, rates, orders=orders, plateau=plateau, **opt)
+        done = len(net.last_epochs_terms)
+        remaining -= done
+        drawn = done + (event == "diverged")  # an epoch-by-epoch fit shuffles before each
+        if est.shuffle and drawn < k:
+            rng.set_state(rng_state)
+            sample_idx = start_idx
+            for _ in range(drawn):
+                sample_idx = _shuffled(sample_idx, rng)
+        for data_term, penalty_term in net.last_epochs_terms:
+            _record_epoch(est, data_term, penalty_term, n, progress)
+        est.best_loss_, est._no_improvement_count = plateau.best, plateau.count
+        if event == "diverged":
+            raise diverged_error(est.n_iter_ + 1)
+        if event == "plateau":
+            if _plateau_stops(est):
+                break
+            plateau.count = 0
+        _warn_if_last(est, done)
+
+
+def _record_epoch(est, data_term, penalty_term, n_samples, progress):
+    """scikit-learn's per-epoch bookkeeping: loss, counters, the invscaling schedule."""
+    est.n_iter_ += 1
+    est.loss_ = float(data_term / est._loss_scale() + penalty_term)
+    est.t_ += n_samples
+    est.loss_curve_.append(est.loss_)
+    progress.update(est.loss_)
+    if est.solver == "sgd":
+        est._lr.epoch_ends(est.t_)
+
+
+def _plateau_stops(est):
+    """No improvement for n_iter_no_change epochs: stop, or ('adaptive') lower the rate."""
+    what = "Validation score" if est.early_stopping else "Training loss"
+    msg = (f"{what} did not improve more than tol={est.tol:f} for "
+           f"{est.n_iter_no_change} consecutive epochs.")
+    if est.solver == "sgd":
+        stop = est._lr.on_plateau(msg, est.verbose)
+    else:
+        stop = True
+        if est.verbose:
+            print(msg + " Stopping.")
+    if not stop:
+        est._no_improvement_count = 0
+    return stop
+
+
+def _warn_if_last(est, epochs=1):
+    """scikit-learn warns after the epoch that makes n_iter_ == max_iter (once per fit)."""
+    if est.n_iter_ - epochs < est.max_iter <= est.n_iter_:
+        warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                      "optimization hasn't converged yet." % est.max_iter, ConvergenceWarning)
 
 
 def _update_no_improvement_count(est, net, early_stopping, X_val, y_val, sw_val):
@@ -198,4 +280,4 @@ def fit_lbfgs(est, net, X, Y, sample_weight):
                          "weights were restored to those before this fit. Scale the input "
                          "data or raise alpha.")
     data, penalty, _ = objective(result.x)  # leaves net.theta = result.x
-    est.loss_ = float(est._report_loss(data) + penalty)
+    est.loss_ = float(data / est._loss_scale() + penalty)

@@ -235,8 +235,9 @@ class _BaseMLP(BaseEstimator):
     def _progress(self):
         return _Progress(self.verbose, self.max_iter, type(self).__name__)
 
-    def _report_loss(self, data_term):
-        return data_term
+    def _loss_scale(self):
+        """scikit-learn's reported loss is the data term / this (+ the L2 term)."""
+        return 1.0
 
     def _class_weighted(self, sample_weight, y, dtype):
         return sample_weight
@@ -435,9 +436,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _output_activation(self, Y):
         return "identity"
 
-    def _report_loss(self, data_term):
+    def _loss_scale(self):
         # scikit-learn reports ½ · mean over samples *and outputs* of the squared error.
-        return data_term / self.n_outputs_
+        return float(self.n_outputs_)
 
     def _decode(self, Y):
         return Y.ravel() if Y.shape[1] == 1 else Y

@@ -190,33 +190,49 @@ class MLP:
         callers that validated them once already, as the estimators do before their epochs;
         the kernel contract's shape and bounds checks still run.
         """
-        opt = optim.Optimizer(optimizer, float(learning_rate), float(momentum), bool(nesterov),
-                              float(l2), float(beta_1), float(beta_2), float(epsilon))
+        if order is None and shuffle:
+            order = check_random_state(random_state).permutation(np.shape(X)[0])
+        losses, event = self.train_epochs(
+            X, Y, [learning_rate], batch_size, optimizer, momentum, nesterov, l2, beta_1, beta_2,
+            epsilon, sample_weight=sample_weight, orders=order, check_input=check_input)
+        if event == "diverged":
+            raise DivergenceError(
+                "training diverged: the loss or the weights became NaN or inf during this "
+                "epoch; the weights from before it were restored. Lower the learning rate or "
+                "scale the inputs.")
+        self.last_epoch_terms = self.last_epochs_terms[0]
+        return float(losses[0])
+
+    def train_epochs(self, X, Y, learning_rates, batch_size=32, optimizer="sgd", momentum=0.0,
+                     nesterov=False, l2=0.0, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                     sample_weight=None, orders=None, plateau=None, check_input=True):
+        """Several epochs in one backend call (for the compiled backends, one compiled call):
+        epoch e runs at learning_rates[e] with its rows in orders[e] (a single order: the same
+        every epoch; None: rows in order). Otherwise as train_epoch.
+
+        plateau: an optional fastmlp.stopping.Plateau, fed each epoch's loss; the call stops
+        after the epoch that completes a plateau. Returns (losses, event): the mean loss of
+        each completed epoch and "completed", "plateau", or "diverged" — the epoch after the
+        last completed one made the loss or weights NaN/inf and was undone: weights and
+        optimizer state are as they were after the last completed epoch. The per-epoch
+        (data term, L2 term) pairs are kept in `last_epochs_terms`.
+        """
+        learning_rates = np.atleast_1d(np.asarray(learning_rates, dtype=np.float64))
+        opt = optim.Optimizer(optimizer, float(learning_rates[0]) if learning_rates.size else 1.0,
+                              float(momentum), bool(nesterov), float(l2), float(beta_1),
+                              float(beta_2), float(epsilon))
         if check_input:
             X, Y, sample_weight = self._check_XY(X, Y, sample_weight)
-        if order is None and shuffle:
-            order = check_random_state(random_state).permutation(X.shape[0])
         if self.optimizer_state is None or self._optimizer_name != opt.name:
             self.optimizer_state = optim.OptimizerState.zeros(self.arch.n_params, self.dtype)
             self._optimizer_name = opt.name
-        state = self.optimizer_state
-        # What a divergence would need put back: only the moments this optimizer uses.
-        uses = (opt.name == "adam", opt.name == "adam" or opt.momentum > 0 or opt.nesterov)
-        saved = (self.theta.copy(), state.first.copy() if uses[1] else state.first,
-                 state.second.copy() if uses[0] else state.second, state.t)
         with thread_limit(self.n_threads), trusted_inputs():
-            data_term, penalty_term = self.backend.train_epoch(
-                self.arch, self.theta, X, Y, sample_weight, order, batch_size, opt, state)
-        loss = (data_term + penalty_term) / X.shape[0]
-        if not (np.isfinite(loss) and np.all(np.isfinite(self.theta))):
-            # Divergence: put back the weights and optimizer moments from before the epoch.
-            self.theta[...], state.first[...], state.second[...], state.t = saved
-            raise DivergenceError(
-                f"training diverged: the loss or the weights became NaN or inf during this "
-                f"epoch (loss {loss}); the weights from before it were restored. Lower the "
-                f"learning rate or scale the inputs.")
-        self.last_epoch_terms = (data_term / X.shape[0], penalty_term / X.shape[0])
-        return loss
+            terms, event = self.backend.train_epochs(
+                self.arch, self.theta, X, Y, sample_weight, orders, batch_size, opt,
+                self.optimizer_state, learning_rates, guard=True, plateau=plateau)
+        n = X.shape[0]
+        self.last_epochs_terms = [(d / n, p / n) for d, p in terms.tolist()]
+        return (terms[:, 0] + terms[:, 1]) / n, event
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -9,10 +9,13 @@ import numpy as np
 
 from .. import activations, losses
 from .._config import CHUNK_MIN_ROWS, data_parallel_chunks
+from ..stopping import NO_RULE
 from . import _contract
 
-# Stand-in for an absent delta_in (the kernels are typed for an array; they never touch it).
+# Stand-ins for an absent delta_in and an unguarded run's snapshot (the kernels are typed for
+# arrays; they never touch these).
 NO_DELTA = {np.dtype(t): np.empty((1, 1), t) for t in (np.float32, np.float64)}
+NO_SAVED = NO_DELTA
 
 
 def contract_functions(forward, backward, output_delta_kernel):
@@ -64,6 +67,13 @@ class Workspace:
         self.parts = np.empty((n_chunks, arch.n_params), dtype)
         self.part_losses = np.empty(n_chunks, np.float64)
         self.ones = np.empty(0, dtype)  # unit sample weights, grown to the data's row count
+        self._saved = None
+
+    def saved(self):
+        """θ and both moments as they were before the current epoch (train_epochs' guard)."""
+        if self._saved is None:
+            self._saved = np.empty((3, self.grad.shape[0]), self.grad.dtype)
+        return self._saved
 
     def unit_weights(self, n):
         if self.ones.shape[0] < n:
@@ -71,30 +81,45 @@ class Workspace:
         return self.ones
 
 
-def train_epoch(epoch_kernel, threads, arch, theta, X, Y, sample_weight, order, batch_size,
-                opt, state, n_threads):
-    """Checks, workspace and hyperparameters around a compiled epoch kernel (both backends'
-    kernels take the same arguments); `threads(n_chunks)` is the backend's context manager
-    for running a minibatch split over n_chunks threads."""
-    X, Y, sample_weight, order, batch_size = _contract.check_train_epoch(
-        arch, theta, X, Y, sample_weight, order, batch_size, state)
+def train_epochs(epochs_kernel, threads, arch, theta, X, Y, sample_weight, orders, batch_size,
+                 opt, state, learning_rates, guard, plateau, n_threads):
+    """Checks, workspace and hyperparameters around a compiled multi-epoch kernel (both
+    backends' kernels take the same arguments); `threads(n_chunks)` is the backend's context
+    manager for running a minibatch split over n_chunks threads. Returns (terms, event) as
+    reference.train_epochs does."""
+    X, Y, sample_weight, orders, batch_size, learning_rates = _contract.check_train_epochs(
+        arch, theta, X, Y, sample_weight, orders, batch_size, state, learning_rates)
     dtype = theta.dtype
     n_chunks = data_parallel_chunks(arch, batch_size, n_threads)
     ws = state.meta.get("workspace")
     if ws is None or ws.key != (arch.layer_sizes, batch_size, dtype, n_chunks):
         ws = state.meta["workspace"] = Workspace(arch, batch_size, dtype, n_chunks)
     has_sw = sample_weight is not None
-    # In θ's dtype, so scalar arithmetic rounds as NumPy's does in the reference; the last two
-    # slots are scratch (Adam's step size, the minibatch weight sum).
-    hyper = np.array([opt.learning_rate, opt.momentum, opt.l2, opt.beta_1, 1 - opt.beta_1,
-                      opt.beta_2, 1 - opt.beta_2, opt.epsilon, 0.0, 0.0], dtype=dtype)
+    # In θ's dtype, so scalar arithmetic rounds as NumPy's does in the reference; slot 0 is
+    # each epoch's learning rate, the last two are scratch (Adam's step size, the minibatch
+    # weight sum).
+    hyper = np.array([0.0, opt.momentum, opt.l2, opt.beta_1, 1 - opt.beta_1, opt.beta_2,
+                      1 - opt.beta_2, opt.epsilon, 0.0, 0.0], dtype=dtype)
+    rule = NO_RULE.copy() if plateau is None else plateau.to_array()
+    terms = np.empty((learning_rates.shape[0], 2))
     hidden, output, loss = arch.codes
     with threads(n_chunks):
-        data_term, penalty_term, state.t = epoch_kernel(
+        epochs, state.t, event = epochs_kernel(
             theta, arch.offsets, arch.sizes, hidden, output, loss, arch.leaky_slope,
             np.finfo(dtype).tiny, X, Y,
-            sample_weight if has_sw else ws.unit_weights(X.shape[0]), has_sw, order,
-            batch_size, opt.name == "sgd", opt.nesterov, hyper, opt.beta_1, opt.beta_2,
-            state.t, state.first, state.second, ws.grad, ws.parts, ws.part_losses,
-            CHUNK_MIN_ROWS, ws.acts, ws.deltas, ws.xb, ws.yb, ws.wb)
-    return data_term, penalty_term
+            sample_weight if has_sw else ws.unit_weights(X.shape[0]), has_sw, orders,
+            batch_size, opt.name == "sgd", opt.nesterov, hyper, learning_rates, opt.beta_1,
+            opt.beta_2, state.t, state.first, state.second, ws.grad, ws.parts, ws.part_losses,
+            CHUNK_MIN_ROWS, ws.acts, ws.deltas, ws.xb, ws.yb, ws.wb,
+            ws.saved() if guard else NO_SAVED[dtype], guard, rule, terms)
+    if plateau is not None:
+        plateau.read_array(rule)
+    return terms[:epochs], _contract.EVENTS[event]
+
+
+def train_epoch_from(epochs_kernel, threads, arch, theta, X, Y, sample_weight, order,
+                     batch_size, opt, state, n_threads):
+    """The contract's one-epoch train_epoch through the multi-epoch kernel (no guard, no rule)."""
+    terms, _ = train_epochs(epochs_kernel, threads, arch, theta, X, Y, sample_weight, order,
+                            batch_size, opt, state, [opt.learning_rate], False, None, n_threads)
+    return float(terms[0, 0]), float(terms[0, 1])

@@ -137,6 +137,47 @@ def check_output_delta(A_out, Y, activation, loss, delta, sample_weight):
     return A_out, Y, sample_weight
 
 
+#: What ended a train_epochs call (the compiled kernels return the index).
+EVENTS = ("completed", "plateau", "diverged")
+
+
+def check_train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, state,
+                       learning_rates):
+    """Validate train_epochs' arguments; returns (X, Y, sample_weight, orders, batch_size,
+    learning_rates) ready for kernels: orders (1 or n_epochs, n) int64, one permutation per
+    row; learning_rates (n_epochs,) float64, each finite and > 0."""
+    learning_rates = np.asarray(learning_rates, dtype=np.float64)
+    if learning_rates.ndim != 1 or learning_rates.shape[0] < 1:
+        raise ValueError("learning_rates must be a non-empty 1-D sequence (one per epoch), "
+                         f"got shape {learning_rates.shape}")
+    if not (np.all(np.isfinite(learning_rates)) and np.all(learning_rates > 0)):
+        raise ValueError("learning_rates must be finite and > 0")
+    n_epochs = learning_rates.shape[0]
+    if orders is not None:
+        orders = np.asarray(orders) if not isinstance(orders, np.ndarray) else orders
+        if orders.ndim == 1:
+            orders = orders[None]
+        if orders.ndim != 2 or orders.shape[0] not in (1, n_epochs):
+            raise ValueError(f"orders has shape {orders.shape}, expected (n_samples,), "
+                             f"(1, n_samples) or ({n_epochs}, n_samples)")
+    X, Y, sample_weight, first, batch_size = check_train_epoch(
+        arch, theta, X, Y, sample_weight, None if orders is None else orders[0], batch_size,
+        state)
+    if orders is None or orders.shape[0] == 1:
+        return X, Y, sample_weight, first[None], batch_size, learning_rates
+    n = X.shape[0]
+    if orders.shape[1] != n:
+        raise ValueError(f"orders has shape {orders.shape}, expected ({n_epochs}, {n})")
+    if orders.dtype.kind not in "iu":
+        raise TypeError(f"orders must hold integer row indices, got dtype {orders.dtype}")
+    orders = np.ascontiguousarray(orders, dtype=np.int64)
+    # Each row in bounds and a permutation: count every (row, index) pair once.
+    if (orders.min() < 0 or orders.max() >= n or not np.all(np.bincount(
+            (orders + n * np.arange(n_epochs)[:, None]).ravel(), minlength=n * n_epochs) == 1)):
+        raise ValueError("each row of orders must be a permutation of range(n_samples)")
+    return X, Y, sample_weight, orders, batch_size, learning_rates
+
+
 def check_train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, state):
     """Validate train_epoch's arguments; returns (X, Y, sample_weight, order) ready for kernels."""
     common_dtype(theta=theta, X=X, Y=Y, sample_weight=sample_weight,

@@ -22,13 +22,26 @@ def _threads(n_chunks):
     return blas_thread_limit(1) if n_chunks > 1 else contextlib.nullcontext()
 
 
-def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state):
-    """One epoch in one nogil compiled call. Mirrors reference.train_epoch; threads: n_threads
-    when a thread limit is active, else OpenMP's default."""
+def _n_threads():
+    """n_threads when a thread limit is active, else OpenMP's default."""
     limit = current_thread_limit()
-    n_threads = limit if limit is not None else _ck.max_threads()
-    return _compiled.train_epoch(_ck.train_epoch, _threads, arch, theta, X, Y, sample_weight,
-                                 order, batch_size, opt, state, max(1, n_threads))
+    return max(1, limit if limit is not None else _ck.max_threads())
 
 
-__all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epoch"]
+def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
+                 learning_rates, guard=True, plateau=None):
+    """Up to len(learning_rates) epochs in one nogil compiled call. Mirrors
+    reference.train_epochs."""
+    return _compiled.train_epochs(_ck.train_epochs, _threads, arch, theta, X, Y, sample_weight,
+                                  orders, batch_size, opt, state, learning_rates, guard, plateau,
+                                  _n_threads())
+
+
+def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state):
+    """One epoch in one nogil compiled call. Mirrors reference.train_epoch."""
+    return _compiled.train_epoch_from(_ck.train_epochs, _threads, arch, theta, X, Y,
+                                      sample_weight, order, batch_size, opt, state, _n_threads())
+
+
+__all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epoch",
+           "train_epochs"]

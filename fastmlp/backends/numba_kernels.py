@@ -353,34 +353,70 @@ def _forward_backward(theta, offsets, sizes, hidden, output, loss, slope, tiny, 
     return batch_loss
 
 
+@jit
+def _gather(X, Y, sw, order, start, r0, r1, xb, yb, wb):
+    """Rows order[start + r0 : start + r1] of X, Y, sw into rows r0:r1 of the buffers."""
+    for r in range(r0, r1):
+        src = order[start + r]
+        xb[r] = X[src]
+        yb[r] = Y[src]
+        wb[r] = sw[src]
+
+
+@jit
+def _update_slice(theta, grad, first, second, lo, hi, offsets, sizes, hyper, sgd, nesterov):
+    """_update on θ[lo:hi], layer by layer: L2 on the weights, none on the biases."""
+    for l in range(offsets.shape[0]):
+        w0, b0 = offsets[l, 0], offsets[l, 1]
+        b1 = b0 + sizes[l + 1]
+        if max(w0, lo) < min(b0, hi):
+            _update(theta, grad, first, second, max(w0, lo), min(b0, hi), True, hyper, sgd,
+                    nesterov)
+        if max(b0, lo) < min(b1, hi):
+            _update(theta, grad, first, second, max(b0, lo), min(b1, hi), False, hyper, sgd,
+                    nesterov)
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
-def _forward_backward_chunks(theta, offsets, sizes, hidden, output, loss, slope, tiny, xv, yv,
-                             wv, has_sw, acts, deltas, grad, parts, part_losses, nb):
-    """Data-parallel step: thread c takes rows [c·nb/C, (c+1)·nb/C) into its own gradient
-    buffer parts[c]; then the buffers are summed in the fixed order 0, 1, …, C-1 (serially),
-    so a given thread count always gives bitwise the same result."""
+def _forward_backward_chunks(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y,
+                             sw, order, start, xv, yv, wv, has_sw, acts, deltas, parts,
+                             part_losses, nb):
+    """Data-parallel step: thread c gathers rows [c·nb/C, (c+1)·nb/C) of the minibatch and
+    sums their gradient into its own buffer parts[c]; returns the summed loss."""
     n_chunks = parts.shape[0]
     for c in prange(n_chunks):
         r0 = c * nb // n_chunks
         r1 = (c + 1) * nb // n_chunks
+        _gather(X, Y, sw, order, start, r0, r1, xv, yv, wv)
         part_losses[c] = _forward_backward(theta, offsets, sizes, hidden, output, loss, slope,
                                            tiny, xv, yv, wv, has_sw, acts, deltas, parts[c],
                                            nb, r0, r1)
-    grad[:] = parts[0]
     batch_loss = part_losses[0]
     for c in range(1, n_chunks):
-        part = parts[c]
-        for p in range(grad.shape[0]):
-            grad[p] += part[p]
         batch_loss += part_losses[c]
     return batch_loss
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
+def _update_chunks(theta, grad, parts, first, second, offsets, sizes, hyper, sgd, nesterov):
+    """The update split as the step was: thread c takes a 64-byte aligned slice of θ, sums
+    the gradient buffers there in the fixed order 0, 1, …, C-1 (so a thread count always
+    gives bitwise the same result), then updates the slice."""
+    n_chunks, n_params = parts.shape
+    for c in prange(n_chunks):
+        lo = (c * n_params // n_chunks) // 16 * 16
+        hi = n_params if c == n_chunks - 1 else ((c + 1) * n_params // n_chunks) // 16 * 16
+        grad[lo:hi] = parts[0, lo:hi]
+        for k in range(1, n_chunks):
+            grad[lo:hi] += parts[k, lo:hi]
+        _update_slice(theta, grad, first, second, lo, hi, offsets, sizes, hyper, sgd, nesterov)
+
+
 @jit
-def _train_epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw,
-                 order, batch_size, sgd, nesterov, hyper, beta_1, beta_2, t, first, second,
-                 grad, parts, part_losses, min_chunk_rows, acts, deltas, xb, yb, wb):
-    """Mirrors reference.train_epoch (minibatch_step inlined): returns (data, penalty, t).
+def _epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw, order,
+           batch_size, sgd, nesterov, hyper, beta_1, beta_2, t, first, second, grad, parts,
+           part_losses, min_chunk_rows, acts, deltas, xb, yb, wb):
+    """Mirrors reference._epoch (minibatch_step inlined): returns (data, penalty, t).
 
     hyper (in θ's dtype, so scalar arithmetic rounds as NumPy's does): learning_rate,
     momentum, l2, β₁, 1-β₁, β₂, 1-β₂, ε, then two scratch slots (Adam step size, weight sum).
@@ -396,40 +432,100 @@ def _train_epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y,
     penalty_term = 0.0
     for start in range(0, n, batch_size):
         nb = min(batch_size, n - start)
-        # gather the minibatch rows (order is a permutation)
         xv = _view(xb, 0, nb, n0)
         yv = _view(yb, 0, nb, n_last)
-        weight_sum = 0.0
-        for r in range(nb):
-            src = order[start + r]
-            xv[r] = X[src]
-            yv[r] = Y[src]
-            wb[r] = sw[src]
-            weight_sum += sw[src] if has_sw else 1.0
-        if parts.shape[0] > 1 and nb >= parts.shape[0] * min_chunk_rows:
+        split = parts.shape[0] > 1 and nb >= parts.shape[0] * min_chunk_rows
+        if split:
             batch_loss = _forward_backward_chunks(
-                theta, offsets, sizes, hidden, output, loss, slope, tiny, xv, yv, wb, has_sw,
-                acts, deltas, grad, parts, part_losses, nb)
+                theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, order,
+                start, xv, yv, wb, has_sw, acts, deltas, parts, part_losses, nb)
         else:
+            _gather(X, Y, sw, order, start, 0, nb, xv, yv, wb)
             batch_loss = _forward_backward(theta, offsets, sizes, hidden, output, loss, slope,
                                            tiny, xv, yv, wb, has_sw, acts, deltas, grad, nb,
                                            0, nb)
-        # mean gradient with L2 on the weights, then the optimizer update: one sweep
+        weight_sum = 0.0
+        for r in range(nb):
+            weight_sum += wb[r] if has_sw else 1.0
+        # mean gradient with L2 on the weights, then the optimizer update
         hyper[9] = weight_sum  # rounds to θ's dtype, as the reference's division does
-        squared_norm = 0.0
         if not sgd:
             t += 1
             hyper[8] = hyper[0] * np.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
-        for l in range(n_layers):
-            w0, b0 = offsets[l, 0], offsets[l, 1]
-            if l2 != 0:  # BLAS dot: a plain loop would be a latency-bound serial reduction
+        squared_norm = 0.0  # of the weights before this step's update
+        if l2 != 0:
+            for l in range(n_layers):
+                w0, b0 = offsets[l, 0], offsets[l, 1]
+                # BLAS dot: a plain loop would be a latency-bound serial reduction
                 squared_norm += np.dot(theta[w0:b0], theta[w0:b0])
-            _update(theta, grad, first, second, w0, b0, True, hyper, sgd, nesterov)
-            _update(theta, grad, first, second, b0, b0 + sizes[l + 1], False, hyper, sgd,
-                    nesterov)
+        if split:
+            _update_chunks(theta, grad, parts, first, second, offsets, sizes, hyper, sgd,
+                           nesterov)
+        else:
+            _update_slice(theta, grad, first, second, 0, theta.shape[0], offsets, sizes,
+                          hyper, sgd, nesterov)
         data_term += batch_loss / weight_sum * nb
         penalty_term += 0.5 * hyper[2] * squared_norm / weight_sum * nb
     return data_term, penalty_term, t
+
+
+@jit
+def _all_finite(x):
+    """True if no element is NaN or ±inf (x - x is 0 exactly for the finite ones)."""
+    bad = False
+    for p in range(x.shape[0]):
+        bad |= (x[p] - x[p]) != 0
+    return not bad
+
+
+COMPLETED, PLATEAU, DIVERGED = range(3)
+
+
+@jit
+def _train_epochs(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw,
+                  orders, batch_size, sgd, nesterov, hyper, learning_rates, beta_1, beta_2, t,
+                  first, second, grad, parts, part_losses, min_chunk_rows, acts, deltas, xb, yb,
+                  wb, saved, guard, plateau, terms):
+    """Mirrors reference.train_epochs: up to len(learning_rates) epochs in one call; the
+    arguments as cython's train_epochs (csrc/_cython_kernels.pyx), which documents them.
+    Returns (epochs completed, t, event)."""
+    n = X.shape[0]
+    keep_first = not (sgd and hyper[1] == 0 and not nesterov)
+    keep_second = not sgd
+    for e in range(learning_rates.shape[0]):
+        t_before = t
+        if guard:
+            saved[0] = theta
+            if keep_first:
+                saved[1] = first
+            if keep_second:
+                saved[2] = second
+        hyper[0] = learning_rates[e]
+        order = orders[e if orders.shape[0] > 1 else 0]
+        data_term, penalty_term, t = _epoch(
+            theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw, order,
+            batch_size, sgd, nesterov, hyper, beta_1, beta_2, t, first, second, grad, parts,
+            part_losses, min_chunk_rows, acts, deltas, xb, yb, wb)
+        terms[e, 0] = data_term
+        terms[e, 1] = penalty_term
+        epoch_loss = data_term / n / plateau[4] + penalty_term / n
+        if guard and not (np.isfinite(epoch_loss) and _all_finite(theta)):
+            theta[:] = saved[0]
+            if keep_first:
+                first[:] = saved[1]
+            if keep_second:
+                second[:] = saved[2]
+            return e, t_before, DIVERGED
+        if plateau[1] >= 0:
+            if epoch_loss > plateau[2] - plateau[0]:
+                plateau[3] += 1
+            else:
+                plateau[3] = 0
+            if epoch_loss < plateau[2]:
+                plateau[2] = epoch_loss
+            if plateau[3] > plateau[1]:
+                return e + 1, t, PLATEAU
+    return learning_rates.shape[0], t, COMPLETED
 
 
 # -- the public contract (validated in Python before any compiled code runs) --------------
@@ -448,11 +544,21 @@ def _threads(n_chunks):
     return stack
 
 
+def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
+                 learning_rates, guard=True, plateau=None):
+    """Up to len(learning_rates) epochs in one compiled call. Mirrors reference.train_epochs;
+    threads: Numba's current thread count (n_threads)."""
+    return _compiled.train_epochs(_train_epochs, _threads, arch, theta, X, Y, sample_weight,
+                                  orders, batch_size, opt, state, learning_rates, guard, plateau,
+                                  max(1, numba.get_num_threads()))
+
+
 def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state):
-    """One epoch in one compiled call. Mirrors reference.train_epoch; threads: Numba's
-    current thread count (n_threads)."""
-    return _compiled.train_epoch(_train_epoch, _threads, arch, theta, X, Y, sample_weight,
-                                 order, batch_size, opt, state, max(1, numba.get_num_threads()))
+    """One epoch in one compiled call. Mirrors reference.train_epoch."""
+    return _compiled.train_epoch_from(_train_epochs, _threads, arch, theta, X, Y, sample_weight,
+                                      order, batch_size, opt, state,
+                                      max(1, numba.get_num_threads()))
 
 
-__all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epoch"]
+__all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epoch",
+           "train_epochs"]

@@ -8,9 +8,12 @@ Readable before fast. Each function follows the article's matrix form (rows = sa
 
 and writes into caller-provided buffers, which is the contract all backends share.
 """
+import dataclasses
+
 import numpy as np
 
 from .. import activations, losses, optim
+from ..stopping import Plateau
 from . import _contract
 
 name = "numpy"
@@ -103,6 +106,41 @@ def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state)
     # non-finite loss, which the caller reports, as with the compiled backends.
     with np.errstate(over="ignore", invalid="ignore"):
         return _epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state, grad)
+
+
+def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
+                 learning_rates, guard=True, plateau=None):
+    """Up to len(learning_rates) epochs: epoch e takes its rows in orders[e] (orders[0] every
+    epoch when orders has one row; None: rows in order) at learning rate learning_rates[e].
+
+    guard: an epoch whose loss or weights are not finite is undone — θ, the optimizer moments
+    and t put back as they were before it — and ends the call with event "diverged".
+    plateau: a stopping.Plateau updated with each epoch's loss; when it fires, the call ends
+    after that epoch with event "plateau". Otherwise the event is "completed".
+    Returns (terms, event): terms[e] = train_epoch's two sums, for each completed epoch.
+    """
+    X, Y, sample_weight, orders, batch_size, learning_rates = _contract.check_train_epochs(
+        arch, theta, X, Y, sample_weight, orders, batch_size, state, learning_rates)
+    grad = np.empty_like(theta)
+    rule = plateau if plateau is not None else Plateau(0.0, -1)
+    terms, event = [], "completed"
+    for e, learning_rate in enumerate(learning_rates):
+        saved = (theta.copy(), state.first.copy(), state.second.copy(), state.t) if guard else None
+        epoch_opt = dataclasses.replace(opt, learning_rate=float(learning_rate))
+        with np.errstate(over="ignore", invalid="ignore"):
+            data_term, penalty_term = _epoch(arch, theta, X, Y, sample_weight,
+                                             orders[e if orders.shape[0] > 1 else 0],
+                                             batch_size, epoch_opt, state, grad)
+        loss = rule.epoch_loss(data_term, penalty_term, X.shape[0])
+        if guard and not (np.isfinite(loss) and np.all(np.isfinite(theta))):
+            theta[...], state.first[...], state.second[...], state.t = saved
+            event = "diverged"
+            break
+        terms.append((data_term, penalty_term))
+        if plateau is not None and plateau.update(loss):
+            event = "plateau"
+            break
+    return np.array(terms, dtype=np.float64).reshape(-1, 2), event
 
 
 def _epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state, grad):

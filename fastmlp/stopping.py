@@ -1,0 +1,50 @@
+"""scikit-learn's stopping rule for sgd/adam on the training loss, as one small object.
+
+The reference backend applies it in Python after each epoch; the compiled backends apply the
+same comparisons inside their multi-epoch kernel (train_epochs), so a fit needs Python only
+when the rule fires, not after every epoch.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Plateau:
+    """No improvement: the epoch loss is above `best - tol`. More than `patience` epochs of
+    no improvement in a row is a plateau (scikit-learn's n_iter_no_change).
+
+    The epoch loss is `data_term / n / scale + penalty_term / n` from the epoch's two sums
+    (scale: scikit-learn averages squared error over the outputs too, n_outputs; else 1).
+    """
+
+    tol: float
+    patience: int
+    best: float = math.inf
+    count: int = 0
+    scale: float = 1.0
+
+    def epoch_loss(self, data_term, penalty_term, n):
+        return data_term / n / self.scale + penalty_term / n
+
+    def update(self, loss):
+        """Record one epoch's loss; True when it completes a plateau."""
+        if loss > self.best - self.tol:
+            self.count += 1
+        else:
+            self.count = 0
+        if loss < self.best:
+            self.best = loss
+        return self.count > self.patience
+
+    def to_array(self):
+        """[tol, patience, best, count, scale], the form the compiled kernels update in place."""
+        return np.array([self.tol, self.patience, self.best, self.count, self.scale], np.float64)
+
+    def read_array(self, values):
+        self.best, self.count = float(values[2]), int(values[3])
+
+
+#: No stopping rule (the kernels read patience < 0 as "off"); losses unscaled.
+NO_RULE = np.array([0.0, -1.0, math.inf, 0.0, 1.0])
