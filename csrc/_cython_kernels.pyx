@@ -17,7 +17,7 @@ column-major (c, r) matrix of its transpose, so
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.float cimport DBL_MAX as DOUBLE_MAX, FLT_MAX
-from libc.math cimport exp, fabs, fabsf, log, sqrt, tanh
+from libc.math cimport exp, expf, fabs, fabsf, log, sqrt, tanh
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport ddot, dgemm, sdot, sgemm
 
@@ -88,10 +88,19 @@ cdef inline int _block_rows(int n_cols, int itemsize) noexcept nogil:
 
 
 # -- elementwise pieces ----------------------------------------------------------------------
+cdef inline floating _exp(floating x) noexcept nogil:
+    """exp in the argument's precision (expf for float32: no round trip through double)."""
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
 cdef void _activate_row(floating* z, int n, int act, floating slope) noexcept nogil:
     """Mirrors activations.activate on one row, in place."""
     cdef int j
-    cdef double e, m, s
+    cdef double e
+    cdef floating top, total
     if act == LOGISTIC:
         for j in range(n):
             e = exp(-fabs(z[j]))
@@ -107,17 +116,17 @@ cdef void _activate_row(floating* z, int n, int act, floating slope) noexcept no
         for j in range(n):
             if z[j] < 0:
                 z[j] = z[j] * slope
-    elif act == SOFTMAX:
-        m = z[0]
+    elif act == SOFTMAX:  # in θ's dtype, as the reference: exp(z - max) / Σ
+        top = z[0]
         for j in range(1, n):
-            if z[j] > m:
-                m = z[j]
-        s = 0.0
+            if z[j] > top:
+                top = z[j]
+        total = 0
         for j in range(n):
-            z[j] = <floating>exp(z[j] - m)
-            s += z[j]
+            z[j] = _exp(z[j] - top)
+            total += z[j]
         for j in range(n):
-            z[j] = <floating>(z[j] / s)
+            z[j] = z[j] / total
 
 
 cdef void _bias_activate(floating* out, floating* b, int r0, int r1, int n_out, int act,
@@ -125,6 +134,14 @@ cdef void _bias_activate(floating* out, floating* b, int r0, int r1, int n_out, 
     """Epilogue of the forward pass on rows r0:r1: out += b, then out = g(out)."""
     cdef int i, j
     cdef floating* row
+    cdef floating v
+    if act == RELU:  # fused, one pass (the common hidden layer)
+        for i in range(r0, r1):
+            row = out + <long>i * n_out
+            for j in range(n_out):
+                v = row[j] + b[j]
+                row[j] = 0 if v < 0 else v
+        return
     for i in range(r0, r1):
         row = out + <long>i * n_out
         for j in range(n_out):
