@@ -4,6 +4,7 @@ OpenMP is used when the compiler accepts it; otherwise the extensions are built 
 and `fastmlp.show_config()` says so.
 """
 import os
+import subprocess
 import sys
 import tempfile
 
@@ -13,6 +14,14 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 OPENMP_PROBE = "#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n"
+# glibc's vector math library: with exp declared SIMD-callable (as glibc's own math.h does
+# under -ffast-math) gcc vectorises loops that call it; measured 0.4 vs 3.5 ns per expf.
+LIBMVEC_PROBE = """#include <math.h>
+float expf(float) __attribute__((simd("notinbranch")));
+double exp(double) __attribute__((simd("notinbranch")));
+float x[64];
+int main(void) { for (int i = 0; i < 64; i++) x[i] = expf(x[i]); return x[0] == 1.0f ? 0 : 1; }
+"""
 
 
 def compiler_accepts(compiler, flag):
@@ -28,21 +37,35 @@ def compiler_accepts(compiler, flag):
     return True
 
 
-def compiler_has_openmp(compiler):
-    """Compile and link a tiny OpenMP program; True if the toolchain supports it."""
-    if os.environ.get("FASTMLP_NO_OPENMP"):
-        return False
-    flag = "/openmp" if compiler.compiler_type == "msvc" else "-fopenmp"
+def compiler_builds(compiler, source_text, compile_flags, link_flags):
+    """True if the compiler compiles, links and runs `source_text` with these flags."""
     with tempfile.TemporaryDirectory() as tmp:
         source = os.path.join(tmp, "probe.c")
         with open(source, "w") as f:
-            f.write(OPENMP_PROBE)
+            f.write(source_text)
         try:
-            objects = compiler.compile([source], output_dir=tmp, extra_postargs=[flag])
-            compiler.link_executable(objects, "probe", output_dir=tmp, extra_postargs=[flag])
+            objects = compiler.compile([source], output_dir=tmp, extra_postargs=compile_flags)
+            compiler.link_executable(objects, "probe", output_dir=tmp,
+                                     extra_postargs=link_flags)
+            return subprocess.run([os.path.join(tmp, "probe")]).returncode == 0
         except Exception:
             return False
-    return True
+
+
+def compiler_has_libmvec(compiler, flags):
+    """gcc + glibc's libmvec on x86-64 (vectorised exp); FASTMLP_NO_LIBMVEC=1 turns it off."""
+    if os.environ.get("FASTMLP_NO_LIBMVEC") or compiler.compiler_type == "msvc":
+        return False
+    return compiler_builds(compiler, LIBMVEC_PROBE, ["-O3", "-fno-math-errno", "-Werror", *flags],
+                           ["-lmvec", "-lm"])
+
+
+def compiler_has_openmp(compiler):
+    """Compile, link and run a tiny OpenMP program; True if the toolchain supports it."""
+    if os.environ.get("FASTMLP_NO_OPENMP"):
+        return False
+    flag = "/openmp" if compiler.compiler_type == "msvc" else "-fopenmp"
+    return compiler_builds(compiler, OPENMP_PROBE, [flag], [flag])
 
 
 class BuildExt(build_ext):
@@ -53,19 +76,24 @@ class BuildExt(build_ext):
         # units (AVX-512 here), as Numba does. FASTMLP_PORTABLE=1 builds for any CPU of the arch.
         native = (not msvc and not os.environ.get("FASTMLP_PORTABLE")
                   and compiler_accepts(self.compiler, "-march=native"))
+        libmvec = compiler_has_libmvec(self.compiler, ["-march=native"] if native else [])
         for ext in self.extensions:
             # -fno-math-errno: sqrt/exp/log need not set errno (nothing reads it), so gcc
             # inlines sqrt and vectorises the Adam update; results are unchanged (IEEE).
             ext.extra_compile_args += ["/O2"] if msvc else ["-O3", "-fno-math-errno"]
             if native:
                 ext.extra_compile_args.append("-march=native")
+            ext.define_macros.append(("FASTMLP_LIBMVEC", "1" if libmvec else "0"))
+            if libmvec:
+                ext.extra_link_args += ["-lmvec", "-lm"]
             if use_openmp:
                 ext.extra_compile_args.append("/openmp" if msvc else "-fopenmp")
                 if not msvc:
                     ext.extra_link_args.append("-fopenmp")
             ext.define_macros.append(("FASTMLP_OPENMP", "1" if use_openmp else "0"))
         print(f"fastmlp: building with OpenMP={'yes' if use_openmp else 'no'}, "
-              f"-march=native={'yes' if native else 'no'}", file=sys.stderr)
+              f"-march=native={'yes' if native else 'no'}, "
+              f"libmvec={'yes' if libmvec else 'no'}", file=sys.stderr)
         super().build_extensions()
 
 

@@ -9,7 +9,9 @@ cdef extern from *:
     static int fastmlp_openmp_enabled(void) { return 0; }
     static int fastmlp_openmp_max_threads(void) { return 1; }
     #endif
+    static int fastmlp_libmvec_enabled(void) { return FASTMLP_LIBMVEC; }
     """
+    int fastmlp_libmvec_enabled() nogil
     int fastmlp_openmp_enabled() nogil
     int fastmlp_openmp_max_threads() nogil
 
@@ -22,3 +24,8 @@ def openmp_enabled():
 def openmp_max_threads():
     """OpenMP's default thread count (1 when built without OpenMP)."""
     return fastmlp_openmp_max_threads()
+
+
+def libmvec_enabled():
+    """True when the kernels' exp loops were vectorised through glibc's libmvec."""
+    return bool(fastmlp_libmvec_enabled())

@@ -23,6 +23,16 @@ from scipy.linalg.cython_blas cimport ddot, dgemm, sdot, sgemm
 
 cdef extern from *:
     """
+    #if FASTMLP_LIBMVEC
+    /* As glibc's math.h declares them under -ffast-math: callable on vectors, so gcc turns a
+       loop of exp calls into calls of libmvec's AVX/AVX-512 exp (set by setup.py's probe). */
+    float expf(float) __attribute__((simd("notinbranch")));
+    double exp(double) __attribute__((simd("notinbranch")));
+    #endif
+    """
+
+cdef extern from *:
+    """
     #if FASTMLP_OPENMP
     #include <omp.h>
     static int fastmlp_max_threads(void) { return omp_get_max_threads(); }
@@ -100,7 +110,6 @@ cdef void _activate_row(floating* z, int n, int act, floating slope) noexcept no
     """Mirrors activations.activate on one row, in place."""
     cdef int j
     cdef double e
-    cdef floating top, total
     if act == LOGISTIC:
         for j in range(n):
             e = exp(-fabs(z[j]))
@@ -116,17 +125,34 @@ cdef void _activate_row(floating* z, int n, int act, floating slope) noexcept no
         for j in range(n):
             if z[j] < 0:
                 z[j] = z[j] * slope
-    elif act == SOFTMAX:  # in θ's dtype, as the reference: exp(z - max) / Σ
-        top = z[0]
+    elif act == SOFTMAX:
+        _softmax_rows(z, 1, n)
+
+
+cdef void _softmax_rows(floating* z, int rows, int n) noexcept nogil:
+    """Mirrors activations.softmax on `rows` rows of n, in θ's dtype: z - row max, exp, / row
+    sum. The exp runs as one loop over the whole block, so it vectorises."""
+    cdef int i, j
+    cdef long k
+    cdef floating top, total
+    cdef floating* row
+    for i in range(rows):
+        row = z + <long>i * n
+        top = row[0]
         for j in range(1, n):
-            if z[j] > top:
-                top = z[j]
+            if row[j] > top:
+                top = row[j]
+        for j in range(n):
+            row[j] = row[j] - top
+    for k in range(<long>rows * n):
+        z[k] = _exp(z[k])
+    for i in range(rows):
+        row = z + <long>i * n
         total = 0
         for j in range(n):
-            z[j] = _exp(z[j] - top)
-            total += z[j]
+            total += row[j]
         for j in range(n):
-            z[j] = z[j] / total
+            row[j] = row[j] / total
 
 
 cdef void _bias_activate(floating* out, floating* b, int r0, int r1, int n_out, int act,
@@ -146,8 +172,10 @@ cdef void _bias_activate(floating* out, floating* b, int r0, int r1, int n_out, 
         row = out + <long>i * n_out
         for j in range(n_out):
             row[j] += b[j]
-        if act != IDENTITY:
+        if act != IDENTITY and act != SOFTMAX:
             _activate_row(row, n_out, act, slope)
+    if act == SOFTMAX:
+        _softmax_rows(out + <long>r0 * n_out, r1 - r0, n_out)
 
 
 cdef void _times_derivative(floating* d, floating* a, int r0, int r1, int n, int act,
@@ -302,10 +330,17 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
 
 
 # -- the compiled epoch ----------------------------------------------------------------------
-cdef void _update(floating* theta, floating* grad, floating* first, floating* second,
-                  long lo, long hi, floating l2, floating* hyper, bint sgd,
+cdef inline floating _summed(floating* g0, floating* g1, long p) noexcept nogil:
+    """The raw gradient: g0[p], or g0[p] + g1[p] for two threads' buffers (the loop tests
+    g1 once: gcc unswitches it)."""
+    return g0[p] + g1[p] if g1 != NULL else g0[p]
+
+
+cdef void _update(floating* theta, floating* g0, floating* g1, floating* first,
+                  floating* second, long lo, long hi, floating l2, floating* hyper, bint sgd,
                   bint nesterov) noexcept nogil:
-    """Mirrors reference.minibatch_step's tail and optim.step on θ[lo:hi]."""
+    """Mirrors reference.minibatch_step's tail and optim.step on θ[lo:hi], the raw gradient
+    being g0 (+ g1): summing the threads' buffers here saves a pass over them."""
     cdef long p
     cdef floating g, v, m, s
     cdef floating lr = hyper[0], momentum = hyper[1], wsum = hyper[9]
@@ -313,22 +348,22 @@ cdef void _update(floating* theta, floating* grad, floating* first, floating* se
     cdef floating eps = hyper[7], step = hyper[8]
     if sgd and momentum == 0 and not nesterov:
         for p in range(lo, hi):
-            theta[p] -= lr * ((grad[p] + l2 * theta[p]) / wsum)
+            theta[p] -= lr * ((_summed(g0, g1, p) + l2 * theta[p]) / wsum)
     elif sgd and not nesterov:
         for p in range(lo, hi):
-            g = (grad[p] + l2 * theta[p]) / wsum
+            g = (_summed(g0, g1, p) + l2 * theta[p]) / wsum
             v = momentum * first[p] - lr * g
             first[p] = v
             theta[p] += v
     elif sgd:
         for p in range(lo, hi):
-            g = (grad[p] + l2 * theta[p]) / wsum
+            g = (_summed(g0, g1, p) + l2 * theta[p]) / wsum
             v = momentum * first[p] - lr * g
             first[p] = v
             theta[p] += momentum * v - lr * g
     else:
         for p in range(lo, hi):
-            g = (grad[p] + l2 * theta[p]) / wsum
+            g = (_summed(g0, g1, p) + l2 * theta[p]) / wsum
             m = b1 * first[p] + omb1 * g
             s = b2 * second[p] + omb2 * g * g
             first[p] = m
@@ -374,9 +409,9 @@ cdef double _forward_backward(floating* theta, long[:, ::1] offsets, long[::1] s
     return batch_loss
 
 
-cdef void _update_slice(floating* theta, floating* grad, floating* first, floating* second,
-                        long lo, long hi, long[:, ::1] offsets, long[::1] sizes,
-                        floating* hyper, bint sgd, bint nesterov) noexcept nogil:
+cdef void _update_slice(floating* theta, floating* g0, floating* g1, floating* first,
+                        floating* second, long lo, long hi, long[:, ::1] offsets,
+                        long[::1] sizes, floating* hyper, bint sgd, bint nesterov) noexcept nogil:
     """_update on θ[lo:hi], layer by layer: L2 on the weights, none on the biases."""
     cdef int l
     cdef long w0, b0, b1
@@ -390,14 +425,14 @@ cdef void _update_slice(floating* theta, floating* grad, floating* first, floati
         if b0 > hi:
             b0 = hi
         if w0 < b0:
-            _update(theta, grad, first, second, w0, b0, hyper[2], hyper, sgd, nesterov)
+            _update(theta, g0, g1, first, second, w0, b0, hyper[2], hyper, sgd, nesterov)
         b0 = offsets[l, 1]
         if b0 < lo:
             b0 = lo
         if b1 > hi:
             b1 = hi
         if b0 < b1:
-            _update(theta, grad, first, second, b0, b1, zero, hyper, sgd, nesterov)
+            _update(theta, g0, g1, first, second, b0, b1, zero, hyper, sgd, nesterov)
 
 
 cdef void _gather(const floating[:, ::1] X, const floating[:, ::1] Y, const floating[::1] sw,
@@ -476,16 +511,20 @@ cdef long _epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int
                 lo = (c * n_params // n_chunks) // 16 * 16
                 hi = n_params if c == n_chunks - 1 else (
                     (c + 1) * n_params // n_chunks) // 16 * 16
-                for p in range(lo, hi):
-                    grad[p] = parts[0, p]
-                for r in range(1, n_chunks):
+                if n_chunks == 2:  # summed inside the update, in the same order
+                    _update_slice(&theta[0], &parts[0, 0], &parts[1, 0], &first[0],
+                                  &second[0], lo, hi, offsets, sizes, &hyper[0], sgd, nesterov)
+                else:
                     for p in range(lo, hi):
-                        grad[p] += parts[r, p]
-                _update_slice(&theta[0], &grad[0], &first[0], &second[0], lo, hi, offsets,
-                              sizes, &hyper[0], sgd, nesterov)
+                        grad[p] = parts[0, p]
+                    for r in range(1, n_chunks - 1):
+                        for p in range(lo, hi):
+                            grad[p] += parts[r, p]
+                    _update_slice(&theta[0], &grad[0], &parts[n_chunks - 1, 0], &first[0],
+                                  &second[0], lo, hi, offsets, sizes, &hyper[0], sgd, nesterov)
         else:
-            _update_slice(&theta[0], &grad[0], &first[0], &second[0], 0, n_params, offsets,
-                          sizes, &hyper[0], sgd, nesterov)
+            _update_slice(&theta[0], &grad[0], NULL, &first[0], &second[0], 0, n_params,
+                          offsets, sizes, &hyper[0], sgd, nesterov)
         terms[0] += batch_loss / weight_sum * nb
         terms[1] += 0.5 * hyper[2] * squared_norm / weight_sum * nb
         start += nb
