@@ -19,8 +19,14 @@ OPENMP_PROBE = "#include <omp.h>\nint main(void) { return omp_get_max_threads() 
 LIBMVEC_PROBE = """#include <math.h>
 float expf(float) __attribute__((simd("notinbranch")));
 double exp(double) __attribute__((simd("notinbranch")));
+float logf(float) __attribute__((simd("notinbranch")));
+double log(double) __attribute__((simd("notinbranch")));
 float x[64];
-int main(void) { for (int i = 0; i < 64; i++) x[i] = expf(x[i]); return x[0] == 1.0f ? 0 : 1; }
+double y[64];
+int main(void) {
+    for (int i = 0; i < 64; i++) { x[i] = logf(expf(x[i]) + 1.0f); y[i] = log(exp(y[i]) + 1.0); }
+    return x[0] > 0.69f && x[0] < 0.7f && y[0] > 0.69 && y[0] < 0.7 ? 0 : 1;
+}
 """
 
 

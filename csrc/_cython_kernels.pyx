@@ -17,7 +17,7 @@ column-major (c, r) matrix of its transpose, so
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.float cimport DBL_MAX as DOUBLE_MAX, FLT_MAX
-from libc.math cimport exp, expf, fabs, fabsf, log, sqrt, tanh
+from libc.math cimport exp, expf, fabs, fabsf, log, logf, sqrt, tanh
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport ddot, dgemm, sdot, sgemm
 
@@ -28,6 +28,8 @@ cdef extern from *:
        loop of exp calls into calls of libmvec's AVX/AVX-512 exp (set by setup.py's probe). */
     float expf(float) __attribute__((simd("notinbranch")));
     double exp(double) __attribute__((simd("notinbranch")));
+    float logf(float) __attribute__((simd("notinbranch")));
+    double log(double) __attribute__((simd("notinbranch")));
     #endif
     """
 
@@ -127,6 +129,14 @@ cdef void _activate_row(floating* z, int n, int act, floating slope) noexcept no
                 z[j] = z[j] * slope
     elif act == SOFTMAX:
         _softmax_rows(z, 1, n)
+
+
+cdef inline floating _log(floating x) noexcept nogil:
+    """log in the argument's precision, as the reference's np.log."""
+    if floating is float:
+        return logf(x)
+    else:
+        return log(x)
 
 
 cdef void _softmax_rows(floating* z, int rows, int n) noexcept nogil:
@@ -269,10 +279,32 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
                           floating tiny) noexcept nogil:
     """Mirrors reference.output_delta: δ_out into D, returns Σ_i w_i L_i (double)."""
     cdef int i, j
+    cdef long k
     cdef double total = 0.0, li, s
     cdef floating* y
     cdef floating* r
     cdef floating* d
+    if act == SOFTMAX and loss == CROSS_ENTROPY:  # the usual classifier: logs vectorised
+        for k in range(<long>n * m):  # ln max(y, tiny) of the whole block, D as scratch
+            D[k] = _log(Y_out[k] if Y_out[k] > tiny else tiny)
+        for i in range(n):
+            y = Y_out + <long>i * m
+            r = R + <long>i * m
+            d = D + <long>i * m
+            li = 0.0
+            s = 0.0
+            for j in range(m):
+                if r[j] != 0:
+                    li -= r[j] * d[j]
+                s += r[j]
+            for j in range(m):
+                d[j] = <floating>(y[j] * s - r[j])
+            if has_sw:
+                for j in range(m):
+                    d[j] = d[j] * w[i]
+                li *= w[i]
+            total += li
+        return total
     for i in range(n):
         y = Y_out + <long>i * m
         r = R + <long>i * m
