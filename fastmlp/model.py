@@ -186,9 +186,10 @@ class MLP:
         returned loss, (data term, L2 term), are kept in `last_epoch_terms`. If the loss or the
         weights turn NaN/inf, the weights and optimizer state from before the epoch are put
         back and DivergenceError (a ValueError) is raised.
-        check_input=False skips the validation of X/Y/sample_weight (dtype, finiteness) for
-        callers that validated them once already, as the estimators do before their epochs;
-        the kernel contract's shape and bounds checks still run.
+        check_input=False skips the validation of X/Y/sample_weight (dtype, finiteness) and
+        the test that `order` is a permutation, for callers that validated their data once
+        already and drew the orders themselves, as the estimators do; the kernel contract's
+        shape and bounds checks still run.
         """
         if order is None and shuffle:
             order = check_random_state(random_state).permutation(np.shape(X)[0])
@@ -226,7 +227,7 @@ class MLP:
         if self.optimizer_state is None or self._optimizer_name != opt.name:
             self.optimizer_state = optim.OptimizerState.zeros(self.arch.n_params, self.dtype)
             self._optimizer_name = opt.name
-        with thread_limit(self.n_threads), trusted_inputs():
+        with thread_limit(self.n_threads), trusted_inputs(orders=not check_input):
             terms, event = self.backend.train_epochs(
                 self.arch, self.theta, X, Y, sample_weight, orders, batch_size, opt,
                 self.optimizer_state, learning_rates, guard=True, plateau=plateau)

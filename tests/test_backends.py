@@ -306,3 +306,104 @@ def test_bad_kernel_arguments_raise_in_a_subprocess(name):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip().endswith("all rejected")
+
+
+# -- train_epochs: several epochs per call, the plateau rule and the guard inside ------------
+def _orders(n, n_epochs, seed):
+    rng = np.random.default_rng(seed)
+    return np.array([rng.permutation(n) for _ in range(n_epochs)])
+
+
+@pytest.mark.parametrize("opt", TRAINING, ids=["sgd", "momentum-l2", "nesterov", "adam",
+                                               "adam-l2"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
+def test_train_epochs_follows_the_reference(backend, dtype, opt):
+    """Per-epoch orders and learning rates, one call, against the reference's train_epochs
+    and against one train_epoch per epoch."""
+    sizes = [6, 17, 4]
+    ref, net = pair_of_nets(backend.name, sizes, "relu", "softmax", "cross_entropy", dtype)
+    one_by_one = MLP(sizes, "relu", "softmax", "cross_entropy", leaky_slope=0.1, dtype=dtype,
+                     backend=backend.name, random_state=0)
+    X, Y = problem(4, 101, sizes, "softmax", "cross_entropy", dtype)
+    orders = _orders(101, 5, 1)
+    rates = opt["learning_rate"] * np.array([1.0, 0.5, 0.25, 0.5, 1.0])
+    kw = {k: v for k, v in opt.items() if k != "learning_rate"}
+    l_ref, event_ref = ref.train_epochs(X, Y, rates, batch_size=16, orders=orders, **kw)
+    losses, event = net.train_epochs(X, Y, rates, batch_size=16, orders=orders, **kw)
+    singles = [one_by_one.train_epoch(X, Y, batch_size=16, learning_rate=r, order=o, **kw)
+               for r, o in zip(rates, orders)]
+    assert event == event_ref == "completed"
+    np.testing.assert_allclose(losses, l_ref, rtol=50 * tol(dtype)["rtol"])
+    np.testing.assert_allclose(net.theta, ref.theta, rtol=50 * tol(dtype)["rtol"],
+                               atol=50 * tol(dtype)["atol"])
+    np.testing.assert_array_equal(losses, singles)  # the same kernel either way: bitwise
+    np.testing.assert_array_equal(net.theta, one_by_one.theta)
+    assert net.optimizer_state.t == ref.optimizer_state.t
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
+def test_train_epochs_stops_on_the_same_plateau_as_the_reference(backend, dtype):
+    from fastmlp.stopping import Plateau
+
+    sizes = [6, 9, 3]
+    ref, net = pair_of_nets(backend.name, sizes, "tanh", "softmax", "cross_entropy", dtype)
+    X, Y = problem(8, 60, sizes, "softmax", "cross_entropy", dtype)
+    rules = [Plateau(tol=0.05, patience=2), Plateau(tol=0.05, patience=2)]
+    runs = [m.train_epochs(X, Y, [0.05] * 40, batch_size=10, optimizer="adam", plateau=rule)
+            for m, rule in zip((ref, net), rules)]
+    (l_ref, e_ref), (losses, event) = runs
+    assert event == e_ref == "plateau"
+    assert len(losses) == len(l_ref) < 40
+    assert (rules[1].best, rules[1].count) == pytest.approx((rules[0].best, rules[0].count),
+                                                            rel=50 * tol(dtype)["rtol"])
+    assert rules[1].count == 3  # patience exceeded
+    np.testing.assert_allclose(net.theta, ref.theta, rtol=50 * tol(dtype)["rtol"],
+                               atol=50 * tol(dtype)["atol"])
+
+
+@pytest.mark.parametrize("optimizer", [dict(optimizer="sgd", momentum=0.9),
+                                       dict(optimizer="adam")], ids=["momentum", "adam"])
+def test_train_epochs_undoes_the_diverging_epoch(backend, optimizer):
+    """The guard: the epoch that turns the weights non-finite is undone (weights, moments and
+    t as after the last finite epoch), and the call says so."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(64, 5)), rng.normal(size=(64, 2))
+    nets = [MLP([5, 8, 2], "relu", "identity", "squared_error", backend=b, random_state=0)
+            for b in (backend.name, "numpy")]
+    rates = [1e-3] * 3 + [1e305] * 27  # three calm epochs, then a rate that overflows
+    for net in nets:
+        losses, event = net.train_epochs(X, Y, rates, batch_size=8, **optimizer)
+        assert event == "diverged" and 3 <= len(losses) < 30
+        assert np.isfinite(net.theta).all() and np.isfinite(losses).all()
+        # the state after the last completed epoch: replaying that many epochs gives it
+        replay = MLP([5, 8, 2], "relu", "identity", "squared_error", backend=net.backend.name,
+                     random_state=0)
+        replay.train_epochs(X, Y, rates[:len(losses)], batch_size=8, **optimizer)
+        np.testing.assert_array_equal(net.theta, replay.theta)
+        np.testing.assert_array_equal(net.optimizer_state.first, replay.optimizer_state.first)
+        np.testing.assert_array_equal(net.optimizer_state.second, replay.optimizer_state.second)
+        assert net.optimizer_state.t == replay.optimizer_state.t
+    assert len(nets[0].last_epochs_terms) == len(nets[1].last_epochs_terms)
+
+
+def test_train_epochs_rejects_bad_orders_and_rates(backend):
+    sizes = [4, 5, 3]
+    net = MLP(sizes, backend=backend.name, random_state=0)
+    X, Y = problem(1, 20, sizes)
+    good = _orders(20, 3, 0)
+    bad = good.copy()
+    bad[1, 3] = bad[1, 4]
+    cases = [
+        (dict(learning_rates=[0.1] * 3, orders=bad), ValueError, "permutation"),
+        (dict(learning_rates=[0.1] * 3, orders=good + 1), ValueError, "permutation"),
+        (dict(learning_rates=[0.1] * 2, orders=good), ValueError, r"orders has shape \(3, 20\)"),
+        (dict(learning_rates=[0.1] * 3, orders=good[:, :10]), ValueError, "order has shape"),
+        (dict(learning_rates=[0.1] * 3, orders=good.astype(float)), TypeError, "integer"),
+        (dict(learning_rates=[0.1, np.nan, 0.1], orders=good), ValueError, "finite and > 0"),
+        (dict(learning_rates=[], orders=None), ValueError, "non-empty"),
+    ]
+    before = net.theta.copy()
+    for kwargs, error, message in cases:
+        with pytest.raises(error, match=message):
+            net.train_epochs(X, Y, **kwargs)
+    np.testing.assert_array_equal(net.theta, before)  # nothing reached the kernel

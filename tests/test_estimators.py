@@ -192,3 +192,75 @@ def test_float32_in_float32_out_and_verbose(capsys):
     assert est.coefs_[0].dtype == np.float32
     assert est.predict_proba(X.astype(np.float32)).dtype == np.float32
     assert "loss" in capsys.readouterr().err  # tqdm's running loss
+
+
+# -- epochs in chunks: one backend call runs many epochs; nothing observable may change -------
+CHUNKED = [
+    dict(solver="adam", tol=1e-3, n_iter_no_change=3),  # stops on a plateau mid-chunk
+    dict(solver="adam", shuffle=False),
+    dict(solver="sgd", learning_rate="adaptive", tol=1e-2, n_iter_no_change=2),
+    dict(solver="sgd", learning_rate="invscaling", learning_rate_init=0.5, momentum=0.5),
+    dict(solver="sgd", nesterovs_momentum=True, max_iter=7),  # max_iter inside a chunk
+]
+
+
+@pytest.mark.parametrize("backend", fastmlp.available_backends())
+@pytest.mark.parametrize("params", CHUNKED, ids=["adam-plateau", "adam-noshuffle",
+                                                 "sgd-adaptive", "sgd-invscaling", "max_iter"])
+def test_epochs_in_chunks_equal_epoch_by_epoch(monkeypatch, backend, params):
+    """Chunks of 1, 4 and 64 epochs give the same fit, warnings and random draws (the
+    permutations drawn ahead for epochs that never ran are given back to the generator)."""
+    from fastmlp import _solvers
+
+    X, y = datasets.load_digits(return_X_y=True)
+    X, y = X[:400] / 16, y[:400]
+    params = {"max_iter": 60, **params}
+    fits = []
+    for chunk in (1, 4, 64):
+        monkeypatch.setattr(_solvers, "MAX_CHUNK_EPOCHS", chunk)
+        rng = np.random.RandomState(3)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est = MLPClassifier(hidden_layer_sizes=(20,), random_state=rng, backend=backend,
+                                **params).fit(X, y)
+        fits.append((est.n_iter_, est.loss_curve_, est.best_loss_, est._no_improvement_count,
+                     est.t_, [str(w.message) for w in caught], rng.randint(1 << 30),
+                     np.concatenate([c.ravel() for c in est.coefs_])))
+    for other in fits[1:]:
+        for a, b in zip(fits[0][:7], other[:7]):
+            assert a == b
+        np.testing.assert_array_equal(fits[0][7], other[7])
+    assert fits[0][0] < params["max_iter"] or any("Maximum iterations" in m for m in fits[0][5])
+
+
+def test_random_draws_match_scikit_learns_after_a_fit():
+    """A RandomState passed in is consumed as scikit-learn consumes it: weights, then one
+    shuffle per epoch run — so code drawing from it afterwards sees the same numbers."""
+    X, y = datasets.load_iris(return_X_y=True)
+    draws = []
+    for cls in (MLPClassifier, SkClassifier):
+        rng = np.random.RandomState(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est = cls(hidden_layer_sizes=(8,), tol=1e-2, n_iter_no_change=4, max_iter=300,
+                      random_state=rng).fit(X, y)
+        draws.append((est.n_iter_, rng.randint(1 << 30)))
+    assert draws[0] == draws[1] and draws[0][0] < 300
+
+
+def test_divergence_inside_a_chunk_names_the_epoch_and_keeps_the_weights(monkeypatch):
+    from fastmlp import _solvers
+
+    X, y = datasets.load_diabetes(return_X_y=True)
+    outcomes = []
+    for chunk in (64, 1):
+        monkeypatch.setattr(_solvers, "MAX_CHUNK_EPOCHS", chunk)
+        est = MLPRegressor(activation="identity", solver="sgd", learning_rate_init=0.01,
+                           momentum=0.9, max_iter=200, random_state=0)
+        with pytest.raises(ValueError, match=r"diverged at epoch (\d+)") as info:
+            est.fit(X, y)  # finite for a few epochs, then not
+        epoch = int(info.value.args[0].split("epoch ")[1].split(":")[0])
+        assert epoch > 2 and est.n_iter_ == epoch - 1 == len(est.loss_curve_)
+        assert all(np.all(np.isfinite(c)) for c in est.coefs_ + est.intercepts_)
+        outcomes.append((epoch, est.loss_curve_, est.coefs_[0].tolist()))
+    assert outcomes[0] == outcomes[1]
