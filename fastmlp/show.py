@@ -1,4 +1,4 @@
-"""show_config(): what this installation has (backends, BLAS, OpenMP, threads)."""
+"""show_config(): what this installation has (backends, BLAS, OpenMP, vector exp, threads)."""
 import platform
 
 
@@ -14,10 +14,10 @@ def config():
     try:
         from . import _build_info
 
-        openmp = _build_info.openmp_enabled()
+        openmp, libmvec = _build_info.openmp_enabled(), _build_info.libmvec_enabled()
         extension = True
     except ImportError:
-        openmp, extension = False, False
+        openmp, libmvec, extension = False, False, False
     blas = [
         {k: info.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
         for info in threadpool_info() if info.get("user_api") == "blas"
@@ -30,6 +30,7 @@ def config():
         "cpus": cpu_count(),
         "compiled_extension": extension,
         "openmp": openmp,
+        "vector_exp": "libmvec" if libmvec else "scalar",
         "backends": available_backends(),
         "auto_backend": get_backend("auto").name,
         "blas": blas,

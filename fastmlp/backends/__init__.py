@@ -8,6 +8,12 @@ caller-provided buffers:
     output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_slope=0.01)
     train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state)
         -> (Σ_b mean loss_b·rows_b, Σ_b mean L2 penalty_b·rows_b)
+    train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
+                 learning_rates, guard=True, plateau=None)
+        -> (per-epoch sums (k, 2), "completed" | "plateau" | "diverged")
+        many epochs in one call (one compiled call for numba and cython), with
+        scikit-learn's loss-plateau rule (fastmlp.stopping.Plateau) and the divergence
+        guard applied between epochs inside it
 
 Models resolve a backend once with `get_backend`; nowhere else branches on its name.
 """
@@ -45,7 +51,7 @@ def get_backend(name="auto"):
     """The backend module called `name`; "auto" picks the fastest available one."""
     if not isinstance(name, str):
         if all(hasattr(name, f) for f in ("forward_layer", "backward_layer", "output_delta",
-                                          "train_epoch")):
+                                          "train_epoch", "train_epochs")):
             return name  # already a backend module
         raise TypeError(f"backend must be a name, got {type(name).__name__}")
     if name == "auto":
