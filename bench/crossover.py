@@ -1,6 +1,8 @@
-"""Where hand loops stop beating BLAS inside @njit: the measurement behind SMALL_WORK.
+"""Where hand loops stop beating BLAS inside @njit: the measurement behind SMALL_WORK; and
+δ Wᵀ for a narrow δ through BLAS on W vs on a transposed copy: the one behind NARROW_OUT
+(csrc/_cython_kernels.pyx), one BLAS thread as in a split minibatch.
 
-Run: python bench/crossover.py  (prints µs per call for loops vs np.dot, per shape and dtype)
+Run: python bench/crossover.py  (prints µs per call, per shape and dtype)
 """
 import numpy as np, time
 from numba import njit
@@ -49,6 +51,10 @@ def loop_gw(A, D, G, reps):
 def blas_gw(A, D, G, reps):
     for _ in range(reps):
         np.dot(A.T, D, G)
+@njit(cache=True)
+def blas_bwd_in_transposed_copy(D, W, out, reps):
+    for _ in range(reps):
+        np.dot(D, np.ascontiguousarray(W.T), out)  # gemm('N', 'N') on Wᵀ, copy included
 def timed(f, *args):
     reps = 1
     while True:
@@ -65,3 +71,10 @@ if __name__ == "__main__":
     A = np.random.rand(n,k).astype(dtype); W = np.random.rand(k,m).astype(dtype); out = np.empty((n,m),dtype)
     D = np.random.rand(n,m).astype(dtype); O = np.empty((n,k),dtype); G = np.empty((k,m),dtype)
     print(f"{dtype.__name__:8} {n:4} {k:4} {m:4} work={n*k*m:9} fwd loop {timed(loop_fwd,A,W,out):8.2f} blas {timed(blas_fwd,A,W,out):8.2f} | din loop {timed(loop_bwd_in,D,W,O):8.2f} blas {timed(blas_bwd_in,D,W,O):8.2f} | gW loop {timed(loop_gw,A,D,G):8.2f} blas {timed(blas_gw,A,D,G):8.2f}")
+
+ from threadpoolctl import threadpool_limits
+ with threadpool_limits(1):
+  for dtype in (np.float32, np.float64):
+   for (n, k, m) in [(100,100,10),(200,100,10),(64,128,10),(100,300,16),(100,100,32)]:
+    D = np.random.rand(n,m).astype(dtype); W = np.random.rand(k,m).astype(dtype); O = np.empty((n,k),dtype)
+    print(f"{dtype.__name__:8} delta {n}x{m} W {k}x{m}: gemm on W {timed(blas_bwd_in,D,W,O):7.2f} us, on a copy of W.T {timed(blas_bwd_in_transposed_copy,D,W,O):7.2f} us")
