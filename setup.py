@@ -114,7 +114,7 @@ def extension(name):
 
 setup(
     ext_modules=cythonize(
-        [extension("_build_info"), extension("_cython_kernels")],
+        [extension("_build_info"), extension("_cython_kernels"), extension("_shuffle")],
         compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False,
                              "cdivision": True},
     ),

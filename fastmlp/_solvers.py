@@ -15,6 +15,11 @@ from sklearn.model_selection import train_test_split
 from .model import DivergenceError
 from .stopping import Plateau
 
+try:
+    from ._shuffle import shuffled_orders
+except ImportError:  # extensions not built: the same draws, in Python
+    shuffled_orders = None
+
 
 class LearningRate:
     """scikit-learn's SGD learning-rate schedule (constant / invscaling / adaptive)."""
@@ -58,6 +63,18 @@ def _shuffled(sample_idx, rng):
     permutation = np.arange(sample_idx.shape[0])
     rng.shuffle(permutation)
     return sample_idx[permutation]
+
+
+def _draw_orders(sample_idx, rng, n_epochs):
+    """n_epochs successive _shuffled(sample_idx, rng), as rows of an (n_epochs, n) array:
+    natively (fastmlp._shuffle, the same draws) when the extension is built."""
+    orders = np.empty((n_epochs, sample_idx.shape[0]), np.int64)
+    if shuffled_orders is not None and type(rng) is np.random.RandomState:
+        shuffled_orders(rng, np.ascontiguousarray(sample_idx, dtype=np.int64), orders)
+        return orders
+    for e in range(n_epochs):
+        sample_idx = orders[e] = _shuffled(sample_idx, rng)
+    return orders
 
 
 def diverged_error(epoch):
@@ -161,9 +178,8 @@ def _epochs_in_chunks(est, net, X, Y, rng, opt, progress):
         orders = None
         if est.shuffle:
             rng_state, start_idx = rng.get_state(), sample_idx
-            orders = np.empty((k, n), np.int64)
-            for e in range(k):
-                sample_idx = orders[e] = _shuffled(sample_idx, rng)
+            orders = _draw_orders(sample_idx, rng, k)
+            sample_idx = orders[-1]
         if est.solver == "sgd":
             rates = est._lr.upcoming(k, est.t_, n)
         else:
@@ -174,9 +190,7 @@ def _epochs_in_chunks(est, net, X, Y, rng, opt, progress):
         drawn = done + (event == "diverged")  # an epoch-by-epoch fit shuffles before each
         if est.shuffle and drawn < k:
             rng.set_state(rng_state)
-            sample_idx = start_idx
-            for _ in range(drawn):
-                sample_idx = _shuffled(sample_idx, rng)
+            sample_idx = _draw_orders(start_idx, rng, drawn)[-1] if drawn else start_idx
         for data_term, penalty_term in net.last_epochs_terms:
             _record_epoch(est, data_term, penalty_term, n, progress)
         est.best_loss_, est._no_improvement_count = plateau.best, plateau.count

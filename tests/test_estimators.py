@@ -264,3 +264,23 @@ def test_divergence_inside_a_chunk_names_the_epoch_and_keeps_the_weights(monkeyp
         assert all(np.all(np.isfinite(c)) for c in est.coefs_ + est.intercepts_)
         outcomes.append((epoch, est.loss_curve_, est.coefs_[0].tolist()))
     assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 1347, 70001])
+def test_native_epoch_orders_are_scikit_learns_shuffles(n):
+    """fastmlp._shuffle draws the permutations sklearn.utils.shuffle draws, epoch after epoch,
+    and leaves the generator in the same state."""
+    from sklearn.utils import shuffle
+
+    from fastmlp import _solvers
+
+    pytest.importorskip("fastmlp._shuffle")
+    for seed in range(3):
+        ours, theirs = np.random.RandomState(seed), np.random.RandomState(seed)
+        start = np.arange(n)[::-1] * 2  # any index array, not only a range
+        orders = _solvers._draw_orders(start, ours, 5)
+        idx = start
+        for row in orders:
+            idx = shuffle(idx, random_state=theirs)
+            np.testing.assert_array_equal(row, idx)
+        assert ours.randint(1 << 30) == theirs.randint(1 << 30)
