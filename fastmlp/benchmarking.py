@@ -336,27 +336,31 @@ def fit_text(rows):
 
 
 def markdown_report(steps, forward, fits, machine, command):
-    """The README's performance section, from one run's figures."""
+    """The README's performance section, from one run's figures (tables for what was run)."""
     blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['num_threads']} threads)"
                      for b in machine["blas"])
     out = [f"Measured by `{command}` on {machine['cpus']} cores ({machine['machine']}), "
            f"Python {machine['python']}, NumPy {machine['numpy']}, BLAS: {blas}; "
            f"OpenMP: {machine['openmp']}. Medians of interleaved rounds, one run.", ""]
-    out += ["| workload | dtype | contender | µs/step | × faster than numpy | ÷ GEMM floor "
-            "| × faster than torch |", "|---|---|---|---|---|---|---|"]
     groups = {}
     for r in steps:
         groups.setdefault((r["workload"], r["dtype"]), {})[r["contender"]] = r["us_per_step"]
+    if groups:
+        out += ["| workload | dtype | contender | µs/step | × faster than numpy | ÷ GEMM floor "
+                "| × faster than torch |", "|---|---|---|---|---|---|---|"]
     for (wid, dtype), group in groups.items():
         for name, us in group.items():
             ref = f"{group['numpy'] / us:.2f}" if "numpy" in group else "-"
             floor = f"{us / group['gemm floor']:.2f}" if "gemm floor" in group else "-"
             torch = f"{group['torch eager'] / us:.2f}" if "torch eager" in group else "-"
             out.append(f"| {wid} | {dtype} | {name} | {us:.2f} | {ref} | {floor} | {torch} |")
-    out += ["", "| forward_layer shape | dtype | contender | µs/call |", "|---|---|---|---|"]
-    out += [f"| {r['shape']} | {r['dtype']} | {r['contender']} | {r['us_per_call']:.1f} |"
-            for r in forward]
-    out += ["", "| fit | dtype | contender | seconds | epochs | test accuracy | × faster than "
+    if forward:
+        out += ["", "| forward_layer shape | dtype | contender | µs/call |", "|---|---|---|---|"]
+        out += [f"| {r['shape']} | {r['dtype']} | {r['contender']} | {r['us_per_call']:.1f} |"
+                for r in forward]
+    if groups or forward:
+        out.append("")
+    out += ["| fit | dtype | contender | seconds | epochs | test accuracy | × faster than "
             "sklearn |", "|---|---|---|---|---|---|---|"]
     sk = {(r["problem"], r["dtype"]): r["fit_s"] for r in fits if r["contender"] == "sklearn"}
     out += [f"| {r['problem']} | {r['dtype']} | {r['contender']} | {r['fit_s']:.3f} | "
