@@ -2,7 +2,9 @@
 
 These follow scikit-learn's MLP solvers step for step — same random draws, learning-rate
 schedules, stopping rules and warnings — so a fit with the same starting weights follows
-scikit-learn's trajectory. Python runs once per epoch; the minibatches run compiled.
+scikit-learn's trajectory. The epochs run compiled, up to MAX_CHUNK_EPOCHS per backend call
+(the stopping rule inside it); Python runs between calls, or once per epoch where a
+validation score is needed (early stopping).
 """
 import copy
 import warnings
