@@ -408,3 +408,16 @@ def test_train_epochs_rejects_bad_orders_and_rates(backend):
         with pytest.raises(error, match=message):
             net.train_epochs(X, Y, **kwargs)
     np.testing.assert_array_equal(net.theta, before)  # nothing reached the kernel
+
+
+def test_auto_imports_only_the_backend_it_picks():
+    """A process's first fit should not pay for importing backends it does not use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fastmlp; b = fastmlp.get_backend('auto'); "
+            "print(b.name, 'numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert out[0] == fastmlp.available_backends()[0]
+    assert out[1] == str(out[0] == "numba")
