@@ -237,19 +237,50 @@ cdef void _forward(floating* A, floating* W, floating* b, floating* out, int n, 
         r0 = r1
 
 
+cdef void _derivative_and_sum(floating* d, floating* a, int r0, int r1, int n, int act,
+                              floating slope, floating* sums) noexcept nogil:
+    """_times_derivative on rows r0:r1; with sums, each finished row is also added into sums
+    while it is in L1 (Σ_rows δ_in: the bias gradient of the layer below, rows in order)."""
+    cdef int i, j
+    cdef floating* row
+    cdef floating* arow
+    if sums == NULL:
+        _times_derivative(d, a, r0, r1, n, act, slope)
+        return
+    for i in range(r0, r1):
+        row = d + <long>i * n
+        if act == RELU:  # the usual hidden layer: one fused, vectorised loop
+            arow = a + <long>i * n
+            for j in range(n):
+                row[j] *= (1 if arow[j] > 0 else 0)
+                sums[j] += row[j]
+        else:
+            _times_derivative(d, a, i, i + 1, n, act, slope)
+            for j in range(n):
+                sums[j] += row[j]
+
+
 cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, floating* gb,
                     floating* delta_in, int n, int n_in, int n_out, int act_in,
-                    floating slope, bint want_delta_in) noexcept nogil:
-    """Mirrors reference.backward_layer: gW = Aᵀδ, gb = Σ_rows δ, δ_in = (δWᵀ) ⊙ g'(A)."""
+                    floating slope, bint want_delta_in, bint gb_ready,
+                    floating* gb_in) noexcept nogil:
+    """Mirrors reference.backward_layer: gW = Aᵀδ, gb = Σ_rows δ, δ_in = (δWᵀ) ⊙ g'(A).
+
+    gb_ready: gb already holds Σ_rows δ (summed by the layer above as it made δ). gb_in (or
+    NULL): where to sum δ_in's rows, i.e. the layer below's bias gradient, in the same pass."""
     cdef int i, j, k, r0, r1, block
     cdef floating a, s
     cdef floating wt[NARROW_WORDS]
     cdef bint narrow
-    for j in range(n_out):
-        gb[j] = 0
-    for i in range(n):
+    if not gb_ready:
         for j in range(n_out):
-            gb[j] += delta[<long>i * n_out + j]
+            gb[j] = 0
+        for i in range(n):
+            for j in range(n_out):
+                gb[j] += delta[<long>i * n_out + j]
+    if want_delta_in and gb_in != NULL:
+        for k in range(n_in):
+            gb_in[k] = 0
     if <long>n * n_in * n_out < SMALL_WORK:
         for k in range(<long>n_in * n_out):
             gW[k] = 0
@@ -265,7 +296,7 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
                     for j in range(n_out):
                         s = s + delta[<long>i * n_out + j] * W[<long>k * n_out + j]
                     delta_in[<long>i * n_in + k] = s
-            _times_derivative(delta_in, A, 0, n, n_in, act_in, slope)
+            _derivative_and_sum(delta_in, A, 0, n, n_in, act_in, slope, gb_in)
         return
     _gemm(c'N', c'T', n_out, n_in, n, delta, n_out, A, n_in, gW, n_out)
     if want_delta_in:
@@ -287,7 +318,7 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
             else:
                 _gemm(c'T', c'N', n_in, r1 - r0, n_out, W, n_out, delta + <long>r0 * n_out,
                       n_out, delta_in + <long>r0 * n_in, n_in)
-            _times_derivative(delta_in, A, r0, r1, n_in, act_in, slope)
+            _derivative_and_sum(delta_in, A, r0, r1, n_in, act_in, slope, gb_in)
             r0 = r1
 
 
@@ -445,16 +476,18 @@ cdef double _forward_backward(floating* theta, long[:, ::1] offsets, long[::1] s
     for l in range(n_layers - 1, -1, -1):
         n_in = sizes[l]
         n_out = sizes[l + 1]
+        # a hidden layer's bias gradient was summed by the layer above, as it made δ
         if l > 0:
             prev = pos - <long>nb * n_in
             _backward(acts + prev + <long>r0 * n_in, deltas + pos + <long>r0 * n_out,
                       theta + offsets[l, 0], grad + offsets[l, 0], grad + offsets[l, 1],
-                      deltas + prev + <long>r0 * n_in, rows, n_in, n_out, hidden, slope, True)
+                      deltas + prev + <long>r0 * n_in, rows, n_in, n_out, hidden, slope, True,
+                      l < n_layers - 1, grad + offsets[l - 1, 1])
             pos = prev
         else:
             _backward(xb + <long>r0 * n0, deltas + pos + <long>r0 * n_out,
                       theta + offsets[l, 0], grad + offsets[l, 0], grad + offsets[l, 1],
-                      NULL, rows, n_in, n_out, hidden, slope, False)
+                      NULL, rows, n_in, n_out, hidden, slope, False, l < n_layers - 1, NULL)
     return batch_loss
 
 
@@ -682,7 +715,8 @@ def backward_layer(const floating[:, ::1] A, const floating[:, ::1] delta,
         return
     with nogil:
         _backward(<floating*>&A[0, 0], <floating*>&delta[0, 0], <floating*>&W[0, 0],
-                  &grad_W[0, 0], &grad_b[0], d_in, n, n_in, n_out, act_in, slope, want)
+                  &grad_W[0, 0], &grad_b[0], d_in, n, n_in, n_out, act_in, slope, want, False,
+                  NULL)
 
 
 def output_delta(const floating[:, ::1] A, const floating[:, ::1] Y, int act, int loss,
