@@ -97,18 +97,20 @@ def test_two_fits_in_two_threads_match_sequential_fits(backend):
               dict(random_state=2, hidden_layer_sizes=(40, 20), solver="sgd")]
 
     def fit(p):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            return MLPClassifier(max_iter=8, backend=backend, n_threads=1, **p).fit(X, y)
+        return MLPClassifier(max_iter=8, backend=backend, n_threads=1, **p).fit(X, y)
 
-    sequential = [fit(p) for p in params]
-    results = [None, None]
-    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, fit(params[i])))
-               for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # Warning filters are process-wide and catch_warnings is not thread-safe: one filter
+    # around both threads, set and reset by this thread only.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sequential = [fit(p) for p in params]
+        results = [None, None]
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, fit(params[i])))
+                   for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     for seq, par in zip(sequential, results):
         for a, b in zip(seq.coefs_ + seq.intercepts_, par.coefs_ + par.intercepts_):
             np.testing.assert_array_equal(a, b)
