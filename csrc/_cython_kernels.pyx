@@ -332,27 +332,12 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
     cdef floating* y
     cdef floating* r
     cdef floating* d
-    if act == SOFTMAX and loss == CROSS_ENTROPY:  # the usual classifier: logs vectorised
-        for k in range(<long>n * m):  # ln max(y, tiny) of the whole block, D as scratch
+    # The usual classifier (softmax + cross-entropy): ln max(y, tiny) of the whole block first,
+    # as one loop that vectorises, into D, which each row reads before writing its δ there.
+    cdef bint logs_in_d = act == SOFTMAX and loss == CROSS_ENTROPY
+    if logs_in_d:
+        for k in range(<long>n * m):
             D[k] = _log(Y_out[k] if Y_out[k] > tiny else tiny)
-        for i in range(n):
-            y = Y_out + <long>i * m
-            r = R + <long>i * m
-            d = D + <long>i * m
-            li = 0.0
-            s = 0.0
-            for j in range(m):
-                if r[j] != 0:
-                    li -= r[j] * d[j]
-                s += r[j]
-            for j in range(m):
-                d[j] = <floating>(y[j] * s - r[j])
-            if has_sw:
-                for j in range(m):
-                    d[j] = d[j] * w[i]
-                li *= w[i]
-            total += li
-        return total
     for i in range(n):
         y = Y_out + <long>i * m
         r = R + <long>i * m
@@ -363,7 +348,7 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
                 li += 0.5 * (y[j] - r[j]) * (y[j] - r[j])
             elif loss == CROSS_ENTROPY:
                 if r[j] != 0:
-                    li -= r[j] * log(y[j] if y[j] > tiny else tiny)
+                    li -= r[j] * (d[j] if logs_in_d else log(y[j] if y[j] > tiny else tiny))
             else:
                 if r[j] != 0:
                     li -= r[j] * log(y[j] if y[j] > tiny else tiny)

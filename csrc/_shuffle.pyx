@@ -4,10 +4,13 @@
 scikit-learn's MLP shuffles its sample indices once per epoch with
 sklearn.utils.shuffle(idx, random_state=rng), i.e. RandomState.shuffle: a Fisher–Yates pass,
 i from n-1 down to 1 swapping i with random_interval(i) (numpy's masked rejection on the
-generator's 32-bit output). Done in Python that costs ~20 µs per epoch of 1347 rows — a
-twentieth of a digits epoch. Here the same swaps run in C on the same generator (its
+generator's 32-bit output). The same swaps run here in C on the same generator (its
 BitGenerator capsule, under its lock), so the permutations and the generator's state
 afterwards are exactly those of the Python calls (tests/test_estimators.py checks both).
+Per 1347-row digits epoch: 17 µs in Python (python -m timeit -s "import numpy as np; from
+fastmlp._solvers import _shuffled; r = np.random.RandomState(0); i = np.arange(1347)"
+"_shuffled(i, r)"), 13 µs here (the same timeit on shuffled_orders(r, i, out) with a (64, 1347)
+out gives 829 µs for 64 epochs): a small gain, bounded by the generator itself.
 """
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.stdint cimport uint64_t

@@ -168,8 +168,8 @@ def _epochs_in_chunks(est, net, X, Y, rng, opt, progress):
     """The same epochs as _epoch_by_epoch, up to MAX_CHUNK_EPOCHS per backend call: the
     permutations and learning rates are drawn ahead, the loss plateau rule runs inside the
     call (stopping.Plateau), and Python's bookkeeping replays the epochs afterwards. For the
-    compiled backends that is one compiled call per chunk instead of ~0.1 ms of Python per
-    epoch; the random draws stay those of an epoch-by-epoch fit."""
+    compiled backends that is one compiled call per chunk instead of Python between every
+    two epochs; the random draws stay those of an epoch-by-epoch fit."""
     n = X.shape[0]
     sample_idx = np.arange(n)
     plateau = Plateau(est.tol, est.n_iter_no_change, est.best_loss_,
@@ -252,13 +252,10 @@ def _update_no_improvement_count(est, net, early_stopping, X_val, y_val, sw_val)
         if score > est.best_validation_score_:
             est.best_validation_score_ = score
             est._best_theta = net.theta.copy()
-    else:
-        if est.loss_curve_[-1] > est.best_loss_ - est.tol:
-            est._no_improvement_count += 1
-        else:
-            est._no_improvement_count = 0
-        if est.loss_curve_[-1] < est.best_loss_:
-            est.best_loss_ = est.loss_curve_[-1]
+    else:  # the training-loss rule, as the chunked fit applies it inside the backend
+        rule = Plateau(est.tol, est.n_iter_no_change, est.best_loss_, est._no_improvement_count)
+        rule.update(est.loss_curve_[-1])
+        est.best_loss_, est._no_improvement_count = rule.best, rule.count
 
 
 def fit_lbfgs(est, net, X, Y, sample_weight):

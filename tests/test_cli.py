@@ -1,4 +1,4 @@
-"""The `fastmlp` command: train on a CSV and save, config, bench --quick's report."""
+"""The `fastmlp` command: train on a CSV and save, config, bench reports."""
 import csv
 
 import pytest
@@ -50,3 +50,15 @@ def test_markdown_report_has_every_contender():
     text = B.markdown_report(steps, [], fits, fastmlp.show.config(), "fastmlp bench")
     assert "| W1 | float32 | cython | 1.00 | 40.00 | 0.25 | - |" in text
     assert "| digits | float32 | fastmlp-cython | 0.200 | 200 | 0.9800 | 3.00 |" in text
+
+
+def test_bench_fits_only_writes_a_fit_report(tmp_path, capsys):
+    """`fastmlp bench --fits-only`: the digits fits side by side, their report, no step plot."""
+    out_dir = tmp_path / "fits"
+    assert main(["bench", "--fits-only", "--dtypes", "float32", "--rounds", "1", "--quiet",
+                 "--out", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and "sklearn" in out and "workload" not in out
+    report = (out_dir / "report.md").read_text()
+    assert "| digits | float32 | sklearn |" in report and "| workload |" not in report
+    assert (out_dir / "results.json").exists() and not (out_dir / "steps.png").exists()

@@ -22,7 +22,7 @@ def trusted_inputs(orders=False):
     For callers that guarantee finiteness themselves, as MLP does: its inputs are checked on
     entry and its weights whenever they are set or trained. The scan reads every input
     element, which costs as much as a quarter of a 128x784x256 GEMM. orders=True also skips
-    the test that each row order is a permutation (a bincount; ~10 us per digits epoch) for
+    the test that each row order is a permutation (a bincount over every order) for
     orders the caller drew itself, as the estimators do; their bounds are still checked.
     """
     previous = getattr(_trust, "on", False), getattr(_trust, "orders", False)
@@ -156,7 +156,7 @@ def check_train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, sta
         raise ValueError("learning_rates must be finite and > 0")
     n_epochs = learning_rates.shape[0]
     if orders is not None:
-        orders = np.asarray(orders) if not isinstance(orders, np.ndarray) else orders
+        orders = np.asarray(orders)
         if orders.ndim == 1:
             orders = orders[None]
         if orders.ndim != 2 or orders.shape[0] not in (1, n_epochs):
