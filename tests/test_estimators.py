@@ -284,3 +284,26 @@ def test_native_epoch_orders_are_scikit_learns_shuffles(n):
             idx = shuffle(idx, random_state=theirs)
             np.testing.assert_array_equal(row, idx)
         assert ours.randint(1 << 30) == theirs.randint(1 << 30)
+
+
+@pytest.mark.parametrize("y", [
+    np.array([3, 1, 2, 3, 1, 7]),                       # multiclass ints: encoded directly
+    np.array([5.0, 2.0, 1.0, 2.0]),                     # multiclass floats: directly
+    np.array(["b", "a", "c", "a"]),                     # strings: LabelBinarizer
+    np.array([4, 9, 9, 4]),                             # binary: LabelBinarizer
+    np.array([[1, 0, 1], [0, 1, 1], [0, 0, 0]]),        # multilabel: LabelBinarizer
+])
+def test_label_encoding_is_label_binarizers(y):
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastmlp.estimators import _binarized
+
+    binarizer = LabelBinarizer().fit(y)
+    for dtype in (np.float32, np.float64):
+        Y = _binarized(binarizer, y, dtype)
+        assert Y.dtype == dtype
+        np.testing.assert_array_equal(Y, binarizer.transform(y))
+    if binarizer.y_type_ == "multiclass" and y.dtype.kind in "if":
+        unseen = np.append(y[:2], y.max() + 1)  # not a class: LabelBinarizer's answer, not ours
+        np.testing.assert_array_equal(_binarized(binarizer, unseen, np.float64),
+                                      binarizer.transform(unseen))
