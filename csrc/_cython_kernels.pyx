@@ -15,7 +15,7 @@ column-major (c, r) matrix of its transpose, so
     δin = δ @ Wᵀ     is  gemm('T', 'N', n_in, n, n_out,  W, δ)
 """
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel
 from libc.float cimport DBL_MAX as DOUBLE_MAX, FLT_MAX
 from libc.math cimport exp, expf, fabs, fabsf, log, logf, sqrt, tanh
 from libc.string cimport memcpy
@@ -38,11 +38,24 @@ cdef extern from *:
     #if FASTMLP_OPENMP
     #include <omp.h>
     static int fastmlp_max_threads(void) { return omp_get_max_threads(); }
+    /* Called inside a parallel region: the team's size, this thread's number, and a barrier
+       (an orphaned directive binds to the enclosing region). */
+    static int fastmlp_team_size(void) { return omp_get_num_threads(); }
+    static int fastmlp_thread_num(void) { return omp_get_thread_num(); }
+    static void fastmlp_barrier(void) {
+    #pragma omp barrier
+    }
     #else
     static int fastmlp_max_threads(void) { return 1; }
+    static int fastmlp_team_size(void) { return 1; }
+    static int fastmlp_thread_num(void) { return 0; }
+    static void fastmlp_barrier(void) { }
     #endif
     """
     int fastmlp_max_threads() nogil
+    int fastmlp_team_size() nogil
+    int fastmlp_thread_num() nogil
+    void fastmlp_barrier() nogil
 
 # Activation / loss codes: fastmlp.activations.CODES, fastmlp.losses.CODES.
 cdef enum:
@@ -521,66 +534,77 @@ cdef long _epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int
                 int output, int loss, floating slope, floating tiny, const floating[:, ::1] X,
                 const floating[:, ::1] Y, const floating[::1] sw, bint has_sw,
                 const long[::1] order, int batch_size, bint sgd, bint nesterov,
-                floating[::1] hyper, double beta_1, double beta_2, long t,
+                const floating[::1] hyper, floating lr, double beta_1, double beta_2, long t,
                 floating[::1] first, floating[::1] second, floating[::1] grad,
                 floating[:, ::1] parts, double[::1] part_losses, int min_chunk_rows,
                 floating[::1] acts, floating[::1] deltas, floating[::1] xb, floating[::1] yb,
-                floating[::1] wb, double* terms) noexcept nogil:
-    """Mirrors reference._epoch: one pass over the rows in `order`. Writes
-    (Σ mean loss·rows, Σ mean L2 penalty·rows) into terms; returns Adam's step count t."""
+                floating[::1] wb, double* terms, int tid, int team) noexcept nogil:
+    """Mirrors reference._epoch: one pass over the rows in `order` at learning rate lr, run
+    by every thread of a team of `team` (this one: tid; a team of 1 runs it all). Thread 0
+    writes (Σ mean loss·rows, Σ mean L2 penalty·rows) into terms. Returns Adam's step count.
+
+    A minibatch of at least n_chunks·min_chunk_rows rows is data-parallel: chunk c (a row
+    block, its own gradient buffer parts[c]) and then slice c of the update belong to thread
+    c mod team, so the results depend on the chunk count, never on the team. Two barriers per
+    minibatch replace two fork/joins (numba's twin, which has no barrier, forks per phase)."""
     cdef int n = X.shape[0], n_layers = offsets.shape[0]
     cdef int n_chunks = parts.shape[0]
     cdef int start, nb, r, c, l
     cdef long p, w0, lo, hi, n_params = theta.shape[0]
     cdef bint split
-    cdef double weight_sum, batch_loss, squared_norm
+    cdef double weight_sum, batch_loss = 0.0, squared_norm
     cdef floating l2 = hyper[2]
-    terms[0] = 0.0
-    terms[1] = 0.0
+    cdef floating h[10]  # this thread's hyper: [0] = lr, [8] = Adam's step, [9] = Σ weights
+    for r in range(10):
+        h[r] = hyper[r]
+    h[0] = lr
+    if tid == 0:
+        terms[0] = 0.0
+        terms[1] = 0.0
     start = 0
     while start < n:
         nb = batch_size if start + batch_size <= n else n - start
         split = n_chunks > 1 and nb >= n_chunks * min_chunk_rows
         if split:
-            # data-parallel: thread c gathers and runs a row block into its own gradient
-            # buffer (parts[c]); the buffers are summed below in the fixed order 0..C-1
-            for c in prange(n_chunks, num_threads=n_chunks, schedule="static"):
-                _gather(X, Y, sw, order, start, c * nb // n_chunks,
-                        (c + 1) * nb // n_chunks, &xb[0], &yb[0], &wb[0])
+            c = tid
+            while c < n_chunks:  # chunks tid, tid + team, ...
+                _gather(X, Y, sw, order, start, c * nb // n_chunks, (c + 1) * nb // n_chunks,
+                        &xb[0], &yb[0], &wb[0])
                 part_losses[c] = _forward_backward(
                     &theta[0], offsets, sizes, hidden, output, loss, slope, tiny, &xb[0],
                     &yb[0], &wb[0], has_sw, &acts[0], &deltas[0], &parts[c, 0], nb,
                     c * nb // n_chunks, (c + 1) * nb // n_chunks)
-            batch_loss = part_losses[0]
-            for c in range(1, n_chunks):
-                batch_loss += part_losses[c]
-        else:
+                c += team
+        elif tid == 0:
             _gather(X, Y, sw, order, start, 0, nb, &xb[0], &yb[0], &wb[0])
             batch_loss = _forward_backward(&theta[0], offsets, sizes, hidden, output, loss,
                                            slope, tiny, &xb[0], &yb[0], &wb[0], has_sw,
                                            &acts[0], &deltas[0], &grad[0], nb, 0, nb)
-        weight_sum = 0.0
-        for r in range(nb):
-            weight_sum += wb[r] if has_sw else 1.0
-        hyper[9] = <floating>weight_sum
-        if not sgd:
-            t += 1
-            hyper[8] = <floating>(hyper[0] * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
-        squared_norm = 0.0  # of the weights before this step's update
-        if l2 != 0:
+        squared_norm = 0.0  # of the weights before this step's update (none is written yet)
+        if tid == 0 and l2 != 0:
             for l in range(n_layers):
                 w0 = offsets[l, 0]
                 squared_norm += _squared_norm(&theta[w0], offsets[l, 1] - w0)
+        if team > 1:
+            fastmlp_barrier()  # every chunk's gradient and rows are in
+        weight_sum = 0.0  # every thread: the same sum, the same step size
+        for r in range(nb):
+            weight_sum += wb[r] if has_sw else 1.0
+        h[9] = <floating>weight_sum
+        if not sgd:
+            t += 1
+            h[8] = <floating>(h[0] * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
         if split:
-            # the update, split the same way over slices of θ (64-byte aligned): each
-            # thread sums its slice of the gradient buffers, in order, then updates it
-            for c in prange(n_chunks, num_threads=n_chunks, schedule="static"):
+            # slices of θ 64-byte aligned; each sums its slice of the gradient buffers in
+            # the fixed order 0..C-1, then updates it
+            c = tid
+            while c < n_chunks:
                 lo = (c * n_params // n_chunks) // 16 * 16
                 hi = n_params if c == n_chunks - 1 else (
                     (c + 1) * n_params // n_chunks) // 16 * 16
                 if n_chunks == 2:  # summed inside the update, in the same order
                     _update_slice(&theta[0], &parts[0, 0], &parts[1, 0], &first[0],
-                                  &second[0], lo, hi, offsets, sizes, &hyper[0], sgd, nesterov)
+                                  &second[0], lo, hi, offsets, sizes, h, sgd, nesterov)
                 else:
                     for p in range(lo, hi):
                         grad[p] = parts[0, p]
@@ -588,12 +612,20 @@ cdef long _epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int
                         for p in range(lo, hi):
                             grad[p] += parts[r, p]
                     _update_slice(&theta[0], &grad[0], &parts[n_chunks - 1, 0], &first[0],
-                                  &second[0], lo, hi, offsets, sizes, &hyper[0], sgd, nesterov)
-        else:
+                                  &second[0], lo, hi, offsets, sizes, h, sgd, nesterov)
+                c += team
+        elif tid == 0:
             _update_slice(&theta[0], &grad[0], NULL, &first[0], &second[0], 0, n_params,
-                          offsets, sizes, &hyper[0], sgd, nesterov)
-        terms[0] += batch_loss / weight_sum * nb
-        terms[1] += 0.5 * hyper[2] * squared_norm / weight_sum * nb
+                          offsets, sizes, h, sgd, nesterov)
+        if tid == 0:
+            if split:
+                batch_loss = part_losses[0]
+                for c in range(1, n_chunks):
+                    batch_loss += part_losses[c]
+            terms[0] += batch_loss / weight_sum * nb
+            terms[1] += 0.5 * l2 * squared_norm / weight_sum * nb
+        if team > 1:
+            fastmlp_barrier()  # θ is updated before the next minibatch's forward pass
         start += nb
     return t
 
@@ -611,46 +643,41 @@ cdef bint _all_finite(floating* x, long n) noexcept nogil:
     return not bad
 
 
-def train_epochs(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int hidden,
-                 int output, int loss, floating slope, floating tiny, const floating[:, ::1] X,
-                 const floating[:, ::1] Y, const floating[::1] sw, bint has_sw,
-                 const long[:, ::1] orders, int batch_size, bint sgd, bint nesterov,
-                 floating[::1] hyper, const double[::1] learning_rates, double beta_1,
-                 double beta_2, long t, floating[::1] first, floating[::1] second,
-                 floating[::1] grad, floating[:, ::1] parts, double[::1] part_losses,
-                 int min_chunk_rows, floating[::1] acts, floating[::1] deltas,
-                 floating[::1] xb, floating[::1] yb, floating[::1] wb, floating[:, ::1] saved,
-                 bint guard, double[::1] plateau, double[:, ::1] terms):
-    """Mirrors reference.train_epochs: up to len(learning_rates) epochs in one call, without
-    the GIL. Epoch e takes its rows in orders[e] (orders[0] every epoch if orders has one
-    row) at learning rate learning_rates[e].
-
-    guard: before each epoch θ and the moments in use are copied to `saved`; an epoch whose
-    loss or weights are not finite is undone and ends the call (event DIVERGED).
-    plateau = [tol, patience, best loss, count, loss scale], updated in place: scikit-learn's
-    rule — the epoch loss (data/n)/scale + penalty/n counts as no improvement when above
-    best − tol; more than `patience` in a row ends the call (event PLATEAU). patience < 0:
-    no rule. Returns (epochs completed, t, event); terms[e] = the epoch's two sums."""
-    cdef int n = X.shape[0], n_epochs = learning_rates.shape[0], e, event = COMPLETED
-    cdef int row
-    cdef long n_params = theta.shape[0], t_before = t
+cdef void _run_epochs(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int hidden,
+                      int output, int loss, floating slope, floating tiny,
+                      const floating[:, ::1] X, const floating[:, ::1] Y,
+                      const floating[::1] sw, bint has_sw, const long[:, ::1] orders,
+                      int batch_size, bint sgd, bint nesterov, const floating[::1] hyper,
+                      const double[::1] learning_rates, double beta_1, double beta_2,
+                      floating[::1] first, floating[::1] second, floating[::1] grad,
+                      floating[:, ::1] parts, double[::1] part_losses, int min_chunk_rows,
+                      floating[::1] acts, floating[::1] deltas, floating[::1] xb,
+                      floating[::1] yb, floating[::1] wb, floating[:, ::1] saved, bint guard,
+                      double[::1] plateau, double[:, ::1] terms, long* shared) noexcept nogil:
+    """train_epochs' loop, run by every thread of the team. Thread 0 alone keeps the
+    snapshot, applies the guard and the plateau rule, and publishes its decision in shared
+    = [t, epochs completed, event, stop], which the team reads after a barrier."""
+    cdef int tid = fastmlp_thread_num(), team = fastmlp_team_size()
+    cdef int n = X.shape[0], n_epochs = learning_rates.shape[0], e, event = COMPLETED, row
+    cdef long n_params = theta.shape[0], t = shared[0], t_before = shared[0]
     cdef bint keep_first = not (sgd and hyper[1] == 0 and not nesterov), keep_second = not sgd
     cdef double epoch_loss
-    with nogil:
-        for e in range(n_epochs):
-            if guard:
-                t_before = t
-                memcpy(&saved[0, 0], &theta[0], n_params * sizeof(floating))
-                if keep_first:
-                    memcpy(&saved[1, 0], &first[0], n_params * sizeof(floating))
-                if keep_second:
-                    memcpy(&saved[2, 0], &second[0], n_params * sizeof(floating))
-            hyper[0] = <floating>learning_rates[e]
-            row = e if orders.shape[0] > 1 else 0
-            t = _epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw,
-                       orders[row], batch_size, sgd, nesterov, hyper, beta_1, beta_2, t, first,
-                       second, grad, parts, part_losses, min_chunk_rows, acts, deltas, xb, yb,
-                       wb, &terms[e, 0])
+    for e in range(n_epochs):
+        if tid == 0 and guard:  # θ is only read until the epoch's first barrier
+            t_before = t
+            memcpy(&saved[0, 0], &theta[0], n_params * sizeof(floating))
+            if keep_first:
+                memcpy(&saved[1, 0], &first[0], n_params * sizeof(floating))
+            if keep_second:
+                memcpy(&saved[2, 0], &second[0], n_params * sizeof(floating))
+        row = e if orders.shape[0] > 1 else 0
+        t = _epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw,
+                   orders[row], batch_size, sgd, nesterov, hyper,
+                   <floating>learning_rates[e], beta_1, beta_2, t, first, second, grad,
+                   parts, part_losses, min_chunk_rows, acts, deltas, xb, yb, wb,
+                   &terms[e, 0], tid, team)
+        if tid == 0:
+            shared[1] = e + 1
             epoch_loss = terms[e, 0] / n / plateau[4] + terms[e, 1] / n
             if guard and not (fabs(epoch_loss) <= DOUBLE_MAX
                               and _all_finite(&theta[0], n_params)):
@@ -660,9 +687,10 @@ def train_epochs(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int
                 if keep_second:
                     memcpy(&second[0], &saved[2, 0], n_params * sizeof(floating))
                 t = t_before
-                event = DIVERGED
-                break
-            if plateau[1] >= 0:
+                shared[1] = e
+                shared[2] = DIVERGED
+                shared[3] = 1
+            elif plateau[1] >= 0:
                 if epoch_loss > plateau[2] - plateau[0]:
                     plateau[3] += 1
                 else:
@@ -670,12 +698,57 @@ def train_epochs(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int
                 if epoch_loss < plateau[2]:
                     plateau[2] = epoch_loss
                 if plateau[3] > plateau[1]:
-                    event = PLATEAU
-                    e += 1
-                    break
-        else:
-            e = n_epochs
-    return e, t, event
+                    shared[2] = PLATEAU
+                    shared[3] = 1
+            shared[0] = t
+        if team > 1:
+            fastmlp_barrier()  # thread 0's decision (and any restored θ) is published
+        if shared[3]:
+            break
+
+
+def train_epochs(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int hidden,
+                 int output, int loss, floating slope, floating tiny, const floating[:, ::1] X,
+                 const floating[:, ::1] Y, const floating[::1] sw, bint has_sw,
+                 const long[:, ::1] orders, int batch_size, bint sgd, bint nesterov,
+                 const floating[::1] hyper, const double[::1] learning_rates, double beta_1,
+                 double beta_2, long t, floating[::1] first, floating[::1] second,
+                 floating[::1] grad, floating[:, ::1] parts, double[::1] part_losses,
+                 int min_chunk_rows, floating[::1] acts, floating[::1] deltas,
+                 floating[::1] xb, floating[::1] yb, floating[::1] wb, floating[:, ::1] saved,
+                 bint guard, double[::1] plateau, double[:, ::1] terms):
+    """Mirrors reference.train_epochs: up to len(learning_rates) epochs in one call, without
+    the GIL. Epoch e takes its rows in orders[e] (orders[0] every epoch if orders has one
+    row) at learning rate learning_rates[e]. With parts.shape[0] > 1 row chunks, one OpenMP
+    team of that many threads runs all the epochs (see _epoch).
+
+    guard: before each epoch θ and the moments in use are copied to `saved`; an epoch whose
+    loss or weights are not finite is undone and ends the call (event DIVERGED).
+    plateau = [tol, patience, best loss, count, loss scale], updated in place: scikit-learn's
+    rule — the epoch loss (data/n)/scale + penalty/n counts as no improvement when above
+    best − tol; more than `patience` in a row ends the call (event PLATEAU). patience < 0:
+    no rule. Returns (epochs completed, t, event); terms[e] = the epoch's two sums."""
+    cdef long shared[4]
+    cdef int threads = parts.shape[0]
+    shared[0] = t
+    shared[1] = 0
+    shared[2] = COMPLETED
+    shared[3] = 0
+    if threads > 1:
+        with nogil, parallel(num_threads=threads):
+            _run_epochs(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw,
+                        has_sw, orders, batch_size, sgd, nesterov, hyper, learning_rates,
+                        beta_1, beta_2, first, second, grad, parts, part_losses,
+                        min_chunk_rows, acts, deltas, xb, yb, wb, saved, guard, plateau,
+                        terms, shared)
+    else:
+        with nogil:
+            _run_epochs(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw,
+                        has_sw, orders, batch_size, sgd, nesterov, hyper, learning_rates,
+                        beta_1, beta_2, first, second, grad, parts, part_losses,
+                        min_chunk_rows, acts, deltas, xb, yb, wb, saved, guard, plateau,
+                        terms, shared)
+    return shared[1], shared[0], shared[2]
 
 
 # -- Python-callable contract kernels (arguments already checked by _contract.py) ------------

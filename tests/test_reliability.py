@@ -116,6 +116,34 @@ def test_two_fits_in_two_threads_match_sequential_fits(backend):
             np.testing.assert_array_equal(a, b)
 
 
+_TEAM_PROBE = """
+import sys, warnings, numpy as np
+from sklearn.datasets import load_digits
+from fastmlp import MLPClassifier
+warnings.simplefilter("ignore")
+X, y = load_digits(return_X_y=True)
+for n_threads in (2, 3):
+    est = MLPClassifier(max_iter=4, random_state=3, backend="cython", n_threads=n_threads)
+    print(est.fit(X / 16, y).coefs_[0].tobytes().hex())
+"""
+
+
+@pytest.mark.skipif("cython" not in BACKENDS, reason="the cython backend is not built")
+def test_cython_results_depend_on_the_chunks_not_on_the_openmp_team():
+    """With n_threads=2 or 3 a minibatch is split into that many chunks; OpenMP may grant a
+    smaller team (here OMP_THREAD_LIMIT=1: one thread runs every chunk, as in a build without
+    OpenMP). The weights must be exactly those of the full team."""
+    import os
+
+    full = subprocess.run([sys.executable, "-c", _TEAM_PROBE], capture_output=True, text=True,
+                          timeout=300)
+    one = subprocess.run([sys.executable, "-c", _TEAM_PROBE], capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, OMP_THREAD_LIMIT="1"))
+    assert full.returncode == 0 and one.returncode == 0, full.stderr + one.stderr
+    assert len(full.stdout.split()) == 2
+    assert one.stdout == full.stdout
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fit_peak_memory_is_a_small_multiple_of_data_and_parameters(backend):
     rng = np.random.default_rng(0)
