@@ -1,4 +1,5 @@
 """MLPClassifier / MLPRegressor: scikit-learn's contract, trajectory and accuracy."""
+import itertools
 import pickle
 import warnings
 
@@ -275,14 +276,20 @@ def test_native_epoch_orders_are_scikit_learns_shuffles(n):
     from fastmlp import _solvers
 
     pytest.importorskip("fastmlp._shuffle")
-    for seed in range(3):
-        ours, theirs = np.random.RandomState(seed), np.random.RandomState(seed)
+    makers = [np.random.RandomState,  # MT19937, run inlined; PCG64: through its capsule
+              lambda seed: np.random.RandomState(np.random.PCG64(seed))]
+    for seed, make in itertools.product(range(3), makers):
+        ours, theirs = make(seed), make(seed)
+        for rng in (ours, theirs):  # start mid-block, with a cached Gaussian
+            rng.randint(1 << 30, size=seed * 300)
+            rng.standard_normal()
         start = np.arange(n)[::-1] * 2  # any index array, not only a range
         orders = _solvers._draw_orders(start, ours, 5)
         idx = start
         for row in orders:
             idx = shuffle(idx, random_state=theirs)
             np.testing.assert_array_equal(row, idx)
+        assert ours.standard_normal() == theirs.standard_normal()
         assert ours.randint(1 << 30) == theirs.randint(1 << 30)
 
 
