@@ -489,6 +489,11 @@ cdef double _forward_backward(floating* theta, long[:, ::1] offsets, long[::1] s
     return batch_loss
 
 
+cdef inline long _slice_start(int c, int n_chunks, long n_params) noexcept nogil:
+    """Where thread-slice c of θ starts (64-byte aligned; slice c is [start(c), start(c+1)))."""
+    return n_params if c == n_chunks else (c * n_params // n_chunks) // 16 * 16
+
+
 cdef void _update_slice(floating* theta, floating* g0, floating* g1, floating* first,
                         floating* second, long lo, long hi, long[:, ::1] offsets,
                         long[::1] sizes, floating* hyper, bint sgd, bint nesterov) noexcept nogil:
@@ -599,9 +604,8 @@ cdef long _epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int
             # the fixed order 0..C-1, then updates it
             c = tid
             while c < n_chunks:
-                lo = (c * n_params // n_chunks) // 16 * 16
-                hi = n_params if c == n_chunks - 1 else (
-                    (c + 1) * n_params // n_chunks) // 16 * 16
+                lo = _slice_start(c, n_chunks, n_params)
+                hi = _slice_start(c + 1, n_chunks, n_params)
                 if n_chunks == 2:  # summed inside the update, in the same order
                     _update_slice(&theta[0], &parts[0, 0], &parts[1, 0], &first[0],
                                   &second[0], lo, hi, offsets, sizes, h, sgd, nesterov)
@@ -661,15 +665,24 @@ cdef void _run_epochs(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes
     cdef int n = X.shape[0], n_epochs = learning_rates.shape[0], e, event = COMPLETED, row
     cdef long n_params = theta.shape[0], t = shared[0], t_before = shared[0]
     cdef bint keep_first = not (sgd and hyper[1] == 0 and not nesterov), keep_second = not sgd
+    cdef int n_chunks = parts.shape[0], c
+    cdef long lo, hi
     cdef double epoch_loss
     for e in range(n_epochs):
-        if tid == 0 and guard:  # θ is only read until the epoch's first barrier
+        if guard:
+            # the snapshot, θ being only read until the epoch's first barrier: each thread
+            # copies the slices it updates (still in its cache from the last update)
             t_before = t
-            memcpy(&saved[0, 0], &theta[0], n_params * sizeof(floating))
-            if keep_first:
-                memcpy(&saved[1, 0], &first[0], n_params * sizeof(floating))
-            if keep_second:
-                memcpy(&saved[2, 0], &second[0], n_params * sizeof(floating))
+            c = tid
+            while c < n_chunks:
+                lo = _slice_start(c, n_chunks, n_params)
+                hi = _slice_start(c + 1, n_chunks, n_params)
+                memcpy(&saved[0, lo], &theta[lo], (hi - lo) * sizeof(floating))
+                if keep_first:
+                    memcpy(&saved[1, lo], &first[lo], (hi - lo) * sizeof(floating))
+                if keep_second:
+                    memcpy(&saved[2, lo], &second[lo], (hi - lo) * sizeof(floating))
+                c += team
         row = e if orders.shape[0] > 1 else 0
         t = _epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw,
                    orders[row], batch_size, sgd, nesterov, hyper,

@@ -364,22 +364,24 @@ def test_train_epochs_stops_on_the_same_plateau_as_the_reference(backend, dtype)
 
 @pytest.mark.parametrize("optimizer", [dict(optimizer="sgd", momentum=0.9),
                                        dict(optimizer="adam")], ids=["momentum", "adam"])
-def test_train_epochs_undoes_the_diverging_epoch(backend, optimizer):
+@pytest.mark.parametrize("n_threads,batch_size", [(1, 8), (2, 64)], ids=["serial", "split"])
+def test_train_epochs_undoes_the_diverging_epoch(backend, optimizer, n_threads, batch_size):
     """The guard: the epoch that turns the weights non-finite is undone (weights, moments and
-    t as after the last finite epoch), and the call says so."""
+    t as after the last finite epoch), and the call says so; also when each thread of a split
+    minibatch keeps the snapshot of the slice it updates."""
     rng = np.random.default_rng(0)
-    X, Y = rng.normal(size=(64, 5)), rng.normal(size=(64, 2))
-    nets = [MLP([5, 8, 2], "relu", "identity", "squared_error", backend=b, random_state=0)
-            for b in (backend.name, "numpy")]
+    X, Y = rng.normal(size=(256, 5)), rng.normal(size=(256, 2))
+    nets = [MLP([5, 8, 2], "relu", "identity", "squared_error", backend=b, random_state=0,
+                n_threads=n_threads) for b in (backend.name, "numpy")]
     rates = [1e-3] * 3 + [1e305] * 27  # three calm epochs, then a rate that overflows
     for net in nets:
-        losses, event = net.train_epochs(X, Y, rates, batch_size=8, **optimizer)
+        losses, event = net.train_epochs(X, Y, rates, batch_size=batch_size, **optimizer)
         assert event == "diverged" and 3 <= len(losses) < 30
         assert np.isfinite(net.theta).all() and np.isfinite(losses).all()
         # the state after the last completed epoch: replaying that many epochs gives it
         replay = MLP([5, 8, 2], "relu", "identity", "squared_error", backend=net.backend.name,
-                     random_state=0)
-        replay.train_epochs(X, Y, rates[:len(losses)], batch_size=8, **optimizer)
+                     random_state=0, n_threads=n_threads)
+        replay.train_epochs(X, Y, rates[:len(losses)], batch_size=batch_size, **optimizer)
         np.testing.assert_array_equal(net.theta, replay.theta)
         np.testing.assert_array_equal(net.optimizer_state.first, replay.optimizer_state.first)
         np.testing.assert_array_equal(net.optimizer_state.second, replay.optimizer_state.second)
