@@ -16,6 +16,8 @@ from . import _contract
 # arrays; they never touch these).
 NO_DELTA = {np.dtype(t): np.empty((1, 1), t) for t in (np.float32, np.float64)}
 NO_SAVED = NO_DELTA
+# Words between two threads' row blocks (see Workspace): 4-8 KiB, past the prefetchers' reach.
+CHUNK_GAP = 1024
 
 
 def contract_functions(forward, backward, output_delta_kernel):
@@ -58,10 +60,19 @@ class Workspace:
 
     def __init__(self, arch, batch_size, dtype, n_chunks):
         self.key = (arch.layer_sizes, batch_size, dtype, n_chunks)
-        self.acts = np.empty(batch_size * int(sum(arch.layer_sizes[1:])), dtype)
+        def per_chunk(width):
+            """Rows of `width` for a minibatch split in n_chunks row blocks: the compiled
+            cython kernel gives each block its own region, CHUNK_GAP words apart, so a
+            thread streaming through its rows never touches (nor prefetches) a line that
+            another thread writes. Numba's kernel uses the first batch_size rows."""
+            chunk_rows = -(-batch_size // n_chunks)
+            gap = CHUNK_GAP if n_chunks > 1 else 0
+            return np.empty(n_chunks * (chunk_rows * width + gap), dtype)
+
+        self.acts = per_chunk(int(sum(arch.layer_sizes[1:])))
         self.deltas = np.empty_like(self.acts)
-        self.xb = np.empty(batch_size * arch.layer_sizes[0], dtype)
-        self.yb = np.empty(batch_size * arch.layer_sizes[-1], dtype)
+        self.xb = per_chunk(arch.layer_sizes[0])
+        self.yb = per_chunk(arch.layer_sizes[-1])
         self.wb = np.empty(batch_size, dtype)
         self.grad = np.empty(arch.n_params, dtype)
         self.parts = np.empty((n_chunks, arch.n_params), dtype)
