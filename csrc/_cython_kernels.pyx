@@ -335,6 +335,42 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
             r0 = r1
 
 
+cdef double _softmax_cross_entropy_delta(floating* Y_out, floating* R, floating* D, floating* w,
+                                        int n, int m, bint has_sw,
+                                        floating tiny) noexcept nogil:
+    """_output_delta for the usual classifier, softmax + cross-entropy: per row
+    L = -Σ r ln max(y, tiny) and δ = y Σr - r, in θ's dtype as the reference computes them.
+    The logs of the whole block come first, as one loop that vectorises, into D (each row
+    reads them before writing its δ there); the rows then run without a branch on r (a term
+    with r = 0 adds an exact 0: the log is finite)."""
+    cdef int i, j
+    cdef long k
+    cdef double total = 0.0
+    cdef floating li, s
+    cdef floating* y
+    cdef floating* r
+    cdef floating* d
+    for k in range(<long>n * m):
+        D[k] = _log(Y_out[k] if Y_out[k] > tiny else tiny)
+    for i in range(n):
+        y = Y_out + <long>i * m
+        r = R + <long>i * m
+        d = D + <long>i * m
+        li = 0
+        s = 0
+        for j in range(m):
+            li = li - r[j] * d[j]
+            s = s + r[j]
+        for j in range(m):
+            d[j] = y[j] * s - r[j]
+        if has_sw:
+            for j in range(m):
+                d[j] = d[j] * w[i]
+            li = li * w[i]
+        total += li
+    return total
+
+
 cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w, int n,
                           int m, int act, int loss, bint has_sw, floating slope,
                           floating tiny) noexcept nogil:
@@ -345,12 +381,8 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
     cdef floating* y
     cdef floating* r
     cdef floating* d
-    # The usual classifier (softmax + cross-entropy): ln max(y, tiny) of the whole block first,
-    # as one loop that vectorises, into D, which each row reads before writing its δ there.
-    cdef bint logs_in_d = act == SOFTMAX and loss == CROSS_ENTROPY
-    if logs_in_d:
-        for k in range(<long>n * m):
-            D[k] = _log(Y_out[k] if Y_out[k] > tiny else tiny)
+    if act == SOFTMAX and loss == CROSS_ENTROPY:
+        return _softmax_cross_entropy_delta(Y_out, R, D, w, n, m, has_sw, tiny)
     for i in range(n):
         y = Y_out + <long>i * m
         r = R + <long>i * m
@@ -361,20 +393,14 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
                 li += 0.5 * (y[j] - r[j]) * (y[j] - r[j])
             elif loss == CROSS_ENTROPY:
                 if r[j] != 0:
-                    li -= r[j] * (d[j] if logs_in_d else log(y[j] if y[j] > tiny else tiny))
+                    li -= r[j] * log(y[j] if y[j] > tiny else tiny)
             else:
                 if r[j] != 0:
                     li -= r[j] * log(y[j] if y[j] > tiny else tiny)
                 if r[j] != 1:
                     li -= (1 - r[j]) * log((1 - y[j]) if (1 - y[j]) > tiny else tiny)
-        if act == SOFTMAX:
-            if loss == CROSS_ENTROPY:
-                s = 0.0
-                for j in range(m):
-                    s += r[j]
-                for j in range(m):
-                    d[j] = <floating>(y[j] * s - r[j])
-            elif loss == SQUARED_ERROR:
+        if act == SOFTMAX:  # (cross-entropy: _softmax_cross_entropy_delta)
+            if loss == SQUARED_ERROR:
                 s = 0.0
                 for j in range(m):
                     s += y[j] * (y[j] - r[j])
