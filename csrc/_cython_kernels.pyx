@@ -143,8 +143,6 @@ cdef void _activate_row(floating* z, int n, int act, floating slope) noexcept no
         for j in range(n):
             if z[j] < 0:
                 z[j] = z[j] * slope
-    elif act == SOFTMAX:
-        _softmax_rows(z, 1, n)
 
 
 cdef inline floating _log(floating x) noexcept nogil:
@@ -155,19 +153,21 @@ cdef inline floating _log(floating x) noexcept nogil:
         return log(x)
 
 
-cdef void _softmax_rows(floating* z, int rows, int n) noexcept nogil:
-    """Mirrors activations.softmax on `rows` rows of n, in θ's dtype: z - row max, exp, / row
-    sum. The exp runs as one loop over the whole block, so it vectorises."""
+cdef void _bias_softmax_rows(floating* z, floating* b, int rows, int n) noexcept nogil:
+    """z += b, then activations.softmax on `rows` rows of n, in θ's dtype: z - row max, exp,
+    / row sum. The bias, max and shift are one pass per row; the exp runs as one loop over
+    the whole block, so it vectorises."""
     cdef int i, j
     cdef long k
     cdef floating top, total
     cdef floating* row
     for i in range(rows):
         row = z + <long>i * n
+        for j in range(n):
+            row[j] = row[j] + b[j]
         top = row[0]
         for j in range(1, n):
-            if row[j] > top:
-                top = row[j]
+            top = row[j] if row[j] > top else top
         for j in range(n):
             row[j] = row[j] - top
     for k in range(<long>rows * n):
@@ -194,14 +194,15 @@ cdef void _bias_activate(floating* out, floating* b, int r0, int r1, int n_out, 
                 v = row[j] + b[j]
                 row[j] = 0 if v < 0 else v
         return
+    if act == SOFTMAX:
+        _bias_softmax_rows(out + <long>r0 * n_out, b, r1 - r0, n_out)
+        return
     for i in range(r0, r1):
         row = out + <long>i * n_out
         for j in range(n_out):
             row[j] += b[j]
-        if act != IDENTITY and act != SOFTMAX:
+        if act != IDENTITY:
             _activate_row(row, n_out, act, slope)
-    if act == SOFTMAX:
-        _softmax_rows(out + <long>r0 * n_out, r1 - r0, n_out)
 
 
 cdef void _times_derivative(floating* d, floating* a, int r0, int r1, int n, int act,
