@@ -236,8 +236,8 @@ def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
         # δ_out (losses.delta)
         if act == SOFTMAX:
             if loss == CROSS_ENTROPY:
-                rs = 0.0
-                for j in range(m):
+                rs = r[0]  # Σ r in the data's dtype, as the reference's Y.sum(axis=1)
+                for j in range(1, m):
                     rs += r[j]
                 for j in range(m):
                     d[j] = y[j] * rs - r[j]
