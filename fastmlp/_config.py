@@ -9,11 +9,12 @@ FASTMATH = False
 #: The compiled backends split a minibatch across threads (each thread its own rows and
 #: gradient buffer, single-threaded BLAS) when every thread gets at least CHUNK_MIN_ROWS rows
 #: and the minibatch's forward GEMMs total at most CHUNK_MAX_WORK multiply-adds. Measured by
-#: `python bench/data_parallel.py`: digits-sized steps (200 x 64-100-10, 1.5M) ran 1.2-1.5x
-#: faster split; MNIST-shaped (18M) and W3 (30M) about even (0.8-1.1x, within the noise),
-#: BLAS's own threads already use both cores there.
+#: `python bench/data_parallel.py --rounds 9` (two runs): split, digits-sized steps
+#: (200 x 64-100-10, 1.5M) ran 1.1-2.1x faster; MNIST-shaped (18M) 1.2-1.9x (cython),
+#: 1.0-1.45x (numba); W3 (30M) 0.97-1.26x, about even: BLAS's own threads use both cores well
+#: from there on.
 CHUNK_MIN_ROWS = 32
-CHUNK_MAX_WORK = 8_000_000
+CHUNK_MAX_WORK = 20_000_000
 
 
 def data_parallel_chunks(arch, batch_size, n_threads):
