@@ -75,6 +75,8 @@ class BuildExt(build_ext):
         native = (not msvc and not os.environ.get("FASTMLP_PORTABLE")
                   and compiler_accepts(self.compiler, "-march=native"))
         libmvec = compiler_has_libmvec(self.compiler, ["-march=native"] if native else [])
+        # A developer's option: the cython kernel times its phases (bench/phases.py reads them)
+        timers = bool(os.environ.get("FASTMLP_PHASE_TIMERS")) and use_openmp
         for ext in self.extensions:
             # -fno-math-errno: sqrt/exp/log need not set errno (nothing reads it), so gcc
             # inlines sqrt and vectorises the Adam update; results are unchanged (IEEE).
@@ -89,9 +91,11 @@ class BuildExt(build_ext):
                 if not msvc:
                     ext.extra_link_args.append("-fopenmp")
             ext.define_macros.append(("FASTMLP_OPENMP", "1" if use_openmp else "0"))
+            ext.define_macros.append(("FASTMLP_PHASE_TIMERS", "1" if timers else "0"))
         print(f"fastmlp: building with OpenMP={'yes' if use_openmp else 'no'}, "
               f"-march=native={'yes' if native else 'no'}, "
-              f"libmvec={'yes' if libmvec else 'no'}", file=sys.stderr)
+              f"libmvec={'yes' if libmvec else 'no'}"
+              f"{', phase timers' if timers else ''}", file=sys.stderr)
         super().build_extensions()
 
 

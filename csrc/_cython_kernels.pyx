@@ -57,6 +57,50 @@ cdef extern from *:
     int fastmlp_thread_num() nogil
     void fastmlp_barrier() nogil
 
+cdef extern from *:
+    """
+    /* Phase timers (setup.py: FASTMLP_PHASE_TIMERS=1, with OpenMP): seconds per thread and
+       phase, summed until read. Built without them, the calls below compile to nothing. */
+    #if FASTMLP_PHASE_TIMERS && FASTMLP_OPENMP
+    #define FASTMLP_TIMED_THREADS 64
+    static double fastmlp_phase_total[FASTMLP_TIMED_THREADS][8] __attribute__((aligned(64)));
+    static int fastmlp_phase_timers(void) { return 1; }
+    static double fastmlp_clock(void) { return omp_get_wtime(); }
+    static void fastmlp_phase_add(int phase, double since) {
+        int tid = omp_get_thread_num();
+        if (tid < FASTMLP_TIMED_THREADS)
+            fastmlp_phase_total[tid][phase] += omp_get_wtime() - since;
+    }
+    static double fastmlp_phase_get(int tid, int phase) {
+        return tid < FASTMLP_TIMED_THREADS ? fastmlp_phase_total[tid][phase] : 0.0;
+    }
+    static void fastmlp_phase_reset(void) {
+        memset(fastmlp_phase_total, 0, sizeof fastmlp_phase_total);
+    }
+    #else
+    static int fastmlp_phase_timers(void) { return 0; }
+    static inline double fastmlp_clock(void) { return 0.0; }
+    static inline void fastmlp_phase_add(int phase, double since) { (void)phase; (void)since; }
+    static double fastmlp_phase_get(int tid, int phase) { (void)tid; (void)phase; return 0.0; }
+    static void fastmlp_phase_reset(void) { }
+    #endif
+    """
+    int fastmlp_phase_timers() nogil
+    double fastmlp_clock() nogil
+    void fastmlp_phase_add(int phase, double since) nogil
+    double fastmlp_phase_get(int tid, int phase) nogil
+    void fastmlp_phase_reset() nogil
+
+# The timed phases (PHASES below names them).
+cdef enum:
+    PHASE_GATHER = 0
+    PHASE_FORWARD_BACKWARD = 1
+    PHASE_GEMM = 2
+    PHASE_WAIT_GRADIENTS = 3
+    PHASE_UPDATE = 4
+    PHASE_WAIT_UPDATE = 5
+    PHASE_EPOCH = 6
+
 # Activation / loss codes: fastmlp.activations.CODES, fastmlp.losses.CODES.
 cdef enum:
     IDENTITY = 0
@@ -91,14 +135,38 @@ def max_threads():
     return fastmlp_max_threads()
 
 
+#: What phase_times() reports, in its column order: the row gather, the forward and backward
+#: passes (GEMMs and epilogues), their GEMMs alone, the barrier wait for every thread's
+#: gradient, the update, the barrier wait for the updated θ, and whole epochs.
+PHASES = ("gather", "forward_backward", "gemm", "wait_gradients", "update", "wait_update",
+          "epoch")
+
+
+def phase_timers_enabled():
+    """True when built with FASTMLP_PHASE_TIMERS=1 (and OpenMP)."""
+    return bool(fastmlp_phase_timers())
+
+
+def phase_times(int threads):
+    """Seconds spent in each of PHASES by threads 0..threads-1 since the last call (all zero
+    unless phase_timers_enabled()), as a list of rows; the sums restart."""
+    cdef int tid, phase
+    totals = [[fastmlp_phase_get(tid, phase) for phase in range(len(PHASES))]
+              for tid in range(threads)]
+    fastmlp_phase_reset()
+    return totals
+
+
 cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating* a, int lda,
                        floating* b, int ldb, floating* c, int ldc) noexcept nogil:
     cdef floating one = 1
     cdef floating zero = 0
+    cdef double since = fastmlp_clock()
     if floating is float:
         sgemm(&transa, &transb, &m, &n, &k, &one, a, &lda, b, &ldb, &zero, c, &ldc)
     else:
         dgemm(&transa, &transb, &m, &n, &k, &one, a, &lda, b, &ldb, &zero, c, &ldc)
+    fastmlp_phase_add(PHASE_GEMM, since)
 
 
 cdef inline double _squared_norm(floating* x, long n) noexcept nogil:
@@ -602,6 +670,7 @@ cdef long _epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int
     cdef bint split
     cdef double weight_sum, batch_loss = 0.0, squared_norm
     cdef floating l2 = hyper[2]
+    cdef double since
     cdef floating h[10]  # this thread's hyper: [0] = lr, [8] = Adam's step, [9] = Σ weights
     for r in range(10):
         h[r] = hyper[r]
@@ -618,26 +687,37 @@ cdef long _epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int
             while c < n_chunks:  # chunks tid, tid + team, ...
                 r0 = c * nb // n_chunks
                 r1 = (c + 1) * nb // n_chunks
+                since = fastmlp_clock()
                 _gather(X, Y, sw, order, start + r0, r1 - r0, &xb[c * x_stride],
                         &yb[c * y_stride], &wb[r0])
+                fastmlp_phase_add(PHASE_GATHER, since)
+                since = fastmlp_clock()
                 part_losses[c] = _forward_backward(
                     &theta[0], offsets, sizes, hidden, output, loss, slope, tiny,
                     &xb[c * x_stride], &yb[c * y_stride], &wb[r0], has_sw,
                     &acts[c * a_stride], &deltas[c * a_stride], &parts[c, 0], r1 - r0, 0,
                     r1 - r0)
+                fastmlp_phase_add(PHASE_FORWARD_BACKWARD, since)
                 c += team
         elif tid == 0:
+            since = fastmlp_clock()
             _gather(X, Y, sw, order, start, nb, &xb[0], &yb[0], &wb[0])
+            fastmlp_phase_add(PHASE_GATHER, since)
+            since = fastmlp_clock()
             batch_loss = _forward_backward(&theta[0], offsets, sizes, hidden, output, loss,
                                            slope, tiny, &xb[0], &yb[0], &wb[0], has_sw,
                                            &acts[0], &deltas[0], &grad[0], nb, 0, nb)
+            fastmlp_phase_add(PHASE_FORWARD_BACKWARD, since)
         squared_norm = 0.0  # of the weights before this step's update (none is written yet)
         if tid == 0 and l2 != 0:
             for l in range(n_layers):
                 w0 = offsets[l, 0]
                 squared_norm += _squared_norm(&theta[w0], offsets[l, 1] - w0)
+        since = fastmlp_clock()
         if team > 1:
             fastmlp_barrier()  # every chunk's gradient and rows are in
+        fastmlp_phase_add(PHASE_WAIT_GRADIENTS, since)
+        since = fastmlp_clock()
         weight_sum = 0.0  # every thread: the same sum, the same step size
         for r in range(nb):
             weight_sum += wb[r] if has_sw else 1.0
@@ -674,8 +754,11 @@ cdef long _epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int
                     batch_loss += part_losses[c]
             terms[0] += batch_loss / weight_sum * nb
             terms[1] += 0.5 * l2 * squared_norm / weight_sum * nb
+        fastmlp_phase_add(PHASE_UPDATE, since)
+        since = fastmlp_clock()
         if team > 1:
             fastmlp_barrier()  # θ is updated before the next minibatch's forward pass
+        fastmlp_phase_add(PHASE_WAIT_UPDATE, since)
         start += nb
     return t
 
@@ -713,7 +796,7 @@ cdef void _run_epochs(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes
     cdef bint keep_first = not (sgd and hyper[1] == 0 and not nesterov), keep_second = not sgd
     cdef int n_chunks = parts.shape[0], c
     cdef long lo, hi
-    cdef double epoch_loss
+    cdef double epoch_loss, since
     for e in range(n_epochs):
         if guard:
             # the snapshot, θ being only read until the epoch's first barrier: each thread
@@ -730,11 +813,13 @@ cdef void _run_epochs(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes
                     memcpy(&saved[2, lo], &second[lo], (hi - lo) * sizeof(floating))
                 c += team
         row = e if orders.shape[0] > 1 else 0
+        since = fastmlp_clock()
         t = _epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw,
                    orders[row], batch_size, sgd, nesterov, hyper,
                    <floating>learning_rates[e], beta_1, beta_2, t, first, second, grad,
                    parts, part_losses, min_chunk_rows, acts, deltas, xb, yb, wb,
                    &terms[e, 0], tid, team)
+        fastmlp_phase_add(PHASE_EPOCH, since)
         if tid == 0:
             shared[1] = e + 1
             epoch_loss = terms[e, 0] / n / plateau[4] + terms[e, 1] / n

@@ -18,6 +18,12 @@ def config():
         extension = True
     except ImportError:
         openmp, libmvec, extension = False, False, False
+    try:
+        from . import _cython_kernels
+
+        timers = _cython_kernels.phase_timers_enabled()
+    except ImportError:
+        timers = False
     blas = [
         {k: info.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
         for info in threadpool_info() if info.get("user_api") == "blas"
@@ -31,6 +37,7 @@ def config():
         "compiled_extension": extension,
         "openmp": openmp,
         "vector_exp": "libmvec" if libmvec else "scalar",
+        "phase_timers": timers,
         "backends": available_backends(),
         "auto_backend": get_backend("auto").name,
         "blas": blas,

@@ -1,4 +1,5 @@
 """The compiled extensions build without OpenMP and libmvec too (serial, scalar exp) and say so."""
+import json
 import os
 import shutil
 import subprocess
@@ -10,17 +11,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_build_without_openmp_reports_it(tmp_path):
+def _build_copy(tmp_path, **env_vars):
+    """The project copied to tmp_path and its extensions built there, with env_vars set."""
     pytest.importorskip("Cython")
     for item in ("setup.py", "pyproject.toml", "README.md", "csrc", "fastmlp"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
     for so in (tmp_path / "fastmlp").glob("*.so"):
         so.unlink()
-    env = dict(os.environ, FASTMLP_NO_OPENMP="1", FASTMLP_NO_LIBMVEC="1")
     build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tmp_path,
-                           env=env, capture_output=True, text=True, timeout=900)
+                           env=dict(os.environ, **env_vars), capture_output=True, text=True,
+                           timeout=900)
     assert build.returncode == 0, build.stderr[-3000:]
+    return build
+
+
+def test_build_without_openmp_reports_it(tmp_path):
+    build = _build_copy(tmp_path, FASTMLP_NO_OPENMP="1", FASTMLP_NO_LIBMVEC="1")
     assert "building with OpenMP=no" in build.stderr and "libmvec=no" in build.stderr
     probe = ("import numpy as np, fastmlp; from fastmlp import _build_info; "
              "print(_build_info.openmp_enabled(), _build_info.libmvec_enabled(), "
@@ -29,3 +36,38 @@ def test_build_without_openmp_reports_it(tmp_path):
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["False", "False", "cython"]
+
+
+_PHASES_PROBE = """
+import json, warnings, numpy as np
+from sklearn.datasets import load_digits
+from fastmlp import MLPClassifier, _cython_kernels as ck
+warnings.simplefilter("ignore")
+X, y = load_digits(return_X_y=True)
+ck.phase_times(2)
+MLPClassifier(max_iter=3, random_state=0, backend="cython", n_threads=2).fit(X / 16, y)
+print(json.dumps([ck.phase_timers_enabled(), list(ck.PHASES), ck.phase_times(2),
+                  ck.phase_times(2)]))
+"""
+
+
+def test_phase_timers_build_times_every_phase(tmp_path):
+    from fastmlp import _cython_kernels
+
+    assert not _cython_kernels.phase_timers_enabled()  # the default build has none
+    assert not any(map(any, _cython_kernels.phase_times(2)))
+    build = _build_copy(tmp_path, FASTMLP_PHASE_TIMERS="1")
+    if "OpenMP=no" in build.stderr:
+        pytest.skip("the timers need OpenMP, which this compiler lacks")
+    assert "phase timers" in build.stderr
+    run = subprocess.run([sys.executable, "-c", _PHASES_PROBE], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    enabled, names, times, after_reset = json.loads(run.stdout)
+    assert enabled
+    phase = {name: [row[k] for row in times] for k, name in enumerate(names)}
+    for tid in range(2):  # a split digits minibatch: both threads ran every phase
+        assert 0 < phase["gemm"][tid] < phase["forward_backward"][tid] < phase["epoch"][tid]
+        parts = sum(phase[name][tid] for name in names if name not in ("gemm", "epoch"))
+        assert parts <= phase["epoch"][tid] * 1.001
+    assert not any(map(any, after_reset))
