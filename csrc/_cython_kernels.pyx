@@ -659,8 +659,9 @@ cdef long _epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int
     minibatch replace two fork/joins (numba's twin, which has no barrier, forks per phase).
     Chunk c's rows of xb, yb, acts and deltas are a region of their own (the buffers hold
     n_chunks regions, a gap apart: see _compiled.Workspace); wb stays in minibatch order.
-    Measured with a throwaway per-phase timer patch (omp_get_wtime around each phase): in
-    the shared row order the second chunk's epilogues ran ~50% slower (float64 digits)."""
+    With both chunks' rows side by side in one minibatch-ordered buffer, the second chunk's
+    forward epilogue took ~1.5x the first's (float64 digits, per-phase timers during
+    development); `python bench/phases.py` shows the two threads' phases side by side."""
     cdef int n = X.shape[0], n_layers = offsets.shape[0]
     cdef int n_chunks = parts.shape[0]
     cdef int start, nb, r, c, l, r0, r1, n0 = X.shape[1], n_last = Y.shape[1]
