@@ -415,8 +415,8 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
 
 
 cdef double _softmax_cross_entropy_delta(floating* Y_out, floating* R, floating* D, floating* w,
-                                        int n, int m, bint has_sw,
-                                        floating tiny) noexcept nogil:
+                                        int n, int m, bint has_sw, floating tiny,
+                                        floating* gb) noexcept nogil:
     """_output_delta for the usual classifier, softmax + cross-entropy: per row
     L = -Σ r ln max(y, tiny) and δ = y Σr - r, in θ's dtype as the reference computes them.
     The logs of the whole block come first, as one loop that vectorises, into D (each row
@@ -446,22 +446,30 @@ cdef double _softmax_cross_entropy_delta(floating* Y_out, floating* R, floating*
             for j in range(m):
                 d[j] = d[j] * w[i]
             li = li * w[i]
+        if gb != NULL:
+            for j in range(m):
+                gb[j] += d[j]
         total += li
     return total
 
 
 cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w, int n,
                           int m, int act, int loss, bint has_sw, floating slope,
-                          floating tiny) noexcept nogil:
-    """Mirrors reference.output_delta: δ_out into D, returns Σ_i w_i L_i (double)."""
+                          floating tiny, floating* gb) noexcept nogil:
+    """Mirrors reference.output_delta: δ_out into D, returns Σ_i w_i L_i (double). With gb
+    (or NULL): Σ_rows δ_out into it, row by row as each δ row is made (the output layer's
+    bias gradient, in the order _backward would sum it)."""
     cdef int i, j
     cdef long k
     cdef double total = 0.0, li, s
     cdef floating* y
     cdef floating* r
     cdef floating* d
+    if gb != NULL:
+        for j in range(m):
+            gb[j] = 0
     if act == SOFTMAX and loss == CROSS_ENTROPY:
-        return _softmax_cross_entropy_delta(Y_out, R, D, w, n, m, has_sw, tiny)
+        return _softmax_cross_entropy_delta(Y_out, R, D, w, n, m, has_sw, tiny, gb)
     for i in range(n):
         y = Y_out + <long>i * m
         r = R + <long>i * m
@@ -508,6 +516,9 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
             for j in range(m):
                 d[j] = d[j] * w[i]
             li *= w[i]
+        if gb != NULL:
+            for j in range(m):
+                gb[j] += d[j]
         total += li
     return total
 
@@ -574,23 +585,25 @@ cdef double _forward_backward(floating* theta, long[:, ::1] offsets, long[::1] s
         a_in = acts + pos + <long>r0 * n_out
         pos += <long>nb * n_out
     pos -= <long>nb * n_last
+    # every layer's bias gradient is summed as its δ is made: the output layer's here, a
+    # hidden layer's by the layer above it
     batch_loss = _output_delta(a_in, yb + <long>r0 * n_last, deltas + pos + <long>r0 * n_last,
-                               wb + r0, rows, n_last, output, loss, has_sw, slope, tiny)
+                               wb + r0, rows, n_last, output, loss, has_sw, slope, tiny,
+                               grad + offsets[n_layers - 1, 1])
     for l in range(n_layers - 1, -1, -1):
         n_in = sizes[l]
         n_out = sizes[l + 1]
-        # a hidden layer's bias gradient was summed by the layer above, as it made δ
         if l > 0:
             prev = pos - <long>nb * n_in
             _backward(acts + prev + <long>r0 * n_in, deltas + pos + <long>r0 * n_out,
                       theta + offsets[l, 0], grad + offsets[l, 0], grad + offsets[l, 1],
                       deltas + prev + <long>r0 * n_in, rows, n_in, n_out, hidden, slope, True,
-                      l < n_layers - 1, grad + offsets[l - 1, 1])
+                      True, grad + offsets[l - 1, 1])
             pos = prev
         else:
             _backward(xb + <long>r0 * n0, deltas + pos + <long>r0 * n_out,
                       theta + offsets[l, 0], grad + offsets[l, 0], grad + offsets[l, 1],
-                      NULL, rows, n_in, n_out, hidden, slope, False, l < n_layers - 1, NULL)
+                      NULL, rows, n_in, n_out, hidden, slope, False, True, NULL)
     return batch_loss
 
 
@@ -931,5 +944,5 @@ def output_delta(const floating[:, ::1] A, const floating[:, ::1] Y, int act, in
         return 0.0
     with nogil:
         total = _output_delta(<floating*>&A[0, 0], <floating*>&Y[0, 0], &delta[0, 0],
-                              <floating*>&sw[0], n, m, act, loss, has_sw, slope, tiny)
+                              <floating*>&sw[0], n, m, act, loss, has_sw, slope, tiny, NULL)
     return total
