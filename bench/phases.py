@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from fastmlp import MLPClassifier, _cython_kernels
+from fastmlp import MLPClassifier, _build_info, _cython_kernels
 from fastmlp.benchmarking import digits_problem
 
 ROWS = ("gather", "forward_backward", "gemm", "epilogues", "wait_gradients", "update",
@@ -47,7 +47,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fits", type=int, default=3)
     args = parser.parse_args()
-    if not _cython_kernels.phase_timers_enabled():
+    if not _build_info.phase_timers_enabled():
         raise SystemExit("built without phase timers: FASTMLP_PHASE_TIMERS=1 pip install -e . "
                          "--no-build-isolation (see this file's docstring)")
     warnings.simplefilter("ignore", ConvergenceWarning)

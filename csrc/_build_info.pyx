@@ -10,8 +10,12 @@ cdef extern from *:
     static int fastmlp_openmp_max_threads(void) { return 1; }
     #endif
     static int fastmlp_libmvec_enabled(void) { return FASTMLP_LIBMVEC; }
+    static int fastmlp_phase_timers_enabled(void) {
+        return FASTMLP_PHASE_TIMERS && FASTMLP_OPENMP;
+    }
     """
     int fastmlp_libmvec_enabled() nogil
+    int fastmlp_phase_timers_enabled() nogil
     int fastmlp_openmp_enabled() nogil
     int fastmlp_openmp_max_threads() nogil
 
@@ -29,3 +33,9 @@ def openmp_max_threads():
 def libmvec_enabled():
     """True when the kernels' exp loops were vectorised through glibc's libmvec."""
     return bool(fastmlp_libmvec_enabled())
+
+
+def phase_timers_enabled():
+    """True when built with FASTMLP_PHASE_TIMERS=1 (and OpenMP): the cython kernel then times
+    its phases (fastmlp._cython_kernels.phase_times, read by bench/phases.py)."""
+    return bool(fastmlp_phase_timers_enabled())

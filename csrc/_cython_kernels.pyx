@@ -64,7 +64,6 @@ cdef extern from *:
     #if FASTMLP_PHASE_TIMERS && FASTMLP_OPENMP
     #define FASTMLP_TIMED_THREADS 64
     static double fastmlp_phase_total[FASTMLP_TIMED_THREADS][8] __attribute__((aligned(64)));
-    static int fastmlp_phase_timers(void) { return 1; }
     static double fastmlp_clock(void) { return omp_get_wtime(); }
     static void fastmlp_phase_add(int phase, double since) {
         int tid = omp_get_thread_num();
@@ -78,14 +77,12 @@ cdef extern from *:
         memset(fastmlp_phase_total, 0, sizeof fastmlp_phase_total);
     }
     #else
-    static int fastmlp_phase_timers(void) { return 0; }
     static inline double fastmlp_clock(void) { return 0.0; }
     static inline void fastmlp_phase_add(int phase, double since) { (void)phase; (void)since; }
     static double fastmlp_phase_get(int tid, int phase) { (void)tid; (void)phase; return 0.0; }
     static void fastmlp_phase_reset(void) { }
     #endif
     """
-    int fastmlp_phase_timers() nogil
     double fastmlp_clock() nogil
     void fastmlp_phase_add(int phase, double since) nogil
     double fastmlp_phase_get(int tid, int phase) nogil
@@ -142,14 +139,9 @@ PHASES = ("gather", "forward_backward", "gemm", "wait_gradients", "update", "wai
           "epoch")
 
 
-def phase_timers_enabled():
-    """True when built with FASTMLP_PHASE_TIMERS=1 (and OpenMP)."""
-    return bool(fastmlp_phase_timers())
-
-
 def phase_times(int threads):
     """Seconds spent in each of PHASES by threads 0..threads-1 since the last call (all zero
-    unless phase_timers_enabled()), as a list of rows; the sums restart."""
+    unless fastmlp._build_info.phase_timers_enabled()), as a list of rows; the sums restart."""
     cdef int tid, phase
     totals = [[fastmlp_phase_get(tid, phase) for phase in range(len(PHASES))]
               for tid in range(threads)]
@@ -790,6 +782,18 @@ cdef bint _all_finite(floating* x, long n) noexcept nogil:
     return not bad
 
 
+cdef bint _plateau_update(double[::1] plateau, double loss) noexcept nogil:
+    """Mirrors stopping.Plateau.update on its array form [tol, patience, best, count, scale]:
+    records one epoch's loss, True when it completes a plateau."""
+    if loss > plateau[2] - plateau[0]:
+        plateau[3] += 1
+    else:
+        plateau[3] = 0
+    if loss < plateau[2]:
+        plateau[2] = loss
+    return plateau[3] > plateau[1]
+
+
 cdef void _run_epochs(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int hidden,
                       int output, int loss, floating slope, floating tiny,
                       const floating[:, ::1] X, const floating[:, ::1] Y,
@@ -848,16 +852,9 @@ cdef void _run_epochs(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes
                 shared[1] = e
                 shared[2] = DIVERGED
                 shared[3] = 1
-            elif plateau[1] >= 0:
-                if epoch_loss > plateau[2] - plateau[0]:
-                    plateau[3] += 1
-                else:
-                    plateau[3] = 0
-                if epoch_loss < plateau[2]:
-                    plateau[2] = epoch_loss
-                if plateau[3] > plateau[1]:
-                    shared[2] = PLATEAU
-                    shared[3] = 1
+            elif plateau[1] >= 0 and _plateau_update(plateau, epoch_loss):
+                shared[2] = PLATEAU
+                shared[3] = 1
             shared[0] = t
         if team > 1:
             fastmlp_barrier()  # thread 0's decision (and any restored θ) is published

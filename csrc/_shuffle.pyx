@@ -11,9 +11,10 @@ another BitGenerator) is run here from its state, read and written back through 
 `state` property; any other BitGenerator is called through its capsule, under its lock.
 Per 1347-row digits epoch: 17 µs in Python (python -m timeit -s "import numpy as np; from
 fastmlp._shuffle import shuffled_orders; r = np.random.RandomState(0); i = np.arange(1347);
-out = np.empty((64, 1347), np.int64)" "shuffled_orders(r, i, out)", and the same timeit on
-fastmlp._solvers._shuffled(i, r) for one epoch), 13 µs through the capsule, 9 µs inlined:
-bounded by the rejection loop's data-dependent branch, not by the generator.
+out = np.empty((64, 1347), np.int64)" "shuffled_orders(r, i, out)" ÷ 64, and the same timeit
+on fastmlp._solvers._shuffled(i, r) for one epoch), 9 µs here (13 µs when MT19937 too was
+called through its capsule, before commit 23fe015): bounded by the rejection loop's
+data-dependent branch, not by the generator.
 """
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.stdint cimport uint32_t, uint64_t
@@ -62,28 +63,6 @@ cdef void _mt_refill(MTState* mt) noexcept nogil:
     _mt_temper_all(mt)
 
 
-cdef int _mt_shuffle(MTState* mt, int pos, long* row, Py_ssize_t n) noexcept nogil:
-    """RandomState.shuffle's Fisher–Yates pass on row[:n], drawing from mt at position pos
-    (kept in a register: the loop is bound by it); returns the new position."""
-    cdef Py_ssize_t i
-    cdef uint32_t mask, value
-    cdef long swap
-    for i in range(n - 1, 0, -1):
-        mask = <uint32_t>_mask(<uint64_t>i)
-        while True:  # numpy's random_interval: masked rejection
-            if pos == MT_N:
-                _mt_refill(mt)
-                pos = 0
-            value = mt.out[pos] & mask
-            pos += 1
-            if value <= <uint32_t>i:
-                break
-        swap = row[value]
-        row[value] = row[i]
-        row[i] = swap
-    return pos
-
-
 cdef inline uint64_t _mask(uint64_t high) noexcept nogil:
     """The smallest 2^k - 1 >= high."""
     cdef uint64_t mask = high
@@ -112,53 +91,74 @@ cdef inline uint64_t _interval(bitgen_t* bitgen, uint64_t high) noexcept nogil:
     return value
 
 
+cdef inline void _swap(long* row, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    cdef long value = row[j]
+    row[j] = row[i]
+    row[i] = value
+
+
+cdef void _bitgen_shuffle(bitgen_t* bitgen, long* row, Py_ssize_t n) noexcept nogil:
+    """RandomState.shuffle's Fisher–Yates pass on row[:n], drawing through the BitGenerator."""
+    cdef Py_ssize_t i
+    for i in range(n - 1, 0, -1):
+        _swap(row, i, <Py_ssize_t>_interval(bitgen, <uint64_t>i))
+
+
+cdef int _mt_shuffle(MTState* mt, int pos, long* row, Py_ssize_t n) noexcept nogil:
+    """RandomState.shuffle's Fisher–Yates pass on row[:n], drawing from mt at position pos
+    (kept in a register: the loop is bound by it); returns the new position."""
+    cdef Py_ssize_t i
+    cdef uint32_t mask, value
+    for i in range(n - 1, 0, -1):
+        mask = <uint32_t>_mask(<uint64_t>i)
+        while True:  # numpy's random_interval: masked rejection
+            if pos == MT_N:
+                _mt_refill(mt)
+                pos = 0
+            value = mt.out[pos] & mask
+            pos += 1
+            if value <= <uint32_t>i:
+                break
+        _swap(row, i, value)
+    return pos
+
+
 def shuffled_orders(rng, const long[::1] start, long[:, ::1] out):
     """out[e] = out[e-1] shuffled (start for e = 0), as rng.shuffle shuffles: the orders and
-    random draws of out.shape[0] calls of sklearn.utils.shuffle(idx, random_state=rng)."""
-    cdef bitgen_t* bitgen = <bitgen_t*>PyCapsule_GetPointer(rng._bit_generator.capsule,
+    random draws of out.shape[0] calls of sklearn.utils.shuffle(idx, random_state=rng).
+
+    numpy's MT19937 runs here, from its state read and written back through the public
+    `state` property (tempered a block at a time, the draw position in a register); any
+    other BitGenerator is called through its capsule."""
+    bit_generator = rng._bit_generator
+    cdef bitgen_t* bitgen = <bitgen_t*>PyCapsule_GetPointer(bit_generator.capsule,
                                                             "BitGenerator")
-    cdef Py_ssize_t n = start.shape[0], e, i, j
-    cdef long swap
+    cdef Py_ssize_t n = start.shape[0], e, i
+    cdef bint inlined = type(bit_generator) is np.random.MT19937 and n <= <Py_ssize_t>0xFFFFFFFF
+    cdef MTState mt
+    cdef int pos = 0
+    cdef uint32_t[::1] key
     if out.shape[1] != n:
         raise ValueError(f"out has {out.shape[1]} columns, start has {n}")
-    if type(rng._bit_generator) is np.random.MT19937 and n <= <Py_ssize_t>0xFFFFFFFF:
-        _mt19937_orders(rng._bit_generator, start, out)
-        return
-    with rng._bit_generator.lock:
-        with nogil:
-            for e in range(out.shape[0]):
-                for i in range(n):
-                    out[e, i] = start[i] if e == 0 else out[e - 1, i]
-                for i in range(n - 1, 0, -1):
-                    j = <Py_ssize_t>_interval(bitgen, <uint64_t>i)
-                    swap = out[e, j]
-                    out[e, j] = out[e, i]
-                    out[e, i] = swap
-
-
-cdef _mt19937_orders(bit_generator, const long[::1] start, long[:, ::1] out):
-    """shuffled_orders on numpy's MT19937: its state read and written back through the
-    public `state` property, the generator run here (tempered a block at a time, the draw
-    position in a register): the same draws, ~8 instead of ~13 µs per 1347-row epoch (the
-    timeit in the module docstring)."""
-    cdef MTState mt
-    cdef Py_ssize_t n = start.shape[0], e, i
-    cdef int pos
-    cdef uint32_t[::1] key
     with bit_generator.lock:
-        state = bit_generator.state
-        key = np.ascontiguousarray(state["state"]["key"], dtype=np.uint32)
-        for i in range(MT_N):
-            mt.key[i] = key[i]
-        pos = state["state"]["pos"]
-        _mt_temper_all(&mt)
+        if inlined:
+            state = bit_generator.state
+            key = np.ascontiguousarray(state["state"]["key"], dtype=np.uint32)
+            for i in range(MT_N):
+                mt.key[i] = key[i]
+            pos = state["state"]["pos"]
+            _mt_temper_all(&mt)
         with nogil:
             for e in range(out.shape[0]):
                 for i in range(n):
                     out[e, i] = start[i] if e == 0 else out[e - 1, i]
-                pos = _mt_shuffle(&mt, pos, &out[e, 0], n)
-        key = np.empty(MT_N, np.uint32)
-        for i in range(MT_N):
-            key[i] = mt.key[i]
-        bit_generator.state = {"bit_generator": "MT19937",
-                               "state": {"key": np.asarray(key), "pos": pos}}
+                if inlined:
+                    pos = _mt_shuffle(&mt, pos, &out[e, 0], n)
+                else:
+                    _bitgen_shuffle(bitgen, &out[e, 0], n)
+        if inlined:
+            key = np.empty(MT_N, np.uint32)
+            for i in range(MT_N):
+                key[i] = mt.key[i]
+            bit_generator.state = {"bit_generator": "MT19937",
+                                   "state": {"key": np.asarray(key), "pos": pos}}

@@ -182,7 +182,7 @@ def forward_vs_gemm(shape=(128, 784, 256), dtypes=(np.float32, np.float64), roun
 
             def run(k=kernel):
                 # as MLP calls it: inputs already validated, so no NaN/inf scan (a public
-                # call adds one read of A, W and b: ~90 us at this shape, see README)
+                # call adds one read of A, W and b: python bench/input_scan.py)
                 with trusted_inputs():
                     for _ in range(reps):
                         k(A, W, b, "relu", out)

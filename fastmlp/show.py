@@ -15,15 +15,9 @@ def config():
         from . import _build_info
 
         openmp, libmvec = _build_info.openmp_enabled(), _build_info.libmvec_enabled()
-        extension = True
+        timers, extension = _build_info.phase_timers_enabled(), True
     except ImportError:
-        openmp, libmvec, extension = False, False, False
-    try:
-        from . import _cython_kernels
-
-        timers = _cython_kernels.phase_timers_enabled()
-    except ImportError:
-        timers = False
+        openmp, libmvec, timers, extension = False, False, False, False
     blas = [
         {k: info.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
         for info in threadpool_info() if info.get("user_api") == "blas"

@@ -26,8 +26,9 @@ _MODULES = {
     "cython": "fastmlp.backends.cython_kernels",
 }
 # "auto" takes the first available. cython first: it needs no JIT warm-up (numba's first fit
-# in a fresh process compiles for ~8 s) and `fastmlp bench` measured it level with or ahead of
-# numba on W1-W3 (1.4-2.8 vs 2.9-3.2 us/step on W1), within 5-10% on W4 and the digits fit.
+# in a fresh process compiles for 24-28 s: python bench/cold_start.py) and `fastmlp bench
+# --rounds 9` (the README's run) measured it ahead of numba on W1-W2 (2.5-3.0 vs 4.2 us/step
+# on W1) and the digits fit (8.5x vs 5.9x of scikit-learn in float32), level on W3-W4.
 _AUTO_ORDER = ("cython", "numba", "numpy")
 _loaded = {}
 _errors = {}

@@ -482,6 +482,19 @@ COMPLETED, PLATEAU, DIVERGED = range(3)
 
 
 @jit
+def _plateau_update(plateau, loss):
+    """Mirrors stopping.Plateau.update on its array form [tol, patience, best, count, scale]:
+    records one epoch's loss, True when it completes a plateau."""
+    if loss > plateau[2] - plateau[0]:
+        plateau[3] += 1
+    else:
+        plateau[3] = 0
+    if loss < plateau[2]:
+        plateau[2] = loss
+    return plateau[3] > plateau[1]
+
+
+@jit
 def _train_epochs(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw,
                   orders, batch_size, sgd, nesterov, hyper, learning_rates, beta_1, beta_2, t,
                   first, second, grad, parts, part_losses, min_chunk_rows, acts, deltas, xb, yb,
@@ -516,15 +529,8 @@ def _train_epochs(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y
             if keep_second:
                 second[:] = saved[2]
             return e, t_before, DIVERGED
-        if plateau[1] >= 0:
-            if epoch_loss > plateau[2] - plateau[0]:
-                plateau[3] += 1
-            else:
-                plateau[3] = 0
-            if epoch_loss < plateau[2]:
-                plateau[2] = epoch_loss
-            if plateau[3] > plateau[1]:
-                return e + 1, t, PLATEAU
+        if plateau[1] >= 0 and _plateau_update(plateau, epoch_loss):
+            return e + 1, t, PLATEAU
     return learning_rates.shape[0], t, COMPLETED
 
 
