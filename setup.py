@@ -99,10 +99,10 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
-def extension(name):
+def extension(module, source):
     return Extension(
-        f"fastmlp.{name}",
-        [f"csrc/{name}.pyx"],
+        module,
+        [source],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
@@ -110,7 +110,10 @@ def extension(name):
 
 setup(
     ext_modules=cythonize(
-        [extension("_build_info"), extension("_cython_kernels"), extension("_shuffle")],
+        [extension("fastmlp._build_info", "csrc/_build_info.pyx"),
+         extension("fastmlp._shuffle", "csrc/_shuffle.pyx"),
+         # the cython twin sits beside the numba twin, with the interface's C declarations
+         extension("fastmlp.backends._cython_kernels", "fastmlp/backends/_cython_kernels.pyx")],
         compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False,
                              "cdivision": True},
     ),

@@ -1,6 +1,6 @@
 """Where hand loops stop beating BLAS inside @njit: the measurement behind SMALL_WORK; and
 δ Wᵀ for a narrow δ through BLAS on W vs on a transposed copy: the one behind NARROW_OUT
-(csrc/_cython_kernels.pyx), one BLAS thread as in a split minibatch.
+(fastmlp/backends/_cython_kernels.pyx), one BLAS thread as in a split minibatch.
 
 Run: python bench/crossover.py  (prints µs per call, per shape and dtype)
 """

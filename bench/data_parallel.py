@@ -1,9 +1,9 @@
 """The measurements behind two size rules of the compiled backends, side by side in one run:
 
-* _config.CHUNK_MAX_WORK: split a minibatch across threads (per-thread gradient buffers) or
+* _layout.CHUNK_MAX_WORK: split a minibatch across threads (per-thread gradient buffers) or
   leave the threading to BLAS — µs per step of train_epoch both ways, on a digits-sized step
   (200 x 64-100-10), the MNIST-shaped one (200 x 784-100-100-10) and W3 (128 x 784-256-128-10);
-* numba_kernels.MIN_BLOCK_ROWS: one GEMM over the whole minibatch or 128-row blocks, for
+* _layout.MIN_BLOCK_ROWS: one GEMM over the whole minibatch or 128-row blocks, for
   forward_layer at 200 x 64 -> 100.
 
 Run: python bench/data_parallel.py [--rounds 7]
@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 
-from fastmlp import MLP, _config, available_backends
-from fastmlp.backends._contract import trusted_inputs
+from fastmlp import MLP, available_backends
+from fastmlp.backends import _layout
 
 CASES = {"digits-sized": ((64, 100, 10), 200), "mnist-shaped": ((784, 100, 100, 10), 200),
          "W3": ((784, 256, 128, 10), 128)}
@@ -33,7 +33,7 @@ def split_vs_blas(rounds):
                 times = {True: [], False: []}
                 for _ in range(rounds):
                     for split in (True, False):  # interleaved by blocks of epochs
-                        _config.CHUNK_MAX_WORK = 10**12 if split else 0
+                        _layout.CHUNK_MAX_WORK = 10**12 if split else 0
                         # an idle pause first: OpenBLAS's and OpenMP's worker threads spin for
                         # a while after use and would steal the cores of the other mode
                         time.sleep(0.5)
@@ -74,12 +74,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args(argv)
-    saved = _config.CHUNK_MAX_WORK
+    saved = _layout.CHUNK_MAX_WORK
     try:
-        with trusted_inputs():
-            split_vs_blas(args.rounds)
+        split_vs_blas(args.rounds)
     finally:
-        _config.CHUNK_MAX_WORK = saved
+        _layout.CHUNK_MAX_WORK = saved
     block_rows(args.rounds)
 
 

@@ -19,7 +19,8 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from fastmlp import MLPClassifier, _build_info, _cython_kernels
+from fastmlp import MLPClassifier, _build_info
+from fastmlp.backends import _cython_kernels
 from fastmlp.benchmarking import digits_problem
 
 ROWS = ("gather", "forward_backward", "gemm", "epilogues", "wait_gradients", "update",

@@ -1,32 +1,15 @@
 """Process-wide settings: compiler flags for the kernels, thread limits."""
 import contextlib
 import os
+import sys
 import threading
 
 #: fastmath would let LLVM drop NaN/inf checks and reassociate sums; off unless proven harmless.
 FASTMATH = False
 
-#: The compiled backends split a minibatch across threads (each thread its own rows and
-#: gradient buffer, single-threaded BLAS) when every thread gets at least CHUNK_MIN_ROWS rows
-#: and the minibatch's forward GEMMs total at most CHUNK_MAX_WORK multiply-adds. Measured by
-#: `python bench/data_parallel.py --rounds 9` (two runs): split, digits-sized steps
-#: (200 x 64-100-10, 1.5M) ran 1.1-2.1x faster; MNIST-shaped (18M) 1.2-1.9x (cython),
-#: 1.0-1.45x (numba); W3 (30M) 0.97-1.26x, about even: BLAS's own threads use both cores well
-#: from there on.
-CHUNK_MIN_ROWS = 32
-CHUNK_MAX_WORK = 20_000_000
-
-
-def data_parallel_chunks(arch, batch_size, n_threads):
-    """How many threads a compiled backend's minibatch step should be split across."""
-    work = batch_size * sum(a * b for a, b in zip(arch.layer_sizes[:-1], arch.layer_sizes[1:]))
-    if n_threads > 1 and batch_size >= 2 * CHUNK_MIN_ROWS and work <= CHUNK_MAX_WORK:
-        return n_threads
-    return 1
-
 
 _controller = None
-_active = threading.local()
+_local = threading.local()  # this thread's active n_threads limits, innermost last
 
 
 def _blas_controller():
@@ -39,39 +22,85 @@ def _blas_controller():
     return _controller
 
 
-@contextlib.contextmanager
-def thread_limit(n_threads):
-    """Limit BLAS (threadpoolctl) and Numba threads to n_threads; None leaves them alone.
+class _BlasLimit:
+    """The process-wide BLAS thread limit, shared by every thread that asks for one.
 
-    Re-entrant: inside a limit of the same size (an estimator's fit around its epochs) it
-    does nothing, so the per-epoch cost is nil.
+    BLAS's thread count belongs to the process, not to a thread: two fits in two threads
+    that each set it and put back what they found leave it wrong when they end out of order.
+    Here every request is counted; while any is active BLAS runs at the smallest of them (the
+    most cautious: a split minibatch asks for 1 and must get 1, whatever runs beside it), and
+    the last one out restores the limits found before the first.
     """
-    if n_threads is None or getattr(_active, "limit", None) == n_threads:
-        yield
-        return
-    n_threads = check_n_threads(n_threads)
-    numba_threads = _numba_threads()
-    previous = numba_threads.get_num_threads() if numba_threads else None
-    outer, _active.limit = getattr(_active, "limit", None), n_threads
-    with _blas_controller().limit(limits=n_threads, user_api="blas"):
-        if numba_threads:
-            numba_threads.set_num_threads(min(n_threads, numba_threads.config.NUMBA_NUM_THREADS))
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._active = []      # the n_threads of every request in force, in any thread
+        self._original = None  # the BLAS libraries' limits before the first request
+        self._applied = None
+
+    @contextlib.contextmanager
+    def __call__(self, n_threads):
+        with self._lock:
+            if not self._active:
+                self._original = _blas_controller().select(user_api="blas")
+                self._original_limits = [lib.num_threads for lib in self._original.lib_controllers]
+            self._active.append(n_threads)
+            self._apply(min(self._active))
         try:
             yield
         finally:
-            _active.limit = outer
-            if numba_threads:
-                numba_threads.set_num_threads(previous)
+            with self._lock:
+                self._active.remove(n_threads)
+                if self._active:
+                    self._apply(min(self._active))
+                else:
+                    for lib, limit in zip(self._original.lib_controllers, self._original_limits):
+                        lib.set_num_threads(limit)
+                    self._applied = None
+
+    def _apply(self, limit):
+        if limit != self._applied:
+            for lib in self._original.lib_controllers:
+                lib.set_num_threads(limit)
+            self._applied = limit
+
+
+blas_thread_limit = _BlasLimit()
+blas_thread_limit.__doc__ = """Context manager: BLAS at most n_threads threads while it is
+active (process-wide, reference-counted: see _BlasLimit)."""
+
+
+@contextlib.contextmanager
+def thread_limit(n_threads):
+    """Limit BLAS (process-wide, reference-counted) and Numba and the cython kernels' threads
+    (in this thread) to n_threads; None leaves them alone."""
+    if n_threads is None:
+        yield
+        return
+    n_threads = check_n_threads(n_threads)
+    numba = sys.modules.get("numba")  # only if imported already: the import costs ~0.3 s
+    previous = numba.get_num_threads() if numba else None
+    stack = getattr(_local, "limits", None)
+    if stack is None:
+        stack = _local.limits = []
+    stack.append(n_threads)
+    try:
+        with blas_thread_limit(n_threads):
+            if numba:  # thread-local in numba
+                numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+            try:
+                yield
+            finally:
+                if numba:
+                    numba.set_num_threads(previous)
+    finally:
+        stack.pop()
 
 
 def current_thread_limit():
     """The n_threads of the innermost active thread_limit in this thread, or None."""
-    return getattr(_active, "limit", None)
-
-
-def blas_thread_limit(n_threads):
-    """Context manager limiting only BLAS threads (the cached controller makes it cheap)."""
-    return _blas_controller().limit(limits=n_threads, user_api="blas")
+    stack = getattr(_local, "limits", None)
+    return stack[-1] if stack else None
 
 
 def check_n_threads(n_threads):
@@ -80,12 +109,6 @@ def check_n_threads(n_threads):
     if isinstance(n_threads, bool) or int(n_threads) != n_threads or n_threads < 1:
         raise ValueError(f"n_threads must be None or an integer >= 1, got {n_threads!r}")
     return int(n_threads)
-
-
-def _numba_threads():
-    import sys
-
-    return sys.modules.get("numba")
 
 
 def cpu_count():

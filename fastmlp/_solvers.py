@@ -1,21 +1,81 @@
-"""The estimators' training loops: stochastic (sgd/adam, one backend call per epoch) and lbfgs.
+"""The estimators' trainer: the stochastic (sgd/adam) and L-BFGS loops, and the state they own.
 
 These follow scikit-learn's MLP solvers step for step — same random draws, learning-rate
 schedules, stopping rules and warnings — so a fit with the same starting weights follows
 scikit-learn's trajectory. The epochs run compiled, up to MAX_CHUNK_EPOCHS per backend call
 (the stopping rule inside it); Python runs between calls, or once per epoch where a
 validation score is needed (early stopping).
+
+The trainer reads the estimator's hyperparameters (a `get_params()` dict) and a `Task`
+(what differs between classifier and regressor), drives a `Network`, and records what the
+fit did in a `TrainingState`, which the estimator applies to its fitted attributes — also
+when the fit ends in an error.
 """
 import copy
+import dataclasses
 import warnings
+from typing import Callable, NamedTuple, Optional, Protocol
 
 import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
+from . import optim
 from .model import DivergenceError
 from .stopping import Plateau
+
+
+class Network(Protocol):
+    """What the trainer drives: fastmlp.model.MLP, or distributed._DistributedNet on Dask.
+
+    Both are tested against this contract (tests/test_network_contract.py)."""
+
+    arch: object          # the Architecture
+    dtype: np.dtype
+    theta: np.ndarray     # the flat parameter vector, updated in place
+
+    def reset_optimizer(self) -> None:
+        """Forget the optimizer's moments (a new fit starts a new optimizer)."""
+
+    def run_epochs(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
+                   plateau=None):
+        """Epochs on checked data: epoch e at learning_rates[e] with its rows in orders[e]
+        (one row: every epoch; None: rows in order); `plateau` (a stopping.Plateau) updated
+        after each. Returns (terms, event): terms (k, 2), each completed epoch's (mean data
+        loss, mean L2 penalty); event "completed", "plateau" or "diverged" — an epoch made
+        the loss or θ non-finite and was undone: θ, the moments and t are as after the
+        last completed epoch."""
+
+    def loss_and_gradient(self, X, Y, sample_weight, grad) -> float:
+        """Summed loss over checked rows; the summed gradient written into grad."""
+
+    def forward(self, X) -> np.ndarray:
+        """Output activations (early stopping scores them)."""
+
+
+class Task(NamedTuple):
+    """What the trainer needs of the estimator beyond its hyperparameters."""
+    loss_scale: float               # the reported loss is data term / this + L2 term
+    stratify: bool                  # stratify the early-stopping validation split
+    decode: Callable                # encoded targets -> labels (the validation set's)
+    score: Callable                 # score(net, X, y, sample_weight) -> validation score
+    progress: object                # .update(loss) per epoch, .close()
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """scikit-learn's fitted training attributes, owned by the trainer during a fit."""
+    n_iter: int = 0
+    t: int = 0
+    loss: Optional[float] = None
+    loss_curve: Optional[list] = None
+    best_loss: Optional[float] = None
+    no_improvement_count: int = 0
+    validation_scores: Optional[list] = None
+    best_validation_score: Optional[float] = None
+    best_theta: Optional[np.ndarray] = None
+    schedule: Optional["LearningRate"] = None
 
 try:
     from ._shuffle import shuffled_orders
@@ -87,75 +147,55 @@ def diverged_error(epoch):
     )
 
 
-def fit_stochastic(est, net, X, Y, sample_weight, rng, incremental):
-    """sgd/adam: scikit-learn's _fit_stochastic with the epochs inside the backend's calls."""
-    early_stopping = est.early_stopping
+def fit_stochastic(params, task, state, net, X, Y, sample_weight, rng, incremental):
+    """sgd/adam: scikit-learn's _fit_stochastic with the epochs inside the backend's calls.
+    Updates `state` as the epochs run."""
+    early_stopping = params["early_stopping"]
     if early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     if early_stopping:
-        stratify = Y if est._stratify_validation() else None
+        stratify = Y if task.stratify else None
         arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
-        parts = train_test_split(*arrays, random_state=rng, test_size=est.validation_fraction,
-                                 stratify=stratify)
+        parts = train_test_split(*arrays, random_state=rng,
+                                 test_size=params["validation_fraction"], stratify=stratify)
         X_train, X_val, Y_train, Y_val = parts[:4]
         sw_train, sw_val = (parts[4], parts[5]) if sample_weight is not None else (None, None)
         if X_val.shape[0] < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              "or the size of your dataset.")
-        y_val = est._decode(Y_val)
+        validation = (X_val, task.decode(Y_val), sw_val)
     else:
         X_train, Y_train, sw_train = X, Y, sample_weight
-        X_val = y_val = sw_val = None
+        validation = None
 
     n_samples = X_train.shape[0]
-    if est.batch_size == "auto":
+    if params["batch_size"] == "auto":
         batch_size = min(200, n_samples)
     else:
-        if est.batch_size > n_samples:
+        if params["batch_size"] > n_samples:
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
                           "going to be clipped")
-        batch_size = int(np.clip(est.batch_size, 1, n_samples))
+        batch_size = int(np.clip(params["batch_size"], 1, n_samples))
 
-    if not incremental or not hasattr(est, "_lr"):
-        est._lr = LearningRate(est.learning_rate_init, est.learning_rate, est.power_t)
-    opt = dict(optimizer=est.solver, momentum=est.momentum, nesterov=est.nesterovs_momentum,
-               l2=est.alpha, beta_1=est.beta_1, beta_2=est.beta_2, epsilon=est.epsilon,
-               batch_size=batch_size, sample_weight=sw_train, check_input=False)
-    progress = est._progress()
+    if not incremental or state.schedule is None:
+        state.schedule = LearningRate(params["learning_rate_init"], params["learning_rate"],
+                                      params["power_t"])
+    opt = optim.Optimizer(params["solver"], float(params["learning_rate_init"]),
+                          float(params["momentum"]), bool(params["nesterovs_momentum"]),
+                          float(params["alpha"]), float(params["beta_1"]),
+                          float(params["beta_2"]), float(params["epsilon"]))
+    epochs = _Epochs(params, task, state, net, X_train, Y_train, sw_train, batch_size, opt)
     try:
-        if early_stopping or incremental or not hasattr(net, "train_epochs"):
-            _epoch_by_epoch(est, net, X_train, Y_train, rng, incremental, opt, progress,
-                            (X_val, y_val, sw_val))
+        if early_stopping or incremental:
+            epochs.one_by_one(rng, incremental, validation)
         else:
-            _epochs_in_chunks(est, net, X_train, Y_train, rng, opt, progress)
+            epochs.in_chunks(rng)
     except KeyboardInterrupt:
         warnings.warn("Training interrupted by user.")
     finally:
-        progress.close()
+        task.progress.close()
     if early_stopping:
-        net.theta[...] = est._best_theta
-
-
-def _epoch_by_epoch(est, net, X, Y, rng, incremental, opt, progress, validation):
-    """One backend call per epoch, Python's stopping checks after each: for early stopping
-    (a validation score per epoch), partial_fit (one epoch) and stand-in networks."""
-    sample_idx = np.arange(X.shape[0])
-    for _ in range(est.max_iter):
-        if est.shuffle:
-            sample_idx = _draw_orders(sample_idx, rng, 1)[0]
-        lr = est._lr.value if est.solver == "sgd" else est.learning_rate_init
-        try:
-            net.train_epoch(X, Y, learning_rate=lr, order=sample_idx if est.shuffle else None,
-                            **opt)
-        except DivergenceError:  # the net already put back the last finite weights
-            raise diverged_error(est.n_iter_ + 1) from None
-        _record_epoch(est, *net.last_epoch_terms, X.shape[0], progress)
-        _update_no_improvement_count(est, net, est.early_stopping, *validation)
-        if est._no_improvement_count > est.n_iter_no_change and _plateau_stops(est):
-            break
-        if incremental:
-            break
-        _warn_if_last(est)
+        net.theta[...] = state.best_theta
 
 
 #: Epochs per backend call in a chunked fit: at most MAX_CHUNK_EPOCHS, and their row orders
@@ -164,112 +204,146 @@ MAX_CHUNK_EPOCHS = 64
 CHUNK_ORDER_ELEMENTS = 1 << 20
 
 
-def _epochs_in_chunks(est, net, X, Y, rng, opt, progress):
-    """The same epochs as _epoch_by_epoch, up to MAX_CHUNK_EPOCHS per backend call: the
-    permutations and learning rates are drawn ahead, the loss plateau rule runs inside the
-    call (stopping.Plateau), and Python's bookkeeping replays the epochs afterwards. For the
-    compiled backends that is one compiled call per chunk instead of Python between every
-    two epochs; the random draws stay those of an epoch-by-epoch fit."""
-    n = X.shape[0]
-    sample_idx = np.arange(n)
-    plateau = Plateau(est.tol, est.n_iter_no_change, est.best_loss_,
-                      est._no_improvement_count, est._loss_scale())
-    remaining = est.max_iter  # epochs in this fit (a warm start continues n_iter_)
-    while remaining > 0:
-        k = min(remaining, MAX_CHUNK_EPOCHS, max(1, CHUNK_ORDER_ELEMENTS // n))
-        orders = None
-        if est.shuffle:
-            rng_state, start_idx = rng.get_state(), sample_idx
-            orders = _draw_orders(sample_idx, rng, k)
-            sample_idx = orders[-1]
-        if est.solver == "sgd":
-            rates = est._lr.upcoming(k, est.t_, n)
-        else:
-            rates = [est.learning_rate_init] * k
-        _, event = net.train_epochs(X, Y, rates, orders=orders, plateau=plateau, **opt)
-        done = len(net.last_epochs_terms)
-        remaining -= done
-        drawn = done + (event == "diverged")  # an epoch-by-epoch fit shuffles before each
-        if est.shuffle and drawn < k:
-            rng.set_state(rng_state)
-            sample_idx = _draw_orders(start_idx, rng, drawn)[-1] if drawn else start_idx
-        for data_term, penalty_term in net.last_epochs_terms:
-            _record_epoch(est, data_term, penalty_term, n, progress)
-        est.best_loss_, est._no_improvement_count = plateau.best, plateau.count
-        if event == "diverged":
-            raise diverged_error(est.n_iter_ + 1)
-        if event == "plateau":
-            if _plateau_stops(est):
+class _Epochs:
+    """The stochastic loop of one fit: the network, its data and the state it updates."""
+
+    def __init__(self, params, task, state, net, X, Y, sample_weight, batch_size, opt):
+        self.params, self.task, self.state, self.net = params, task, state, net
+        self.X, self.Y, self.sample_weight = X, Y, sample_weight
+        self.batch_size, self.opt = batch_size, opt
+
+    def _rates(self, k):
+        if self.params["solver"] == "sgd":
+            return self.state.schedule.upcoming(k, self.state.t, self.X.shape[0])
+        return [self.params["learning_rate_init"]] * k
+
+    def _run(self, orders, rates, plateau=None):
+        return self.net.run_epochs(self.X, self.Y, self.sample_weight, orders, rates,
+                                   self.batch_size, self.opt, plateau)
+
+    def one_by_one(self, rng, incremental, validation):
+        """One backend call per epoch, Python's stopping checks after each: for early
+        stopping (a validation score per epoch) and partial_fit (one epoch)."""
+        params, state = self.params, self.state
+        sample_idx = np.arange(self.X.shape[0])
+        for _ in range(params["max_iter"]):
+            if params["shuffle"]:
+                sample_idx = _draw_orders(sample_idx, rng, 1)[0]
+            terms, event = self._run(sample_idx if params["shuffle"] else None, self._rates(1))
+            if event == "diverged":  # the net already put back the last finite weights
+                raise diverged_error(state.n_iter + 1)
+            self._record(*terms[0])
+            self._update_no_improvement_count(validation)
+            if state.no_improvement_count > params["n_iter_no_change"] and self._plateau_stops():
                 break
-            plateau.count = 0
-        _warn_if_last(est, done)
+            if incremental:
+                break
+            self._warn_if_last()
 
+    def in_chunks(self, rng):
+        """The same epochs as one_by_one, up to MAX_CHUNK_EPOCHS per backend call: the
+        permutations and learning rates are drawn ahead, the loss plateau rule runs inside the
+        call (stopping.Plateau), and the bookkeeping replays the epochs afterwards. For the
+        compiled backends that is one compiled call per chunk instead of Python between every
+        two epochs; the random draws stay those of an epoch-by-epoch fit."""
+        params, state = self.params, self.state
+        n = self.X.shape[0]
+        sample_idx = np.arange(n)
+        plateau = Plateau(params["tol"], params["n_iter_no_change"], state.best_loss,
+                          state.no_improvement_count, self.task.loss_scale)
+        remaining = params["max_iter"]  # epochs in this fit (a warm start continues n_iter)
+        while remaining > 0:
+            k = min(remaining, MAX_CHUNK_EPOCHS, max(1, CHUNK_ORDER_ELEMENTS // n))
+            orders = None
+            if params["shuffle"]:
+                rng_state, start_idx = rng.get_state(), sample_idx
+                orders = _draw_orders(sample_idx, rng, k)
+                sample_idx = orders[-1]
+            terms, event = self._run(orders, self._rates(k), plateau)
+            done = len(terms)
+            remaining -= done
+            drawn = done + (event == "diverged")  # an epoch-by-epoch fit shuffles before each
+            if params["shuffle"] and drawn < k:
+                rng.set_state(rng_state)
+                sample_idx = _draw_orders(start_idx, rng, drawn)[-1] if drawn else start_idx
+            for data_term, penalty_term in terms:
+                self._record(data_term, penalty_term)
+            state.best_loss, state.no_improvement_count = plateau.best, plateau.count
+            if event == "diverged":
+                raise diverged_error(state.n_iter + 1)
+            if event == "plateau":
+                if self._plateau_stops():
+                    break
+                plateau.count = 0
+            self._warn_if_last(done)
 
-def _record_epoch(est, data_term, penalty_term, n_samples, progress):
-    """scikit-learn's per-epoch bookkeeping: loss, counters, the invscaling schedule."""
-    est.n_iter_ += 1
-    est.loss_ = float(data_term / est._loss_scale() + penalty_term)
-    est.t_ += n_samples
-    est.loss_curve_.append(est.loss_)
-    progress.update(est.loss_)
-    if est.solver == "sgd":
-        est._lr.epoch_ends(est.t_)
+    def _record(self, data_term, penalty_term):
+        """scikit-learn's per-epoch bookkeeping: loss, counters, the invscaling schedule."""
+        state = self.state
+        state.n_iter += 1
+        state.loss = float(data_term / self.task.loss_scale + penalty_term)
+        state.t += self.X.shape[0]
+        state.loss_curve.append(state.loss)
+        self.task.progress.update(state.loss)
+        if self.params["solver"] == "sgd":
+            state.schedule.epoch_ends(state.t)
 
-
-def _plateau_stops(est):
-    """No improvement for n_iter_no_change epochs: stop, or ('adaptive') lower the rate."""
-    what = "Validation score" if est.early_stopping else "Training loss"
-    msg = (f"{what} did not improve more than tol={est.tol:f} for "
-           f"{est.n_iter_no_change} consecutive epochs.")
-    if est.solver == "sgd":
-        stop = est._lr.on_plateau(msg, est.verbose)
-    else:
-        stop = True
-        if est.verbose:
-            print(msg + " Stopping.")
-    if not stop:
-        est._no_improvement_count = 0
-    return stop
-
-
-def _warn_if_last(est, epochs=1):
-    """scikit-learn warns after the epoch that makes n_iter_ == max_iter (once per fit)."""
-    if est.n_iter_ - epochs < est.max_iter <= est.n_iter_:
-        warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                      "optimization hasn't converged yet." % est.max_iter, ConvergenceWarning)
-
-
-def _update_no_improvement_count(est, net, early_stopping, X_val, y_val, sw_val):
-    if early_stopping:
-        score = est._score_net(net, X_val, y_val, sw_val)
-        est.validation_scores_.append(score)
-        if est.verbose:
-            print("Validation score: %f" % score)
-        if score < est.best_validation_score_ + est.tol:
-            est._no_improvement_count += 1
+    def _plateau_stops(self):
+        """No improvement for n_iter_no_change epochs: stop, or ('adaptive') lower the rate."""
+        params = self.params
+        what = "Validation score" if params["early_stopping"] else "Training loss"
+        msg = (f"{what} did not improve more than tol={params['tol']:f} for "
+               f"{params['n_iter_no_change']} consecutive epochs.")
+        if params["solver"] == "sgd":
+            stop = self.state.schedule.on_plateau(msg, params["verbose"])
         else:
-            est._no_improvement_count = 0
-        if score > est.best_validation_score_:
-            est.best_validation_score_ = score
-            est._best_theta = net.theta.copy()
-    else:  # the training-loss rule, as the chunked fit applies it inside the backend
-        rule = Plateau(est.tol, est.n_iter_no_change, est.best_loss_, est._no_improvement_count)
-        rule.update(est.loss_curve_[-1])
-        est.best_loss_, est._no_improvement_count = rule.best, rule.count
+            stop = True
+            if params["verbose"]:
+                print(msg + " Stopping.")
+        if not stop:
+            self.state.no_improvement_count = 0
+        return stop
+
+    def _warn_if_last(self, epochs=1):
+        """scikit-learn warns after the epoch that makes n_iter == max_iter (once per fit)."""
+        max_iter, n_iter = self.params["max_iter"], self.state.n_iter
+        if n_iter - epochs < max_iter <= n_iter:
+            warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                          "optimization hasn't converged yet." % max_iter, ConvergenceWarning)
+
+    def _update_no_improvement_count(self, validation):
+        params, state = self.params, self.state
+        if validation is not None:
+            score = self.task.score(self.net, *validation)
+            state.validation_scores.append(score)
+            if params["verbose"]:
+                print("Validation score: %f" % score)
+            if score < state.best_validation_score + params["tol"]:
+                state.no_improvement_count += 1
+            else:
+                state.no_improvement_count = 0
+            if score > state.best_validation_score:
+                state.best_validation_score = score
+                state.best_theta = self.net.theta.copy()
+        else:  # the training-loss rule, as the chunked fit applies it inside the backend
+            rule = Plateau(params["tol"], params["n_iter_no_change"], state.best_loss,
+                           state.no_improvement_count)
+            rule.update(state.loss_curve[-1])
+            state.best_loss, state.no_improvement_count = rule.best, rule.count
 
 
-def fit_lbfgs(est, net, X, Y, sample_weight):
-    """L-BFGS-B on the flat parameter vector with the backend's full-batch gradients."""
+def fit_lbfgs(params, task, state, net, X, Y, sample_weight):
+    """L-BFGS-B on the flat parameter vector with the network's full-batch gradients."""
     weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
     mask = net.arch.coef_mask(dtype=net.dtype)
     grad = np.empty_like(net.theta)
-    alpha = est.alpha
+    alpha = params["alpha"]
     start = net.theta.copy()
 
     def objective(theta):
         """(mean loss + L2 term, its gradient): the function L-BFGS minimises, and its parts."""
         net.theta[...] = theta
-        data = net._loss_and_grad(X, Y, sample_weight, grad)
+        data = net.loss_and_gradient(X, Y, sample_weight, grad)
         penalty = 0.5 * alpha * float(np.dot(net.theta * mask, net.theta))
         grad_total = (grad + alpha * mask * net.theta) / weight_sum
         return data / weight_sum, penalty / weight_sum, grad_total.astype(np.float64)
@@ -280,17 +354,18 @@ def fit_lbfgs(est, net, X, Y, sample_weight):
 
     result = scipy.optimize.minimize(
         loss_and_grad, net.theta.astype(np.float64), method="L-BFGS-B", jac=True,
-        options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol})
-    est.n_iter_ = int(min(result.nit, est.max_iter))
+        options={"maxfun": params["max_fun"], "maxiter": params["max_iter"],
+                 "gtol": params["tol"]})
+    state.n_iter = int(min(result.nit, params["max_iter"]))
     if result.status != 0:
-        warnings.warn(f"lbfgs failed to converge after {est.n_iter_} iteration(s) "
+        warnings.warn(f"lbfgs failed to converge after {state.n_iter} iteration(s) "
                       f"(status={result.status}):\n{result.message}\n\nIncrease the number "
                       "of iterations to improve the convergence "
-                      f"(max_iter={est.max_iter}).", ConvergenceWarning)
+                      f"(max_iter={params['max_iter']}).", ConvergenceWarning)
     if not (np.all(np.isfinite(result.x)) and np.isfinite(result.fun)):
         net.theta[...] = start
         raise DivergenceError("lbfgs diverged: the loss or the weights became NaN or inf; the "
-                         "weights were restored to those before this fit. Scale the input "
-                         "data or raise alpha.")
+                              "weights were restored to those before this fit. Scale the "
+                              "input data or raise alpha.")
     data, penalty, _ = objective(result.x)  # leaves net.theta = result.x
-    est.loss_ = float(data / est._loss_scale() + penalty)
+    state.loss = float(data / task.loss_scale + penalty)

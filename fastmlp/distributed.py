@@ -19,10 +19,13 @@ backend; the driver adds them in block order and applies the optimizer update ex
 A worker lost mid-step loses only cached blocks, which Dask recomputes from their source; a
 task is retried up to `retries` times, then the fit fails with a clear error.
 """
+import dataclasses
+
 import numpy as np
 
 from . import optim
 from .backends._contract import check_finite
+from .stopping import Plateau
 
 try:
     import dask.array as da
@@ -74,7 +77,7 @@ def _block_sums(X, Y, W, rows, theta, spec):
         if a is not None:
             check_finite(a, f"{name} (a block's rows)")
     grad = np.empty_like(net.theta)
-    loss = net._loss_and_grad(X, Y, W, grad)
+    loss = net.loss_and_gradient(X, Y, W, grad)
     return loss, grad, float(X.shape[0] if W is None else W.sum())
 
 
@@ -84,7 +87,7 @@ def _warm(spec):
     rng = np.random.default_rng(0)
     X = rng.random((4, net.arch.layer_sizes[0])).astype(net.dtype)
     Y = np.zeros((4, net.arch.layer_sizes[-1]), net.dtype)
-    net._loss_and_grad(X, Y, None, np.empty_like(net.theta))
+    net.loss_and_gradient(X, Y, None, np.empty_like(net.theta))
     return net.backend.name
 
 
@@ -128,40 +131,60 @@ class _Blocks:
 
 
 class _DistributedNet:
-    """Stands in for the estimator's MLP inside its solvers: same methods, Dask underneath."""
+    """The trainer's Network (_solvers.Network) on Dask: the estimator's MLP holds θ and the
+    optimizer state, the blocks compute each minibatch's sums."""
 
     def __init__(self, net, blocks, spec):
         self.net, self.blocks, self.spec = net, blocks, spec
         self.arch, self.dtype, self.theta = net.arch, net.dtype, net.theta
-        self.n_threads = net.n_threads
         self.optimizer_state = None
         self._optimizer_name = None
-        self.last_epoch_terms = (np.nan, np.nan)
 
     def reset_optimizer(self):
         self.optimizer_state, self._optimizer_name = None, None
 
-    def _loss_and_grad(self, X, Y, sample_weight, grad):
+    def forward(self, X):
+        return self.net.forward(X)
+
+    def loss_and_gradient(self, X, Y, sample_weight, grad):
+        """Over every block's rows (X, Y, sample_weight are the blocks')."""
         loss, total, _ = self.blocks.sums(self.theta.copy(), self.spec)
         grad[...] = total
         return loss
 
-    def train_epoch(self, X, Y, batch_size=32, learning_rate=0.01, optimizer="sgd",
-                    momentum=0.0, nesterov=False, l2=0.0, beta_1=0.9, beta_2=0.999,
-                    epsilon=1e-8, sample_weight=None, order=None, check_input=False, **_):
-        """Mirrors reference.train_epoch with each minibatch's sums computed by the blocks."""
-        from .model import DivergenceError
-
-        opt = optim.Optimizer(optimizer, float(learning_rate), float(momentum), bool(nesterov),
-                              float(l2), float(beta_1), float(beta_2), float(epsilon))
+    def run_epochs(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
+                   plateau=None):
+        """Mirrors reference.train_epochs (guard on, plateau rule) with each minibatch's sums
+        computed by the blocks; X, Y, sample_weight are the blocks'."""
         if self.optimizer_state is None or self._optimizer_name != opt.name:
             self.optimizer_state = optim.OptimizerState.zeros(self.arch.n_params, self.dtype)
             self._optimizer_name = opt.name
-        n = self.blocks.n
-        order = np.arange(n) if order is None else np.asarray(order)
+        state, n = self.optimizer_state, self.blocks.n
+        orders = np.arange(n)[None] if orders is None else np.atleast_2d(orders)
+        rule = plateau if plateau is not None else Plateau(0.0, -1)
+        terms, event = [], "completed"
+        for e, rate in enumerate(learning_rates):
+            saved = (self.theta.copy(), state.first.copy(), state.second.copy(), state.t)
+            with np.errstate(over="ignore", invalid="ignore"):
+                data_term, penalty_term = self._epoch(
+                    orders[e if orders.shape[0] > 1 else 0], batch_size,
+                    dataclasses.replace(opt, learning_rate=float(rate)))
+            loss = rule.epoch_loss(data_term, penalty_term, n)
+            if not (np.isfinite(loss) and np.all(np.isfinite(self.theta))):
+                self.theta[...], state.first[...], state.second[...], state.t = saved
+                event = "diverged"
+                break
+            terms.append((data_term / n, penalty_term / n))
+            if plateau is not None and plateau.update(loss):
+                event = "plateau"
+                break
+        return np.array(terms, dtype=np.float64).reshape(-1, 2), event
+
+    def _epoch(self, order, batch_size, opt):
+        """One epoch: (Σ_b mean loss_b·rows_b, Σ_b mean penalty_b·rows_b), as reference._epoch."""
         mask = self.arch.coef_mask(dtype=self.dtype)
         data_term = penalty_term = 0.0
-        for start in range(0, n, batch_size):
+        for start in range(0, self.blocks.n, batch_size):
             rows = order[start:start + batch_size]
             loss, grad, weight = self.blocks.sums(self.theta.copy(), self.spec, rows)
             weight = self.dtype.type(weight)
@@ -171,10 +194,7 @@ class _DistributedNet:
             optim.step(self.theta, grad, opt, self.optimizer_state)
             data_term += loss / weight * len(rows)
             penalty_term += penalty / weight * len(rows)
-        if not (np.isfinite(data_term + penalty_term) and np.all(np.isfinite(self.theta))):
-            raise DivergenceError("distributed training diverged (NaN or inf)")
-        self.last_epoch_terms = (data_term / n, penalty_term / n)
-        return (data_term + penalty_term) / n
+        return data_term, penalty_term
 
 
 # -- public API --------------------------------------------------------------------------------
@@ -252,13 +272,17 @@ def fit(estimator, X, y, sample_weight=None, client=None, retries=3):
     client.run(_warm, spec)  # compile/load the kernels on every worker once
     blocks = _Blocks(client, X, Y, W, retries)
     proxy = _DistributedNet(net, blocks, spec)
-    rows_only = np.empty((blocks.n, 0), dtype)  # the solvers read only the row count
+    rows_only = np.empty((blocks.n, 0), dtype)  # the trainer reads only the row count
+    state = est._training_state()
+    task = _solvers.Task(est._loss_scale(), False, est._decode, est._score_net, est._progress())
+    params = est.get_params()
     try:
         if est.solver == "lbfgs":  # only Σ weights is read from the weights here
             weights = None if W is None else np.asarray(W.compute(), dtype)
-            _solvers.fit_lbfgs(est, proxy, rows_only, rows_only, weights)
+            _solvers.fit_lbfgs(params, task, state, proxy, rows_only, rows_only, weights)
         else:
-            _solvers.fit_stochastic(est, proxy, rows_only, rows_only, None, rng, False)
+            _solvers.fit_stochastic(params, task, state, proxy, rows_only, rows_only, None, rng,
+                                    False)
     except Exception as exc:
         if type(exc).__name__ in ("KilledWorker", "FutureCancelledError", "CancelledError"):
             raise RuntimeError(
@@ -266,6 +290,7 @@ def fit(estimator, X, y, sample_weight=None, client=None, retries=3):
                 f"{retries} retries ({type(exc).__name__}: {exc})") from exc
         raise
     finally:
+        est._apply_training_state(state)
         est._sync_attributes()
     return est
 

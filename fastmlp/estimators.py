@@ -187,13 +187,19 @@ class _BaseMLP(BaseEstimator):
         Y = np.ascontiguousarray(Y, dtype=net.dtype)
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=net.dtype)
+        state = self._training_state()
+        task = _solvers.Task(self._loss_scale(), self._stratify_validation(), self._decode,
+                             self._score_net, self._progress())
         try:
-            with thread_limit(self.n_threads):  # once per fit; the epochs' limit is then free
+            with thread_limit(self.n_threads):  # once per fit
                 if self.solver == "lbfgs":
-                    _solvers.fit_lbfgs(self, net, X, Y, sample_weight)
+                    _solvers.fit_lbfgs(self.get_params(), task, state, net, X, Y,
+                                       sample_weight)
                 else:
-                    _solvers.fit_stochastic(self, net, X, Y, sample_weight, rng, incremental)
+                    _solvers.fit_stochastic(self.get_params(), task, state, net, X, Y,
+                                            sample_weight, rng, incremental)
         finally:  # also after a divergence error: the last finite weights stay usable
+            self._apply_training_state(state)
             self._sync_attributes()
         return self
 
@@ -211,6 +217,7 @@ class _BaseMLP(BaseEstimator):
                         leaky_slope=self.leaky_slope, dtype=dtype, backend=self.backend,
                         random_state=rng, n_threads=self.n_threads)
         self._best_theta = self._net.theta.copy()
+        self._schedule = None
         if self.solver != "lbfgs":
             self.loss_curve_ = []
             self._no_improvement_count = 0
@@ -222,8 +229,31 @@ class _BaseMLP(BaseEstimator):
                 self.best_loss_ = np.inf
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
-        for name in ("_lr",):
-            self.__dict__.pop(name, None)
+
+    def _training_state(self):
+        """The trainer's starting point: this estimator's training attributes (a copy)."""
+        return _solvers.TrainingState(
+            n_iter=self.n_iter_, t=self.t_, loss=getattr(self, "loss_", None),
+            loss_curve=list(getattr(self, "loss_curve_", None) or []),
+            best_loss=getattr(self, "best_loss_", None),
+            no_improvement_count=getattr(self, "_no_improvement_count", 0),
+            validation_scores=(None if getattr(self, "validation_scores_", None) is None
+                               else list(self.validation_scores_)),
+            best_validation_score=getattr(self, "best_validation_score_", None),
+            best_theta=self._best_theta, schedule=getattr(self, "_schedule", None))
+
+    def _apply_training_state(self, state):
+        """The trainer's record of the fit, as scikit-learn's fitted attributes."""
+        self.n_iter_, self.t_ = state.n_iter, state.t
+        if state.loss is not None:
+            self.loss_ = state.loss
+        self._best_theta, self._schedule = state.best_theta, state.schedule
+        if self.solver != "lbfgs":
+            self.loss_curve_ = state.loss_curve
+            self.best_loss_ = state.best_loss
+            self._no_improvement_count = state.no_improvement_count
+            self.validation_scores_ = state.validation_scores
+            self.best_validation_score_ = state.best_validation_score
 
     def _sync_attributes(self):
         self.coefs_ = self._net.coefs_

@@ -11,7 +11,7 @@ from ._config import check_n_threads, thread_limit
 from ._validation import check_dtype, check_matrix, check_sample_weight, check_targets
 from .architecture import Architecture
 from .backends import get_backend
-from .backends._contract import trusted_inputs
+from .backends._contract import check_schedule, row_orders
 
 
 class DivergenceError(ValueError, FloatingPointError):
@@ -110,16 +110,14 @@ class MLP:
         return X, Y, check_sample_weight(sample_weight, X.shape[0], self.dtype)
 
     def _forward_all(self, X):
-        """Activations of every layer, input first."""
-        with trusted_inputs():  # X was checked on entry, the weights are kept finite
-            return self._forward_layers(X)
-
-    def _forward_layers(self, X):
+        """Activations of every layer, input first, for a checked X (the weights are kept
+        finite: checked when set, guarded when trained)."""
+        kernels = self.backend.unchecked
         acts = [X]
         for layer, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):
             out = np.empty((X.shape[0], W.shape[1]), dtype=self.dtype)
-            self.backend.forward_layer(acts[-1], W, b, self.arch.activation(layer), out,
-                                       self.arch.leaky_slope)
+            kernels.forward_layer(acts[-1], W, b, self.arch.activation(layer), out,
+                                  self.arch.leaky_slope)
             acts.append(out)
         return acts
 
@@ -143,7 +141,7 @@ class MLP:
         X, Y, sample_weight = self._check_XY(X, Y, sample_weight)
         grad = np.empty_like(self.theta)
         with thread_limit(self.n_threads):
-            loss = self._loss_and_grad(X, Y, sample_weight, grad)
+            loss = self.loss_and_gradient(X, Y, sample_weight, grad)
         if reduction == "mean":
             total = X.shape[0] if sample_weight is None else float(sample_weight.sum())
             loss /= total
@@ -151,22 +149,19 @@ class MLP:
         grad_coefs, grad_intercepts = self.arch.views(grad)
         return loss, grad_coefs, grad_intercepts
 
-    def _loss_and_grad(self, X, Y, sample_weight, grad):
-        """Summed loss; writes the summed gradient into the flat vector `grad`."""
-        with trusted_inputs():  # X, Y checked on entry; the weights are kept finite
-            return self._backprop(X, Y, sample_weight, grad)
-
-    def _backprop(self, X, Y, sample_weight, grad):
-        arch, backend = self.arch, self.backend
-        acts = self._forward_layers(X)
+    def loss_and_gradient(self, X, Y, sample_weight, grad):
+        """Summed loss of checked X, Y, sample_weight; writes the summed gradient into the
+        flat vector `grad`."""
+        arch, kernels = self.arch, self.backend.unchecked
+        acts = self._forward_all(X)
         delta = np.empty_like(acts[-1])
-        loss = backend.output_delta(acts[-1], Y, arch.output_activation, arch.loss, delta,
+        loss = kernels.output_delta(acts[-1], Y, arch.output_activation, arch.loss, delta,
                                     sample_weight, arch.leaky_slope)
         coefs = self.coefs_
         grad_coefs, grad_intercepts = arch.views(grad)
         for layer in range(arch.n_layers - 1, -1, -1):
             delta_in = np.empty_like(acts[layer]) if layer > 0 else None
-            backend.backward_layer(acts[layer], delta, coefs[layer], grad_coefs[layer],
+            kernels.backward_layer(acts[layer], delta, coefs[layer], grad_coefs[layer],
                                    grad_intercepts[layer], delta_in,
                                    arch.hidden_activation if layer > 0 else None,
                                    arch.leaky_slope)
@@ -176,7 +171,7 @@ class MLP:
     def train_epoch(self, X, Y, batch_size=32, learning_rate=0.01, optimizer="sgd",
                     momentum=0.0, nesterov=False, l2=0.0, beta_1=0.9, beta_2=0.999,
                     epsilon=1e-8, shuffle=False, random_state=None, sample_weight=None,
-                    order=None, check_input=True):
+                    order=None):
         """One pass over (X, Y) in minibatches; returns the epoch's mean loss (L2 included).
 
         Each step uses the minibatch *mean* gradient, as scikit-learn does. The optimizer's
@@ -186,16 +181,12 @@ class MLP:
         returned loss, (data term, L2 term), are kept in `last_epoch_terms`. If the loss or the
         weights turn NaN/inf, the weights and optimizer state from before the epoch are put
         back and DivergenceError (a ValueError) is raised.
-        check_input=False skips the validation of X/Y/sample_weight (dtype, finiteness) and
-        the test that `order` is a permutation, for callers that validated their data once
-        already and drew the orders themselves, as the estimators do; the kernel contract's
-        shape and bounds checks still run.
         """
         if order is None and shuffle:
             order = check_random_state(random_state).permutation(np.shape(X)[0])
         losses, event = self.train_epochs(
             X, Y, [learning_rate], batch_size, optimizer, momentum, nesterov, l2, beta_1, beta_2,
-            epsilon, sample_weight=sample_weight, orders=order, check_input=check_input)
+            epsilon, sample_weight=sample_weight, orders=order)
         if event == "diverged":
             raise DivergenceError(
                 "training diverged: the loss or the weights became NaN or inf during this "
@@ -206,7 +197,7 @@ class MLP:
 
     def train_epochs(self, X, Y, learning_rates, batch_size=32, optimizer="sgd", momentum=0.0,
                      nesterov=False, l2=0.0, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                     sample_weight=None, orders=None, plateau=None, check_input=True):
+                     sample_weight=None, orders=None, plateau=None):
         """Several epochs in one backend call (for the compiled backends, one compiled call):
         epoch e runs at learning_rates[e] with its rows in orders[e] (a single order: the same
         every epoch; None: rows in order). Otherwise as train_epoch.
@@ -218,22 +209,40 @@ class MLP:
         optimizer state are as they were after the last completed epoch. The per-epoch
         (data term, L2 term) pairs are kept in `last_epochs_terms`.
         """
-        learning_rates = np.atleast_1d(np.asarray(learning_rates, dtype=np.float64))
-        opt = optim.Optimizer(optimizer, float(learning_rates[0]) if learning_rates.size else 1.0,
-                              float(momentum), bool(nesterov), float(l2), float(beta_1),
-                              float(beta_2), float(epsilon))
-        if check_input:
-            X, Y, sample_weight = self._check_XY(X, Y, sample_weight)
+        X, Y, sample_weight = self._check_XY(X, Y, sample_weight)
+        orders, learning_rates, batch_size = check_schedule(orders, learning_rates, batch_size,
+                                                            X.shape[0])
+        opt = optim.Optimizer(optimizer, float(learning_rates[0]), float(momentum),
+                              bool(nesterov), float(l2), float(beta_1), float(beta_2),
+                              float(epsilon))
+        with thread_limit(self.n_threads):
+            sums, event = self._epoch_sums(X, Y, sample_weight, orders, learning_rates,
+                                           batch_size, opt, plateau)
+        n = X.shape[0]
+        self.last_epochs_terms = [(d / n, p / n) for d, p in sums.tolist()]
+        return (sums[:, 0] + sums[:, 1]) / n, event
+
+    def run_epochs(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
+                   plateau=None):
+        """train_epochs on arguments checked already — the trainer's entry (it validated the
+        data at the estimator's edge and drew the orders itself; orders None: rows in order);
+        opt an optim.Optimizer. Returns (terms, event): terms (k, 2), each completed epoch's
+        (mean data loss, mean L2 penalty). See _solvers.Network."""
+        sums, event = self._epoch_sums(X, Y, sample_weight, orders, learning_rates,
+                                       batch_size, opt, plateau)
+        return sums / X.shape[0], event
+
+    def _epoch_sums(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
+                    plateau):
+        """The backend's per-epoch (Σ_b mean loss_b·rows_b, Σ_b mean penalty_b·rows_b)."""
         if self.optimizer_state is None or self._optimizer_name != opt.name:
             self.optimizer_state = optim.OptimizerState.zeros(self.arch.n_params, self.dtype)
             self._optimizer_name = opt.name
-        with thread_limit(self.n_threads), trusted_inputs(orders=not check_input):
-            terms, event = self.backend.train_epochs(
-                self.arch, self.theta, X, Y, sample_weight, orders, batch_size, opt,
-                self.optimizer_state, learning_rates, guard=True, plateau=plateau)
         n = X.shape[0]
-        self.last_epochs_terms = [(d / n, p / n) for d, p in terms.tolist()]
-        return (terms[:, 0] + terms[:, 1]) / n, event
+        return self.backend.unchecked.train_epochs(
+            self.arch, self.theta, X, Y, sample_weight, row_orders(orders, n),
+            min(int(batch_size), n), opt, self.optimizer_state,
+            np.asarray(learning_rates, dtype=np.float64), True, plateau)
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -7,8 +7,6 @@ when the rule fires, not after every epoch.
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 
 @dataclass
 class Plateau:
@@ -37,14 +35,3 @@ class Plateau:
         if loss < self.best:
             self.best = loss
         return self.count > self.patience
-
-    def to_array(self):
-        """[tol, patience, best, count, scale], the form the compiled kernels update in place."""
-        return np.array([self.tol, self.patience, self.best, self.count, self.scale], np.float64)
-
-    def read_array(self, values):
-        self.best, self.count = float(values[2]), int(values[3])
-
-
-#: No stopping rule (the kernels read patience < 0 as "off"); losses unscaled.
-NO_RULE = np.array([0.0, -1.0, math.inf, 0.0, 1.0])

@@ -17,7 +17,7 @@ def _build_copy(tmp_path, **env_vars):
     for item in ("setup.py", "pyproject.toml", "README.md", "csrc", "fastmlp"):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
-    for so in (tmp_path / "fastmlp").glob("*.so"):
+    for so in (tmp_path / "fastmlp").rglob("*.so"):
         so.unlink()
     build = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tmp_path,
                            env=dict(os.environ, **env_vars), capture_output=True, text=True,
@@ -41,7 +41,8 @@ def test_build_without_openmp_reports_it(tmp_path):
 _PHASES_PROBE = """
 import json, warnings, numpy as np
 from sklearn.datasets import load_digits
-from fastmlp import MLPClassifier, _build_info, _cython_kernels as ck
+from fastmlp import MLPClassifier, _build_info
+from fastmlp.backends import _cython_kernels as ck
 warnings.simplefilter("ignore")
 X, y = load_digits(return_X_y=True)
 ck.phase_times(2)
@@ -52,7 +53,8 @@ print(json.dumps([_build_info.phase_timers_enabled(), list(ck.PHASES), ck.phase_
 
 
 def test_phase_timers_build_times_every_phase(tmp_path):
-    from fastmlp import _build_info, _cython_kernels
+    from fastmlp import _build_info
+    from fastmlp.backends import _cython_kernels
 
     assert not _build_info.phase_timers_enabled()  # the default build has none
     assert not any(map(any, _cython_kernels.phase_times(2)))

@@ -6,8 +6,6 @@ caller-provided buffers:
     forward_layer(A_in, W, b, activation, out, leaky_slope=0.01)
     backward_layer(A_in, delta, W, grad_W, grad_b, delta_in=None, activation_in=None, leaky_slope=0.01)
     output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_slope=0.01)
-    train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state)
-        -> (Σ_b mean loss_b·rows_b, Σ_b mean L2 penalty_b·rows_b)
     train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                  learning_rates, guard=True, plateau=None)
         -> (per-epoch sums (k, 2), "completed" | "plateau" | "diverged")
@@ -15,15 +13,18 @@ caller-provided buffers:
         scikit-learn's loss-plateau rule (fastmlp.stopping.Plateau) and the divergence
         guard applied between epochs inside it
 
-Models resolve a backend once with `get_backend`; nowhere else branches on its name.
+These check every argument (_contract.checked) before any kernel runs. `unchecked` holds
+the same four on arguments validated already (_contract.Kernels): MLP validates at its own
+edge, then calls those. Models resolve a backend once with `get_backend`; nowhere else
+branches on its name.
 """
 import importlib
 
 # name -> module, in order of preference for "auto" (fastest first).
 _MODULES = {
     "numpy": "fastmlp.backends.reference",
-    "numba": "fastmlp.backends.numba_kernels",
-    "cython": "fastmlp.backends.cython_kernels",
+    "numba": "fastmlp.backends.numba_backend",
+    "cython": "fastmlp.backends.cython_backend",
 }
 # "auto" takes the first available. cython first: it needs no JIT warm-up (numba's first fit
 # in a fresh process compiles for 24-28 s: python bench/cold_start.py) and `fastmlp bench
@@ -52,7 +53,7 @@ def get_backend(name="auto"):
     """The backend module called `name`; "auto" picks the fastest available one."""
     if not isinstance(name, str):
         if all(hasattr(name, f) for f in ("forward_layer", "backward_layer", "output_delta",
-                                          "train_epoch", "train_epochs")):
+                                          "train_epochs", "unchecked")):
             return name  # already a backend module
         raise TypeError(f"backend must be a name, got {type(name).__name__}")
     # "auto": the first that imports; the others are not imported (importing numba alone took

@@ -5,32 +5,12 @@ instead of reaching a kernel that skips bounds checks. Inputs that are merely no
 or read-only are copied/accepted; outputs must be writable C-contiguous buffers of the exact
 shape and dtype, because a kernel writes into them.
 """
-import contextlib
-import threading
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from .. import activations, losses
-
-_trust = threading.local()
-
-
-@contextlib.contextmanager
-def trusted_inputs(orders=False):
-    """Skip the NaN/inf scan (not the shape checks) inside this block, in this thread.
-
-    For callers that guarantee finiteness themselves, as MLP does: its inputs are checked on
-    entry and its weights whenever they are set or trained. The scan reads every input
-    element, which costs as much as a quarter of a 128x784x256 GEMM. orders=True also skips
-    the test that each row order is a permutation (a bincount over every order) for
-    orders the caller drew itself, as the estimators do; their bounds are still checked.
-    """
-    previous = getattr(_trust, "on", False), getattr(_trust, "orders", False)
-    _trust.on, _trust.orders = True, orders
-    try:
-        yield
-    finally:
-        _trust.on, _trust.orders = previous
+from ._layout import EVENTS  # noqa: F401  (the contract's event names)
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -60,7 +40,7 @@ def input_array(a, name, shape, finite=True):
     if a.ndim != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape)):
         raise ValueError(f"{name} has shape {a.shape}, expected {_fmt(shape)}")
     a = np.ascontiguousarray(a)
-    if finite and not getattr(_trust, "on", False):
+    if finite:
         check_finite(a, name)
     return a
 
@@ -139,59 +119,10 @@ def check_output_delta(A_out, Y, activation, loss, delta, sample_weight):
     return A_out, Y, sample_weight
 
 
-#: What ended a train_epochs call (the compiled kernels return the index).
-EVENTS = ("completed", "plateau", "diverged")
-
-
 def check_train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, state,
                        learning_rates):
     """Validate train_epochs' arguments; returns (X, Y, sample_weight, orders, batch_size,
-    learning_rates) ready for kernels: orders (1 or n_epochs, n) int64, one permutation per
-    row; learning_rates (n_epochs,) float64, each finite and > 0."""
-    learning_rates = np.asarray(learning_rates, dtype=np.float64)
-    if learning_rates.ndim != 1 or learning_rates.shape[0] < 1:
-        raise ValueError("learning_rates must be a non-empty 1-D sequence (one per epoch), "
-                         f"got shape {learning_rates.shape}")
-    if not (np.all(np.isfinite(learning_rates)) and np.all(learning_rates > 0)):
-        raise ValueError("learning_rates must be finite and > 0")
-    n_epochs = learning_rates.shape[0]
-    if orders is not None:
-        orders = np.asarray(orders)
-        if orders.ndim == 1:
-            orders = orders[None]
-        if orders.ndim != 2 or orders.shape[0] not in (1, n_epochs):
-            raise ValueError(f"orders has shape {orders.shape}, expected (n_samples,), "
-                             f"(1, n_samples) or ({n_epochs}, n_samples)")
-    X, Y, sample_weight, first, batch_size = check_train_epoch(
-        arch, theta, X, Y, sample_weight, None if orders is None else orders[0], batch_size,
-        state)
-    if orders is None or orders.shape[0] == 1:
-        return X, Y, sample_weight, first[None], batch_size, learning_rates
-    n = X.shape[0]
-    if orders.shape[1] != n:
-        raise ValueError(f"orders has shape {orders.shape}, expected ({n_epochs}, {n})")
-    if orders.dtype.kind not in "iu":
-        raise TypeError(f"orders must hold integer row indices, got dtype {orders.dtype}")
-    orders = np.ascontiguousarray(orders, dtype=np.int64)
-    if not _permutations(orders, n):
-        raise ValueError("each row of orders must be a permutation of range(n_samples)")
-    return X, Y, sample_weight, orders, batch_size, learning_rates
-
-
-def _permutations(orders, n):
-    """O(size): every row of the (k, n) int64 orders in bounds — the kernels index X with them
-    unchecked — and, unless the caller drew them itself (trusted_inputs(orders=True)), each
-    a permutation: every (row, index) pair counted once."""
-    if orders.min() < 0 or orders.max() >= n:
-        return False
-    if getattr(_trust, "orders", False):
-        return True
-    pairs = (orders + n * np.arange(orders.shape[0])[:, None]).ravel()
-    return bool(np.all(np.bincount(pairs, minlength=orders.size) == 1))
-
-
-def check_train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, state):
-    """Validate train_epoch's arguments; returns (X, Y, sample_weight, order) ready for kernels."""
+    learning_rates) ready for kernels (see check_schedule)."""
     common_dtype(theta=theta, X=X, Y=Y, sample_weight=sample_weight,
                  first=state.first, second=state.second)
     output_array(theta, "theta", (arch.n_params,))
@@ -204,16 +135,120 @@ def check_train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, state
     Y = input_array(Y, "Y", (n, arch.layer_sizes[-1]))
     if sample_weight is not None:
         sample_weight = input_array(sample_weight, "sample_weight", (n,))
-    if order is None:
-        order = np.arange(n, dtype=np.int64)
+    orders, learning_rates, batch_size = check_schedule(orders, learning_rates, batch_size, n)
+    return X, Y, sample_weight, orders, batch_size, learning_rates
+
+
+def check_schedule(orders, learning_rates, batch_size, n):
+    """The epochs' plan for n rows: orders (1 or n_epochs, n) int64, each row a permutation
+    of range(n) (None: the rows in order); learning_rates (n_epochs,) float64, each finite and
+    > 0; batch_size an integer >= 1, at most n. Returns (orders, learning_rates, batch_size)."""
+    learning_rates = np.asarray(learning_rates, dtype=np.float64)
+    if learning_rates.ndim != 1 or learning_rates.shape[0] < 1:
+        raise ValueError("learning_rates must be a non-empty 1-D sequence (one per epoch), "
+                         f"got shape {learning_rates.shape}")
+    if not (np.all(np.isfinite(learning_rates)) and np.all(learning_rates > 0)):
+        raise ValueError("learning_rates must be finite and > 0")
+    n_epochs = learning_rates.shape[0]
+    if orders is None:
+        orders = np.arange(n, dtype=np.int64)[None]
     else:
-        order = input_array(order, "order", (n,), finite=False)
-        if order.dtype.kind not in "iu":
-            raise TypeError(f"order must hold integer row indices, got dtype {order.dtype}")
-        order = np.ascontiguousarray(order, dtype=np.int64)
-        if not _permutations(order[None], n):
-            raise ValueError("order must be a permutation of range(n_samples)")
-    batch_size = int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return X, Y, sample_weight, order, min(batch_size, n)
+        _array(np.asarray(orders), "orders")
+        orders = np.asarray(orders)
+        if orders.dtype.kind not in "iu":
+            raise TypeError(f"order must hold integer row indices, got dtype {orders.dtype}")
+        if orders.ndim == 1:
+            orders = orders[None]
+        if orders.ndim != 2 or orders.shape[0] not in (1, n_epochs) or orders.shape[1] != n:
+            raise ValueError(f"orders has shape {orders.shape}, expected ({n},), (1, {n}) or "
+                             f"({n_epochs}, {n})")
+        orders = np.ascontiguousarray(orders, dtype=np.int64)
+        if not _permutations(orders, n):
+            raise ValueError("each order must be a permutation of range(n_samples)")
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    return orders, learning_rates, min(int(batch_size), n)
+
+
+def _permutations(orders, n):
+    """O(size): every row of the (k, n) int64 orders in bounds — the kernels index X with them
+    unchecked — and each a permutation: every (row, index) pair counted once."""
+    if orders.min() < 0 or orders.max() >= n:
+        return False
+    pairs = (orders + n * np.arange(orders.shape[0])[:, None]).ravel()
+    return bool(np.all(np.bincount(pairs, minlength=orders.size) == 1))
+
+
+def check_leaky_slope(leaky_slope):
+    return activations.check_leaky_slope(leaky_slope)
+
+
+def row_orders(orders, n):
+    """orders as the kernels take them, (1 or n_epochs, n) int64, for orders a caller drew
+    itself (as the estimators do): None is the rows in order; nothing else is checked."""
+    if orders is None:
+        return np.arange(n, dtype=np.int64)[None]
+    orders = np.ascontiguousarray(orders, dtype=np.int64)
+    return orders[None] if orders.ndim == 1 else orders
+
+
+class Kernels(NamedTuple):
+    """A backend's kernels on arguments already checked (the shapes, dtypes and contiguity
+    that `checked` tests; finite inputs; orders in bounds), for callers that validated them
+    at their own edge, as MLP does. Called with anything else they may crash the process.
+
+    forward_layer(A_in, W, b, activation, out, leaky_slope) -> out
+    backward_layer(A_in, delta, W, grad_W, grad_b, delta_in, activation_in, leaky_slope)
+    output_delta(A_out, Y, activation, loss, delta, sample_weight, leaky_slope) -> loss
+    train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
+                 learning_rates, guard, plateau) -> (terms, event)
+    """
+    forward_layer: Callable
+    backward_layer: Callable
+    output_delta: Callable
+    train_epochs: Callable
+
+
+def checked(kernels):
+    """The public contract functions: each checks its arguments, then calls the kernel."""
+
+    def forward_layer(A_in, W, b, activation, out, leaky_slope=0.01):
+        """out = g(A_in @ W + b); returns out. Non-finite inputs are rejected; finite inputs
+        whose products overflow give non-finite outputs, which the caller must test."""
+        A_in, W, b = check_forward(A_in, W, b, activation, out)
+        return kernels.forward_layer(A_in, W, b, activation, out, check_leaky_slope(leaky_slope))
+
+    def backward_layer(A_in, delta, W, grad_W, grad_b, delta_in=None, activation_in=None,
+                       leaky_slope=0.01):
+        """grad_W = A_inᵀ δ, grad_b = Σ_rows δ and, if delta_in is given,
+        δ_in = (δ Wᵀ) ⊙ g'(A_in)."""
+        A_in, delta, W = check_backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in)
+        kernels.backward_layer(A_in, delta, W, grad_W, grad_b, delta_in, activation_in,
+                               check_leaky_slope(leaky_slope))
+
+    def output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_slope=0.01):
+        """Write δ_out (rows scaled by sample_weight) into delta; return the (weighted) summed
+        loss."""
+        A_out, Y, sample_weight = check_output_delta(A_out, Y, activation, loss, delta,
+                                                     sample_weight)
+        return kernels.output_delta(A_out, Y, activation, loss, delta, sample_weight,
+                                    check_leaky_slope(leaky_slope))
+
+    def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
+                     learning_rates, guard=True, plateau=None):
+        """Up to len(learning_rates) epochs: epoch e takes its rows in orders[e] (orders[0]
+        every epoch when orders has one row; None: rows in order) at learning rate
+        learning_rates[e].
+
+        guard: an epoch whose loss or weights are not finite is undone — θ, the optimizer
+        moments and t put back as they were before it — and ends the call with event
+        "diverged". plateau: a stopping.Plateau updated with each epoch's loss; when it fires,
+        the call ends after that epoch with event "plateau". Otherwise "completed".
+        Returns (terms, event): terms[e] = (Σ_b mean loss_b × rows_b, Σ_b mean L2 penalty_b ×
+        rows_b) for each completed epoch (their sum / n_samples is scikit-learn's loss)."""
+        X, Y, sample_weight, orders, batch_size, learning_rates = check_train_epochs(
+            arch, theta, X, Y, sample_weight, orders, batch_size, state, learning_rates)
+        return kernels.train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt,
+                                    state, learning_rates, guard, plateau)
+
+    return forward_layer, backward_layer, output_delta, train_epochs

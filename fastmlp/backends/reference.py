@@ -19,27 +19,15 @@ from . import _contract
 name = "numpy"
 
 
-def forward_layer(A_in, W, b, activation, out, leaky_slope=0.01):
-    """out = g(A_in @ W + b); returns out."""
-    A_in, W, b = _contract.check_forward(A_in, W, b, activation, out)
-    return _forward(A_in, W, b, activation, out, leaky_slope)
-
-
 def _forward(A_in, W, b, activation, out, leaky_slope):
+    """out = g(A_in @ W + b); returns out."""
     np.matmul(A_in, W, out=out)
     out += b
     return activations.activate(out, activation, leaky_slope)
 
 
-def backward_layer(A_in, delta, W, grad_W, grad_b, delta_in=None, activation_in=None,
-                   leaky_slope=0.01):
-    """grad_W = A_inᵀ δ, grad_b = Σ_rows δ and, if delta_in is given, δ_in = (δ Wᵀ) ⊙ g'(A_in)."""
-    A_in, delta, W = _contract.check_backward(A_in, delta, W, grad_W, grad_b, delta_in,
-                                              activation_in)
-    _backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in, leaky_slope)
-
-
 def _backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in, leaky_slope):
+    """grad_W = A_inᵀ δ, grad_b = Σ_rows δ and, if delta_in is given, δ_in = (δ Wᵀ) ⊙ g'(A_in)."""
     np.matmul(A_in.T, delta, out=grad_W)
     np.sum(delta, axis=0, out=grad_b)
     if delta_in is not None:
@@ -47,14 +35,8 @@ def _backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in, leaky_slo
         delta_in *= activations.derivative(A_in, activation_in, leaky_slope)
 
 
-def output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_slope=0.01):
-    """Write δ_out (rows scaled by sample_weight) into delta; return the (weighted) summed loss."""
-    A_out, Y, sample_weight = _contract.check_output_delta(A_out, Y, activation, loss, delta,
-                                                           sample_weight)
-    return _output_delta(A_out, Y, activation, loss, delta, sample_weight, leaky_slope)
-
-
 def _output_delta(A_out, Y, activation, loss, delta, sample_weight, leaky_slope):
+    """Write δ_out (rows scaled by sample_weight) into delta; return the (weighted) summed loss."""
     per_sample = losses.sample_losses(A_out, Y, loss)
     delta[...] = losses.delta(A_out, Y, activation, loss, leaky_slope)
     if sample_weight is None:
@@ -91,42 +73,18 @@ def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
     return loss / weight_sum, 0.5 * opt.l2 * squared_norm / weight_sum
 
 
-def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state):
-    """One pass over the rows in `order`, in minibatches of batch_size, updating theta in place.
-
-    Returns (Σ_b mean loss_b × rows_b, Σ_b mean L2 penalty_b × rows_b): their sum is
-    scikit-learn's accumulated loss, which the caller divides by n_samples. Kept apart so a
-    caller can rescale the data term (scikit-learn averages squared error over outputs too).
-    The last batch may be smaller.
-    """
-    X, Y, sample_weight, order, batch_size = _contract.check_train_epoch(
-        arch, theta, X, Y, sample_weight, order, batch_size, state)
-    grad = np.empty_like(theta)
-    # Inside the epoch nothing is re-checked or warned about: a diverging epoch shows in its
-    # non-finite loss, which the caller reports, as with the compiled backends.
-    with np.errstate(over="ignore", invalid="ignore"):
-        return _epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state, grad)
-
-
-def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
-                 learning_rates, guard=True, plateau=None):
-    """Up to len(learning_rates) epochs: epoch e takes its rows in orders[e] (orders[0] every
-    epoch when orders has one row; None: rows in order) at learning rate learning_rates[e].
-
-    guard: an epoch whose loss or weights are not finite is undone — θ, the optimizer moments
-    and t put back as they were before it — and ends the call with event "diverged".
-    plateau: a stopping.Plateau updated with each epoch's loss; when it fires, the call ends
-    after that epoch with event "plateau". Otherwise the event is "completed".
-    Returns (terms, event): terms[e] = train_epoch's two sums, for each completed epoch.
-    """
-    X, Y, sample_weight, orders, batch_size, learning_rates = _contract.check_train_epochs(
-        arch, theta, X, Y, sample_weight, orders, batch_size, state, learning_rates)
+def _train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
+                  learning_rates, guard, plateau):
+    """_contract.checked's train_epochs, on checked arguments: epoch by epoch in Python,
+    each epoch's loss fed to the plateau rule and tested by the divergence guard."""
     grad = np.empty_like(theta)
     rule = plateau if plateau is not None else Plateau(0.0, -1)
     terms, event = [], "completed"
     for e, learning_rate in enumerate(learning_rates):
         saved = (theta.copy(), state.first.copy(), state.second.copy(), state.t) if guard else None
         epoch_opt = dataclasses.replace(opt, learning_rate=float(learning_rate))
+        # Inside the epoch nothing is re-checked or warned about: a diverging epoch shows in
+        # its non-finite loss, which the guard (or the caller) reports.
         with np.errstate(over="ignore", invalid="ignore"):
             data_term, penalty_term = _epoch(arch, theta, X, Y, sample_weight,
                                              orders[e if orders.shape[0] > 1 else 0],
@@ -144,6 +102,8 @@ def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, stat
 
 
 def _epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state, grad):
+    """One pass over the rows in `order`, in minibatches of batch_size (the last may be
+    smaller): (Σ_b mean loss_b × rows_b, Σ_b mean L2 penalty_b × rows_b)."""
     data_term = penalty_term = 0.0
     for start in range(0, X.shape[0], batch_size):
         rows = order[start:start + batch_size]
@@ -152,3 +112,7 @@ def _epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state, grad
         data_term += loss * len(rows)
         penalty_term += penalty * len(rows)
     return data_term, penalty_term
+
+
+unchecked = _contract.Kernels(_forward, _backward, _output_delta, _train_epochs)
+forward_layer, backward_layer, output_delta, train_epochs = _contract.checked(unchecked)

@@ -1,73 +1,76 @@
-"""The Numba backend: the reference contract as @njit kernels, the whole epoch in one call.
+"""The numba twin's kernels: the reference contract as @njit functions, the whole epoch in one call.
 
-Each kernel says which reference function it mirrors. Two regimes, chosen by size:
+Twin of _cython_kernels.pyx: the functions both engines have carry the same name and say
+which reference function they mirror; tests/test_twins.py fails when one engine has a kernel
+or a constant the other lacks, unless it is on that test's engine-specific list with its
+reason. The Python side (checks, workspace, threads) is numba_backend.py.
 
-* small layers (fewer than SMALL_WORK multiply-adds): register-friendly loops whose inner
-  loop runs along a contiguous row, which LLVM vectorises; no BLAS call overhead.
+Two regimes, chosen by size (_layout.SMALL_WORK):
+
+* small layers: register-friendly loops whose inner loop runs along a contiguous row, which
+  LLVM vectorises; no BLAS call overhead.
 * large layers: the GEMM comes from BLAS (np.dot inside @njit calls scipy's BLAS), row block
   by row block, and the epilogue (bias + activation, or δ ⊙ g') runs on each block while it
   is still in cache, not as extra sweeps over the whole matrix.
 
-No kernel reduces across threads: BLAS partitions its output, the loops are serial, so the
-same inputs give bitwise-identical results whatever the thread count.
+Precision (both twins): every elementwise operation rounds to θ's dtype, as NumPy's
+arithmetic on θ does in the reference; sums over many terms (a loss, a minibatch's loss)
+accumulate in float64.
 
 Compiled functions are cached on disk (cache=True): in __pycache__ beside this file when it
 is writable, otherwise in Numba's per-user cache directory (NUMBA_CACHE_DIR overrides).
 """
 import functools
+from collections import namedtuple
 
-import contextlib
-import threading
-
-import numba
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload
 
-from .. import activations, losses
-from .._config import FASTMATH, blas_thread_limit
-from . import _compiled
-
-name = "numba"
+from .._config import FASTMATH
+from ._layout import (BLOCK_BYTES, MIN_BLOCK_ROWS, SLICE_ALIGN, SMALL_WORK, Activation, Event,
+                      Loss, Update)
 
 # error_model="numpy": IEEE division (x/0 = inf, checked by the callers) instead of Python's
 # ZeroDivisionError test, whose branch in every loop with a division blocks vectorisation.
 jit = functools.partial(njit, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+parallel_jit = functools.partial(jit, parallel=True)
 
-# Activation and loss codes (fastmlp.activations.CODES / fastmlp.losses.CODES).
-IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, SOFTMAX = range(6)
-SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = range(3)
-assert activations.CODES["softmax"] == SOFTMAX and losses.CODES["binary_cross_entropy"] == 2
+IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, SOFTMAX = (int(a) for a in Activation)
+SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = (int(c) for c in Loss)
+COMPLETED, PLATEAU, DIVERGED = (int(e) for e in Event)
+SGD, MOMENTUM, NESTEROV, ADAM = (int(u) for u in Update)
 
-#: Below this many multiply-adds per GEMM, loops match or beat a BLAS call; above it BLAS
-#: wins by 2-10x even at 32x64x128 (measured by bench/crossover.py on this 2-core AVX-512
-#: machine: np.dot from @njit costs ~0.1 us, so the switch sits at tiny, batch-1 shapes).
-SMALL_WORK = 1024
-#: In the BLAS regime the GEMM output is produced in row blocks of about BLOCK_BYTES, so the
-#: epilogue finds each block in L2; never fewer than MIN_BLOCK_ROWS rows, because smaller
-#: GEMMs lose more to BLAS threading than the cache saves (200x64x100 float64: one call
-#: 32 us, 128+72-row blocks 49 us, `python bench/data_parallel.py`).
-BLOCK_BYTES = 1 << 20
-MIN_BLOCK_ROWS = 256
+#: One minibatch's update constants, each in θ's dtype (the cython twin's Step struct).
+Step = namedtuple("Step", "rule lr momentum l2 beta_1 one_minus_beta_1 beta_2 "
+                          "one_minus_beta_2 epsilon adam_step weight_sum")
 
 
-# Numba's "workqueue" threading layer (the fallback when neither OpenMP nor TBB is present)
-# aborts the process if two threads enter parallel code at once; there, parallel epochs
-# take turns. The OpenMP and TBB layers are thread-safe and need no lock.
-_WORKQUEUE_LOCK = threading.Lock()
+def _cast(like, x):
+    """x rounded to like's dtype, inside compiled code."""
+    raise NotImplementedError("only callable from @njit code")
 
 
-def _parallel_guard(parallel):
-    if not parallel:
-        return contextlib.nullcontext()
-    try:
-        layer = numba.threading_layer()
-    except ValueError:  # no parallel code has run yet: the layer is not chosen
-        layer = None
-    return _WORKQUEUE_LOCK if layer in (None, "workqueue") else contextlib.nullcontext()
+@overload(_cast, jit_options=dict(cache=True))
+def _cast_overload(like, x):
+    dtype = getattr(like, "dtype", like)  # an array's dtype, or a scalar's own type
+    return lambda like, x: dtype(x)
 
 
-@njit(cache=True)
+def _tiny(theta):
+    """The smallest normal number of θ's dtype, in that dtype (logs take max(y, tiny))."""
+    raise NotImplementedError("only callable from @njit code")
+
+
+@overload(_tiny, jit_options=dict(cache=True))
+def _tiny_overload(theta):
+    tiny = float(np.finfo(np.dtype(str(theta.dtype))).tiny)
+    return lambda theta: _cast(theta, tiny)
+
+
+@jit
 def _block_rows(n_cols, itemsize):
+    """Rows per GEMM block: about BLOCK_BYTES of output, at least MIN_BLOCK_ROWS."""
     return max(MIN_BLOCK_ROWS, BLOCK_BYTES // max(1, n_cols * itemsize))
 
 
@@ -77,9 +80,10 @@ def _activate_row(z, act, slope):
     """Mirrors activations.activate on one row, in place."""
     n = z.shape[0]
     if act == LOGISTIC:
+        one = _cast(z, 1.0)  # in z's dtype: a 1.0 literal would carry the sum into float64
         for j in range(n):
             e = np.exp(-abs(z[j]))
-            z[j] = (1.0 if z[j] >= 0 else e) / (1.0 + e)
+            z[j] = (one if z[j] >= 0 else e) / (one + e)
     elif act == TANH:
         for j in range(n):
             z[j] = np.tanh(z[j])
@@ -105,10 +109,11 @@ def _activate_row(z, act, slope):
 @jit
 def _derivative(a, act, slope):
     """Mirrors activations.derivative for one output value."""
+    one = _cast(a, 1.0)
     if act == LOGISTIC:
-        return a * (1 - a)
+        return a * (one - a)
     if act == TANH:
-        return 1 - a * a
+        return one - a * a
     if act == RELU:
         return 1.0 if a > 0 else 0.0
     if act == LEAKY_RELU:
@@ -133,14 +138,15 @@ def _times_derivative(delta_in, A_in, act, slope, r0, r1):
 
     One loop per activation (the branch hoisted out) so that each loop vectorises."""
     n = delta_in.shape[1]
+    one = _cast(delta_in, 1.0)
     for i in range(r0, r1):
         d, a = delta_in[i], A_in[i]
         if act == LOGISTIC:
             for k in range(n):
-                d[k] *= a[k] * (1 - a[k])
+                d[k] *= a[k] * (one - a[k])
         elif act == TANH:
             for k in range(n):
-                d[k] *= 1 - a[k] * a[k]
+                d[k] *= one - a[k] * a[k]
         elif act == RELU:
             for k in range(n):
                 d[k] *= 1.0 if a[k] > 0 else 0.0
@@ -215,6 +221,7 @@ def _backward(A_in, delta, W, grad_W, grad_b, delta_in, act_in, slope, want_delt
 def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
     """Mirrors reference.output_delta: δ_out into delta, returns Σ_i w_i L_i (float64)."""
     n, m = A_out.shape
+    one = _cast(delta, 1.0)
     total = 0.0
     for i in range(n):
         y, r, d = A_out[i], Y[i], delta[i]
@@ -250,7 +257,7 @@ def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
             else:
                 s = 0.0
                 for j in range(m):
-                    d[j] = -r[j] + (1 - r[j]) * y[j] / max(1 - y[j], tiny)
+                    d[j] = -r[j] + (one - r[j]) * y[j] / max(one - y[j], tiny)
                     s += d[j]
                 for j in range(m):
                     d[j] -= y[j] * s
@@ -259,9 +266,9 @@ def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
                 if loss == BINARY_CROSS_ENTROPY:
                     d[j] = y[j] - r[j]
                 elif loss == CROSS_ENTROPY:
-                    d[j] = -r[j] * (1 - y[j])
+                    d[j] = -r[j] * (one - y[j])
                 else:
-                    d[j] = (y[j] - r[j]) * y[j] * (1 - y[j])
+                    d[j] = (y[j] - r[j]) * y[j] * (one - y[j])
         else:
             for j in range(m):
                 d[j] = (y[j] - r[j]) * _derivative(y[j], act, slope)
@@ -275,38 +282,38 @@ def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
 
 # -- the compiled epoch -------------------------------------------------------------------
 @jit
-def _update(theta, grad, first, second, lo, hi, penalised, hyper, sgd, nesterov):
+def _update(theta, grad, first, second, lo, hi, l2, step):
     """Mirrors reference.minibatch_step's tail and optim.step on θ[lo:hi]:
-    g = (∂L/∂θ + l2·θ [weights only]) / Σw, then the SGD or Adam update.
-    One branch-free loop per rule, so LLVM vectorises each."""
-    lr, momentum, wsum = hyper[0], hyper[1], hyper[9]
-    l2 = hyper[2] if penalised else hyper[2] * 0
+    g = (∂L/∂θ + l2·θ) / Σw, then the step's update. One branch-free loop per rule, so LLVM
+    vectorises each."""
+    lr, momentum, wsum = step.lr, step.momentum, step.weight_sum
     th, gr, m1, m2 = theta[lo:hi], grad[lo:hi], first[lo:hi], second[lo:hi]
     n = hi - lo
-    if sgd and momentum == 0 and not nesterov:  # plain SGD: no velocity to read or write
+    if step.rule == SGD:  # plain SGD: no velocity to read or write
         for p in range(n):
             th[p] -= lr * ((gr[p] + l2 * th[p]) / wsum)
-    elif sgd and not nesterov:
+    elif step.rule == MOMENTUM:
         for p in range(n):
             g = (gr[p] + l2 * th[p]) / wsum
             v = momentum * m1[p] - lr * g
             m1[p] = v
             th[p] += v
-    elif sgd:
+    elif step.rule == NESTEROV:
         for p in range(n):
             g = (gr[p] + l2 * th[p]) / wsum
             v = momentum * m1[p] - lr * g
             m1[p] = v
             th[p] += momentum * v - lr * g
     else:
-        b1, omb1, b2, omb2, eps, step = hyper[3], hyper[4], hyper[5], hyper[6], hyper[7], hyper[8]
+        b1, omb1, b2, omb2 = step.beta_1, step.one_minus_beta_1, step.beta_2, step.one_minus_beta_2
+        eps, size = step.epsilon, step.adam_step
         for p in range(n):
             g = (gr[p] + l2 * th[p]) / wsum
             m = b1 * m1[p] + omb1 * g
             s = b2 * m2[p] + omb2 * g * g
             m1[p] = m
             m2[p] = s
-            th[p] -= step * m / (np.sqrt(s) + eps)
+            th[p] -= size * m / (np.sqrt(s) + eps)
 
 
 @jit
@@ -315,13 +322,14 @@ def _view(buf, start, rows, cols):
 
 
 @jit
-def _forward_backward(theta, offsets, sizes, hidden, output, loss, slope, tiny, xv, yv, wv,
-                      has_sw, acts, deltas, grad, nb, r0, r1):
-    """Forward, output delta and backward for rows r0:r1 of a gathered minibatch of nb rows.
-
-    Writes the gradient *summed over those rows* into grad and returns their summed loss.
-    Row blocks are independent until the gradient, so threads can each take one.
-    """
+def _forward_backward(net, xv, yv, wv, has_sw, acts, deltas, grad, nb, r0, r1):
+    """Mirrors reference.minibatch_step's forward and backward passes, on rows r0:r1 of a
+    gathered minibatch of nb rows: writes the gradient *summed over those rows* into grad
+    and returns their summed loss. Row blocks are independent until the gradient, so threads
+    can each take one."""
+    theta, offsets, sizes, slope = net.theta, net.offsets, net.sizes, net.leaky_slope
+    hidden, output = net.hidden, net.output
+    tiny = _tiny(theta)
     n_layers = offsets.shape[0]
     n_last = sizes[n_layers]
     pos = 0
@@ -335,7 +343,7 @@ def _forward_backward(theta, offsets, sizes, hidden, output, loss, slope, tiny, 
         a_in = out
         pos += nb * n_out
     pos -= nb * n_last  # the output delta sits at the same offset as the output activations
-    batch_loss = _output_delta(a_in, yv[r0:r1], output, loss,
+    batch_loss = _output_delta(a_in, yv[r0:r1], output, net.loss,
                                _view(deltas, pos, nb, n_last)[r0:r1], wv[r0:r1], has_sw,
                                slope, tiny)
     for l in range(n_layers - 1, -1, -1):
@@ -354,8 +362,9 @@ def _forward_backward(theta, offsets, sizes, hidden, output, loss, slope, tiny, 
 
 
 @jit
-def _gather(X, Y, sw, order, start, r0, r1, xb, yb, wb):
+def _gather(data, order, start, r0, r1, xb, yb, wb):
     """Rows order[start + r0 : start + r1] of X, Y, sw into rows r0:r1 of the buffers."""
+    X, Y, sw = data.X, data.Y, data.sample_weight
     for r in range(r0, r1):
         src = order[start + r]
         xb[r] = X[src]
@@ -364,109 +373,126 @@ def _gather(X, Y, sw, order, start, r0, r1, xb, yb, wb):
 
 
 @jit
-def _update_slice(theta, grad, first, second, lo, hi, offsets, sizes, hyper, sgd, nesterov):
-    """_update on θ[lo:hi], layer by layer: L2 on the weights, none on the biases."""
+def _slice_start(c, n_chunks, n_params):
+    """Where thread-slice c of θ starts (_layout.slice_start)."""
+    if c == n_chunks:
+        return n_params
+    return (c * n_params // n_chunks) // SLICE_ALIGN * SLICE_ALIGN
+
+
+@jit
+def _update_slice(theta, grad, first, second, lo, hi, offsets, sizes, step):
+    """_update on θ[lo:hi], layer by layer: L2 on the weights, none on the biases.
+
+    Engine-specific (tests/test_twins.py): l2 reaches _update as a float64, so the penalised
+    gradient (g + l2·θ)/Σw is formed in float64 and rounds once into θ (the cython twin
+    rounds each operation to θ's dtype). Kept so that numba's trajectories stay bitwise what
+    they were; the two agree within the float32 tolerance."""
+    l2 = np.float64(step.l2)
     for l in range(offsets.shape[0]):
         w0, b0 = offsets[l, 0], offsets[l, 1]
         b1 = b0 + sizes[l + 1]
         if max(w0, lo) < min(b0, hi):
-            _update(theta, grad, first, second, max(w0, lo), min(b0, hi), True, hyper, sgd,
-                    nesterov)
+            _update(theta, grad, first, second, max(w0, lo), min(b0, hi), l2, step)
         if max(b0, lo) < min(b1, hi):
-            _update(theta, grad, first, second, max(b0, lo), min(b1, hi), False, hyper, sgd,
-                    nesterov)
+            _update(theta, grad, first, second, max(b0, lo), min(b1, hi), l2 * 0, step)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
-def _forward_backward_chunks(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y,
-                             sw, order, start, xv, yv, wv, has_sw, acts, deltas, parts,
-                             part_losses, nb):
+@parallel_jit
+def _forward_backward_chunks(net, data, ws, order, start, xv, yv, nb):
     """Data-parallel step: thread c gathers rows [c·nb/C, (c+1)·nb/C) of the minibatch and
     sums their gradient into its own buffer parts[c]; returns the summed loss."""
+    parts, part_losses = ws.parts, ws.part_losses
     n_chunks = parts.shape[0]
     for c in prange(n_chunks):
         r0 = c * nb // n_chunks
         r1 = (c + 1) * nb // n_chunks
-        _gather(X, Y, sw, order, start, r0, r1, xv, yv, wv)
-        part_losses[c] = _forward_backward(theta, offsets, sizes, hidden, output, loss, slope,
-                                           tiny, xv, yv, wv, has_sw, acts, deltas, parts[c],
-                                           nb, r0, r1)
+        _gather(data, order, start, r0, r1, xv, yv, ws.wb)
+        part_losses[c] = _forward_backward(net, xv, yv, ws.wb, data.has_sample_weight,
+                                           ws.acts, ws.deltas, parts[c], nb, r0, r1)
     batch_loss = part_losses[0]
     for c in range(1, n_chunks):
         batch_loss += part_losses[c]
     return batch_loss
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy", parallel=True)
-def _update_chunks(theta, grad, parts, first, second, offsets, sizes, hyper, sgd, nesterov):
-    """The update split as the step was: thread c takes a 64-byte aligned slice of θ, sums
+@parallel_jit
+def _update_chunks(net, opt, ws, step):
+    """The update split as the step was: thread c takes its slice of θ (_slice_start), sums
     the gradient buffers there in the fixed order 0, 1, …, C-1 (so a thread count always
     gives bitwise the same result), then updates the slice."""
+    theta, grad, parts = net.theta, ws.grad, ws.parts
     n_chunks, n_params = parts.shape
     for c in prange(n_chunks):
-        lo = (c * n_params // n_chunks) // 16 * 16
-        hi = n_params if c == n_chunks - 1 else ((c + 1) * n_params // n_chunks) // 16 * 16
+        lo = _slice_start(c, n_chunks, n_params)
+        hi = _slice_start(c + 1, n_chunks, n_params)
         grad[lo:hi] = parts[0, lo:hi]
         for k in range(1, n_chunks):
             grad[lo:hi] += parts[k, lo:hi]
-        _update_slice(theta, grad, first, second, lo, hi, offsets, sizes, hyper, sgd, nesterov)
+        _update_slice(theta, grad, opt.first, opt.second, lo, hi, net.offsets, net.sizes, step)
 
 
 @jit
-def _epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw, order,
-           batch_size, sgd, nesterov, hyper, beta_1, beta_2, t, first, second, grad, parts,
-           part_losses, min_chunk_rows, acts, deltas, xb, yb, wb):
-    """Mirrors reference._epoch (minibatch_step inlined): returns (data, penalty, t).
+def _squared_norm(x):
+    """Σ x² through BLAS dot (a plain loop would be a latency-bound serial reduction)."""
+    return np.dot(x, x)
 
-    hyper (in θ's dtype, so scalar arithmetic rounds as NumPy's does): learning_rate,
-    momentum, l2, β₁, 1-β₁, β₂, 1-β₂, ε, then two scratch slots (Adam step size, weight sum).
-    A minibatch of at least parts.shape[0] · min_chunk_rows rows is split across threads
-    (parts holds one gradient buffer per thread); smaller ones run on this thread.
-    Every buffer is preallocated: a minibatch step allocates nothing.
-    """
-    n = X.shape[0]
+
+@jit
+def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
+    """Mirrors reference._epoch (minibatch_step inlined): one pass over the rows in `order`
+    at learning rate lr (in θ's dtype); writes (Σ mean loss·rows, Σ mean L2 penalty·rows)
+    into terms and returns Adam's step count.
+
+    A minibatch of at least n_chunks · min_chunk_rows rows is split across threads (parts
+    holds one gradient buffer per thread); smaller ones run on this thread. Every buffer is
+    preallocated: a minibatch step allocates nothing."""
+    theta, offsets, sizes = net.theta, net.offsets, net.sizes
+    h = opt.hyper[0]
+    n = data.X.shape[0]
     n_layers = offsets.shape[0]
     n0, n_last = sizes[0], sizes[n_layers]
-    l2 = hyper[2]
+    batch_size, n_chunks = ctrl.batch_size, ws.parts.shape[0]
+    l2 = _cast(theta, h.l2)
+    beta_1, beta_2 = h.beta_1, h.beta_2
     data_term = 0.0
     penalty_term = 0.0
     for start in range(0, n, batch_size):
         nb = min(batch_size, n - start)
-        xv = _view(xb, 0, nb, n0)
-        yv = _view(yb, 0, nb, n_last)
-        split = parts.shape[0] > 1 and nb >= parts.shape[0] * min_chunk_rows
+        xv = _view(ws.xb, 0, nb, n0)
+        yv = _view(ws.yb, 0, nb, n_last)
+        split = n_chunks > 1 and nb >= n_chunks * ctrl.min_chunk_rows
         if split:
-            batch_loss = _forward_backward_chunks(
-                theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, order,
-                start, xv, yv, wb, has_sw, acts, deltas, parts, part_losses, nb)
+            batch_loss = _forward_backward_chunks(net, data, ws, order, start, xv, yv, nb)
         else:
-            _gather(X, Y, sw, order, start, 0, nb, xv, yv, wb)
-            batch_loss = _forward_backward(theta, offsets, sizes, hidden, output, loss, slope,
-                                           tiny, xv, yv, wb, has_sw, acts, deltas, grad, nb,
-                                           0, nb)
+            _gather(data, order, start, 0, nb, xv, yv, ws.wb)
+            batch_loss = _forward_backward(net, xv, yv, ws.wb, data.has_sample_weight,
+                                           ws.acts, ws.deltas, ws.grad, nb, 0, nb)
         weight_sum = 0.0
         for r in range(nb):
-            weight_sum += wb[r] if has_sw else 1.0
-        # mean gradient with L2 on the weights, then the optimizer update
-        hyper[9] = weight_sum  # rounds to θ's dtype, as the reference's division does
-        if not sgd:
+            weight_sum += ws.wb[r] if data.has_sample_weight else 1.0
+        adam_step = _cast(theta, 0.0)
+        if h.rule == ADAM:
             t += 1
-            hyper[8] = hyper[0] * np.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t)
+            adam_step = _cast(theta, lr * np.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+        # the mean gradient with L2 on the weights, then the optimizer update, in θ's dtype
+        step = Step(h.rule, lr, _cast(theta, h.momentum), l2, _cast(theta, beta_1),
+                    _cast(theta, 1 - beta_1), _cast(theta, beta_2), _cast(theta, 1 - beta_2),
+                    _cast(theta, h.epsilon), adam_step, _cast(theta, weight_sum))
         squared_norm = 0.0  # of the weights before this step's update
         if l2 != 0:
             for l in range(n_layers):
-                w0, b0 = offsets[l, 0], offsets[l, 1]
-                # BLAS dot: a plain loop would be a latency-bound serial reduction
-                squared_norm += np.dot(theta[w0:b0], theta[w0:b0])
+                squared_norm += _squared_norm(theta[offsets[l, 0]:offsets[l, 1]])
         if split:
-            _update_chunks(theta, grad, parts, first, second, offsets, sizes, hyper, sgd,
-                           nesterov)
+            _update_chunks(net, opt, ws, step)
         else:
-            _update_slice(theta, grad, first, second, 0, theta.shape[0], offsets, sizes,
-                          hyper, sgd, nesterov)
+            _update_slice(theta, ws.grad, opt.first, opt.second, 0, theta.shape[0], offsets,
+                          sizes, step)
         data_term += batch_loss / weight_sum * nb
-        penalty_term += 0.5 * hyper[2] * squared_norm / weight_sum * nb
-    return data_term, penalty_term, t
+        penalty_term += 0.5 * l2 * squared_norm / weight_sum * nb
+    terms[0] = data_term
+    terms[1] = penalty_term
+    return t
 
 
 @jit
@@ -478,93 +504,54 @@ def _all_finite(x):
     return not bad
 
 
-COMPLETED, PLATEAU, DIVERGED = range(3)
-
-
 @jit
 def _plateau_update(plateau, loss):
-    """Mirrors stopping.Plateau.update on its array form [tol, patience, best, count, scale]:
-    records one epoch's loss, True when it completes a plateau."""
-    if loss > plateau[2] - plateau[0]:
-        plateau[3] += 1
+    """Mirrors stopping.Plateau.update on the PLATEAU record: records one epoch's loss, True
+    when it completes a plateau."""
+    if loss > plateau.best - plateau.tol:
+        plateau.count += 1
     else:
-        plateau[3] = 0
-    if loss < plateau[2]:
-        plateau[2] = loss
-    return plateau[3] > plateau[1]
+        plateau.count = 0
+    if loss < plateau.best:
+        plateau.best = loss
+    return plateau.count > plateau.patience
 
 
 @jit
-def _train_epochs(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw,
-                  orders, batch_size, sgd, nesterov, hyper, learning_rates, beta_1, beta_2, t,
-                  first, second, grad, parts, part_losses, min_chunk_rows, acts, deltas, xb, yb,
-                  wb, saved, guard, plateau, terms):
+def train_epochs(network, data, optimizer, workspace, control):
     """Mirrors reference.train_epochs: up to len(learning_rates) epochs in one call; the
-    arguments as cython's train_epochs (csrc/_cython_kernels.pyx), which documents them.
-    Returns (epochs completed, t, event)."""
-    n = X.shape[0]
-    keep_first = not (sgd and hyper[1] == 0 and not nesterov)
-    keep_second = not sgd
-    for e in range(learning_rates.shape[0]):
-        t_before = t
-        if guard:
+    bundles are _layout's (documented there). Writes the OUTCOME record."""
+    theta, first, second, saved = network.theta, optimizer.first, optimizer.second, workspace.saved
+    rule = optimizer.hyper[0].rule
+    plateau, outcome = control.plateau[0], control.outcome[0]
+    n = data.X.shape[0]
+    orders, terms = data.orders, control.terms
+    t = outcome.t
+    keep_first, keep_second = rule != SGD, rule == ADAM  # _layout.keeps_first/keeps_second
+    outcome.event = COMPLETED
+    for e in range(optimizer.learning_rates.shape[0]):
+        outcome.epochs = e
+        if control.guard:
             saved[0] = theta
             if keep_first:
                 saved[1] = first
             if keep_second:
                 saved[2] = second
-        hyper[0] = learning_rates[e]
         order = orders[e if orders.shape[0] > 1 else 0]
-        data_term, penalty_term, t = _epoch(
-            theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw, order,
-            batch_size, sgd, nesterov, hyper, beta_1, beta_2, t, first, second, grad, parts,
-            part_losses, min_chunk_rows, acts, deltas, xb, yb, wb)
-        terms[e, 0] = data_term
-        terms[e, 1] = penalty_term
-        epoch_loss = data_term / n / plateau[4] + penalty_term / n
-        if guard and not (np.isfinite(epoch_loss) and _all_finite(theta)):
+        t_after = _epoch(network, data, optimizer, workspace, control, order,
+                         _cast(theta, optimizer.learning_rates[e]), t, terms[e])
+        epoch_loss = terms[e, 0] / n / plateau.scale + terms[e, 1] / n
+        if control.guard and not (np.isfinite(epoch_loss) and _all_finite(theta)):
             theta[:] = saved[0]
             if keep_first:
                 first[:] = saved[1]
             if keep_second:
                 second[:] = saved[2]
-            return e, t_before, DIVERGED
-        if plateau[1] >= 0 and _plateau_update(plateau, epoch_loss):
-            return e + 1, t, PLATEAU
-    return learning_rates.shape[0], t, COMPLETED
-
-
-# -- the public contract (validated in Python before any compiled code runs) --------------
-forward_layer, backward_layer, output_delta = _compiled.contract_functions(
-    _forward, _backward, _output_delta)
-
-
-def _threads(n_chunks):
-    """A split minibatch: each thread calls BLAS single-threaded (two levels of threading
-    would oversubscribe the cores), and the workqueue layer needs its lock."""
-    if n_chunks == 1:
-        return contextlib.nullcontext()
-    stack = contextlib.ExitStack()
-    stack.enter_context(_parallel_guard(True))
-    stack.enter_context(blas_thread_limit(1))
-    return stack
-
-
-def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
-                 learning_rates, guard=True, plateau=None):
-    """Up to len(learning_rates) epochs in one compiled call. Mirrors reference.train_epochs;
-    threads: Numba's current thread count (n_threads)."""
-    return _compiled.train_epochs(_train_epochs, _threads, arch, theta, X, Y, sample_weight,
-                                  orders, batch_size, opt, state, learning_rates, guard, plateau,
-                                  max(1, numba.get_num_threads()))
-
-
-def train_epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state):
-    """One epoch in one compiled call. Mirrors reference.train_epoch."""
-    return _compiled.train_epoch_from(_train_epochs, _threads, arch, theta, X, Y, sample_weight,
-                                      order, batch_size, opt, state,
-                                      max(1, numba.get_num_threads()))
-
-
-__all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epoch",
-           "train_epochs"]
+            outcome.event = DIVERGED
+            break
+        t = t_after
+        outcome.epochs = e + 1
+        if plateau.patience >= 0 and _plateau_update(plateau, epoch_loss):
+            outcome.event = PLATEAU
+            break
+    outcome.t = t

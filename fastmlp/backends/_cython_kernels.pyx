@@ -1,12 +1,19 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False, nonecheck=False
-"""fastmlp's Cython backend: the reference kernel contract compiled ahead of time.
+"""The cython twin's kernels: the reference kernel contract compiled ahead of time.
 
-Twin of fastmlp/backends/numba_kernels.py, function for function (each says which
-reference function it mirrors). GEMMs come from scipy.linalg.cython_blas (SciPy's BLAS);
-everything else runs without the GIL, the whole epoch included. The arrays reaching these
-functions have been checked by fastmlp/backends/_contract.py (shapes, dtypes, contiguity),
-so bounds checks are off.
+Twin of _numba_kernels.py: the functions both engines have carry the same name and say
+which reference function they mirror; tests/test_twins.py fails when one engine has a kernel
+or a constant the other lacks, unless it is on that test's engine-specific list with its
+reason (what this twin fuses beyond numba's is listed there). The interface — records,
+codes, size rules — is _layout.py's, declared for C in _records.pxd and checked against it
+at import. GEMMs come from scipy.linalg.cython_blas (SciPy's BLAS); everything else runs
+without the GIL, the whole epoch included. The arrays reaching these functions have been
+checked by _contract.py (shapes, dtypes, contiguity), so bounds checks are off.
+
+Precision (both twins): every elementwise operation rounds to θ's dtype, as NumPy's
+arithmetic on θ does in the reference; sums over many terms (a loss, a minibatch's loss)
+accumulate in double.
 
 Row-major products through column-major BLAS: a C-ordered (r, c) matrix is the
 column-major (c, r) matrix of its transpose, so
@@ -16,10 +23,14 @@ column-major (c, r) matrix of its transpose, so
 """
 from cython cimport floating
 from cython.parallel cimport parallel
-from libc.float cimport DBL_MAX as DOUBLE_MAX, FLT_MAX
-from libc.math cimport exp, expf, fabs, fabsf, log, logf, sqrt, sqrtf, tanh
+from libc.float cimport DBL_MAX as DOUBLE_MAX, DBL_MIN, FLT_MAX, FLT_MIN
+from libc.math cimport exp, expf, fabs, fabsf, log, logf, sqrt, sqrtf, tanh, tanhf
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport ddot, dgemm, sdot, sgemm
+
+import numpy as np
+
+from ._records cimport *
 
 cdef extern from *:
     """
@@ -98,35 +109,6 @@ cdef enum:
     PHASE_WAIT_UPDATE = 5
     PHASE_EPOCH = 6
 
-# Activation / loss codes: fastmlp.activations.CODES, fastmlp.losses.CODES.
-cdef enum:
-    IDENTITY = 0
-    LOGISTIC = 1
-    TANH = 2
-    RELU = 3
-    LEAKY_RELU = 4
-    SOFTMAX = 5
-cdef enum:
-    SQUARED_ERROR = 0
-    CROSS_ENTROPY = 1
-    BINARY_CROSS_ENTROPY = 2
-
-# train_epochs' events: fastmlp.backends._contract.EVENTS.
-cdef enum:
-    COMPLETED = 0
-    PLATEAU = 1
-    DIVERGED = 2
-
-# Same size rules as the numba backend (see there for the measurements).
-cdef enum:
-    SMALL_WORK = 1024
-    # δ Wᵀ through a transposed copy of W when W is at most NARROW_OUT wide, NARROW_WORDS big
-    NARROW_OUT = 16
-    NARROW_WORDS = 4096
-    BLOCK_BYTES = 1048576
-    MIN_BLOCK_ROWS = 256
-
-
 def max_threads():
     """OpenMP's thread count (1 when built without OpenMP)."""
     return fastmlp_max_threads()
@@ -184,17 +166,25 @@ cdef inline floating _exp(floating x) noexcept nogil:
         return exp(x)
 
 
+cdef inline floating _tanh(floating x) noexcept nogil:
+    """tanh in the argument's precision (tanhf for float32)."""
+    if floating is float:
+        return tanhf(x)
+    else:
+        return tanh(x)
+
+
 cdef void _activate_row(floating* z, int n, int act, floating slope) noexcept nogil:
-    """Mirrors activations.activate on one row, in place."""
+    """Mirrors activations.activate on one row, in place, in θ's dtype."""
     cdef int j
-    cdef double e
+    cdef floating e, one = 1
     if act == LOGISTIC:
         for j in range(n):
-            e = exp(-fabs(z[j]))
-            z[j] = <floating>((1.0 if z[j] >= 0 else e) / (1.0 + e))
+            e = _exp(-(z[j] if z[j] >= 0 else -z[j]))
+            z[j] = (one if z[j] >= 0 else e) / (one + e)
     elif act == TANH:
         for j in range(n):
-            z[j] = <floating>tanh(z[j])
+            z[j] = _tanh(z[j])
     elif act == RELU:
         for j in range(n):
             if z[j] < 0:
@@ -516,6 +506,69 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
 
 
 # -- the compiled epoch ----------------------------------------------------------------------
+# One minibatch's update constants (numba's Step), each a value of θ's dtype held as a
+# double: the kernels cast them back to θ's dtype, exactly.
+cdef struct Step:
+    int rule
+    double lr, momentum, l2, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon
+    double adam_step, weight_sum
+
+
+# One train_epochs call: _layout's five bundles as raw pointers and sizes (the arrays were
+# checked in Python; the floating ones are cast to θ's dtype where they are read).
+cdef struct Run:
+    # Network
+    void* theta
+    const long* offsets  # (n_layers, 2): where W_l and b_l start in θ
+    const long* sizes    # (n_layers + 1,): units per layer
+    int n_layers
+    long n_params
+    int hidden, output, loss
+    double slope
+    # Data
+    const void* X
+    const void* Y
+    const void* sw
+    bint has_sw
+    const long* orders
+    long n_orders
+    long n
+    int n0, n_last
+    # Optimizer
+    const Hyper* hyper
+    const double* learning_rates
+    long n_epochs
+    void* first
+    void* second
+    # Workspace
+    void* grad
+    void* parts  # (n_chunks, n_params)
+    double* part_losses
+    int n_chunks
+    void* acts
+    void* deltas
+    void* xb
+    void* yb
+    void* wb
+    void* saved  # (3, n_params)
+    long a_stride, x_stride, y_stride  # one chunk's region in acts/deltas, xb, yb
+    # Control
+    int batch_size, min_chunk_rows
+    bint guard
+    Plateau* plateau
+    Outcome* outcome
+    double* terms  # (n_epochs, 2)
+    bint stop      # thread 0's decision, read by the team after a barrier
+
+
+cdef inline long _weights_at(const Run* r, int l) noexcept nogil:
+    return r.offsets[2 * l]
+
+
+cdef inline long _biases_at(const Run* r, int l) noexcept nogil:
+    return r.offsets[2 * l + 1]
+
+
 cdef inline floating _summed(floating* g0, floating* g1, long p) noexcept nogil:
     """The raw gradient: g0[p], or g0[p] + g1[p] for two threads' buffers (the loop tests
     g1 once: gcc unswitches it)."""
@@ -523,25 +576,27 @@ cdef inline floating _summed(floating* g0, floating* g1, long p) noexcept nogil:
 
 
 cdef void _update(floating* theta, floating* g0, floating* g1, floating* first,
-                  floating* second, long lo, long hi, floating l2, floating* hyper, bint sgd,
-                  bint nesterov) noexcept nogil:
+                  floating* second, long lo, long hi, floating l2,
+                  const Step* step) noexcept nogil:
     """Mirrors reference.minibatch_step's tail and optim.step on θ[lo:hi], the raw gradient
     being g0 (+ g1): summing the threads' buffers here saves a pass over them."""
     cdef long p
     cdef floating g, v, m, s
-    cdef floating lr = hyper[0], momentum = hyper[1], wsum = hyper[9]
-    cdef floating b1 = hyper[3], omb1 = hyper[4], b2 = hyper[5], omb2 = hyper[6]
-    cdef floating eps = hyper[7], step = hyper[8]
-    if sgd and momentum == 0 and not nesterov:
+    cdef floating lr = <floating>step.lr, momentum = <floating>step.momentum
+    cdef floating wsum = <floating>step.weight_sum
+    cdef floating b1 = <floating>step.beta_1, omb1 = <floating>step.one_minus_beta_1
+    cdef floating b2 = <floating>step.beta_2, omb2 = <floating>step.one_minus_beta_2
+    cdef floating eps = <floating>step.epsilon, size = <floating>step.adam_step
+    if step.rule == SGD:
         for p in range(lo, hi):
             theta[p] -= lr * ((_summed(g0, g1, p) + l2 * theta[p]) / wsum)
-    elif sgd and not nesterov:
+    elif step.rule == MOMENTUM:
         for p in range(lo, hi):
             g = (_summed(g0, g1, p) + l2 * theta[p]) / wsum
             v = momentum * first[p] - lr * g
             first[p] = v
             theta[p] += v
-    elif sgd:
+    elif step.rule == NESTEROV:
         for p in range(lo, hi):
             g = (_summed(g0, g1, p) + l2 * theta[p]) / wsum
             v = momentum * first[p] - lr * g
@@ -554,106 +609,104 @@ cdef void _update(floating* theta, floating* g0, floating* g1, floating* first,
             s = b2 * second[p] + omb2 * g * g
             first[p] = m
             second[p] = s
-            theta[p] -= step * m / (_sqrt(s) + eps)
+            theta[p] -= size * m / (_sqrt(s) + eps)
 
 
-cdef double _forward_backward(floating* theta, long[:, ::1] offsets, long[::1] sizes,
-                              int hidden, int output, int loss, floating slope, floating tiny,
-                              floating* xb, floating* yb, floating* wb, bint has_sw,
-                              floating* acts, floating* deltas, floating* grad, int nb, int r0,
-                              int r1) noexcept nogil:
-    """Mirrors numba_kernels._forward_backward: rows r0:r1 of a gathered minibatch of nb."""
-    cdef int n_layers = offsets.shape[0], l, n_in, n_out, rows = r1 - r0
-    cdef int n0 = sizes[0], n_last = sizes[n_layers]
+cdef double _forward_backward(const Run* r, floating* theta, floating* xb, floating* yb,
+                              floating* wb, floating* acts, floating* deltas, floating* grad,
+                              int nb, int r0, int r1) noexcept nogil:
+    """Mirrors reference.minibatch_step's forward and backward passes (numba's
+    _forward_backward), on rows r0:r1 of a gathered minibatch of nb rows: the gradient
+    summed over them into grad; returns their summed loss."""
+    cdef int n_layers = r.n_layers, l, n_in, n_out, rows = r1 - r0
+    cdef int n0 = r.n0, n_last = r.n_last
     cdef long pos = 0, prev = 0
     cdef floating* a_in = xb + <long>r0 * n0
+    cdef floating slope = <floating>r.slope
+    cdef floating tiny = FLT_MIN if floating is float else DBL_MIN
     cdef double batch_loss
     for l in range(n_layers):
-        n_in = sizes[l]
-        n_out = sizes[l + 1]
-        _forward(a_in, theta + offsets[l, 0], theta + offsets[l, 1],
+        n_in = r.sizes[l]
+        n_out = r.sizes[l + 1]
+        _forward(a_in, theta + _weights_at(r, l), theta + _biases_at(r, l),
                  acts + pos + <long>r0 * n_out, rows, n_in, n_out,
-                 output if l == n_layers - 1 else hidden, slope)
+                 r.output if l == n_layers - 1 else r.hidden, slope)
         a_in = acts + pos + <long>r0 * n_out
         pos += <long>nb * n_out
     pos -= <long>nb * n_last
     # every layer's bias gradient is summed as its δ is made: the output layer's here, a
     # hidden layer's by the layer above it
     batch_loss = _output_delta(a_in, yb + <long>r0 * n_last, deltas + pos + <long>r0 * n_last,
-                               wb + r0, rows, n_last, output, loss, has_sw, slope, tiny,
-                               grad + offsets[n_layers - 1, 1])
+                               wb + r0, rows, n_last, r.output, r.loss, r.has_sw, slope, tiny,
+                               grad + _biases_at(r, n_layers - 1))
     for l in range(n_layers - 1, -1, -1):
-        n_in = sizes[l]
-        n_out = sizes[l + 1]
+        n_in = r.sizes[l]
+        n_out = r.sizes[l + 1]
         if l > 0:
             prev = pos - <long>nb * n_in
             _backward(acts + prev + <long>r0 * n_in, deltas + pos + <long>r0 * n_out,
-                      theta + offsets[l, 0], grad + offsets[l, 0], grad + offsets[l, 1],
-                      deltas + prev + <long>r0 * n_in, rows, n_in, n_out, hidden, slope, True,
-                      True, grad + offsets[l - 1, 1])
+                      theta + _weights_at(r, l), grad + _weights_at(r, l),
+                      grad + _biases_at(r, l), deltas + prev + <long>r0 * n_in, rows, n_in,
+                      n_out, r.hidden, slope, True, True, grad + _biases_at(r, l - 1))
             pos = prev
         else:
             _backward(xb + <long>r0 * n0, deltas + pos + <long>r0 * n_out,
-                      theta + offsets[l, 0], grad + offsets[l, 0], grad + offsets[l, 1],
-                      NULL, rows, n_in, n_out, hidden, slope, False, True, NULL)
+                      theta + _weights_at(r, l), grad + _weights_at(r, l),
+                      grad + _biases_at(r, l), NULL, rows, n_in, n_out, r.hidden, slope,
+                      False, True, NULL)
     return batch_loss
 
 
 cdef inline long _slice_start(int c, int n_chunks, long n_params) noexcept nogil:
-    """Where thread-slice c of θ starts (64-byte aligned; slice c is [start(c), start(c+1)))."""
-    return n_params if c == n_chunks else (c * n_params // n_chunks) // 16 * 16
+    """Where thread-slice c of θ starts (_layout.slice_start)."""
+    return n_params if c == n_chunks else (c * n_params // n_chunks) // SLICE_ALIGN * SLICE_ALIGN
 
 
-cdef void _update_slice(floating* theta, floating* g0, floating* g1, floating* first,
-                        floating* second, long lo, long hi, long[:, ::1] offsets,
-                        long[::1] sizes, floating* hyper, bint sgd, bint nesterov) noexcept nogil:
+cdef void _update_slice(const Run* r, floating* theta, floating* g0, floating* g1, long lo,
+                        long hi, const Step* step) noexcept nogil:
     """_update on θ[lo:hi], layer by layer: L2 on the weights, none on the biases."""
     cdef int l
     cdef long w0, b0, b1
-    cdef floating zero = 0
-    for l in range(offsets.shape[0]):
-        w0 = offsets[l, 0]
-        b0 = offsets[l, 1]
-        b1 = b0 + sizes[l + 1]
+    cdef floating* first = <floating*>r.first
+    cdef floating* second = <floating*>r.second
+    cdef floating l2 = <floating>step.l2, zero = 0
+    for l in range(r.n_layers):
+        w0 = _weights_at(r, l)
+        b0 = _biases_at(r, l)
+        b1 = b0 + r.sizes[l + 1]
         if w0 < lo:
             w0 = lo
         if b0 > hi:
             b0 = hi
         if w0 < b0:
-            _update(theta, g0, g1, first, second, w0, b0, hyper[2], hyper, sgd, nesterov)
-        b0 = offsets[l, 1]
+            _update(theta, g0, g1, first, second, w0, b0, l2, step)
+        b0 = _biases_at(r, l)
         if b0 < lo:
             b0 = lo
         if b1 > hi:
             b1 = hi
         if b0 < b1:
-            _update(theta, g0, g1, first, second, b0, b1, zero, hyper, sgd, nesterov)
+            _update(theta, g0, g1, first, second, b0, b1, zero, step)
 
 
-cdef void _gather(const floating[:, ::1] X, const floating[:, ::1] Y, const floating[::1] sw,
-                  const long[::1] order, int first, int rows, floating* xb, floating* yb,
-                  floating* wb) noexcept nogil:
+cdef void _gather(const Run* r, const floating* X, const long* order, long first, int rows,
+                  floating* xb, floating* yb, floating* wb) noexcept nogil:
     """Rows order[first : first + rows] of X, Y, sw into the first rows of xb, yb, wb."""
-    cdef int r, j, n0 = X.shape[1], n_last = Y.shape[1]
+    cdef int i, j, n0 = r.n0, n_last = r.n_last
     cdef long src
-    for r in range(rows):
-        src = order[first + r]
+    cdef const floating* Y = <const floating*>r.Y
+    cdef const floating* sw = <const floating*>r.sw
+    for i in range(rows):
+        src = order[first + i]
         for j in range(n0):
-            xb[<long>r * n0 + j] = X[src, j]
+            xb[<long>i * n0 + j] = X[src * n0 + j]
         for j in range(n_last):
-            yb[<long>r * n_last + j] = Y[src, j]
-        wb[r] = sw[src]
+            yb[<long>i * n_last + j] = Y[src * n_last + j]
+        wb[i] = sw[src]
 
 
-cdef long _epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int hidden,
-                int output, int loss, floating slope, floating tiny, const floating[:, ::1] X,
-                const floating[:, ::1] Y, const floating[::1] sw, bint has_sw,
-                const long[::1] order, int batch_size, bint sgd, bint nesterov,
-                const floating[::1] hyper, floating lr, double beta_1, double beta_2, long t,
-                floating[::1] first, floating[::1] second, floating[::1] grad,
-                floating[:, ::1] parts, double[::1] part_losses, int min_chunk_rows,
-                floating[::1] acts, floating[::1] deltas, floating[::1] xb, floating[::1] yb,
-                floating[::1] wb, double* terms, int tid, int team) noexcept nogil:
+cdef long _epoch(const Run* r, floating* theta, const long* order, floating lr, long t,
+                 double* terms, int tid, int team) noexcept nogil:
     """Mirrors reference._epoch: one pass over the rows in `order` at learning rate lr, run
     by every thread of a team of `team` (this one: tid; a team of 1 runs it all). Thread 0
     writes (Σ mean loss·rows, Σ mean L2 penalty·rows) into terms. Returns Adam's step count.
@@ -663,101 +716,108 @@ cdef long _epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int
     c mod team, so the results depend on the chunk count, never on the team. Two barriers per
     minibatch replace two fork/joins (numba's twin, which has no barrier, forks per phase).
     Chunk c's rows of xb, yb, acts and deltas are a region of their own (the buffers hold
-    n_chunks regions, a gap apart: see _compiled.Workspace); wb stays in minibatch order.
-    With both chunks' rows side by side in one minibatch-ordered buffer, the second chunk's
-    forward epilogue took ~1.5x the first's (float64 digits, per-phase timers during
-    development); `python bench/phases.py` shows the two threads' phases side by side."""
-    cdef int n = X.shape[0], n_layers = offsets.shape[0]
-    cdef int n_chunks = parts.shape[0]
-    cdef int start, nb, r, c, l, r0, r1, n0 = X.shape[1], n_last = Y.shape[1]
-    cdef long p, w0, lo, hi, n_params = theta.shape[0]
-    cdef long a_stride = acts.shape[0] // n_chunks, x_stride = xb.shape[0] // n_chunks
-    cdef long y_stride = yb.shape[0] // n_chunks
+    n_chunks regions, a gap apart: _layout.chunk_rows), so no thread streams through lines
+    another writes; wb stays in minibatch order. `python bench/phases.py` shows the two
+    threads' phases side by side."""
+    cdef const floating* X = <const floating*>r.X
+    cdef floating* grad = <floating*>r.grad
+    cdef floating* parts = <floating*>r.parts
+    cdef floating* acts = <floating*>r.acts
+    cdef floating* deltas = <floating*>r.deltas
+    cdef floating* xb = <floating*>r.xb
+    cdef floating* yb = <floating*>r.yb
+    cdef floating* wb = <floating*>r.wb
+    cdef int n_layers = r.n_layers, n_chunks = r.n_chunks
+    cdef int nb, i, c, l, r0, r1
+    cdef long start, p, lo, hi, n = r.n, n_params = r.n_params
     cdef bint split
     cdef double weight_sum, batch_loss = 0.0, squared_norm
-    cdef floating l2 = hyper[2]
+    cdef floating l2 = <floating>r.hyper.l2
+    cdef double beta_1 = r.hyper.beta_1, beta_2 = r.hyper.beta_2
     cdef double since
-    cdef floating h[10]  # this thread's hyper: [0] = lr, [8] = Adam's step, [9] = Σ weights
-    for r in range(10):
-        h[r] = hyper[r]
-    h[0] = lr
+    cdef Step step
+    step.rule = <int>r.hyper.rule
+    step.lr = lr
+    step.momentum = <floating>r.hyper.momentum
+    step.l2 = l2
+    step.beta_1 = <floating>beta_1
+    step.one_minus_beta_1 = <floating>(1 - beta_1)
+    step.beta_2 = <floating>beta_2
+    step.one_minus_beta_2 = <floating>(1 - beta_2)
+    step.epsilon = <floating>r.hyper.epsilon
+    step.adam_step = 0
     if tid == 0:
         terms[0] = 0.0
         terms[1] = 0.0
     start = 0
     while start < n:
-        nb = batch_size if start + batch_size <= n else n - start
-        split = n_chunks > 1 and nb >= n_chunks * min_chunk_rows
+        nb = r.batch_size if start + r.batch_size <= n else <int>(n - start)
+        split = n_chunks > 1 and nb >= n_chunks * r.min_chunk_rows
         if split:
             c = tid
             while c < n_chunks:  # chunks tid, tid + team, ...
                 r0 = c * nb // n_chunks
                 r1 = (c + 1) * nb // n_chunks
                 since = fastmlp_clock()
-                _gather(X, Y, sw, order, start + r0, r1 - r0, &xb[c * x_stride],
-                        &yb[c * y_stride], &wb[r0])
+                _gather(r, X, order, start + r0, r1 - r0, &xb[c * r.x_stride],
+                        &yb[c * r.y_stride], &wb[r0])
                 fastmlp_phase_add(PHASE_GATHER, since)
                 since = fastmlp_clock()
-                part_losses[c] = _forward_backward(
-                    &theta[0], offsets, sizes, hidden, output, loss, slope, tiny,
-                    &xb[c * x_stride], &yb[c * y_stride], &wb[r0], has_sw,
-                    &acts[c * a_stride], &deltas[c * a_stride], &parts[c, 0], r1 - r0, 0,
-                    r1 - r0)
+                r.part_losses[c] = _forward_backward(
+                    r, theta, &xb[c * r.x_stride], &yb[c * r.y_stride], &wb[r0],
+                    &acts[c * r.a_stride], &deltas[c * r.a_stride], &parts[c * n_params],
+                    r1 - r0, 0, r1 - r0)
                 fastmlp_phase_add(PHASE_FORWARD_BACKWARD, since)
                 c += team
         elif tid == 0:
             since = fastmlp_clock()
-            _gather(X, Y, sw, order, start, nb, &xb[0], &yb[0], &wb[0])
+            _gather(r, X, order, start, nb, xb, yb, wb)
             fastmlp_phase_add(PHASE_GATHER, since)
             since = fastmlp_clock()
-            batch_loss = _forward_backward(&theta[0], offsets, sizes, hidden, output, loss,
-                                           slope, tiny, &xb[0], &yb[0], &wb[0], has_sw,
-                                           &acts[0], &deltas[0], &grad[0], nb, 0, nb)
+            batch_loss = _forward_backward(r, theta, xb, yb, wb, acts, deltas, grad, nb, 0, nb)
             fastmlp_phase_add(PHASE_FORWARD_BACKWARD, since)
         squared_norm = 0.0  # of the weights before this step's update (none is written yet)
         if tid == 0 and l2 != 0:
             for l in range(n_layers):
-                w0 = offsets[l, 0]
-                squared_norm += _squared_norm(&theta[w0], offsets[l, 1] - w0)
+                squared_norm += _squared_norm(&theta[_weights_at(r, l)],
+                                              _biases_at(r, l) - _weights_at(r, l))
         since = fastmlp_clock()
         if team > 1:
             fastmlp_barrier()  # every chunk's gradient and rows are in
         fastmlp_phase_add(PHASE_WAIT_GRADIENTS, since)
         since = fastmlp_clock()
         weight_sum = 0.0  # every thread: the same sum, the same step size
-        for r in range(nb):
-            weight_sum += wb[r] if has_sw else 1.0
-        h[9] = <floating>weight_sum
-        if not sgd:
+        for i in range(nb):
+            weight_sum += wb[i] if r.has_sw else 1.0
+        step.weight_sum = <floating>weight_sum
+        if step.rule == ADAM:
             t += 1
-            h[8] = <floating>(h[0] * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+            step.adam_step = <floating>(lr * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
         if split:
-            # slices of θ 64-byte aligned; each sums its slice of the gradient buffers in
-            # the fixed order 0..C-1, then updates it
+            # each thread sums its slices of the gradient buffers in the fixed order
+            # 0..C-1, then updates them
             c = tid
             while c < n_chunks:
                 lo = _slice_start(c, n_chunks, n_params)
                 hi = _slice_start(c + 1, n_chunks, n_params)
                 if n_chunks == 2:  # summed inside the update, in the same order
-                    _update_slice(&theta[0], &parts[0, 0], &parts[1, 0], &first[0],
-                                  &second[0], lo, hi, offsets, sizes, h, sgd, nesterov)
+                    _update_slice(r, theta, parts, parts + n_params, lo, hi, &step)
                 else:
                     for p in range(lo, hi):
-                        grad[p] = parts[0, p]
-                    for r in range(1, n_chunks - 1):
+                        grad[p] = parts[p]
+                    for i in range(1, n_chunks - 1):
                         for p in range(lo, hi):
-                            grad[p] += parts[r, p]
-                    _update_slice(&theta[0], &grad[0], &parts[n_chunks - 1, 0], &first[0],
-                                  &second[0], lo, hi, offsets, sizes, h, sgd, nesterov)
+                            grad[p] += parts[i * n_params + p]
+                    _update_slice(r, theta, grad, parts + (n_chunks - 1) * n_params, lo, hi,
+                                  &step)
                 c += team
         elif tid == 0:
-            _update_slice(&theta[0], &grad[0], NULL, &first[0], &second[0], 0, n_params,
-                          offsets, sizes, h, sgd, nesterov)
+            _update_slice(r, theta, grad, NULL, 0, n_params, &step)
         if tid == 0:
             if split:
-                batch_loss = part_losses[0]
+                batch_loss = r.part_losses[0]
                 for c in range(1, n_chunks):
-                    batch_loss += part_losses[c]
+                    batch_loss += r.part_losses[c]
             terms[0] += batch_loss / weight_sum * nb
             terms[1] += 0.5 * l2 * squared_norm / weight_sum * nb
         fastmlp_phase_add(PHASE_UPDATE, since)
@@ -770,6 +830,7 @@ cdef long _epoch(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int
 
 
 cdef bint _all_finite(floating* x, long n) noexcept nogil:
+    """True if no element is NaN or ±inf."""
     cdef long p
     cdef int bad = 0
     # an integer OR reduction: vectorises without reordering float sums
@@ -782,128 +843,208 @@ cdef bint _all_finite(floating* x, long n) noexcept nogil:
     return not bad
 
 
-cdef bint _plateau_update(double[::1] plateau, double loss) noexcept nogil:
-    """Mirrors stopping.Plateau.update on its array form [tol, patience, best, count, scale]:
-    records one epoch's loss, True when it completes a plateau."""
-    if loss > plateau[2] - plateau[0]:
-        plateau[3] += 1
+cdef bint _plateau_update(Plateau* plateau, double loss) noexcept nogil:
+    """Mirrors stopping.Plateau.update on the PLATEAU record: records one epoch's loss, True
+    when it completes a plateau."""
+    if loss > plateau.best - plateau.tol:
+        plateau.count += 1
     else:
-        plateau[3] = 0
-    if loss < plateau[2]:
-        plateau[2] = loss
-    return plateau[3] > plateau[1]
+        plateau.count = 0
+    if loss < plateau.best:
+        plateau.best = loss
+    return plateau.count > plateau.patience
 
 
-cdef void _run_epochs(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int hidden,
-                      int output, int loss, floating slope, floating tiny,
-                      const floating[:, ::1] X, const floating[:, ::1] Y,
-                      const floating[::1] sw, bint has_sw, const long[:, ::1] orders,
-                      int batch_size, bint sgd, bint nesterov, const floating[::1] hyper,
-                      const double[::1] learning_rates, double beta_1, double beta_2,
-                      floating[::1] first, floating[::1] second, floating[::1] grad,
-                      floating[:, ::1] parts, double[::1] part_losses, int min_chunk_rows,
-                      floating[::1] acts, floating[::1] deltas, floating[::1] xb,
-                      floating[::1] yb, floating[::1] wb, floating[:, ::1] saved, bint guard,
-                      double[::1] plateau, double[:, ::1] terms, long* shared) noexcept nogil:
-    """train_epochs' loop, run by every thread of the team. Thread 0 alone keeps the
-    snapshot, applies the guard and the plateau rule, and publishes its decision in shared
-    = [t, epochs completed, event, stop], which the team reads after a barrier."""
+cdef void _keep(const Run* r, floating* theta, int tid, int team, bint restore) noexcept nogil:
+    """The guard's snapshot: θ and the moments in use to `saved` (restore: back from it),
+    each thread the slices it updates (still in its cache from the last update)."""
+    cdef floating* saved = <floating*>r.saved
+    cdef floating* first = <floating*>r.first
+    cdef floating* second = <floating*>r.second
+    cdef long lo, hi, n_params = r.n_params, width
+    cdef int c = tid, rule = <int>r.hyper.rule
+    while c < r.n_chunks:
+        lo = _slice_start(c, r.n_chunks, n_params)
+        hi = _slice_start(c + 1, r.n_chunks, n_params)
+        width = (hi - lo) * sizeof(floating)
+        if restore:
+            memcpy(&theta[lo], &saved[lo], width)
+        else:
+            memcpy(&saved[lo], &theta[lo], width)
+        if rule != SGD:  # _layout.keeps_first
+            if restore:
+                memcpy(&first[lo], &saved[n_params + lo], width)
+            else:
+                memcpy(&saved[n_params + lo], &first[lo], width)
+        if rule == ADAM:  # _layout.keeps_second
+            if restore:
+                memcpy(&second[lo], &saved[2 * n_params + lo], width)
+            else:
+                memcpy(&saved[2 * n_params + lo], &second[lo], width)
+        c += team
+
+
+cdef void _run_epochs(Run* r, floating* theta) noexcept nogil:
+    """Mirrors reference.train_epochs (numba's train_epochs), run by every thread of the
+    team. Thread 0 alone applies the guard and the plateau rule and publishes its decision
+    in r.outcome and r.stop, which the team reads after a barrier."""
     cdef int tid = fastmlp_thread_num(), team = fastmlp_team_size()
-    cdef int n = X.shape[0], n_epochs = learning_rates.shape[0], e, event = COMPLETED, row
-    cdef long n_params = theta.shape[0], t = shared[0], t_before = shared[0]
-    cdef bint keep_first = not (sgd and hyper[1] == 0 and not nesterov), keep_second = not sgd
-    cdef int n_chunks = parts.shape[0], c
-    cdef long lo, hi
+    cdef long e, t = r.outcome.t, t_after
+    cdef const long* order
     cdef double epoch_loss, since
-    for e in range(n_epochs):
-        if guard:
-            # the snapshot, θ being only read until the epoch's first barrier: each thread
-            # copies the slices it updates (still in its cache from the last update)
-            t_before = t
-            c = tid
-            while c < n_chunks:
-                lo = _slice_start(c, n_chunks, n_params)
-                hi = _slice_start(c + 1, n_chunks, n_params)
-                memcpy(&saved[0, lo], &theta[lo], (hi - lo) * sizeof(floating))
-                if keep_first:
-                    memcpy(&saved[1, lo], &first[lo], (hi - lo) * sizeof(floating))
-                if keep_second:
-                    memcpy(&saved[2, lo], &second[lo], (hi - lo) * sizeof(floating))
-                c += team
-        row = e if orders.shape[0] > 1 else 0
+    cdef bint diverged
+    for e in range(r.n_epochs):
+        if r.guard:
+            _keep(r, theta, tid, team, False)  # θ is only read until the epoch's barrier
+        order = r.orders + (e if r.n_orders > 1 else 0) * r.n
         since = fastmlp_clock()
-        t = _epoch(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw, has_sw,
-                   orders[row], batch_size, sgd, nesterov, hyper,
-                   <floating>learning_rates[e], beta_1, beta_2, t, first, second, grad,
-                   parts, part_losses, min_chunk_rows, acts, deltas, xb, yb, wb,
-                   &terms[e, 0], tid, team)
+        t_after = _epoch(r, theta, order, <floating>r.learning_rates[e], t, &r.terms[2 * e],
+                         tid, team)
         fastmlp_phase_add(PHASE_EPOCH, since)
         if tid == 0:
-            shared[1] = e + 1
-            epoch_loss = terms[e, 0] / n / plateau[4] + terms[e, 1] / n
-            if guard and not (fabs(epoch_loss) <= DOUBLE_MAX
-                              and _all_finite(&theta[0], n_params)):
-                memcpy(&theta[0], &saved[0, 0], n_params * sizeof(floating))
-                if keep_first:
-                    memcpy(&first[0], &saved[1, 0], n_params * sizeof(floating))
-                if keep_second:
-                    memcpy(&second[0], &saved[2, 0], n_params * sizeof(floating))
-                t = t_before
-                shared[1] = e
-                shared[2] = DIVERGED
-                shared[3] = 1
-            elif plateau[1] >= 0 and _plateau_update(plateau, epoch_loss):
-                shared[2] = PLATEAU
-                shared[3] = 1
-            shared[0] = t
+            epoch_loss = r.terms[2 * e] / r.n / r.plateau.scale + r.terms[2 * e + 1] / r.n
+            diverged = r.guard and not (fabs(epoch_loss) <= DOUBLE_MAX
+                                        and _all_finite(theta, r.n_params))
+            if diverged:  # t and the outcome stay as after the last completed epoch
+                r.outcome.event = DIVERGED
+                r.stop = True
+            else:
+                r.outcome.epochs = e + 1
+                r.outcome.t = t_after
+                if r.plateau.patience >= 0 and _plateau_update(r.plateau, epoch_loss):
+                    r.outcome.event = PLATEAU
+                    r.stop = True
         if team > 1:
-            fastmlp_barrier()  # thread 0's decision (and any restored θ) is published
-        if shared[3]:
+            fastmlp_barrier()  # thread 0's decision is published
+        if r.stop and r.outcome.event == DIVERGED:
+            _keep(r, theta, tid, team, True)
+            break
+        t = t_after
+        if r.stop:
             break
 
 
-def train_epochs(floating[::1] theta, long[:, ::1] offsets, long[::1] sizes, int hidden,
-                 int output, int loss, floating slope, floating tiny, const floating[:, ::1] X,
-                 const floating[:, ::1] Y, const floating[::1] sw, bint has_sw,
-                 const long[:, ::1] orders, int batch_size, bint sgd, bint nesterov,
-                 const floating[::1] hyper, const double[::1] learning_rates, double beta_1,
-                 double beta_2, long t, floating[::1] first, floating[::1] second,
-                 floating[::1] grad, floating[:, ::1] parts, double[::1] part_losses,
-                 int min_chunk_rows, floating[::1] acts, floating[::1] deltas,
-                 floating[::1] xb, floating[::1] yb, floating[::1] wb, floating[:, ::1] saved,
-                 bint guard, double[::1] plateau, double[:, ::1] terms):
+cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspace, control):
+    """train_epochs on θ's dtype: the bundles' arrays as typed views, their addresses in a
+    Run, then one nogil call (an OpenMP team when the minibatch is split)."""
+    cdef const long[:, ::1] offsets = network.offsets
+    cdef const long[::1] sizes = network.sizes
+    cdef const floating[:, ::1] X = data.X
+    cdef const floating[:, ::1] Y = data.Y
+    cdef const floating[::1] sw = data.sample_weight
+    cdef const long[:, ::1] orders = data.orders
+    cdef const Hyper[::1] hyper = optimizer.hyper
+    cdef const double[::1] learning_rates = optimizer.learning_rates
+    cdef floating[::1] first = optimizer.first
+    cdef floating[::1] second = optimizer.second
+    cdef floating[::1] grad = workspace.grad
+    cdef floating[:, ::1] parts = workspace.parts
+    cdef double[::1] part_losses = workspace.part_losses
+    cdef floating[::1] acts = workspace.acts
+    cdef floating[::1] deltas = workspace.deltas
+    cdef floating[::1] xb = workspace.xb
+    cdef floating[::1] yb = workspace.yb
+    cdef floating[::1] wb = workspace.wb
+    cdef floating[:, ::1] saved = workspace.saved
+    cdef Plateau[::1] plateau = control.plateau
+    cdef Outcome[::1] outcome = control.outcome
+    cdef double[:, ::1] terms = control.terms
+    cdef Run r
+    r.theta = &theta[0]
+    r.offsets = &offsets[0, 0]
+    r.sizes = &sizes[0]
+    r.n_layers = offsets.shape[0]
+    r.n_params = theta.shape[0]
+    r.hidden, r.output, r.loss = network.hidden, network.output, network.loss
+    r.slope = network.leaky_slope
+    r.X, r.Y, r.sw = &X[0, 0], &Y[0, 0], &sw[0]
+    r.has_sw = data.has_sample_weight
+    r.orders, r.n_orders = &orders[0, 0], orders.shape[0]
+    r.n, r.n0, r.n_last = X.shape[0], X.shape[1], Y.shape[1]
+    r.hyper = &hyper[0]
+    r.learning_rates, r.n_epochs = &learning_rates[0], learning_rates.shape[0]
+    r.first, r.second = &first[0], &second[0]
+    r.grad, r.parts, r.part_losses = &grad[0], &parts[0, 0], &part_losses[0]
+    r.n_chunks = parts.shape[0]
+    r.acts, r.deltas, r.xb, r.yb, r.wb = &acts[0], &deltas[0], &xb[0], &yb[0], &wb[0]
+    r.saved = &saved[0, 0]
+    r.a_stride = acts.shape[0] // r.n_chunks
+    r.x_stride = xb.shape[0] // r.n_chunks
+    r.y_stride = yb.shape[0] // r.n_chunks
+    r.batch_size, r.min_chunk_rows = control.batch_size, control.min_chunk_rows
+    r.guard = control.guard
+    r.plateau, r.outcome, r.terms = &plateau[0], &outcome[0], &terms[0, 0]
+    r.stop = False
+    r.outcome.epochs = 0
+    r.outcome.event = COMPLETED
+    if r.n_chunks > 1:
+        with nogil, parallel(num_threads=r.n_chunks):
+            _run_epochs(&r, &theta[0])
+    else:
+        with nogil:
+            _run_epochs(&r, &theta[0])
+
+
+def train_epochs(network, data, optimizer, workspace, control):
     """Mirrors reference.train_epochs: up to len(learning_rates) epochs in one call, without
-    the GIL. Epoch e takes its rows in orders[e] (orders[0] every epoch if orders has one
-    row) at learning rate learning_rates[e]. With parts.shape[0] > 1 row chunks, one OpenMP
-    team of that many threads runs all the epochs (see _epoch).
+    the GIL; the arguments are _layout's bundles (documented there), the outcome is written
+    into control.outcome. Epoch e takes its rows in orders[e] (orders[0] every epoch if
+    orders has one row) at learning rate learning_rates[e]. With workspace.parts.shape[0] > 1
+    row chunks, one OpenMP team of that many threads runs all the epochs (see _epoch).
 
     guard: before each epoch θ and the moments in use are copied to `saved`; an epoch whose
     loss or weights are not finite is undone and ends the call (event DIVERGED).
-    plateau = [tol, patience, best loss, count, loss scale], updated in place: scikit-learn's
-    rule — the epoch loss (data/n)/scale + penalty/n counts as no improvement when above
-    best − tol; more than `patience` in a row ends the call (event PLATEAU). patience < 0:
-    no rule. Returns (epochs completed, t, event); terms[e] = the epoch's two sums."""
-    cdef long shared[4]
-    cdef int threads = parts.shape[0]
-    shared[0] = t
-    shared[1] = 0
-    shared[2] = COMPLETED
-    shared[3] = 0
-    if threads > 1:
-        with nogil, parallel(num_threads=threads):
-            _run_epochs(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw,
-                        has_sw, orders, batch_size, sgd, nesterov, hyper, learning_rates,
-                        beta_1, beta_2, first, second, grad, parts, part_losses,
-                        min_chunk_rows, acts, deltas, xb, yb, wb, saved, guard, plateau,
-                        terms, shared)
+    control.plateau, updated in place, is scikit-learn's rule — the epoch loss
+    (data/n)/scale + penalty/n counts as no improvement when above best − tol; more than
+    `patience` in a row ends the call (event PLATEAU); patience < 0: no rule."""
+    if network.theta.dtype == np.float32:
+        _train_epochs[float](network.theta, network, data, optimizer, workspace, control)
     else:
-        with nogil:
-            _run_epochs(theta, offsets, sizes, hidden, output, loss, slope, tiny, X, Y, sw,
-                        has_sw, orders, batch_size, sgd, nesterov, hyper, learning_rates,
-                        beta_1, beta_2, first, second, grad, parts, part_losses,
-                        min_chunk_rows, acts, deltas, xb, yb, wb, saved, guard, plateau,
-                        terms, shared)
-    return shared[1], shared[0], shared[2]
+        _train_epochs[double](network.theta, network, data, optimizer, workspace, control)
+
+
+def _check_layout():
+    """The declarations of _records.pxd against _layout.py: a drift fails the import."""
+    from . import _layout
+    structs = {"Hyper": (sizeof(Hyper), {"rule": <size_t>&(<Hyper*>NULL).rule,
+                                         "momentum": <size_t>&(<Hyper*>NULL).momentum,
+                                         "l2": <size_t>&(<Hyper*>NULL).l2,
+                                         "beta_1": <size_t>&(<Hyper*>NULL).beta_1,
+                                         "beta_2": <size_t>&(<Hyper*>NULL).beta_2,
+                                         "epsilon": <size_t>&(<Hyper*>NULL).epsilon}),
+               "Plateau": (sizeof(Plateau), {"tol": <size_t>&(<Plateau*>NULL).tol,
+                                             "patience": <size_t>&(<Plateau*>NULL).patience,
+                                             "best": <size_t>&(<Plateau*>NULL).best,
+                                             "count": <size_t>&(<Plateau*>NULL).count,
+                                             "scale": <size_t>&(<Plateau*>NULL).scale}),
+               "Outcome": (sizeof(Outcome), {"epochs": <size_t>&(<Outcome*>NULL).epochs,
+                                             "t": <size_t>&(<Outcome*>NULL).t,
+                                             "event": <size_t>&(<Outcome*>NULL).event})}
+    for name, (size, offsets) in structs.items():
+        dtype = _layout.RECORDS[name]
+        expected = {field: dtype.fields[field][1] for field in dtype.names}
+        if size != dtype.itemsize or offsets != expected:
+            raise ImportError(f"_records.pxd's {name} ({size} bytes, offsets {offsets}) does "
+                              f"not match _layout's record ({dtype.itemsize} bytes, {expected})")
+    codes = {"Activation": {"IDENTITY": IDENTITY, "LOGISTIC": LOGISTIC, "TANH": TANH,
+                            "RELU": RELU, "LEAKY_RELU": LEAKY_RELU, "SOFTMAX": SOFTMAX},
+             "Loss": {"SQUARED_ERROR": SQUARED_ERROR, "CROSS_ENTROPY": CROSS_ENTROPY,
+                      "BINARY_CROSS_ENTROPY": BINARY_CROSS_ENTROPY},
+             "Event": {"COMPLETED": COMPLETED, "PLATEAU": PLATEAU, "DIVERGED": DIVERGED},
+             "Update": {"SGD": SGD, "MOMENTUM": MOMENTUM, "NESTEROV": NESTEROV, "ADAM": ADAM}}
+    for name, values in codes.items():
+        expected = {member.name: int(member) for member in getattr(_layout, name)}
+        if values != expected:
+            raise ImportError(f"_records.pxd's {name} {values} does not match _layout's "
+                              f"{expected}")
+    rules = dict(SMALL_WORK=SMALL_WORK, BLOCK_BYTES=BLOCK_BYTES, MIN_BLOCK_ROWS=MIN_BLOCK_ROWS,
+                 NARROW_OUT=NARROW_OUT, NARROW_WORDS=NARROW_WORDS, SLICE_ALIGN=SLICE_ALIGN)
+    if rules != _layout.SIZE_RULES:
+        raise ImportError(f"_records.pxd's size rules {rules} do not match _layout's "
+                          f"{_layout.SIZE_RULES}")
+
+
+_check_layout()
 
 
 # -- Python-callable contract kernels (arguments already checked by _contract.py) ------------

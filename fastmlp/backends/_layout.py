@@ -1,0 +1,183 @@
+"""The compiled kernels' interface, defined once: codes, records, argument bundles, size rules.
+
+Both compiled twins (``_numba_kernels.py`` and ``_cython_kernels.pyx``) take their
+multi-epoch entry point's arguments as five named bundles and read every scalar by name:
+
+    train_epochs(network, data, optimizer, workspace, control)
+
+* ``Network``    θ, the layer layout (offsets, sizes) and the activation/loss codes
+* ``Data``       X, Y, the sample weights and the epochs' row orders
+* ``Optimizer``  the ``HYPER`` record (update rule and its constants), the learning rates,
+                 the two moment vectors
+* ``Workspace``  the preallocated buffers (gradients, activations, deltas, gathered rows)
+* ``Control``    minibatch size and split, the divergence guard, the ``PLATEAU`` record
+                 (scikit-learn's stopping rule, updated in place), the ``OUTCOME`` record
+                 (epochs completed, Adam's t, the event) and the per-epoch loss sums
+
+The records are NumPy structured dtypes: numba reads them by field, the Cython twin through
+the structs in ``_layout.pxd``, whose layout (and every enum value and size rule restated
+there) the extension checks against this module when it is imported.
+
+Adding a hyperparameter: a field in HYPER (or a scalar in a bundle), the line in
+``optimizer_bundle`` that fills it, and the two kernels that read it.
+"""
+import enum
+from collections import namedtuple
+
+import numpy as np
+
+from .. import activations, losses
+
+# -- codes -----------------------------------------------------------------------------------
+#: Activation codes, in fastmlp.activations.ACTIVATIONS' order.
+Activation = enum.IntEnum("Activation", [(a.upper(), i)
+                                         for i, a in enumerate(activations.ACTIVATIONS)])
+#: Loss codes, in fastmlp.losses.LOSSES' order.
+Loss = enum.IntEnum("Loss", [(name.upper(), i) for i, name in enumerate(losses.LOSSES)])
+
+
+class Event(enum.IntEnum):
+    """What ended a train_epochs call."""
+    COMPLETED = 0
+    PLATEAU = 1
+    DIVERGED = 2
+
+
+#: The events by name, as the Python API reports them.
+EVENTS = tuple(e.name.lower() for e in Event)
+
+
+class Update(enum.IntEnum):
+    """The optimizer update a kernel applies (optim.step's branches)."""
+    SGD = 0        # θ ← θ - η g: no moment kept
+    MOMENTUM = 1   # v ← μ v - η g; θ ← θ + v
+    NESTEROV = 2   # v as MOMENTUM; θ ← θ + μ v - η g
+    ADAM = 3       # both moments and the step count t
+
+
+def update_rule(opt):
+    """The Update an optim.Optimizer applies (plain SGD keeps no velocity: optim.py)."""
+    if opt.name == "adam":
+        return Update.ADAM
+    if opt.nesterov:
+        return Update.NESTEROV
+    return Update.MOMENTUM if opt.momentum != 0 else Update.SGD
+
+
+def keeps_first(rule):
+    """Whether the update reads and writes the first moment (velocity / Adam's m)."""
+    return rule != Update.SGD
+
+
+def keeps_second(rule):
+    """Whether the update reads and writes the second moment (Adam's s)."""
+    return rule == Update.ADAM
+
+
+# -- records ---------------------------------------------------------------------------------
+def _record(*fields):
+    return np.dtype(list(fields), align=True)
+
+
+#: The update rule and its constants, as given (float64); kernels round each to θ's dtype
+#: once, as the reference's NumPy arithmetic on θ does.
+HYPER = _record(("rule", np.int64), ("momentum", np.float64), ("l2", np.float64),
+                ("beta_1", np.float64), ("beta_2", np.float64), ("epsilon", np.float64))
+#: stopping.Plateau in the form the kernels update in place; patience < 0: no rule.
+PLATEAU = _record(("tol", np.float64), ("patience", np.int64), ("best", np.float64),
+                  ("count", np.int64), ("scale", np.float64))
+#: What a call did: epochs completed, Adam's step count after them (in: before), the Event.
+OUTCOME = _record(("epochs", np.int64), ("t", np.int64), ("event", np.int64))
+
+RECORDS = {"Hyper": HYPER, "Plateau": PLATEAU, "Outcome": OUTCOME}
+
+
+def record(dtype, **values):
+    """A one-element array of the record `dtype` with these field values (all required)."""
+    missing = set(dtype.names) - set(values)
+    if missing or set(values) - set(dtype.names):
+        raise TypeError(f"record needs exactly the fields {dtype.names}, got {sorted(values)}")
+    out = np.zeros(1, dtype)
+    for name, value in values.items():
+        out[0][name] = value
+    return out
+
+
+def hyper_record(opt):
+    return record(HYPER, rule=update_rule(opt), momentum=opt.momentum, l2=opt.l2,
+                  beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
+
+
+def plateau_record(plateau):
+    """PLATEAU from a stopping.Plateau, or the no-rule record for None."""
+    if plateau is None:
+        return record(PLATEAU, tol=0.0, patience=-1, best=np.inf, count=0, scale=1.0)
+    return record(PLATEAU, tol=plateau.tol, patience=plateau.patience, best=plateau.best,
+                  count=plateau.count, scale=plateau.scale)
+
+
+# -- argument bundles ------------------------------------------------------------------------
+Network = namedtuple("Network", "theta offsets sizes hidden output loss leaky_slope")
+Data = namedtuple("Data", "X Y sample_weight has_sample_weight orders")
+Optimizer = namedtuple("Optimizer", "hyper learning_rates first second")
+Workspace = namedtuple("Workspace", "grad parts part_losses acts deltas xb yb wb saved")
+Control = namedtuple("Control", "batch_size min_chunk_rows guard plateau outcome terms")
+
+BUNDLES = (Network, Data, Optimizer, Workspace, Control)
+
+
+def network_bundle(arch, theta):
+    hidden, output, loss = arch.codes
+    return Network(theta, arch.offsets, arch.sizes, hidden, output, loss, arch.leaky_slope)
+
+
+# -- size rules ------------------------------------------------------------------------------
+#: Below this many multiply-adds a layer's product runs as plain loops, above it as BLAS
+#: GEMMs (a call costs more than the loop at tiny, batch-1 shapes: `python bench/crossover.py`).
+SMALL_WORK = 1024
+#: A GEMM's output is made in row blocks of about BLOCK_BYTES, so its epilogue (bias and
+#: activation, or δ ⊙ g') finds the block in L2; never fewer than MIN_BLOCK_ROWS rows (smaller
+#: GEMMs lose more to BLAS threading than the cache saves: `python bench/data_parallel.py`).
+BLOCK_BYTES = 1 << 20
+MIN_BLOCK_ROWS = 256
+#: The cython twin turns δ Wᵀ into gemm('N', 'N') on a transposed stack copy of W when W is
+#: at most NARROW_OUT wide and NARROW_WORDS big (`python bench/crossover.py` measures it).
+NARROW_OUT = 16
+NARROW_WORDS = 4096
+#: Words between two threads' row blocks in a split minibatch's buffers (cython twin):
+#: 4-8 KiB, past the prefetchers' reach, so no thread touches a line another one writes.
+CHUNK_GAP = 1024
+#: Thread c of a split update owns θ[slice_start(c) : slice_start(c + 1)]; the starts are
+#: multiples of SLICE_ALIGN elements (64 bytes in float32), so no two threads share a line.
+SLICE_ALIGN = 16
+#: A minibatch is split across threads (each its own rows and gradient buffer, BLAS single
+#: threaded) when each thread gets at least CHUNK_MIN_ROWS rows and its forward GEMMs total at
+#: most CHUNK_MAX_WORK multiply-adds; past that BLAS's own threads use the cores as well
+#: (`python bench/data_parallel.py` measures both sides).
+CHUNK_MIN_ROWS = 32
+CHUNK_MAX_WORK = 20_000_000
+
+#: The constants each compiled twin restates (the extension checks them at import, the
+#: parity test for numba).
+SIZE_RULES = dict(SMALL_WORK=SMALL_WORK, BLOCK_BYTES=BLOCK_BYTES, MIN_BLOCK_ROWS=MIN_BLOCK_ROWS,
+                  NARROW_OUT=NARROW_OUT, NARROW_WORDS=NARROW_WORDS, SLICE_ALIGN=SLICE_ALIGN)
+
+
+def slice_start(c, n_chunks, n_params):
+    """Where thread-slice c of θ starts (the kernels' _slice_start)."""
+    return n_params if c == n_chunks else (c * n_params // n_chunks) // SLICE_ALIGN * SLICE_ALIGN
+
+
+def data_parallel_chunks(layer_sizes, batch_size, n_threads):
+    """How many threads a compiled backend's minibatch step is split across (1: not split)."""
+    work = batch_size * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+    if n_threads > 1 and batch_size >= 2 * CHUNK_MIN_ROWS and work <= CHUNK_MAX_WORK:
+        return n_threads
+    return 1
+
+
+def chunk_rows(batch_size, n_chunks, width):
+    """Length of a workspace buffer holding a minibatch's rows of `width`, split in n_chunks
+    row blocks, each in a region of its own, CHUNK_GAP words apart (one region: no gap)."""
+    rows = -(-batch_size // n_chunks)
+    return n_chunks * (rows * width + (CHUNK_GAP if n_chunks > 1 else 0))

@@ -1,0 +1,33 @@
+"""The cython backend: the kernels of _cython_kernels.pyx behind the checked contract.
+
+The kernels are compiled at install time: no JIT warm-up, the GIL released for the whole
+call, one OpenMP team for a split minibatch, BLAS from scipy.linalg.cython_blas. This module
+only says how they run threads and hands them to _compiled.py, which the numba backend
+shares.
+"""
+import contextlib
+
+from .._config import blas_thread_limit, current_thread_limit
+from . import _compiled, _contract
+from . import _cython_kernels as _ck
+
+name = "cython"
+
+
+def _threads(n_chunks):
+    """A split minibatch: OpenMP threads each call BLAS single-threaded."""
+    return blas_thread_limit(1) if n_chunks > 1 else contextlib.nullcontext()
+
+
+def _n_threads():
+    """n_threads when a thread limit is active in this thread, else OpenMP's default."""
+    limit = current_thread_limit()
+    return max(1, limit if limit is not None else _ck.max_threads())
+
+
+unchecked = _compiled.kernels(_ck.forward_layer, _ck.backward_layer, _ck.output_delta,
+                              _ck.train_epochs, _threads, _n_threads)
+forward_layer, backward_layer, output_delta, train_epochs = _contract.checked(unchecked)
+
+__all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epochs",
+           "unchecked"]

@@ -1,0 +1,53 @@
+"""The numba backend: the kernels of _numba_kernels.py behind the checked contract.
+
+The kernels are compiled at first use and cached on disk; this module only says how they
+run threads (Numba's own thread count, BLAS single-threaded inside a split minibatch) and
+hands them to _compiled.py, which the cython backend shares.
+"""
+import contextlib
+import threading
+
+import numba
+
+from .._config import blas_thread_limit
+from . import _compiled, _contract
+from . import _numba_kernels as _nk
+
+name = "numba"
+
+# Numba's "workqueue" threading layer (the fallback when neither OpenMP nor TBB is present)
+# aborts the process if two threads enter parallel code at once; there, parallel epochs
+# take turns. The OpenMP and TBB layers are thread-safe and need no lock.
+_WORKQUEUE_LOCK = threading.Lock()
+
+
+def _parallel_guard():
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel code has run yet: the layer is not chosen
+        layer = None
+    return _WORKQUEUE_LOCK if layer in (None, "workqueue") else contextlib.nullcontext()
+
+
+def _threads(n_chunks):
+    """A split minibatch: each thread calls BLAS single-threaded (two levels of threading
+    would oversubscribe the cores), and the workqueue layer needs its lock."""
+    if n_chunks == 1:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(_parallel_guard())
+    stack.enter_context(blas_thread_limit(1))
+    return stack
+
+
+def _n_threads():
+    """Numba's thread count in this thread (fastmlp's thread_limit sets it)."""
+    return max(1, numba.get_num_threads())
+
+
+unchecked = _compiled.kernels(_nk._forward, _nk._backward, _nk._output_delta, _nk.train_epochs,
+                              _threads, _n_threads)
+forward_layer, backward_layer, output_delta, train_epochs = _contract.checked(unchecked)
+
+__all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epochs",
+           "unchecked"]
