@@ -55,14 +55,26 @@ class _BlasLimit:
                     self._apply(min(self._active))
                 else:
                     for lib, limit in zip(self._original.lib_controllers, self._original_limits):
-                        lib.set_num_threads(limit)
+                        _set_threads(lib, limit)
                     self._applied = None
 
     def _apply(self, limit):
         if limit != self._applied:
             for lib in self._original.lib_controllers:
-                lib.set_num_threads(limit)
+                _set_threads(lib, limit)
             self._applied = limit
+
+
+def _set_threads(lib, n_threads):
+    """lib.set_num_threads from whichever thread holds the lock. threadpoolctl lets only one
+    "controlling" thread set OpenBLAS's process-wide pool and ignores the others; here the
+    counting above decides, so the control is taken for the call and given back after it."""
+    release = getattr(type(lib), "clear_controlling_thread", None)
+    if release is not None:
+        release(force=True)
+    lib.set_num_threads(n_threads)
+    if release is not None:
+        release(force=True)
 
 
 blas_thread_limit = _BlasLimit()

@@ -77,7 +77,8 @@ def _block_sums(X, Y, W, rows, theta, spec):
         if a is not None:
             check_finite(a, f"{name} (a block's rows)")
     grad = np.empty_like(net.theta)
-    loss = net.loss_and_gradient(X, Y, W, grad)
+    with np.errstate(over="ignore", invalid="ignore"):  # the driver's guard judges NaN/inf
+        loss = net.loss_and_gradient(X, Y, W, grad)
     return loss, grad, float(X.shape[0] if W is None else W.sum())
 
 
@@ -197,6 +198,21 @@ class _DistributedNet:
         return data_term, penalty_term
 
 
+def _spec(net):
+    """What a worker needs to build the same network (_net_for)."""
+    return dict(layer_sizes=tuple(net.arch.layer_sizes), hidden=net.arch.hidden_activation,
+                output=net.arch.output_activation, loss=net.arch.loss,
+                leaky_slope=net.arch.leaky_slope, dtype=net.dtype.name,
+                backend=net.backend.name)
+
+
+def _distributed_network(client, net, X, Y, W, retries):
+    """The trainer's Network for the MLP `net` over dask rows X, Y (encoded) and weights W."""
+    spec = _spec(net)
+    client.run(_warm, spec)  # compile/load the kernels on every worker once
+    return _DistributedNet(net, _Blocks(client, X, Y, W, retries), spec)
+
+
 # -- public API --------------------------------------------------------------------------------
 def _as_dask(a, name):
     if hasattr(a, "to_dask_array"):  # dask DataFrame / Series
@@ -265,13 +281,8 @@ def fit(estimator, X, y, sample_weight=None, client=None, retries=3):
     layer_units = [X.shape[1], *hidden, n_outputs]
     est._initialize(np.zeros((1, n_outputs)), layer_units, dtype, rng)
     net = est._net
-    spec = dict(layer_sizes=tuple(layer_units), hidden=net.arch.hidden_activation,
-                output=net.arch.output_activation, loss=net.arch.loss,
-                leaky_slope=net.arch.leaky_slope, dtype=np.dtype(dtype).name,
-                backend=net.backend.name)
-    client.run(_warm, spec)  # compile/load the kernels on every worker once
-    blocks = _Blocks(client, X, Y, W, retries)
-    proxy = _DistributedNet(net, blocks, spec)
+    proxy = _distributed_network(client, net, X, Y, W, retries)
+    blocks = proxy.blocks
     rows_only = np.empty((blocks.n, 0), dtype)  # the trainer reads only the row count
     state = est._training_state()
     task = _solvers.Task(est._loss_scale(), False, est._decode, est._score_net, est._progress())
@@ -322,11 +333,8 @@ def loss_and_gradient(estimator, X, Y, client=None):
     client = client or get_client()
     X, Y = _as_dask(X, "X"), _as_dask(Y, "Y")
     net = estimator._net
-    spec = dict(layer_sizes=net.arch.layer_sizes, hidden=net.arch.hidden_activation,
-                output=net.arch.output_activation, loss=net.arch.loss,
-                leaky_slope=net.arch.leaky_slope, dtype=net.dtype.name,
-                backend=net.backend.name)
-    blocks = _Blocks(client, X.astype(net.dtype), Y.rechunk({0: X.chunks[0]}).astype(net.dtype),
-                     None, retries=3)
+    proxy = _distributed_network(client, net, X.astype(net.dtype),
+                                 Y.rechunk({0: X.chunks[0]}).astype(net.dtype), None, 3)
+    blocks, spec = proxy.blocks, proxy.spec
     loss, grad, _ = blocks.sums(net.theta.copy(), spec)
     return loss, grad

@@ -400,7 +400,7 @@ def test_train_epochs_rejects_bad_orders_and_rates(backend):
         (dict(learning_rates=[0.1] * 3, orders=bad), ValueError, "permutation"),
         (dict(learning_rates=[0.1] * 3, orders=good + 1), ValueError, "permutation"),
         (dict(learning_rates=[0.1] * 2, orders=good), ValueError, r"orders has shape \(3, 20\)"),
-        (dict(learning_rates=[0.1] * 3, orders=good[:, :10]), ValueError, "order has shape"),
+        (dict(learning_rates=[0.1] * 3, orders=good[:, :10]), ValueError, "orders has shape"),
         (dict(learning_rates=[0.1] * 3, orders=good.astype(float)), TypeError, "integer"),
         (dict(learning_rates=[0.1, np.nan, 0.1], orders=good), ValueError, "finite and > 0"),
         (dict(learning_rates=[], orders=None), ValueError, "non-empty"),

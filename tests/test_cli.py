@@ -25,13 +25,16 @@ def test_train_on_a_csv_saves_a_model_that_loads(tmp_path, capsys):
     assert set(est.classes_) == {"setosa", "versicolor", "virginica"} and est.n_iter_ == 30
 
 
-def test_train_rejects_a_missing_column_and_a_lone_csv(tmp_path):
+def test_train_rejects_a_missing_column_and_a_lone_csv_or_target(tmp_path, capsys):
     path = tmp_path / "t.csv"
     path.write_text("a,b\n1,2\n3,4\n")
     with pytest.raises(SystemExit, match="no column 'label'"):
         main(["train", "--csv", str(path), "--target", "label"])
-    with pytest.raises(SystemExit):
-        main(["train", "--csv", str(path)])
+    for args in (["--csv", str(path)], ["--target", "a"]):  # the rule, not a later failure
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", *args, "--max-iter", "1", "--quiet", "--no-compare"])
+        assert exit_info.value.code == 2
+        assert "--csv and --target go together" in capsys.readouterr().err
 
 
 def test_config_lists_the_backends(capsys):

@@ -46,7 +46,7 @@ def test_block_gradient_sums_equal_the_single_process_gradient(client, chunks):
     loss, grad = fd.loss_and_gradient(est, da.from_array(X, chunks=(chunks, 8)),
                                       da.from_array(Y, chunks=(chunks, 3)), client)
     expected = np.empty_like(est._net.theta)
-    expected_loss = est._net._loss_and_grad(X, Y, None, expected)
+    expected_loss = est._net.loss_and_gradient(X, Y, None, expected)
     assert loss == pytest.approx(expected_loss, rel=1e-6)
     np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-9)
 

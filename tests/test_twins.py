@@ -1,0 +1,170 @@
+"""The two compiled twins sit kernel for kernel on one interface (fastmlp/backends/_layout.py).
+
+A kernel or a constant that exists in one engine only fails here unless it is on the
+engine-specific list below, with its reason; a kernel both engines have names the same
+reference function it mirrors in both. The Cython extension checks its C declarations
+(_records.pxd) against _layout at import; that check is exercised here against a drifted
+layout. The precision policy (elementwise maths in θ's dtype) is tested at a point where
+evaluating through double gives a different float32.
+"""
+import ast
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp.backends import _layout
+
+BACKENDS = Path(fastmlp.__file__).parent / "backends"
+
+#: Kernels one engine has and the other has not, and why.
+ENGINE_SPECIFIC = {
+    "cython": {
+        "_gemm": "the BLAS call through scipy.linalg.cython_blas (numba calls np.dot)",
+        "_exp": "exp in θ's dtype (numba's np.exp follows its argument's type)",
+        "_log": "log in θ's dtype (as _exp)",
+        "_sqrt": "sqrt in θ's dtype (as _exp)",
+        "_tanh": "tanh in θ's dtype (as _exp)",
+        "_bias_softmax_rows": "fuses bias, row max and shift of a softmax layer in one pass",
+        "_derivative_and_sum": "fuses δ ⊙ g' with the layer below's bias-gradient sum",
+        "_softmax_cross_entropy_delta": "fuses the usual classifier's loss, δ and bias sum",
+        "_summed": "sums two threads' gradient buffers inside the update (no extra pass)",
+        "_keep": "the guard's snapshot and restore, each thread its own slices",
+        "_weights_at": "reads Run.offsets (numba indexes the offsets array)",
+        "_biases_at": "reads Run.offsets (as _weights_at)",
+        "_train_epochs": "the typed entry that packs the bundles into a Run for nogil code",
+        "_run_epochs": "the epochs loop every thread of the OpenMP team runs (numba's "
+                       "train_epochs is serial around its prange calls)",
+        "forward_layer": "Python-callable _forward (numba's @njit functions are callable)",
+        "backward_layer": "Python-callable _backward (as forward_layer)",
+        "output_delta": "Python-callable _output_delta (as forward_layer)",
+        "_check_layout": "checks _records.pxd against _layout at import",
+        "max_threads": "OpenMP's thread count",
+        "phase_times": "the phase timers of a FASTMLP_PHASE_TIMERS=1 build",
+    },
+    "numba": {
+        "_cast": "rounds a value to an array's dtype inside @njit code",
+        "_tiny": "the dtype's smallest normal, in that dtype",
+        "_derivative": "g' of one output value (cython's output delta inlines it)",
+        "_view": "a 2-D view of a flat buffer (cython indexes raw pointers)",
+        "_forward_backward_chunks": "the split minibatch as one prange (cython: one team)",
+        "_update_chunks": "the split update as one prange (cython: one team)",
+    },
+}
+#: What the main kernels mirror, in both engines.
+MIRRORS = {"_forward": "reference.forward_layer", "_backward": "reference.backward_layer",
+           "_output_delta": "reference.output_delta", "_update": "reference.minibatch_step",
+           "_forward_backward": "reference.minibatch_step", "_epoch": "reference._epoch",
+           "train_epochs": "reference.train_epochs", "_activate_row": "activations.activate",
+           "_plateau_update": "stopping.Plateau.update"}
+
+
+def _cython_functions():
+    """{name: docstring} of every function defined in the Cython source."""
+    source = (BACKENDS / "_cython_kernels.pyx").read_text()
+    pattern = re.compile(r'^(?:cdef|def|cpdef)\s[^\n]*?\b(\w+)\((?:[^()]|\([^()]*\))*\)[^\n]*:\n'
+                         r'(?:\s+"""(.*?)""")?', re.M | re.S)
+    return {m.group(1): m.group(2) or "" for m in pattern.finditer(source)
+            if not m.group(0).startswith(("cdef struct", "cdef enum"))}
+
+
+def _numba_functions():
+    tree = ast.parse((BACKENDS / "_numba_kernels.py").read_text())
+    return {node.name: ast.get_docstring(node) or "" for node in tree.body
+            if isinstance(node, ast.FunctionDef) and not node.name.endswith("_overload")}
+
+
+def _mirrors(doc):
+    found = re.search(r"Mirrors ([\w.]+)", doc)
+    return found.group(1).rstrip(".") if found else None
+
+
+def test_every_kernel_exists_in_both_engines_or_says_why_not():
+    engines = {"cython": set(_cython_functions()), "numba": set(_numba_functions())}
+    for engine, other in (("cython", "numba"), ("numba", "cython")):
+        only_here = engines[engine] - engines[other]
+        unexplained = only_here - set(ENGINE_SPECIFIC[engine])
+        assert not unexplained, f"kernels only in {engine}, not on its list: {unexplained}"
+        stale = set(ENGINE_SPECIFIC[engine]) - only_here
+        assert not stale, f"{engine}'s engine-specific list names kernels it lacks: {stale}"
+
+
+def test_shared_kernels_mirror_the_same_reference_function():
+    cython, numba = _cython_functions(), _numba_functions()
+    for name in set(cython) & set(numba):
+        a, b = _mirrors(cython[name]), _mirrors(numba[name])
+        assert a == b, f"{name}: cython mirrors {a}, numba mirrors {b}"
+    for name, reference in MIRRORS.items():
+        assert _mirrors(cython[name]) == _mirrors(numba[name]) == reference, name
+
+
+def test_numba_reads_the_codes_and_size_rules_of_the_layout():
+    from fastmlp.backends import _numba_kernels as nk
+
+    for enum in (_layout.Activation, _layout.Loss, _layout.Event, _layout.Update):
+        for member in enum:
+            assert getattr(nk, member.name) == member
+    for name, value in _layout.SIZE_RULES.items():
+        if name in ("NARROW_OUT", "NARROW_WORDS"):  # the cython twin's narrow-δ copy only
+            assert not hasattr(nk, name)
+        else:
+            assert getattr(nk, name) == value
+    assert _layout.Activation.SOFTMAX == fastmlp.activations.CODES["softmax"]
+    assert [m.name.lower() for m in _layout.Loss] == list(fastmlp.losses.LOSSES)
+    assert _layout.EVENTS == ("completed", "plateau", "diverged")
+
+
+def test_cython_checks_its_declarations_against_the_layout(monkeypatch):
+    ck = pytest.importorskip("fastmlp.backends._cython_kernels")
+    ck._check_layout()  # as at import: the declarations match
+    drifted = np.dtype([("rule", np.int64), ("l2", np.float64), ("momentum", np.float64),
+                        ("beta_1", np.float64), ("beta_2", np.float64),
+                        ("epsilon", np.float64)], align=True)
+    monkeypatch.setitem(_layout.RECORDS, "Hyper", drifted)
+    with pytest.raises(ImportError, match="Hyper"):
+        ck._check_layout()
+    monkeypatch.setitem(_layout.RECORDS, "Hyper", _layout.HYPER)
+    monkeypatch.setitem(_layout.SIZE_RULES, "SMALL_WORK", 2048)
+    with pytest.raises(ImportError, match="size rules"):
+        ck._check_layout()
+
+
+def test_kernels_take_at_most_eight_named_parameters():
+    import inspect
+
+    from fastmlp.backends import _numba_kernels as nk
+
+    assert list(inspect.signature(nk.train_epochs.py_func).parameters) == [
+        "network", "data", "optimizer", "workspace", "control"]
+    too_many = {name: node.args.args for name, node in _numba_nodes().items()
+                if len(node.args.args) > 11}
+    assert not too_many, {name: len(args) for name, args in too_many.items()}
+    for bundle in _layout.BUNDLES:
+        assert len(bundle._fields) <= 9
+
+
+def _numba_nodes():
+    tree = ast.parse((BACKENDS / "_numba_kernels.py").read_text())
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+@pytest.mark.parametrize("backend", fastmlp.available_backends())
+def test_logistic_and_tanh_are_evaluated_in_float32(backend):
+    """Elementwise maths in θ's dtype, as the reference: at z = 17, e = exp(-z) is below half
+    an ulp of 1, so 1/(1 + e) is exactly 1 in float32, but 0.99999994 when the sum and the
+    division run in double and round once."""
+    kernels = fastmlp.get_backend(backend)
+    z = np.array([[17.0, 16.8, -17.0, 0.5, -3.0, 30.0]], np.float32)
+    identity_w = np.eye(z.shape[1], dtype=np.float32)
+    zero_b = np.zeros(z.shape[1], np.float32)
+    ref = fastmlp.get_backend("numpy")
+    for activation in ("logistic", "tanh"):
+        out, expected = np.empty_like(z), np.empty_like(z)
+        kernels.forward_layer(z, identity_w, zero_b, activation, out)
+        ref.forward_layer(z, identity_w, zero_b, activation, expected)
+        if activation == "logistic":
+            np.testing.assert_array_equal(out[0, :2], [1.0, 1.0])
+        # expf/tanhf and NumPy's float32 loops may differ by an ulp, never more
+        np.testing.assert_array_max_ulp(out, expected, maxulp=1)
