@@ -9,12 +9,12 @@ permutations and the generator's state afterwards are exactly those of the Pytho
 (tests/test_estimators.py checks both). numpy's MT19937 (every RandomState's, unless built on
 another BitGenerator) is run here from its state, read and written back through its public
 `state` property; any other BitGenerator is called through its capsule, under its lock.
-Per 1347-row digits epoch: 17 µs in Python (python -m timeit -s "import numpy as np; from
-fastmlp._shuffle import shuffled_orders; r = np.random.RandomState(0); i = np.arange(1347);
-out = np.empty((64, 1347), np.int64)" "shuffled_orders(r, i, out)" ÷ 64, and the same timeit
-on fastmlp._solvers._shuffled(i, r) for one epoch), 9 µs here (13 µs when MT19937 too was
-called through its capsule, before commit 23fe015): bounded by the rejection loop's
-data-dependent branch, not by the generator.
+MT19937 runs inline rather than through its capsule because the per-epoch draw then costs
+about half of the Python shuffle's; the time is bounded by the rejection loop's
+data-dependent branch, not by the generator. To measure it: python -m timeit -s "import
+numpy as np; from fastmlp._shuffle import shuffled_orders; r = np.random.RandomState(0);
+i = np.arange(1347); out = np.empty((64, 1347), np.int64)" "shuffled_orders(r, i, out)"
+(÷ 64 epochs), beside the same timeit of fastmlp._solvers._shuffled(i, r).
 """
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.stdint cimport uint32_t, uint64_t

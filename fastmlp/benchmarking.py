@@ -337,9 +337,19 @@ def markdown_report(steps, forward, fits, machine, command):
     """The README's performance section, from one run's figures (tables for what was run)."""
     blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['num_threads']} threads)"
                      for b in machine["blas"])
-    out = [f"Measured by `{command}` on {machine['cpus']} cores ({machine['machine']}), "
+    out = ["# Performance", "",
+           f"Written by `{command}`: rerun it to refresh this page (figures live here, not in "
+           "the code's comments).", "",
+           f"Measured on {machine['cpus']} cores ({machine['machine']}), "
            f"Python {machine['python']}, NumPy {machine['numpy']}, BLAS: {blas}; "
-           f"OpenMP: {machine['openmp']}. Medians of interleaved rounds, one run.", ""]
+           f"OpenMP: {machine['openmp']}. Medians of interleaved rounds, one run: only ratios "
+           "within one run compare, the machine's speed drifts between runs.", ""]
+    if steps:
+        out += ["Workloads: " + "; ".join(
+            f"{w.id} {'-'.join(map(str, w.layers))} batch {w.batch} ({w.what})"
+            for w in WORKLOADS.values() if any(r["workload"] == w.id for r in steps))
+            + ". ReLU hidden layers, softmax + cross-entropy, plain SGD; `gemm floor` is only "
+            "the GEMMs a step needs, called from Python.", ""]
     groups = {}
     for r in steps:
         groups.setdefault((r["workload"], r["dtype"]), {})[r["contender"]] = r["us_per_step"]

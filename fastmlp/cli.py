@@ -155,7 +155,8 @@ def bench(args):
         json.dump({"machine": machine(), "command": " ".join(["fastmlp", "bench", *args.argv]),
                    "steps": rows, "forward_layer": forward, "fits": fits}, f, indent=2)
     print(f"wrote {path}")
-    report = os.path.join(args.out, "report.md")
+    report = args.report or os.path.join(args.out, "report.md")
+    os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
     with open(report, "w") as f:
         f.write(B.markdown_report(rows, forward, fits, machine(),
                                   " ".join(["fastmlp", "bench", *args.argv])))
@@ -204,6 +205,8 @@ def build_parser():
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--n-threads", type=int, default=None)
     p.add_argument("--out", default="bench-results", help="directory for results.json and the plot")
+    p.add_argument("--report", help="write the markdown report here (default: OUT/report.md); "
+                                    "docs/performance.md is this report")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=bench)
     p = sub.add_parser("config", help="show backends, BLAS, OpenMP and threads")

@@ -40,7 +40,7 @@ class _Progress:
 
     def update(self, loss):
         # refresh=False: the bar redraws at tqdm's own pace (mininterval), not once per epoch
-        # (200 redraws were ~5% of a digits fit and as many lines in a log)
+        # (a redraw per epoch is a visible share of a short fit and a line per epoch in logs)
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.6f}", refresh=False)
             self.bar.update()
@@ -308,8 +308,8 @@ class _BaseMLP(BaseEstimator):
 
 def _binarized(binarizer, y, dtype):
     """binarizer.transform(y) as `dtype`. Multiclass labels (the usual case) are one-hot
-    encoded here directly: LabelBinarizer builds a sparse matrix first, ~1 ms of a digits fit
-    (`python bench/label_encoding.py`)."""
+    encoded here directly: LabelBinarizer builds a sparse matrix first, a measurable share of
+    a short fit (`python bench/label_encoding.py`)."""
     classes = binarizer.classes_
     if (binarizer.y_type_ == "multiclass" and y.ndim == 1 and y.dtype.kind in "biuf"
             and classes.dtype.kind in "biuf"):

@@ -127,8 +127,14 @@ def test_cython_checks_its_declarations_against_the_layout(monkeypatch):
         ck._check_layout()
     monkeypatch.setitem(_layout.RECORDS, "Hyper", _layout.HYPER)
     monkeypatch.setitem(_layout.SIZE_RULES, "SMALL_WORK", 2048)
-    with pytest.raises(ImportError, match="size rules"):
+    with pytest.raises(ImportError, match="SIZE_RULES"):
         ck._check_layout()
+
+
+def test_the_c_declarations_are_generated_from_the_layout():
+    text = (BACKENDS / "_records.pxd").read_text()
+    assert text == _layout.pxd_text(), ("_records.pxd is stale: regenerate it as "
+                                        "_layout.pxd_text's docstring says, then rebuild")
 
 
 def test_kernels_take_at_most_eight_named_parameters():

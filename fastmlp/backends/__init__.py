@@ -26,10 +26,10 @@ _MODULES = {
     "numba": "fastmlp.backends.numba_backend",
     "cython": "fastmlp.backends.cython_backend",
 }
-# "auto" takes the first available. cython first: it needs no JIT warm-up (numba's first fit
-# in a fresh process compiles for 24-28 s: python bench/cold_start.py) and `fastmlp bench
-# --rounds 9` (the README's run) measured it ahead of numba on W1-W2 (2.5-3.0 vs 4.2 us/step
-# on W1) and the digits fit (8.5x vs 5.9x of scikit-learn in float32), level on W3-W4.
+# "auto" takes the first available. cython first: it needs no JIT warm-up (numba's first
+# fit in a fresh process compiles its kernels: python bench/cold_start.py) and it is ahead of
+# numba on the small workloads and the digits fit, level on the GEMM-bound ones
+# (`fastmlp bench`, docs/performance.md).
 _AUTO_ORDER = ("cython", "numba", "numpy")
 _loaded = {}
 _errors = {}
@@ -56,9 +56,8 @@ def get_backend(name="auto"):
                                           "train_epochs", "unchecked")):
             return name  # already a backend module
         raise TypeError(f"backend must be a name, got {type(name).__name__}")
-    # "auto": the first that imports; the others are not imported (importing numba alone took
-    # 0.27-0.40 s here: python -c "import time; t = time.perf_counter(); import numba;
-    # print(time.perf_counter() - t)")
+    # "auto": the first that imports; the others are not imported (importing numba costs a
+    # visible fraction of a second: python -X importtime -c "import numba")
     if name == "auto":
         return next(module for module in map(_load, _AUTO_ORDER) if module is not None)
     if name not in _MODULES:

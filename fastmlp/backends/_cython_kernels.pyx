@@ -375,8 +375,8 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
     _gemm(c'N', c'T', n_out, n_in, n, delta, n_out, A, n_in, gW, n_out)
     if want_delta_in:
         # A narrow δ (a classifier's output layer): Wᵀ copied to the stack turns δWᵀ into a
-        # gemm('N', 'N'), which OpenBLAS runs 1.1-1.35x faster than gemm('T', 'N') on W at
-        # 100-200 rows x 100 x 10, copy included (`python bench/crossover.py`).
+        # gemm('N', 'N'), which OpenBLAS runs faster than gemm('T', 'N') on W, copy included
+        # (`python bench/crossover.py` measures both).
         narrow = n_out <= NARROW_OUT and n_in * n_out <= NARROW_WORDS
         if narrow:
             for j in range(n_out):
@@ -1006,42 +1006,12 @@ def train_epochs(network, data, optimizer, workspace, control):
 def _check_layout():
     """The declarations of _records.pxd against _layout.py: a drift fails the import."""
     from . import _layout
-    structs = {"Hyper": (sizeof(Hyper), {"rule": <size_t>&(<Hyper*>NULL).rule,
-                                         "momentum": <size_t>&(<Hyper*>NULL).momentum,
-                                         "l2": <size_t>&(<Hyper*>NULL).l2,
-                                         "beta_1": <size_t>&(<Hyper*>NULL).beta_1,
-                                         "beta_2": <size_t>&(<Hyper*>NULL).beta_2,
-                                         "epsilon": <size_t>&(<Hyper*>NULL).epsilon}),
-               "Plateau": (sizeof(Plateau), {"tol": <size_t>&(<Plateau*>NULL).tol,
-                                             "patience": <size_t>&(<Plateau*>NULL).patience,
-                                             "best": <size_t>&(<Plateau*>NULL).best,
-                                             "count": <size_t>&(<Plateau*>NULL).count,
-                                             "scale": <size_t>&(<Plateau*>NULL).scale}),
-               "Outcome": (sizeof(Outcome), {"epochs": <size_t>&(<Outcome*>NULL).epochs,
-                                             "t": <size_t>&(<Outcome*>NULL).t,
-                                             "event": <size_t>&(<Outcome*>NULL).event})}
-    for name, (size, offsets) in structs.items():
-        dtype = _layout.RECORDS[name]
-        expected = {field: dtype.fields[field][1] for field in dtype.names}
-        if size != dtype.itemsize or offsets != expected:
-            raise ImportError(f"_records.pxd's {name} ({size} bytes, offsets {offsets}) does "
-                              f"not match _layout's record ({dtype.itemsize} bytes, {expected})")
-    codes = {"Activation": {"IDENTITY": IDENTITY, "LOGISTIC": LOGISTIC, "TANH": TANH,
-                            "RELU": RELU, "LEAKY_RELU": LEAKY_RELU, "SOFTMAX": SOFTMAX},
-             "Loss": {"SQUARED_ERROR": SQUARED_ERROR, "CROSS_ENTROPY": CROSS_ENTROPY,
-                      "BINARY_CROSS_ENTROPY": BINARY_CROSS_ENTROPY},
-             "Event": {"COMPLETED": COMPLETED, "PLATEAU": PLATEAU, "DIVERGED": DIVERGED},
-             "Update": {"SGD": SGD, "MOMENTUM": MOMENTUM, "NESTEROV": NESTEROV, "ADAM": ADAM}}
-    for name, values in codes.items():
-        expected = {member.name: int(member) for member in getattr(_layout, name)}
-        if values != expected:
-            raise ImportError(f"_records.pxd's {name} {values} does not match _layout's "
-                              f"{expected}")
-    rules = dict(SMALL_WORK=SMALL_WORK, BLOCK_BYTES=BLOCK_BYTES, MIN_BLOCK_ROWS=MIN_BLOCK_ROWS,
-                 NARROW_OUT=NARROW_OUT, NARROW_WORDS=NARROW_WORDS, SLICE_ALIGN=SLICE_ALIGN)
-    if rules != _layout.SIZE_RULES:
-        raise ImportError(f"_records.pxd's size rules {rules} do not match _layout's "
-                          f"{_layout.SIZE_RULES}")
+    declared, expected = declared_layout(), _layout.expected_layout()
+    for name in expected.keys() | declared.keys():
+        if declared.get(name) != expected.get(name):
+            raise ImportError(f"_records.pxd declares {name} as {declared.get(name)}, but "
+                              f"_layout.py defines {expected.get(name)}: rebuild after "
+                              "regenerating it (_layout.pxd_text)")
 
 
 _check_layout()
