@@ -50,8 +50,8 @@ class Network(Protocol):
     def loss_and_gradient(self, X, Y, sample_weight, grad) -> float:
         """Summed loss over checked rows; the summed gradient written into grad."""
 
-    def forward(self, X) -> np.ndarray:
-        """Output activations (early stopping scores them)."""
+    def output(self, X) -> np.ndarray:
+        """Output activations of checked rows (early stopping scores them)."""
 
 
 class Task(NamedTuple):

@@ -144,8 +144,8 @@ class _DistributedNet:
     def reset_optimizer(self):
         self.optimizer_state, self._optimizer_name = None, None
 
-    def forward(self, X):
-        return self.net.forward(X)
+    def output(self, X):
+        return self.net.output(X)
 
     def loss_and_gradient(self, X, Y, sample_weight, grad):
         """Over every block's rows (X, Y, sample_weight are the blocks')."""

@@ -284,13 +284,13 @@ class _BaseMLP(BaseEstimator):
         with np.errstate(invalid="ignore", over="ignore"):
             X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
         net = self._net
-        if X.dtype != net.dtype:
-            X = X.astype(net.dtype)
-        return net.forward(X)
+        X = np.ascontiguousarray(X, dtype=net.dtype)
+        with thread_limit(self.n_threads):
+            return net.output(X)  # X validated above, once
 
     def _score_net(self, net, X, y, sample_weight):
         """Validation score for early stopping (accuracy or R²) on already checked data."""
-        pred = self._predict_from_output(net.forward(X))
+        pred = self._predict_from_output(net.output(X))
         if np.issubdtype(np.asarray(pred).dtype, np.floating) and not np.isfinite(pred).all():
             return np.nan
         return self._score_function(y, pred, sample_weight=sample_weight)

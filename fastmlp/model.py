@@ -125,7 +125,12 @@ class MLP:
         """Output activations, shape (n_samples, n_outputs)."""
         X = self._check_X(X)
         with thread_limit(self.n_threads):
-            return self._forward_all(X)[-1]
+            return self.output(X)
+
+    def output(self, X):
+        """forward on a checked X (C-contiguous, this network's dtype and width, finite): the
+        estimators' and the trainer's entry, after their own validation."""
+        return self._forward_all(X)[-1]
 
     def loss(self, X, Y, sample_weight=None):
         """Summed (sample-weighted) loss over the batch."""

@@ -69,9 +69,10 @@ def test_run_epochs_and_loss_and_gradient_agree_across_implementations(request):
         assert event == "completed" and terms.shape == (3, 2)
         grad = np.empty_like(net.theta)
         loss = net.loss_and_gradient(Xn, Yn, None, grad)
-        results[name] = (terms, net.theta.copy(), loss, grad)
+        results[name] = (terms, net.theta.copy(), loss, grad, net.output(X))
     reference = results["numpy"]
-    for name, (terms, theta, loss, grad) in results.items():
+    for name, (terms, theta, loss, grad, output) in results.items():
+        np.testing.assert_allclose(output, reference[4], rtol=1e-8, atol=1e-12, err_msg=name)
         np.testing.assert_allclose(terms, reference[0], rtol=1e-9, err_msg=name)
         np.testing.assert_allclose(theta, reference[1], rtol=1e-8, atol=1e-10, err_msg=name)
         np.testing.assert_allclose(loss, reference[2], rtol=1e-9, err_msg=name)

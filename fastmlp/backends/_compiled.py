@@ -28,19 +28,27 @@ class WorkspaceCache:
             grad=np.empty(arch.n_params, dtype), parts=np.empty((n_chunks, arch.n_params), dtype),
             part_losses=np.empty(n_chunks, np.float64), acts=acts, deltas=np.empty_like(acts),
             xb=rows(sizes[0]), yb=rows(sizes[-1]), wb=np.empty(batch_size, dtype))
-        self._saved = None
+        self._bundles = {}
+        self._network = None
+        # the call's in/out records, refilled each call (allocating them costs more than
+        # the kernel at batch-1 sizes)
+        self.plateau = np.zeros(1, _layout.PLATEAU)
+        self.outcome = np.zeros(1, _layout.OUTCOME)
         self.ones = np.empty(0, dtype)  # unit sample weights, grown to the data's row count
+
+    def network(self, arch, theta):
+        """The Network bundle of (arch, θ), kept while θ is the same array."""
+        if self._network is None or self._network.theta is not theta:
+            self._network = _layout.network_bundle(arch, theta)
+        return self._network
 
     def bundle(self, guard):
         """The Workspace bundle; `saved` (θ and both moments before an epoch) only if guarded."""
-        if not guard:
-            saved = NO_SAVED[self.arrays["grad"].dtype]
-        else:
-            if self._saved is None:
-                grad = self.arrays["grad"]
-                self._saved = np.empty((3, grad.shape[0]), grad.dtype)
-            saved = self._saved
-        return _layout.Workspace(saved=saved, **self.arrays)
+        if guard not in self._bundles:
+            grad = self.arrays["grad"]
+            saved = np.empty((3, grad.shape[0]), grad.dtype) if guard else NO_SAVED[grad.dtype]
+            self._bundles[guard] = _layout.Workspace(saved=saved, **self.arrays)
+        return self._bundles[guard]
 
     def unit_weights(self, n):
         if self.ones.shape[0] < n:
@@ -80,24 +88,22 @@ def kernels(forward, backward, output_delta_kernel, epochs_kernel, threads, n_th
             cache = state.meta["workspace"] = WorkspaceCache(arch, batch_size, dtype, n_chunks)
         has_sw = sample_weight is not None
         learning_rates = np.ascontiguousarray(learning_rates, dtype=np.float64)
-        control = _layout.Control(
-            batch_size=int(batch_size), min_chunk_rows=_layout.CHUNK_MIN_ROWS, guard=bool(guard),
-            plateau=_layout.plateau_record(plateau),
-            outcome=_layout.record(_layout.OUTCOME, epochs=0, t=state.t, event=0),
-            terms=np.empty((learning_rates.shape[0], 2)))
+        _layout.fill_plateau(cache.plateau, plateau)
+        cache.outcome[0] = (0, state.t, _layout.Event.COMPLETED)
+        control = _layout.Control(int(batch_size), _layout.CHUNK_MIN_ROWS, bool(guard),
+                                  cache.plateau, cache.outcome,
+                                  np.empty((learning_rates.shape[0], 2)))
         with threads(n_chunks):
             epochs_kernel(
-                _layout.network_bundle(arch, theta),
+                cache.network(arch, theta),
                 _layout.Data(X, Y, sample_weight if has_sw else cache.unit_weights(X.shape[0]),
                              has_sw, orders),
                 _layout.Optimizer(_layout.hyper_record(opt), learning_rates, state.first,
                                   state.second),
                 cache.bundle(guard), control)
-        outcome = control.outcome[0]
-        state.t = int(outcome["t"])
+        epochs, state.t, event = cache.outcome.item()
         if plateau is not None:
-            plateau.best = float(control.plateau[0]["best"])
-            plateau.count = int(control.plateau[0]["count"])
-        return control.terms[:int(outcome["epochs"])], _layout.EVENTS[int(outcome["event"])]
+            _, _, plateau.best, plateau.count, _ = cache.plateau.item()
+        return control.terms[:epochs], _layout.EVENTS[event]
 
     return _contract.Kernels(forward_layer, backward_layer, output_delta, train_epochs)

@@ -22,6 +22,7 @@ Adding a hyperparameter: a field in HYPER (or a scalar in a bundle), the line in
 ``optimizer_bundle`` that fills it, and the two kernels that read it.
 """
 import enum
+import functools
 from collections import namedtuple
 
 import numpy as np
@@ -94,26 +95,24 @@ RECORDS = {"Hyper": HYPER, "Plateau": PLATEAU, "Outcome": OUTCOME}
 
 def record(dtype, **values):
     """A one-element array of the record `dtype` with these field values (all required)."""
-    missing = set(dtype.names) - set(values)
-    if missing or set(values) - set(dtype.names):
+    if values.keys() != set(dtype.names):
         raise TypeError(f"record needs exactly the fields {dtype.names}, got {sorted(values)}")
-    out = np.zeros(1, dtype)
-    for name, value in values.items():
-        out[0][name] = value
-    return out
+    return np.array([tuple(values[name] for name in dtype.names)], dtype)
 
 
+@functools.lru_cache(maxsize=64)
 def hyper_record(opt):
+    """HYPER for an optim.Optimizer (cached: the kernels only read it)."""
     return record(HYPER, rule=update_rule(opt), momentum=opt.momentum, l2=opt.l2,
                   beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
 
 
-def plateau_record(plateau):
-    """PLATEAU from a stopping.Plateau, or the no-rule record for None."""
+def fill_plateau(out, plateau):
+    """Write a stopping.Plateau (None: no rule) into the one-element PLATEAU array `out`."""
     if plateau is None:
-        return record(PLATEAU, tol=0.0, patience=-1, best=np.inf, count=0, scale=1.0)
-    return record(PLATEAU, tol=plateau.tol, patience=plateau.patience, best=plateau.best,
-                  count=plateau.count, scale=plateau.scale)
+        out[0] = (0.0, -1, np.inf, 0, 1.0)
+    else:
+        out[0] = (plateau.tol, plateau.patience, plateau.best, plateau.count, plateau.scale)
 
 
 # -- argument bundles ------------------------------------------------------------------------
