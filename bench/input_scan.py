@@ -21,17 +21,17 @@ def main(reps=200, rounds=7):
         def checked():
             backend.forward_layer(A, W, b, "relu", out)
 
-        def trusted():
+        def unchecked():
             backend.unchecked.forward_layer(A, W, b, "relu", out, 0.01)
 
-        checked(), trusted()  # compile / warm up
+        checked(), unchecked()  # compile / warm up
         times = {}
         for _ in range(rounds):  # interleaved rounds, best of each
-            for f in (checked, trusted):
+            for f in (checked, unchecked):
                 t = timeit.timeit(f, number=reps) / reps * 1e6
                 times[f.__name__] = min(times.get(f.__name__, t), t)
-        print(f"{name:6} checked {times['checked']:7.1f} us, trusted {times['trusted']:7.1f} us:"
-              f" the scan costs {times['checked'] - times['trusted']:6.1f} us")
+        print(f"{name:6} checked {times['checked']:7.1f} us, unchecked {times['unchecked']:7.1f} us:"
+              f" the scan costs {times['checked'] - times['unchecked']:6.1f} us")
 
 
 if __name__ == "__main__":

@@ -179,10 +179,6 @@ def _permutations(orders, n):
     return bool(np.all(np.bincount(pairs, minlength=orders.size) == 1))
 
 
-def check_leaky_slope(leaky_slope):
-    return activations.check_leaky_slope(leaky_slope)
-
-
 def row_orders(orders, n):
     """orders as the kernels take them, (1 or n_epochs, n) int64, for orders a caller drew
     itself (as the estimators do): None is the rows in order; nothing else is checked."""
@@ -216,7 +212,8 @@ def checked(kernels):
         """out = g(A_in @ W + b); returns out. Non-finite inputs are rejected; finite inputs
         whose products overflow give non-finite outputs, which the caller must test."""
         A_in, W, b = check_forward(A_in, W, b, activation, out)
-        return kernels.forward_layer(A_in, W, b, activation, out, check_leaky_slope(leaky_slope))
+        return kernels.forward_layer(A_in, W, b, activation, out,
+                                     activations.check_leaky_slope(leaky_slope))
 
     def backward_layer(A_in, delta, W, grad_W, grad_b, delta_in=None, activation_in=None,
                        leaky_slope=0.01):
@@ -224,7 +221,7 @@ def checked(kernels):
         δ_in = (δ Wᵀ) ⊙ g'(A_in)."""
         A_in, delta, W = check_backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in)
         kernels.backward_layer(A_in, delta, W, grad_W, grad_b, delta_in, activation_in,
-                               check_leaky_slope(leaky_slope))
+                               activations.check_leaky_slope(leaky_slope))
 
     def output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_slope=0.01):
         """Write δ_out (rows scaled by sample_weight) into delta; return the (weighted) summed
@@ -232,7 +229,7 @@ def checked(kernels):
         A_out, Y, sample_weight = check_output_delta(A_out, Y, activation, loss, delta,
                                                      sample_weight)
         return kernels.output_delta(A_out, Y, activation, loss, delta, sample_weight,
-                                    check_leaky_slope(leaky_slope))
+                                    activations.check_leaky_slope(leaky_slope))
 
     def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                      learning_rates, guard=True, plateau=None):
