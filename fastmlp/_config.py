@@ -90,7 +90,7 @@ def thread_limit(n_threads):
         yield
         return
     n_threads = check_n_threads(n_threads)
-    numba = sys.modules.get("numba")  # only if imported already: the import costs ~0.3 s
+    numba = sys.modules.get("numba")  # only if imported already (importing it is slow)
     previous = numba.get_num_threads() if numba else None
     stack = getattr(_local, "limits", None)
     if stack is None:

@@ -19,13 +19,11 @@ backend; the driver adds them in block order and applies the optimizer update ex
 A worker lost mid-step loses only cached blocks, which Dask recomputes from their source; a
 task is retried up to `retries` times, then the fit fails with a clear error.
 """
-import dataclasses
-
 import numpy as np
 
 from . import optim
-from .backends._contract import check_finite
-from .stopping import Plateau
+from .backends._contract import check_finite, row_orders
+from .backends.reference import guarded_epochs
 
 try:
     import dask.array as da
@@ -138,11 +136,13 @@ class _DistributedNet:
     def __init__(self, net, blocks, spec):
         self.net, self.blocks, self.spec = net, blocks, spec
         self.arch, self.dtype, self.theta = net.arch, net.dtype, net.theta
-        self.optimizer_state = None
-        self._optimizer_name = None
+
+    @property
+    def optimizer_state(self):
+        return self.net.optimizer_state
 
     def reset_optimizer(self):
-        self.optimizer_state, self._optimizer_name = None, None
+        self.net.reset_optimizer()
 
     def output(self, X):
         return self.net.output(X)
@@ -155,33 +155,15 @@ class _DistributedNet:
 
     def run_epochs(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
                    plateau=None):
-        """Mirrors reference.train_epochs (guard on, plateau rule) with each minibatch's sums
+        """reference.guarded_epochs (guard on, plateau rule) with each minibatch's sums
         computed by the blocks; X, Y, sample_weight are the blocks'."""
-        if self.optimizer_state is None or self._optimizer_name != opt.name:
-            self.optimizer_state = optim.OptimizerState.zeros(self.arch.n_params, self.dtype)
-            self._optimizer_name = opt.name
-        state, n = self.optimizer_state, self.blocks.n
-        orders = np.arange(n)[None] if orders is None else np.atleast_2d(orders)
-        rule = plateau if plateau is not None else Plateau(0.0, -1)
-        terms, event = [], "completed"
-        for e, rate in enumerate(learning_rates):
-            saved = (self.theta.copy(), state.first.copy(), state.second.copy(), state.t)
-            with np.errstate(over="ignore", invalid="ignore"):
-                data_term, penalty_term = self._epoch(
-                    orders[e if orders.shape[0] > 1 else 0], batch_size,
-                    dataclasses.replace(opt, learning_rate=float(rate)))
-            loss = rule.epoch_loss(data_term, penalty_term, n)
-            if not (np.isfinite(loss) and np.all(np.isfinite(self.theta))):
-                self.theta[...], state.first[...], state.second[...], state.t = saved
-                event = "diverged"
-                break
-            terms.append((data_term / n, penalty_term / n))
-            if plateau is not None and plateau.update(loss):
-                event = "plateau"
-                break
-        return np.array(terms, dtype=np.float64).reshape(-1, 2), event
+        state, n = self.net._optimizer_state_for(opt), self.blocks.n
+        terms, event = guarded_epochs(
+            lambda order, epoch_opt: self._epoch(order, batch_size, epoch_opt, state),
+            self.theta, state, row_orders(orders, n), learning_rates, opt, n, True, plateau)
+        return terms / n, event
 
-    def _epoch(self, order, batch_size, opt):
+    def _epoch(self, order, batch_size, opt, state):
         """One epoch: (Σ_b mean loss_b·rows_b, Σ_b mean penalty_b·rows_b), as reference._epoch."""
         mask = self.arch.coef_mask(dtype=self.dtype)
         data_term = penalty_term = 0.0
@@ -192,7 +174,7 @@ class _DistributedNet:
             penalty = 0.5 * opt.l2 * float(np.dot(self.theta * mask, self.theta))
             grad = grad + opt.l2 * (self.theta * mask)
             grad /= weight
-            optim.step(self.theta, grad, opt, self.optimizer_state)
+            optim.step(self.theta, grad, opt, state)
             data_term += loss / weight * len(rows)
             penalty_term += penalty / weight * len(rows)
         return data_term, penalty_term

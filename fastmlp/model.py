@@ -240,14 +240,18 @@ class MLP:
     def _epoch_sums(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
                     plateau):
         """The backend's per-epoch (Σ_b mean loss_b·rows_b, Σ_b mean penalty_b·rows_b)."""
-        if self.optimizer_state is None or self._optimizer_name != opt.name:
-            self.optimizer_state = optim.OptimizerState.zeros(self.arch.n_params, self.dtype)
-            self._optimizer_name = opt.name
         n = X.shape[0]
         return self.backend.unchecked.train_epochs(
             self.arch, self.theta, X, Y, sample_weight, row_orders(orders, n),
-            min(int(batch_size), n), opt, self.optimizer_state,
-            np.asarray(learning_rates, dtype=np.float64), True, plateau)
+            min(int(batch_size), n), opt, self._optimizer_state_for(opt),
+            np.ascontiguousarray(learning_rates, dtype=np.float64), True, plateau)
+
+    def _optimizer_state_for(self, opt):
+        """The optimizer's moments, new when there are none or the optimizer changed."""
+        if self.optimizer_state is None or self._optimizer_name != opt.name:
+            self.optimizer_state = optim.OptimizerState.zeros(self.arch.n_params, self.dtype)
+            self._optimizer_name = opt.name
+        return self.optimizer_state
 
     def __getstate__(self):
         state = self.__dict__.copy()

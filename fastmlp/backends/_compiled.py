@@ -87,7 +87,6 @@ def kernels(forward, backward, output_delta_kernel, epochs_kernel, threads, n_th
         if cache is None or cache.key != (arch.layer_sizes, batch_size, dtype, n_chunks):
             cache = state.meta["workspace"] = WorkspaceCache(arch, batch_size, dtype, n_chunks)
         has_sw = sample_weight is not None
-        learning_rates = np.ascontiguousarray(learning_rates, dtype=np.float64)
         _layout.fill_plateau(cache.plateau, plateau)
         cache.outcome[0] = (0, state.t, _layout.Event.COMPLETED)
         control = _layout.Control(int(batch_size), _layout.CHUNK_MIN_ROWS, bool(guard),

@@ -143,28 +143,23 @@ def check_schedule(orders, learning_rates, batch_size, n):
     """The epochs' plan for n rows: orders (1 or n_epochs, n) int64, each row a permutation
     of range(n) (None: the rows in order); learning_rates (n_epochs,) float64, each finite and
     > 0; batch_size an integer >= 1, at most n. Returns (orders, learning_rates, batch_size)."""
-    learning_rates = np.asarray(learning_rates, dtype=np.float64)
+    learning_rates = np.ascontiguousarray(learning_rates, dtype=np.float64)
     if learning_rates.ndim != 1 or learning_rates.shape[0] < 1:
         raise ValueError("learning_rates must be a non-empty 1-D sequence (one per epoch), "
                          f"got shape {learning_rates.shape}")
     if not (np.all(np.isfinite(learning_rates)) and np.all(learning_rates > 0)):
         raise ValueError("learning_rates must be finite and > 0")
     n_epochs = learning_rates.shape[0]
-    if orders is None:
-        orders = np.arange(n, dtype=np.int64)[None]
-    else:
-        _array(np.asarray(orders), "orders")
-        orders = np.asarray(orders)
-        if orders.dtype.kind not in "iu":
-            raise TypeError(f"order must hold integer row indices, got dtype {orders.dtype}")
-        if orders.ndim == 1:
-            orders = orders[None]
-        if orders.ndim != 2 or orders.shape[0] not in (1, n_epochs) or orders.shape[1] != n:
-            raise ValueError(f"orders has shape {orders.shape}, expected ({n},), (1, {n}) or "
-                             f"({n_epochs}, {n})")
-        orders = np.ascontiguousarray(orders, dtype=np.int64)
-        if not _permutations(orders, n):
-            raise ValueError("each order must be a permutation of range(n_samples)")
+    given = orders is not None
+    if given and np.asarray(orders).dtype.kind not in "iu":
+        raise TypeError("order must hold integer row indices, got dtype "
+                        f"{np.asarray(orders).dtype}")
+    orders = row_orders(orders, n)
+    if orders.ndim != 2 or orders.shape[0] not in (1, n_epochs) or orders.shape[1] != n:
+        raise ValueError(f"orders has shape {orders.shape}, expected ({n},), (1, {n}) or "
+                         f"({n_epochs}, {n})")
+    if given and not _permutations(orders, n):
+        raise ValueError("each order must be a permutation of range(n_samples)")
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     return orders, learning_rates, min(int(batch_size), n)
@@ -190,7 +185,8 @@ def row_orders(orders, n):
 
 class Kernels(NamedTuple):
     """A backend's kernels on arguments already checked (the shapes, dtypes and contiguity
-    that `checked` tests; finite inputs; orders in bounds), for callers that validated them
+    that `checked` tests; finite inputs; orders (k, n) int64 and in bounds; learning_rates a
+    contiguous float64 array), for callers that validated them
     at their own edge, as MLP does. Called with anything else they may crash the process.
 
     forward_layer(A_in, W, b, activation, out, leaky_slope) -> out

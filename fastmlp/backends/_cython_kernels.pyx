@@ -11,9 +11,9 @@ at import. GEMMs come from scipy.linalg.cython_blas (SciPy's BLAS); everything e
 without the GIL, the whole epoch included. The arrays reaching these functions have been
 checked by _contract.py (shapes, dtypes, contiguity), so bounds checks are off.
 
-Precision (both twins): every elementwise operation rounds to θ's dtype, as NumPy's
-arithmetic on θ does in the reference; sums over many terms (a loss, a minibatch's loss)
-accumulate in double.
+Precision (both twins): activations, derivatives and δ round to θ's dtype at every
+operation, as NumPy's arithmetic on θ does in the reference; losses accumulate in double
+(numba's two exceptions: its module docstring).
 
 Row-major products through column-major BLAS: a C-ordered (r, c) matrix is the
 column-major (c, r) matrix of its transpose, so
@@ -180,7 +180,7 @@ cdef void _activate_row(floating* z, int n, int act, floating slope) noexcept no
     cdef floating e, one = 1
     if act == LOGISTIC:
         for j in range(n):
-            e = _exp(-(z[j] if z[j] >= 0 else -z[j]))
+            e = _exp(-z[j] if z[j] >= 0 else z[j])  # exp(-|z|), in θ's dtype
             z[j] = (one if z[j] >= 0 else e) / (one + e)
     elif act == TANH:
         for j in range(n):
@@ -658,7 +658,7 @@ cdef double _forward_backward(const Run* r, floating* theta, floating* xb, float
 
 
 cdef inline long _slice_start(int c, int n_chunks, long n_params) noexcept nogil:
-    """Where thread-slice c of θ starts (_layout.slice_start)."""
+    """Where thread-slice c of θ starts (_layout.SLICE_ALIGN)."""
     return n_params if c == n_chunks else (c * n_params // n_chunks) // SLICE_ALIGN * SLICE_ALIGN
 
 
@@ -871,12 +871,12 @@ cdef void _keep(const Run* r, floating* theta, int tid, int team, bint restore) 
             memcpy(&theta[lo], &saved[lo], width)
         else:
             memcpy(&saved[lo], &theta[lo], width)
-        if rule != SGD:  # _layout.keeps_first
+        if rule != SGD:  # _layout.Update
             if restore:
                 memcpy(&first[lo], &saved[n_params + lo], width)
             else:
                 memcpy(&saved[n_params + lo], &first[lo], width)
-        if rule == ADAM:  # _layout.keeps_second
+        if rule == ADAM:
             if restore:
                 memcpy(&second[lo], &saved[2 * n_params + lo], width)
             else:

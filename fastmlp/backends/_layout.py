@@ -49,7 +49,8 @@ EVENTS = tuple(e.name.lower() for e in Event)
 
 
 class Update(enum.IntEnum):
-    """The optimizer update a kernel applies (optim.step's branches)."""
+    """The optimizer update a kernel applies (optim.step's branches). The kernels keep (and
+    the guard snapshots) the first moment for every rule but SGD, the second for ADAM."""
     SGD = 0        # θ ← θ - η g: no moment kept
     MOMENTUM = 1   # v ← μ v - η g; θ ← θ + v
     NESTEROV = 2   # v as MOMENTUM; θ ← θ + μ v - η g
@@ -63,16 +64,6 @@ def update_rule(opt):
     if opt.nesterov:
         return Update.NESTEROV
     return Update.MOMENTUM if opt.momentum != 0 else Update.SGD
-
-
-def keeps_first(rule):
-    """Whether the update reads and writes the first moment (velocity / Adam's m)."""
-    return rule != Update.SGD
-
-
-def keeps_second(rule):
-    """Whether the update reads and writes the second moment (Adam's s)."""
-    return rule == Update.ADAM
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -102,9 +93,11 @@ def record(dtype, **values):
 
 @functools.lru_cache(maxsize=64)
 def hyper_record(opt):
-    """HYPER for an optim.Optimizer (cached: the kernels only read it)."""
-    return record(HYPER, rule=update_rule(opt), momentum=opt.momentum, l2=opt.l2,
-                  beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
+    """HYPER for an optim.Optimizer: cached, so read-only (the kernels only read it)."""
+    out = record(HYPER, rule=update_rule(opt), momentum=opt.momentum, l2=opt.l2,
+                 beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
+    out.flags.writeable = False
+    return out
 
 
 def fill_plateau(out, plateau):
@@ -146,8 +139,9 @@ NARROW_WORDS = 4096
 #: Words between two threads' row blocks in a split minibatch's buffers (cython twin):
 #: 4-8 KiB, past the prefetchers' reach, so no thread touches a line another one writes.
 CHUNK_GAP = 1024
-#: Thread c of a split update owns θ[slice_start(c) : slice_start(c + 1)]; the starts are
-#: multiples of SLICE_ALIGN elements (64 bytes in float32), so no two threads share a line.
+#: Thread c of a split update owns θ[_slice_start(c) : _slice_start(c + 1)] (both kernels);
+#: the starts are multiples of SLICE_ALIGN elements (64 bytes in float32), so no two threads
+#: share a line.
 SLICE_ALIGN = 16
 #: A minibatch is split across threads (each its own rows and gradient buffer, BLAS single
 #: threaded) when each thread gets at least CHUNK_MIN_ROWS rows and its forward GEMMs total at
@@ -160,11 +154,6 @@ CHUNK_MAX_WORK = 20_000_000
 #: parity test for numba).
 SIZE_RULES = dict(SMALL_WORK=SMALL_WORK, BLOCK_BYTES=BLOCK_BYTES, MIN_BLOCK_ROWS=MIN_BLOCK_ROWS,
                   NARROW_OUT=NARROW_OUT, NARROW_WORDS=NARROW_WORDS, SLICE_ALIGN=SLICE_ALIGN)
-
-
-def slice_start(c, n_chunks, n_params):
-    """Where thread-slice c of θ starts (the kernels' _slice_start)."""
-    return n_params if c == n_chunks else (c * n_params // n_chunks) // SLICE_ALIGN * SLICE_ALIGN
 
 
 def data_parallel_chunks(layer_sizes, batch_size, n_threads):

@@ -13,9 +13,11 @@ Two regimes, chosen by size (_layout.SMALL_WORK):
   by row block, and the epilogue (bias + activation, or δ ⊙ g') runs on each block while it
   is still in cache, not as extra sweeps over the whole matrix.
 
-Precision (both twins): every elementwise operation rounds to θ's dtype, as NumPy's
-arithmetic on θ does in the reference; sums over many terms (a loss, a minibatch's loss)
-accumulate in float64.
+Precision (both twins): activations, derivatives and δ round to θ's dtype at every
+operation, as NumPy's arithmetic on θ does in the reference; losses accumulate in float64.
+Two numba exceptions, kept so its trajectories stay bitwise what they were: a softmax row is
+summed (and divided) in float64, and the update forms its L2-penalised gradient in float64
+(_update_slice).
 
 Compiled functions are cached on disk (cache=True): in __pycache__ beside this file when it
 is writable, otherwise in Numba's per-user cache directory (NUMBA_CACHE_DIR overrides).
@@ -374,7 +376,7 @@ def _gather(data, order, start, r0, r1, xb, yb, wb):
 
 @jit
 def _slice_start(c, n_chunks, n_params):
-    """Where thread-slice c of θ starts (_layout.slice_start)."""
+    """Where thread-slice c of θ starts (_layout.SLICE_ALIGN)."""
     if c == n_chunks:
         return n_params
     return (c * n_params // n_chunks) // SLICE_ALIGN * SLICE_ALIGN
@@ -384,10 +386,11 @@ def _slice_start(c, n_chunks, n_params):
 def _update_slice(theta, grad, first, second, lo, hi, offsets, sizes, step):
     """_update on θ[lo:hi], layer by layer: L2 on the weights, none on the biases.
 
-    Engine-specific (tests/test_twins.py): l2 reaches _update as a float64, so the penalised
-    gradient (g + l2·θ)/Σw is formed in float64 and rounds once into θ (the cython twin
-    rounds each operation to θ's dtype). Kept so that numba's trajectories stay bitwise what
-    they were; the two agree within the float32 tolerance."""
+    A listed exception to the precision policy (README, "The compiled kernels' interface"):
+    l2 reaches _update as a float64, so the penalised gradient (g + l2·θ)/Σw is formed in
+    float64 and rounds once into θ (the cython twin rounds each operation to θ's dtype).
+    Kept so that numba's trajectories stay bitwise what they were; the two agree within the
+    float32 tolerance."""
     l2 = np.float64(step.l2)
     for l in range(offsets.shape[0]):
         w0, b0 = offsets[l, 0], offsets[l, 1]
@@ -475,7 +478,7 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
         if h.rule == ADAM:
             t += 1
             adam_step = _cast(theta, lr * np.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
-        # the mean gradient with L2 on the weights, then the optimizer update, in θ's dtype
+        # the update's constants in θ's dtype (the L2 gradient: _update_slice)
         step = Step(h.rule, lr, _cast(theta, h.momentum), l2, _cast(theta, beta_1),
                     _cast(theta, 1 - beta_1), _cast(theta, beta_2), _cast(theta, 1 - beta_2),
                     _cast(theta, h.epsilon), adam_step, _cast(theta, weight_sum))
@@ -527,7 +530,7 @@ def train_epochs(network, data, optimizer, workspace, control):
     n = data.X.shape[0]
     orders, terms = data.orders, control.terms
     t = outcome.t
-    keep_first, keep_second = rule != SGD, rule == ADAM  # _layout.keeps_first/keeps_second
+    keep_first, keep_second = rule != SGD, rule == ADAM  # _layout.Update
     outcome.event = COMPLETED
     for e in range(optimizer.learning_rates.shape[0]):
         outcome.epochs = e

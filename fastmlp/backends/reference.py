@@ -78,6 +78,20 @@ def _train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, sta
     """_contract.checked's train_epochs, on checked arguments: epoch by epoch in Python,
     each epoch's loss fed to the plateau rule and tested by the divergence guard."""
     grad = np.empty_like(theta)
+
+    def epoch(order, epoch_opt):
+        return _epoch(arch, theta, X, Y, sample_weight, order, batch_size, epoch_opt, state,
+                      grad)
+
+    return guarded_epochs(epoch, theta, state, orders, learning_rates, opt, X.shape[0], guard,
+                          plateau)
+
+
+def guarded_epochs(epoch, theta, state, orders, learning_rates, opt, n, guard, plateau):
+    """The epochs loop of train_epochs around `epoch(order, opt) -> (data term, penalty
+    term)`, which updates θ and `state` in place: the divergence guard and the plateau rule
+    applied after each epoch. The Dask stand-in (fastmlp.distributed) runs its epochs
+    through it too."""
     rule = plateau if plateau is not None else Plateau(0.0, -1)
     terms, event = [], "completed"
     for e, learning_rate in enumerate(learning_rates):
@@ -86,10 +100,8 @@ def _train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, sta
         # Inside the epoch nothing is re-checked or warned about: a diverging epoch shows in
         # its non-finite loss, which the guard (or the caller) reports.
         with np.errstate(over="ignore", invalid="ignore"):
-            data_term, penalty_term = _epoch(arch, theta, X, Y, sample_weight,
-                                             orders[e if orders.shape[0] > 1 else 0],
-                                             batch_size, epoch_opt, state, grad)
-        loss = rule.epoch_loss(data_term, penalty_term, X.shape[0])
+            data_term, penalty_term = epoch(orders[e if orders.shape[0] > 1 else 0], epoch_opt)
+        loss = rule.epoch_loss(data_term, penalty_term, n)
         if guard and not (np.isfinite(loss) and np.all(np.isfinite(theta))):
             theta[...], state.first[...], state.second[...], state.t = saved
             event = "diverged"
