@@ -112,6 +112,7 @@ setup(
     ext_modules=cythonize(
         [extension("fastmlp._build_info", "csrc/_build_info.pyx"),
          extension("fastmlp._shuffle", "csrc/_shuffle.pyx"),
+         extension("fastmlp._sigint", "csrc/_sigint.pyx"),
          # the cython twin sits beside the numba twin, with the interface's C declarations
          extension("fastmlp.backends._cython_kernels", "fastmlp/backends/_cython_kernels.pyx")],
         compiler_directives={"language_level": 3, "boundscheck": False, "wraparound": False,

@@ -2,9 +2,16 @@
 
 These follow scikit-learn's MLP solvers step for step — same random draws, learning-rate
 schedules, stopping rules and warnings — so a fit with the same starting weights follows
-scikit-learn's trajectory. The epochs run compiled, up to MAX_CHUNK_EPOCHS per backend call
-(the stopping rule inside it); Python runs between calls, or once per epoch where a
-validation score is needed (early stopping).
+scikit-learn's trajectory. The epochs run compiled, as many per backend call as fit in
+about CALL_SECONDS (measured as the fit runs; at most MAX_CHUNK_EPOCHS, the stopping rule
+inside the call), so the progress bar, verbose lines and signals see every epoch at a human
+pace; Python runs between calls, or once per epoch where a validation score is needed
+(early stopping).
+
+Ctrl-C (fastmlp.interrupts) ends a backend call after the minibatch under way and undoes
+that epoch; the trainer records the epochs that completed, so the weights, the optimizer's
+moments and every fitted attribute describe the last completed epoch, and a warm-start fit
+continues from exactly there.
 
 The trainer reads the estimator's hyperparameters (a `get_params()` dict) and a `Task`
 (what differs between classifier and regressor), drives a `Network`, and records what the
@@ -13,6 +20,8 @@ when the fit ends in an error.
 """
 import copy
 import dataclasses
+import sys
+import time
 import warnings
 from typing import Callable, NamedTuple, Optional, Protocol
 
@@ -21,7 +30,7 @@ import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
-from . import optim
+from . import interrupts, optim
 from .model import DivergenceError
 from .stopping import Plateau
 
@@ -39,13 +48,14 @@ class Network(Protocol):
         """Forget the optimizer's moments (a new fit starts a new optimizer)."""
 
     def run_epochs(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
-                   plateau=None):
+                   plateau=None, stop=None, time_budget=float("inf")):
         """Epochs on checked data: epoch e at learning_rates[e] with its rows in orders[e]
         (one row: every epoch; None: rows in order); `plateau` (a stopping.Plateau) updated
-        after each. Returns (terms, event): terms (k, 2), each completed epoch's (mean data
-        loss, mean L2 penalty); event "completed", "plateau" or "diverged" — an epoch made
-        the loss or θ non-finite and was undone: θ, the moments and t are as after the
-        last completed epoch."""
+        after each; no epoch started after time_budget seconds. Returns (terms, event):
+        terms (k, 2), each completed epoch's (mean data loss, mean L2 penalty); event
+        "completed", "plateau", "diverged" — an epoch made the loss or θ non-finite — or
+        "interrupted" — the stop flag (int64[1]) was raised during an epoch; either epoch
+        was undone: θ, the moments and t are as after the last completed epoch."""
 
     def loss_and_gradient(self, X, Y, sample_weight, grad) -> float:
         """Summed loss over checked rows; the summed gradient written into grad."""
@@ -103,19 +113,18 @@ class LearningRate:
             schedule.epoch_ends(samples_seen)
         return rates
 
-    def on_plateau(self, msg, verbose):
-        """True when training should stop; 'adaptive' divides the rate by 5 instead."""
+    def on_plateau(self, msg, say):
+        """True when training should stop; 'adaptive' divides the rate by 5 instead. `say`
+        prints a line (None: silent)."""
+        say = say or (lambda line: None)
         if self.schedule != "adaptive":
-            if verbose:
-                print(msg + " Stopping.")
+            say(msg + " Stopping.")
             return True
         if self.value <= 1e-6:
-            if verbose:
-                print(msg + " Learning rate too small. Stopping.")
+            say(msg + " Learning rate too small. Stopping.")
             return True
         self.value /= 5.0
-        if verbose:
-            print(msg + " Setting learning rate to %f" % self.value)
+        say(msg + " Setting learning rate to %f" % self.value)
         return False
 
 
@@ -184,13 +193,15 @@ def fit_stochastic(params, task, state, net, X, Y, sample_weight, rng, increment
                           float(params["momentum"]), bool(params["nesterovs_momentum"]),
                           float(params["alpha"]), float(params["beta_1"]),
                           float(params["beta_2"]), float(params["epsilon"]))
-    epochs = _Epochs(params, task, state, net, X_train, Y_train, sw_train, batch_size, opt)
     try:
-        if early_stopping or incremental:
-            epochs.one_by_one(rng, incremental, validation)
-        else:
-            epochs.in_chunks(rng)
-    except KeyboardInterrupt:
+        with interrupts.deferred() as stop:
+            epochs = _Epochs(params, task, state, net, X_train, Y_train, sw_train, batch_size,
+                             opt, stop)
+            if early_stopping or incremental:
+                epochs.one_by_one(rng, incremental, validation)
+            else:
+                epochs.in_chunks(rng)
+    except KeyboardInterrupt:  # the state describes the last completed epoch
         warnings.warn("Training interrupted by user.")
     finally:
         task.progress.close()
@@ -198,8 +209,12 @@ def fit_stochastic(params, task, state, net, X, Y, sample_weight, rng, increment
         net.theta[...] = state.best_theta
 
 
-#: Epochs per backend call in a chunked fit: at most MAX_CHUNK_EPOCHS, and their row orders
-#: (int64) at most ~8 MB.
+#: A chunked fit's backend calls are sized to about CALL_SECONDS of work each, from the
+#: pace measured so far; a call also ends after the epoch that passes CALL_BUDGET (a slower
+#: machine than the last call saw). At most MAX_CHUNK_EPOCHS epochs per call, and their row
+#: orders (int64) at most ~8 MB.
+CALL_SECONDS = 0.15
+CALL_BUDGET = 0.25
 MAX_CHUNK_EPOCHS = 64
 CHUNK_ORDER_ELEMENTS = 1 << 20
 
@@ -207,19 +222,36 @@ CHUNK_ORDER_ELEMENTS = 1 << 20
 class _Epochs:
     """The stochastic loop of one fit: the network, its data and the state it updates."""
 
-    def __init__(self, params, task, state, net, X, Y, sample_weight, batch_size, opt):
+    def __init__(self, params, task, state, net, X, Y, sample_weight, batch_size, opt, stop):
         self.params, self.task, self.state, self.net = params, task, state, net
         self.X, self.Y, self.sample_weight = X, Y, sample_weight
-        self.batch_size, self.opt = batch_size, opt
+        self.batch_size, self.opt, self.stop = batch_size, opt, stop
+        self.seconds_per_epoch = None  # measured by the calls so far
 
     def _rates(self, k):
         if self.params["solver"] == "sgd":
             return self.state.schedule.upcoming(k, self.state.t, self.X.shape[0])
         return [self.params["learning_rate_init"]] * k
 
-    def _run(self, orders, rates, plateau=None):
-        return self.net.run_epochs(self.X, self.Y, self.sample_weight, orders, rates,
-                                   self.batch_size, self.opt, plateau)
+    def _run(self, orders, rates, plateau=None, time_budget=float("inf")):
+        started = time.perf_counter()
+        terms, event = self.net.run_epochs(self.X, self.Y, self.sample_weight, orders, rates,
+                                           self.batch_size, self.opt, plateau, self.stop.flag,
+                                           time_budget)
+        if len(terms):
+            self.seconds_per_epoch = (time.perf_counter() - started) / len(terms)
+        return terms, event
+
+    def _epochs_per_call(self):
+        """As many epochs as take about CALL_SECONDS at the pace of the last call (one when
+        nothing is measured yet)."""
+        if self.seconds_per_epoch is None:
+            return 1
+        return max(1, int(CALL_SECONDS / max(self.seconds_per_epoch, 1e-9)))
+
+    def _say(self):
+        """How verbose lines are printed (beside the progress bar), or None when quiet."""
+        return self.task.progress.write if self.params["verbose"] else None
 
     def one_by_one(self, rng, incremental, validation):
         """One backend call per epoch, Python's stopping checks after each: for early
@@ -230,6 +262,8 @@ class _Epochs:
             if params["shuffle"]:
                 sample_idx = _draw_orders(sample_idx, rng, 1)[0]
             terms, event = self._run(sample_idx if params["shuffle"] else None, self._rates(1))
+            if event == "interrupted":  # the net undid the epoch under way
+                self.stop.check()
             if event == "diverged":  # the net already put back the last finite weights
                 raise diverged_error(state.n_iter + 1)
             self._record(*terms[0])
@@ -239,13 +273,15 @@ class _Epochs:
             if incremental:
                 break
             self._warn_if_last()
+            self.stop.check()
 
     def in_chunks(self, rng):
-        """The same epochs as one_by_one, up to MAX_CHUNK_EPOCHS per backend call: the
+        """The same epochs as one_by_one, several per backend call (_epochs_per_call): the
         permutations and learning rates are drawn ahead, the loss plateau rule runs inside the
         call (stopping.Plateau), and the bookkeeping replays the epochs afterwards. For the
         compiled backends that is one compiled call per chunk instead of Python between every
-        two epochs; the random draws stay those of an epoch-by-epoch fit."""
+        two epochs; the random draws stay those of an epoch-by-epoch fit (a call that ends
+        early hands back the draws of the epochs it did not run)."""
         params, state = self.params, self.state
         n = self.X.shape[0]
         sample_idx = np.arange(n)
@@ -253,13 +289,14 @@ class _Epochs:
                           state.no_improvement_count, self.task.loss_scale)
         remaining = params["max_iter"]  # epochs in this fit (a warm start continues n_iter)
         while remaining > 0:
-            k = min(remaining, MAX_CHUNK_EPOCHS, max(1, CHUNK_ORDER_ELEMENTS // n))
+            k = min(remaining, self._epochs_per_call(), MAX_CHUNK_EPOCHS,
+                    max(1, CHUNK_ORDER_ELEMENTS // n))
             orders = None
             if params["shuffle"]:
                 rng_state, start_idx = rng.get_state(), sample_idx
                 orders = _draw_orders(sample_idx, rng, k)
                 sample_idx = orders[-1]
-            terms, event = self._run(orders, self._rates(k), plateau)
+            terms, event = self._run(orders, self._rates(k), plateau, CALL_BUDGET)
             done = len(terms)
             remaining -= done
             drawn = done + (event == "diverged")  # an epoch-by-epoch fit shuffles before each
@@ -269,6 +306,8 @@ class _Epochs:
             for data_term, penalty_term in terms:
                 self._record(data_term, penalty_term)
             state.best_loss, state.no_improvement_count = plateau.best, plateau.count
+            if event == "interrupted":  # the net undid the epoch under way
+                self.stop.check()
             if event == "diverged":
                 raise diverged_error(state.n_iter + 1)
             if event == "plateau":
@@ -276,6 +315,7 @@ class _Epochs:
                     break
                 plateau.count = 0
             self._warn_if_last(done)
+            self.stop.check()
 
     def _record(self, data_term, penalty_term):
         """scikit-learn's per-epoch bookkeeping: loss, counters, the invscaling schedule."""
@@ -295,11 +335,11 @@ class _Epochs:
         msg = (f"{what} did not improve more than tol={params['tol']:f} for "
                f"{params['n_iter_no_change']} consecutive epochs.")
         if params["solver"] == "sgd":
-            stop = self.state.schedule.on_plateau(msg, params["verbose"])
+            stop = self.state.schedule.on_plateau(msg, self._say())
         else:
             stop = True
             if params["verbose"]:
-                print(msg + " Stopping.")
+                self._say()(msg + " Stopping.")
         if not stop:
             self.state.no_improvement_count = 0
         return stop
@@ -317,7 +357,7 @@ class _Epochs:
             score = self.task.score(self.net, *validation)
             state.validation_scores.append(score)
             if params["verbose"]:
-                print("Validation score: %f" % score)
+                self._say()("Validation score: %f" % score)
             if score < state.best_validation_score + params["tol"]:
                 state.no_improvement_count += 1
             else:
@@ -340,11 +380,15 @@ def fit_lbfgs(params, task, state, net, X, Y, sample_weight):
     alpha = params["alpha"]
     start = net.theta.copy()
 
+    evaluated = [None]  # (θ, reported loss) of the last evaluation
+
     def objective(theta):
         """(mean loss + L2 term, its gradient): the function L-BFGS minimises, and its parts."""
         net.theta[...] = theta
         data = net.loss_and_gradient(X, Y, sample_weight, grad)
         penalty = 0.5 * alpha * float(np.dot(net.theta * mask, net.theta))
+        evaluated[0] = (theta.copy(),  # scipy may reuse the array it passed
+                        float(data / weight_sum / task.loss_scale + penalty / weight_sum))
         grad_total = (grad + alpha * mask * net.theta) / weight_sum
         return data / weight_sum, penalty / weight_sum, grad_total.astype(np.float64)
 
@@ -352,10 +396,29 @@ def fit_lbfgs(params, task, state, net, X, Y, sample_weight):
         data, penalty, g = objective(theta)
         return data + penalty, g
 
-    result = scipy.optimize.minimize(
-        loss_and_grad, net.theta.astype(np.float64), method="L-BFGS-B", jac=True,
-        options={"maxfun": params["max_fun"], "maxiter": params["max_iter"],
-                 "gtol": params["tol"]})
+    accepted = [(start, 0, None)]  # the last iterate L-BFGS accepted, its number, its loss
+
+    def iteration_ends(intermediate_result):
+        x = intermediate_result.x.copy()
+        theta, loss = evaluated[0]  # L-BFGS-B accepts the point it evaluated last
+        accepted[0] = (x, accepted[0][1] + 1, loss if np.array_equal(theta, x) else None)
+
+    try:
+        result = scipy.optimize.minimize(
+            loss_and_grad, net.theta.astype(np.float64), method="L-BFGS-B", jac=True,
+            callback=iteration_ends,
+            options={"maxfun": params["max_fun"], "maxiter": params["max_iter"],
+                     "gtol": params["tol"]})
+    except KeyboardInterrupt:
+        # scikit-learn lets Ctrl-C end an lbfgs fit with KeyboardInterrupt; the model is left
+        # at the last accepted iterate, not at a line-search trial point
+        theta, state.n_iter, loss = accepted[0]
+        if loss is None:  # the starting point, or not the last evaluation
+            objective(theta)
+            loss = evaluated[0][1]
+        net.theta[...] = theta
+        state.loss = loss
+        raise
     state.n_iter = int(min(result.nit, params["max_iter"]))
     if result.status != 0:
         warnings.warn(f"lbfgs failed to converge after {state.n_iter} iteration(s) "

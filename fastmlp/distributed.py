@@ -23,7 +23,7 @@ import numpy as np
 
 from . import optim
 from .backends._contract import check_finite, row_orders
-from .backends.reference import guarded_epochs
+from .backends.reference import guarded_epochs, stop_requested
 
 try:
     import dask.array as da
@@ -154,17 +154,20 @@ class _DistributedNet:
         return loss
 
     def run_epochs(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
-                   plateau=None):
-        """reference.guarded_epochs (guard on, plateau rule) with each minibatch's sums
-        computed by the blocks; X, Y, sample_weight are the blocks'."""
+                   plateau=None, stop=None, time_budget=np.inf):
+        """reference.guarded_epochs (guard on, plateau rule, stop flag, time budget) with each
+        minibatch's sums computed by the blocks; X, Y, sample_weight are the blocks'."""
         state, n = self.net._optimizer_state_for(opt), self.blocks.n
         terms, event = guarded_epochs(
-            lambda order, epoch_opt: self._epoch(order, batch_size, epoch_opt, state),
-            self.theta, state, row_orders(orders, n), learning_rates, opt, n, True, plateau)
+            lambda order, epoch_opt, stop: self._epoch(order, batch_size, epoch_opt, state,
+                                                       stop),
+            self.theta, state, row_orders(orders, n), learning_rates, opt, n, True, plateau,
+            stop, time_budget)
         return terms / n, event
 
-    def _epoch(self, order, batch_size, opt, state):
-        """One epoch: (Σ_b mean loss_b·rows_b, Σ_b mean penalty_b·rows_b), as reference._epoch."""
+    def _epoch(self, order, batch_size, opt, state, stop):
+        """One epoch: (Σ_b mean loss_b·rows_b, Σ_b mean penalty_b·rows_b), as reference._epoch
+        (None when the stop flag was raised)."""
         mask = self.arch.coef_mask(dtype=self.dtype)
         data_term = penalty_term = 0.0
         for start in range(0, self.blocks.n, batch_size):
@@ -177,6 +180,8 @@ class _DistributedNet:
             optim.step(self.theta, grad, opt, state)
             data_term += loss / weight * len(rows)
             penalty_term += penalty / weight * len(rows)
+            if stop_requested(stop):
+                return None
         return data_term, penalty_term
 
 

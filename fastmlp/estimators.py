@@ -9,6 +9,7 @@ exactly the loss whose gradient it is given (scikit-learn's multi-output regress
 the squared error averaged over outputs but steps on its sum; fastmlp reports it the same
 way and so does SGD/Adam, but L-BFGS sees one consistent objective).
 """
+import sys
 from numbers import Integral, Real
 
 import numpy as np
@@ -44,6 +45,13 @@ class _Progress:
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.6f}", refresh=False)
             self.bar.update()
+
+    def write(self, line):
+        """A verbose line on stdout, on a line of its own beside the bar."""
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stdout)
+        else:
+            print(line)
 
     def close(self):
         if self.bar is not None:

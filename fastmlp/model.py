@@ -228,23 +228,24 @@ class MLP:
         return (sums[:, 0] + sums[:, 1]) / n, event
 
     def run_epochs(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
-                   plateau=None):
+                   plateau=None, stop=None, time_budget=np.inf):
         """train_epochs on arguments checked already — the trainer's entry (it validated the
         data at the estimator's edge and drew the orders itself; orders None: rows in order);
         opt an optim.Optimizer. Returns (terms, event): terms (k, 2), each completed epoch's
         (mean data loss, mean L2 penalty). See _solvers.Network."""
         sums, event = self._epoch_sums(X, Y, sample_weight, orders, learning_rates,
-                                       batch_size, opt, plateau)
+                                       batch_size, opt, plateau, stop, time_budget)
         return sums / X.shape[0], event
 
     def _epoch_sums(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
-                    plateau):
+                    plateau, stop=None, time_budget=np.inf):
         """The backend's per-epoch (Σ_b mean loss_b·rows_b, Σ_b mean penalty_b·rows_b)."""
         n = X.shape[0]
         return self.backend.unchecked.train_epochs(
             self.arch, self.theta, X, Y, sample_weight, row_orders(orders, n),
             min(int(batch_size), n), opt, self._optimizer_state_for(opt),
-            np.ascontiguousarray(learning_rates, dtype=np.float64), True, plateau)
+            np.ascontiguousarray(learning_rates, dtype=np.float64), True, plateau, stop,
+            time_budget)
 
     def _optimizer_state_for(self, opt):
         """The optimizer's moments, new when there are none or the optimizer changed."""

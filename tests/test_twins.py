@@ -51,6 +51,9 @@ ENGINE_SPECIFIC = {
         "_view": "a 2-D view of a flat buffer (cython indexes raw pointers)",
         "_forward_backward_chunks": "the split minibatch as one prange (cython: one team)",
         "_update_chunks": "the split update as one prange (cython: one team)",
+        "_restore": "the guard's restore (cython: _keep with restore, each thread its slices)",
+        "_stop_requested": "the stop flag's acquire load (cython: fastmlp_stop_requested, C)",
+        "_monotonic": "CLOCK_MONOTONIC for the time budget (cython: fastmlp_monotonic, C)",
     },
 }
 #: What the main kernels mirror, in both engines.

@@ -13,6 +13,9 @@ from . import _contract, _layout
 # Stand-in for an absent delta_in (the kernels are typed for arrays; they never touch it).
 NO_DELTA = {np.dtype(t): np.empty((1, 1), t) for t in (np.float32, np.float64)}
 NO_SAVED = {np.dtype(t): np.empty((3, 1), t) for t in (np.float32, np.float64)}
+# The stop flag of a call that nothing interrupts (writable, as the signal's flag is: numba
+# would compile a second specialisation for a read-only one).
+NO_STOP = np.zeros(1, np.int64)
 
 
 class WorkspaceCache:
@@ -80,7 +83,7 @@ def kernels(forward, backward, output_delta_kernel, epochs_kernel, threads, n_th
                                    delta, sw, has_sw, leaky_slope, np.finfo(A_out.dtype).tiny)
 
     def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
-                     learning_rates, guard, plateau):
+                     learning_rates, guard, plateau, stop=None, time_budget=np.inf):
         dtype = theta.dtype
         n_chunks = _layout.data_parallel_chunks(arch.layer_sizes, batch_size, n_threads())
         cache = state.meta.get("workspace")
@@ -91,7 +94,8 @@ def kernels(forward, backward, output_delta_kernel, epochs_kernel, threads, n_th
         cache.outcome[0] = (0, state.t, _layout.Event.COMPLETED)
         control = _layout.Control(int(batch_size), _layout.CHUNK_MIN_ROWS, bool(guard),
                                   cache.plateau, cache.outcome,
-                                  np.empty((learning_rates.shape[0], 2)))
+                                  np.empty((learning_rates.shape[0], 2)),
+                                  NO_STOP if stop is None else stop, float(time_budget))
         with threads(n_chunks):
             epochs_kernel(
                 cache.network(arch, theta),

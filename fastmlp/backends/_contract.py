@@ -165,6 +165,21 @@ def check_schedule(orders, learning_rates, batch_size, n):
     return orders, learning_rates, min(int(batch_size), n)
 
 
+def check_stop(stop, time_budget):
+    """train_epochs' stop flag (None, or a writable one-element C-contiguous int64 array: a
+    signal handler writes it) and time budget (None: no limit; else seconds > 0), as the
+    kernels take them: (stop or None, float seconds, inf for none)."""
+    if stop is not None:
+        if not (isinstance(stop, np.ndarray) and stop.dtype == np.int64 and stop.shape == (1,)
+                and stop.flags.c_contiguous and stop.flags.writeable):
+            raise ValueError("stop must be None or a writable int64 array of shape (1,)")
+    if time_budget is None:
+        return stop, np.inf
+    if isinstance(time_budget, bool) or not (float(time_budget) > 0):
+        raise ValueError(f"time_budget must be None or seconds > 0, got {time_budget!r}")
+    return stop, float(time_budget)
+
+
 def _permutations(orders, n):
     """O(size): every row of the (k, n) int64 orders in bounds — the kernels index X with them
     unchecked — and each a permutation: every (row, index) pair counted once."""
@@ -193,7 +208,7 @@ class Kernels(NamedTuple):
     backward_layer(A_in, delta, W, grad_W, grad_b, delta_in, activation_in, leaky_slope)
     output_delta(A_out, Y, activation, loss, delta, sample_weight, leaky_slope) -> loss
     train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
-                 learning_rates, guard, plateau) -> (terms, event)
+                 learning_rates, guard, plateau, stop=None, time_budget=inf) -> (terms, event)
     """
     forward_layer: Callable
     backward_layer: Callable
@@ -228,7 +243,7 @@ def checked(kernels):
                                     activations.check_leaky_slope(leaky_slope))
 
     def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
-                     learning_rates, guard=True, plateau=None):
+                     learning_rates, guard=True, plateau=None, stop=None, time_budget=None):
         """Up to len(learning_rates) epochs: epoch e takes its rows in orders[e] (orders[0]
         every epoch when orders has one row; None: rows in order) at learning rate
         learning_rates[e].
@@ -236,12 +251,18 @@ def checked(kernels):
         guard: an epoch whose loss or weights are not finite is undone — θ, the optimizer
         moments and t put back as they were before it — and ends the call with event
         "diverged". plateau: a stopping.Plateau updated with each epoch's loss; when it fires,
-        the call ends after that epoch with event "plateau". Otherwise "completed".
-        Returns (terms, event): terms[e] = (Σ_b mean loss_b × rows_b, Σ_b mean L2 penalty_b ×
-        rows_b) for each completed epoch (their sum / n_samples is scikit-learn's loss)."""
+        the call ends after that epoch with event "plateau". stop: a one-element int64
+        array read after every minibatch (fastmlp.interrupts raises it on Ctrl-C); once it
+        is non-zero the call ends with event "interrupted", the epoch under way undone when
+        guarded (left as far as it got otherwise). time_budget: seconds after which no new
+        epoch starts (the call ends "completed" with fewer epochs; None: no limit).
+        Otherwise "completed". Returns (terms, event): terms[e] = (Σ_b mean loss_b × rows_b,
+        Σ_b mean L2 penalty_b × rows_b) for each completed epoch (their sum / n_samples is
+        scikit-learn's loss)."""
         X, Y, sample_weight, orders, batch_size, learning_rates = check_train_epochs(
             arch, theta, X, Y, sample_weight, orders, batch_size, state, learning_rates)
+        stop, time_budget = check_stop(stop, time_budget)
         return kernels.train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt,
-                                    state, learning_rates, guard, plateau)
+                                    state, learning_rates, guard, plateau, stop, time_budget)
 
     return forward_layer, backward_layer, output_delta, train_epochs

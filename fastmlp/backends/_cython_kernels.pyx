@@ -25,6 +25,7 @@ from cython cimport floating
 from cython.parallel cimport parallel
 from libc.float cimport DBL_MAX as DOUBLE_MAX, DBL_MIN, FLT_MAX, FLT_MIN
 from libc.math cimport exp, expf, fabs, fabsf, log, logf, sqrt, sqrtf, tanh, tanhf
+from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport ddot, dgemm, sdot, sgemm
 
@@ -98,6 +99,29 @@ cdef extern from *:
     void fastmlp_phase_add(int phase, double since) nogil
     double fastmlp_phase_get(int tid, int phase) nogil
     void fastmlp_phase_reset() nogil
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <time.h>
+    /* The stop flag (fastmlp.interrupts) is written by a signal handler: read it afresh at
+       every check, never from a register. */
+    static inline int64_t fastmlp_stop_requested(const int64_t* flag) {
+    #if defined(_MSC_VER)
+        return *(volatile const int64_t*)flag;
+    #else
+        return __atomic_load_n(flag, __ATOMIC_ACQUIRE);
+    #endif
+    }
+    /* Seconds on a monotonic clock, for the time budget (whatever the OpenMP build). */
+    static inline double fastmlp_monotonic(void) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
+    }
+    """
+    int64_t fastmlp_stop_requested(const int64_t* flag) nogil
+    double fastmlp_monotonic() nogil
 
 # The timed phases (PHASES below names them).
 cdef enum:
@@ -558,6 +582,8 @@ cdef struct Run:
     Plateau* plateau
     Outcome* outcome
     double* terms  # (n_epochs, 2)
+    const int64_t* stop_flag  # raised (by a signal handler): end after this minibatch
+    double time_budget, started  # seconds: no new epoch after started + time_budget
     bint stop      # thread 0's decision, read by the team after a barrier
 
 
@@ -820,11 +846,15 @@ cdef long _epoch(const Run* r, floating* theta, const long* order, floating lr, 
                     batch_loss += r.part_losses[c]
             terms[0] += batch_loss / weight_sum * nb
             terms[1] += 0.5 * l2 * squared_norm / weight_sum * nb
+            if fastmlp_stop_requested(r.stop_flag):
+                r.outcome.event = INTERRUPTED  # read by the team after the barrier
         fastmlp_phase_add(PHASE_UPDATE, since)
         since = fastmlp_clock()
         if team > 1:
             fastmlp_barrier()  # θ is updated before the next minibatch's forward pass
         fastmlp_phase_add(PHASE_WAIT_UPDATE, since)
+        if r.outcome.event == INTERRUPTED:
+            break
         start += nb
     return t
 
@@ -886,8 +916,9 @@ cdef void _keep(const Run* r, floating* theta, int tid, int team, bint restore) 
 
 cdef void _run_epochs(Run* r, floating* theta) noexcept nogil:
     """Mirrors reference.train_epochs (numba's train_epochs), run by every thread of the
-    team. Thread 0 alone applies the guard and the plateau rule and publishes its decision
-    in r.outcome and r.stop, which the team reads after a barrier."""
+    team. Thread 0 alone applies the guard, the plateau rule and the time budget and
+    publishes its decision in r.outcome and r.stop, which the team reads after a barrier;
+    an interruption (_epoch) the team reads after the minibatch's barrier."""
     cdef int tid = fastmlp_thread_num(), team = fastmlp_team_size()
     cdef long e, t = r.outcome.t, t_after
     cdef const long* order
@@ -901,6 +932,10 @@ cdef void _run_epochs(Run* r, floating* theta) noexcept nogil:
         t_after = _epoch(r, theta, order, <floating>r.learning_rates[e], t, &r.terms[2 * e],
                          tid, team)
         fastmlp_phase_add(PHASE_EPOCH, since)
+        if r.outcome.event == INTERRUPTED:  # the epoch is undone; t and epochs stay
+            if r.guard:
+                _keep(r, theta, tid, team, True)
+            break
         if tid == 0:
             epoch_loss = r.terms[2 * e] / r.n / r.plateau.scale + r.terms[2 * e + 1] / r.n
             diverged = r.guard and not (fabs(epoch_loss) <= DOUBLE_MAX
@@ -914,6 +949,8 @@ cdef void _run_epochs(Run* r, floating* theta) noexcept nogil:
                 if r.plateau.patience >= 0 and _plateau_update(r.plateau, epoch_loss):
                     r.outcome.event = PLATEAU
                     r.stop = True
+                elif fastmlp_monotonic() - r.started >= r.time_budget:
+                    r.stop = True  # COMPLETED, with fewer epochs than asked for
         if team > 1:
             fastmlp_barrier()  # thread 0's decision is published
         if r.stop and r.outcome.event == DIVERGED:
@@ -949,6 +986,7 @@ cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspa
     cdef Plateau[::1] plateau = control.plateau
     cdef Outcome[::1] outcome = control.outcome
     cdef double[:, ::1] terms = control.terms
+    cdef const int64_t[::1] stop_flag = control.stop
     cdef Run r
     r.theta = &theta[0]
     r.offsets = &offsets[0, 0]
@@ -974,6 +1012,9 @@ cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspa
     r.batch_size, r.min_chunk_rows = control.batch_size, control.min_chunk_rows
     r.guard = control.guard
     r.plateau, r.outcome, r.terms = &plateau[0], &outcome[0], &terms[0, 0]
+    r.stop_flag = &stop_flag[0]
+    r.time_budget = control.time_budget
+    r.started = fastmlp_monotonic()
     r.stop = False
     r.outcome.epochs = 0
     r.outcome.event = COMPLETED
@@ -996,7 +1037,12 @@ def train_epochs(network, data, optimizer, workspace, control):
     loss or weights are not finite is undone and ends the call (event DIVERGED).
     control.plateau, updated in place, is scikit-learn's rule — the epoch loss
     (data/n)/scale + penalty/n counts as no improvement when above best − tol; more than
-    `patience` in a row ends the call (event PLATEAU); patience < 0: no rule."""
+    `patience` in a row ends the call (event PLATEAU); patience < 0: no rule.
+
+    control.stop (int64, one element) is read after every minibatch: once non-zero, the call
+    ends there with event INTERRUPTED — the epoch under way undone if guarded (θ, moments
+    and t as after the last completed epoch), else left as far as it got. No epoch starts
+    after control.time_budget seconds (inf: no budget): the call ends COMPLETED early."""
     if network.theta.dtype == np.float32:
         _train_epochs[float](network.theta, network, data, optimizer, workspace, control)
     else:

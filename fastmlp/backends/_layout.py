@@ -12,7 +12,9 @@ multi-epoch entry point's arguments as five named bundles and read every scalar 
 * ``Workspace``  the preallocated buffers (gradients, activations, deltas, gathered rows)
 * ``Control``    minibatch size and split, the divergence guard, the ``PLATEAU`` record
                  (scikit-learn's stopping rule, updated in place), the ``OUTCOME`` record
-                 (epochs completed, Adam's t, the event) and the per-epoch loss sums
+                 (epochs completed, Adam's t, the event), the per-epoch loss sums, the stop
+                 flag (read once per minibatch: fastmlp.interrupts) and the time budget
+                 (seconds, checked after each epoch)
 
 The records are NumPy structured dtypes: numba reads them by field, the Cython twin through
 the structs in ``_layout.pxd``, whose layout (and every enum value and size rule restated
@@ -39,9 +41,10 @@ Loss = enum.IntEnum("Loss", [(name.upper(), i) for i, name in enumerate(losses.L
 
 class Event(enum.IntEnum):
     """What ended a train_epochs call."""
-    COMPLETED = 0
+    COMPLETED = 0    # every epoch asked for, or as many as the time budget allowed
     PLATEAU = 1
     DIVERGED = 2
+    INTERRUPTED = 3  # the stop flag was raised; the epoch under way was undone (guard on)
 
 
 #: The events by name, as the Python API reports them.
@@ -113,7 +116,8 @@ Network = namedtuple("Network", "theta offsets sizes hidden output loss leaky_sl
 Data = namedtuple("Data", "X Y sample_weight has_sample_weight orders")
 Optimizer = namedtuple("Optimizer", "hyper learning_rates first second")
 Workspace = namedtuple("Workspace", "grad parts part_losses acts deltas xb yb wb saved")
-Control = namedtuple("Control", "batch_size min_chunk_rows guard plateau outcome terms")
+Control = namedtuple("Control", "batch_size min_chunk_rows guard plateau outcome terms stop "
+                                "time_budget")
 
 BUNDLES = (Network, Data, Optimizer, Workspace, Control)
 

@@ -26,8 +26,10 @@ import functools
 from collections import namedtuple
 
 import numpy as np
-from numba import njit, prange
-from numba.extending import overload
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from .._config import FASTMATH
 from ._layout import (BLOCK_BYTES, MIN_BLOCK_ROWS, SLICE_ALIGN, SMALL_WORK, Activation, Event,
@@ -40,7 +42,7 @@ parallel_jit = functools.partial(jit, parallel=True)
 
 IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, SOFTMAX = (int(a) for a in Activation)
 SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = (int(c) for c in Loss)
-COMPLETED, PLATEAU, DIVERGED = (int(e) for e in Event)
+COMPLETED, PLATEAU, DIVERGED, INTERRUPTED = (int(e) for e in Event)
 SGD, MOMENTUM, NESTEROV, ADAM = (int(u) for u in Update)
 
 #: One minibatch's update constants, each in θ's dtype (the cython twin's Step struct).
@@ -435,6 +437,37 @@ def _update_chunks(net, opt, ws, step):
         _update_slice(theta, grad, opt.first, opt.second, lo, hi, net.offsets, net.sizes, step)
 
 
+@intrinsic
+def _stop_requested(typingctx, flag):
+    """flag[0], loaded afresh at every call (an acquire load: a signal handler writes it, so
+    it may not be kept in a register across the loop that polls it)."""
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        return builder.load_atomic(data, "acquire", 8)
+
+    return types.int64(flag), codegen
+
+
+@intrinsic
+def _monotonic(typingctx):
+    """Seconds on CLOCK_MONOTONIC, for the time budget: clock_gettime called by its symbol
+    name (a ctypes pointer would keep the function out of the disk cache)."""
+    def codegen(context, builder, signature, args):
+        i64, f64 = ir.IntType(64), ir.DoubleType()
+        timespec = ir.LiteralStructType([i64, i64])
+        clock_gettime = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.IntType(32), [ir.IntType(32),
+                                                             timespec.as_pointer()]),
+            "clock_gettime")
+        now = cgutils.alloca_once(builder, timespec)
+        builder.call(clock_gettime, [ir.Constant(ir.IntType(32), 1), now])  # CLOCK_MONOTONIC
+        seconds = builder.sitofp(builder.load(cgutils.gep_inbounds(builder, now, 0, 0)), f64)
+        nanoseconds = builder.sitofp(builder.load(cgutils.gep_inbounds(builder, now, 0, 1)), f64)
+        return builder.fadd(seconds, builder.fmul(nanoseconds, ir.Constant(f64, 1e-9)))
+
+    return types.float64(), codegen
+
+
 @jit
 def _squared_norm(x):
     """Σ x² through BLAS dot (a plain loop would be a latency-bound serial reduction)."""
@@ -445,7 +478,8 @@ def _squared_norm(x):
 def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
     """Mirrors reference._epoch (minibatch_step inlined): one pass over the rows in `order`
     at learning rate lr (in θ's dtype); writes (Σ mean loss·rows, Σ mean L2 penalty·rows)
-    into terms and returns Adam's step count.
+    into terms and returns (Adam's step count, interrupted): the pass ends early, after the
+    minibatch during which the stop flag was raised.
 
     A minibatch of at least n_chunks · min_chunk_rows rows is split across threads (parts
     holds one gradient buffer per thread); smaller ones run on this thread. Every buffer is
@@ -493,9 +527,11 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
                           sizes, step)
         data_term += batch_loss / weight_sum * nb
         penalty_term += 0.5 * l2 * squared_norm / weight_sum * nb
+        if _stop_requested(ctrl.stop):
+            return t, True
     terms[0] = data_term
     terms[1] = penalty_term
-    return t
+    return t, False
 
 
 @jit
@@ -523,7 +559,8 @@ def _plateau_update(plateau, loss):
 @jit
 def train_epochs(network, data, optimizer, workspace, control):
     """Mirrors reference.train_epochs: up to len(learning_rates) epochs in one call; the
-    bundles are _layout's (documented there). Writes the OUTCOME record."""
+    bundles are _layout's (documented there). Writes the OUTCOME record. The stop flag and
+    the time budget as in the cython twin's train_epochs."""
     theta, first, second, saved = network.theta, optimizer.first, optimizer.second, workspace.saved
     rule = optimizer.hyper[0].rule
     plateau, outcome = control.plateau[0], control.outcome[0]
@@ -532,7 +569,9 @@ def train_epochs(network, data, optimizer, workspace, control):
     t = outcome.t
     keep_first, keep_second = rule != SGD, rule == ADAM  # _layout.Update
     outcome.event = COMPLETED
-    for e in range(optimizer.learning_rates.shape[0]):
+    started = _monotonic()
+    n_epochs = optimizer.learning_rates.shape[0]
+    for e in range(n_epochs):
         outcome.epochs = e
         if control.guard:
             saved[0] = theta
@@ -541,15 +580,16 @@ def train_epochs(network, data, optimizer, workspace, control):
             if keep_second:
                 saved[2] = second
         order = orders[e if orders.shape[0] > 1 else 0]
-        t_after = _epoch(network, data, optimizer, workspace, control, order,
-                         _cast(theta, optimizer.learning_rates[e]), t, terms[e])
+        t_after, interrupted = _epoch(network, data, optimizer, workspace, control, order,
+                                      _cast(theta, optimizer.learning_rates[e]), t, terms[e])
+        if interrupted:  # the epoch is undone; t and epochs stay
+            if control.guard:
+                _restore(saved, theta, first, second, keep_first, keep_second)
+            outcome.event = INTERRUPTED
+            break
         epoch_loss = terms[e, 0] / n / plateau.scale + terms[e, 1] / n
         if control.guard and not (np.isfinite(epoch_loss) and _all_finite(theta)):
-            theta[:] = saved[0]
-            if keep_first:
-                first[:] = saved[1]
-            if keep_second:
-                second[:] = saved[2]
+            _restore(saved, theta, first, second, keep_first, keep_second)
             outcome.event = DIVERGED
             break
         t = t_after
@@ -557,4 +597,16 @@ def train_epochs(network, data, optimizer, workspace, control):
         if plateau.patience >= 0 and _plateau_update(plateau, epoch_loss):
             outcome.event = PLATEAU
             break
+        if e + 1 < n_epochs and _monotonic() - started >= control.time_budget:
+            break  # COMPLETED, with fewer epochs than asked for
     outcome.t = t
+
+
+@jit
+def _restore(saved, theta, first, second, keep_first, keep_second):
+    """The guard's snapshot put back (the cython twin's _keep with restore)."""
+    theta[:] = saved[0]
+    if keep_first:
+        first[:] = saved[1]
+    if keep_second:
+        second[:] = saved[2]

@@ -40,6 +40,7 @@ cdef enum Event:
     COMPLETED = 0
     PLATEAU = 1
     DIVERGED = 2
+    INTERRUPTED = 3
 
 cdef enum Update:
     SGD = 0
@@ -65,7 +66,7 @@ cdef inline dict declared_layout():
         "Outcome": (sizeof(Outcome), {"epochs": <size_t>&(<Outcome*>NULL).epochs, "t": <size_t>&(<Outcome*>NULL).t, "event": <size_t>&(<Outcome*>NULL).event}),
         "Activation": {"IDENTITY": IDENTITY, "LOGISTIC": LOGISTIC, "TANH": TANH, "RELU": RELU, "LEAKY_RELU": LEAKY_RELU, "SOFTMAX": SOFTMAX},
         "Loss": {"SQUARED_ERROR": SQUARED_ERROR, "CROSS_ENTROPY": CROSS_ENTROPY, "BINARY_CROSS_ENTROPY": BINARY_CROSS_ENTROPY},
-        "Event": {"COMPLETED": COMPLETED, "PLATEAU": PLATEAU, "DIVERGED": DIVERGED},
+        "Event": {"COMPLETED": COMPLETED, "PLATEAU": PLATEAU, "DIVERGED": DIVERGED, "INTERRUPTED": INTERRUPTED},
         "Update": {"SGD": SGD, "MOMENTUM": MOMENTUM, "NESTEROV": NESTEROV, "ADAM": ADAM},
         "SIZE_RULES": {"SMALL_WORK": SMALL_WORK, "BLOCK_BYTES": BLOCK_BYTES, "MIN_BLOCK_ROWS": MIN_BLOCK_ROWS, "NARROW_OUT": NARROW_OUT, "NARROW_WORDS": NARROW_WORDS, "SLICE_ALIGN": SLICE_ALIGN},
     }

@@ -9,6 +9,7 @@ Readable before fast. Each function follows the article's matrix form (rows = sa
 and writes into caller-provided buffers, which is the contract all backends share.
 """
 import dataclasses
+import time
 
 import numpy as np
 
@@ -74,33 +75,42 @@ def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
 
 
 def _train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
-                  learning_rates, guard, plateau):
+                  learning_rates, guard, plateau, stop=None, time_budget=np.inf):
     """_contract.checked's train_epochs, on checked arguments: epoch by epoch in Python,
     each epoch's loss fed to the plateau rule and tested by the divergence guard."""
     grad = np.empty_like(theta)
 
-    def epoch(order, epoch_opt):
+    def epoch(order, epoch_opt, stop):
         return _epoch(arch, theta, X, Y, sample_weight, order, batch_size, epoch_opt, state,
-                      grad)
+                      grad, stop)
 
     return guarded_epochs(epoch, theta, state, orders, learning_rates, opt, X.shape[0], guard,
-                          plateau)
+                          plateau, stop, time_budget)
 
 
-def guarded_epochs(epoch, theta, state, orders, learning_rates, opt, n, guard, plateau):
-    """The epochs loop of train_epochs around `epoch(order, opt) -> (data term, penalty
-    term)`, which updates θ and `state` in place: the divergence guard and the plateau rule
-    applied after each epoch. The Dask stand-in (fastmlp.distributed) runs its epochs
-    through it too."""
+def guarded_epochs(epoch, theta, state, orders, learning_rates, opt, n, guard, plateau,
+                   stop=None, time_budget=np.inf):
+    """The epochs loop of train_epochs around `epoch(order, opt, stop) -> (data term, penalty
+    term)`, which updates θ and `state` in place and returns None when it saw the stop flag
+    raised after a minibatch: the divergence guard, the plateau rule and the time budget
+    applied after each epoch, an interrupted epoch undone (when guarded). The Dask
+    stand-in (fastmlp.distributed) runs its epochs through it too."""
     rule = plateau if plateau is not None else Plateau(0.0, -1)
     terms, event = [], "completed"
+    started = time.monotonic()
     for e, learning_rate in enumerate(learning_rates):
         saved = (theta.copy(), state.first.copy(), state.second.copy(), state.t) if guard else None
         epoch_opt = dataclasses.replace(opt, learning_rate=float(learning_rate))
         # Inside the epoch nothing is re-checked or warned about: a diverging epoch shows in
         # its non-finite loss, which the guard (or the caller) reports.
         with np.errstate(over="ignore", invalid="ignore"):
-            data_term, penalty_term = epoch(orders[e if orders.shape[0] > 1 else 0], epoch_opt)
+            result = epoch(orders[e if orders.shape[0] > 1 else 0], epoch_opt, stop)
+        if result is None:
+            if guard:
+                theta[...], state.first[...], state.second[...], state.t = saved
+            event = "interrupted"
+            break
+        data_term, penalty_term = result
         loss = rule.epoch_loss(data_term, penalty_term, n)
         if guard and not (np.isfinite(loss) and np.all(np.isfinite(theta))):
             theta[...], state.first[...], state.second[...], state.t = saved
@@ -110,12 +120,20 @@ def guarded_epochs(epoch, theta, state, orders, learning_rates, opt, n, guard, p
         if plateau is not None and plateau.update(loss):
             event = "plateau"
             break
+        if time.monotonic() - started >= time_budget:
+            break
     return np.array(terms, dtype=np.float64).reshape(-1, 2), event
 
 
-def _epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state, grad):
+def stop_requested(stop):
+    """True when the stop flag (a one-element int64 array, or None: never) is raised."""
+    return stop is not None and stop[0] != 0
+
+
+def _epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state, grad, stop=None):
     """One pass over the rows in `order`, in minibatches of batch_size (the last may be
-    smaller): (Σ_b mean loss_b × rows_b, Σ_b mean L2 penalty_b × rows_b)."""
+    smaller): (Σ_b mean loss_b × rows_b, Σ_b mean L2 penalty_b × rows_b); None when the stop
+    flag was raised (checked after each minibatch)."""
     data_term = penalty_term = 0.0
     for start in range(0, X.shape[0], batch_size):
         rows = order[start:start + batch_size]
@@ -123,6 +141,8 @@ def _epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state, grad
         loss, penalty = minibatch_step(arch, theta, X[rows], Y[rows], weights, opt, state, grad)
         data_term += loss * len(rows)
         penalty_term += penalty * len(rows)
+        if stop_requested(stop):
+            return None
     return data_term, penalty_term
 
 
