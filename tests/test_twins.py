@@ -116,7 +116,7 @@ def test_numba_reads_the_codes_and_size_rules_of_the_layout():
             assert getattr(nk, name) == value
     assert _layout.Activation.SOFTMAX == fastmlp.activations.CODES["softmax"]
     assert [m.name.lower() for m in _layout.Loss] == list(fastmlp.losses.LOSSES)
-    assert _layout.EVENTS == ("completed", "plateau", "diverged")
+    assert _layout.EVENTS == ("completed", "plateau", "diverged", "interrupted")
 
 
 def test_cython_checks_its_declarations_against_the_layout(monkeypatch):
