@@ -1,8 +1,10 @@
-"""Process-wide settings: compiler flags for the kernels, thread limits."""
+"""Process-wide settings: compiler flags for the kernels, thread counts and limits, fork."""
 import contextlib
+import functools
 import os
 import sys
 import threading
+from numbers import Integral
 
 #: fastmath would let LLVM drop NaN/inf checks and reassociate sums; off unless proven harmless.
 FASTMATH = False
@@ -89,7 +91,7 @@ def thread_limit(n_threads):
     if n_threads is None:
         yield
         return
-    n_threads = check_n_threads(n_threads)
+    n_threads = resolve_n_threads(n_threads)
     numba = sys.modules.get("numba")  # only if imported already (importing it is slow)
     previous = numba.get_num_threads() if numba else None
     stack = getattr(_local, "limits", None)
@@ -116,12 +118,71 @@ def current_thread_limit():
 
 
 def check_n_threads(n_threads):
+    """n_threads as given, validated: None, or a non-zero integer (negative: counted back
+    from the CPU count, as scikit-learn's n_jobs)."""
     if n_threads is None:
         return None
-    if isinstance(n_threads, bool) or int(n_threads) != n_threads or n_threads < 1:
-        raise ValueError(f"n_threads must be None or an integer >= 1, got {n_threads!r}")
+    if isinstance(n_threads, bool) or not isinstance(n_threads, Integral) or n_threads == 0:
+        raise ValueError("n_threads must be None or a non-zero integer (-1: every CPU, -2: "
+                         f"all but one, ...), got {n_threads!r}")
     return int(n_threads)
 
 
+def resolve_n_threads(n_threads):
+    """The thread count a fit runs with: n_threads (checked) capped at the CPUs this process
+    may use, a negative count taken from there (-1: all of them); at least 1."""
+    n_threads = check_n_threads(n_threads)
+    if n_threads is None:
+        return None
+    cpus = cpu_count()
+    return max(1, min(n_threads, cpus) if n_threads > 0 else cpus + 1 + n_threads)
+
+
+@functools.lru_cache(maxsize=1)
 def cpu_count():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    """The CPUs this process may use: its affinity mask and its cgroup's CPU quota (joblib's
+    count, which reads both); cached, recounted in a forked child."""
+    import joblib
+
+    return max(1, joblib.cpu_count())
+
+
+def default_threads(library_default):
+    """A compiled backend's thread count when no n_threads is set: its library's default
+    (OMP_NUM_THREADS, NUMBA_NUM_THREADS) capped at cpu_count(); 1 in a child forked from a
+    process whose thread teams cannot be carried across fork (see run_parallel)."""
+    if _forked_after_teams:
+        return 1
+    return max(1, min(library_default, cpu_count()))
+
+
+# -- fork ------------------------------------------------------------------------------------
+# GNU OpenMP's (and Numba's OpenMP layer's) thread team does not survive fork(): a child that
+# enters a parallel region after its parent ran one hangs or is terminated. So the parent
+# notes when it first runs a team, and a child forked after that trains on one thread — the
+# weights those of the same fit with n_threads=1. BLAS (OpenBLAS) re-creates its own threads.
+_teams_started = False
+_forked_after_teams = False
+
+
+def teams_start():
+    """Called before a compiled call runs a thread team (a split minibatch)."""
+    global _teams_started
+    _teams_started = True
+
+
+def threads_for(n_threads):
+    """The threads a compiled call may run: n_threads, or 1 in a child forked after a team."""
+    return 1 if _forked_after_teams else n_threads
+
+
+def _after_fork_in_child():
+    global _forked_after_teams
+    _forked_after_teams = _forked_after_teams or _teams_started
+    cpu_count.cache_clear()
+    # a lock another thread of the parent held stays held in the child: start afresh
+    blas_thread_limit._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -22,7 +22,7 @@ from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _solvers
-from ._config import thread_limit
+from ._config import check_n_threads, thread_limit
 from .activations import HIDDEN_ACTIVATIONS
 from .model import MLP
 
@@ -148,8 +148,7 @@ class _BaseMLP(BaseEstimator):
                                              and self.batch_size >= 1)):
             raise ValueError(f"batch_size must be 'auto' or an integer >= 1; "
                              f"got {self.batch_size!r}")
-        if self.n_threads is not None:
-            integer("n_threads", 1)
+        check_n_threads(self.n_threads)
         if not (isinstance(self.verbose, (bool, Integral))):
             raise ValueError(f"verbose must be a bool or an integer; got {self.verbose!r}")
 
@@ -344,7 +343,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     backend : {"auto", "numpy", "numba", ...}, default="auto"
         Which kernels train the network; `backend_` says which ran.
     n_threads : int or None
-        Threads for BLAS and compiled kernels; None leaves the library defaults.
+        Threads for BLAS and compiled kernels; None leaves the library defaults (OpenMP's,
+        Numba's). Negative counts back from the CPUs this process may use, as scikit-learn's
+        n_jobs: -1 all of them, -2 all but one. Capped at those CPUs (the affinity mask and
+        the cgroup quota); 0 is an error. A child forked after its parent trained with
+        several threads trains on one (a thread team does not survive fork).
     """
 
     _loss = "log_loss"

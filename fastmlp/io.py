@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import tempfile
 import zipfile
 
@@ -114,9 +115,25 @@ def save(estimator, path):
     return path
 
 
+def _open_regular(path):
+    """path opened for reading if it is a regular file (a FIFO, a device or a directory
+    would block the read or never end it): opened without blocking, then checked, so what
+    is checked is what is read."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path} is not a regular file, so not a fastmlp model file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def _read(path):
     try:
-        with zipfile.ZipFile(path) as archive:
+        with _open_regular(path) as file, zipfile.ZipFile(file) as archive:
             names = set(archive.namelist())
             if "metadata.json" not in names:
                 raise ValueError(f"{path} is not a fastmlp model file (no metadata.json)")
@@ -128,6 +145,8 @@ def _read(path):
         raise ValueError(f"{path} could not be read as a fastmlp model file: {exc}")
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} has unreadable metadata: {exc}")
+    except ValueError:  # ours, already saying what is wrong
+        raise
     except Exception as exc:  # zlib.error and friends from a damaged member
         raise ValueError(f"{path} is damaged: {type(exc).__name__}: {exc}")
     return metadata, members

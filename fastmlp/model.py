@@ -6,7 +6,7 @@ Parameters live in one flat vector (see architecture.py); `coefs_[l]` (n_in, n_o
 import numpy as np
 from sklearn.utils import check_random_state
 
-from . import optim
+from . import interrupts, optim
 from ._config import check_n_threads, thread_limit
 from ._validation import check_dtype, check_matrix, check_sample_weight, check_targets
 from .architecture import Architecture
@@ -37,7 +37,8 @@ class MLP:
     random_state : None, int or RandomState
         Seeds the Glorot-uniform initialisation (drawn exactly as scikit-learn draws it).
     n_threads : None or int
-        Threads for BLAS and compiled kernels; None leaves the library defaults.
+        Threads for BLAS and compiled kernels; None leaves the library defaults. Negative
+        counts back from the CPUs (-1: all); capped at the CPUs this process may use.
     """
 
     def __init__(self, layer_sizes, hidden_activation="relu", output_activation="softmax",
@@ -213,6 +214,10 @@ class MLP:
         last completed one made the loss or weights NaN/inf and was undone: weights and
         optimizer state are as they were after the last completed epoch. The per-epoch
         (data term, L2 term) pairs are kept in `last_epochs_terms`.
+
+        Ctrl-C ends the call after the minibatch under way: that epoch is undone (as a
+        diverged one), `last_epochs_terms` holds the epochs that completed, and
+        KeyboardInterrupt is raised.
         """
         X, Y, sample_weight = self._check_XY(X, Y, sample_weight)
         orders, learning_rates, batch_size = check_schedule(orders, learning_rates, batch_size,
@@ -220,11 +225,12 @@ class MLP:
         opt = optim.Optimizer(optimizer, float(learning_rates[0]), float(momentum),
                               bool(nesterov), float(l2), float(beta_1), float(beta_2),
                               float(epsilon))
-        with thread_limit(self.n_threads):
-            sums, event = self._epoch_sums(X, Y, sample_weight, orders, learning_rates,
-                                           batch_size, opt, plateau)
         n = X.shape[0]
-        self.last_epochs_terms = [(d / n, p / n) for d, p in sums.tolist()]
+        with thread_limit(self.n_threads), interrupts.deferred() as stop:
+            sums, event = self._epoch_sums(X, Y, sample_weight, orders, learning_rates,
+                                           batch_size, opt, plateau, stop.flag)
+            self.last_epochs_terms = [(d / n, p / n) for d, p in sums.tolist()]
+            stop.check()
         return (sums[:, 0] + sums[:, 1]) / n, event
 
     def run_epochs(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,

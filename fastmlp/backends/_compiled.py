@@ -7,7 +7,7 @@ modules hold only what differs: their kernels and how they run threads.
 """
 import numpy as np
 
-from .. import activations, losses
+from .. import _config, activations, losses
 from . import _contract, _layout
 
 # Stand-in for an absent delta_in (the kernels are typed for arrays; they never touch it).
@@ -96,6 +96,8 @@ def kernels(forward, backward, output_delta_kernel, epochs_kernel, threads, n_th
                                   cache.plateau, cache.outcome,
                                   np.empty((learning_rates.shape[0], 2)),
                                   NO_STOP if stop is None else stop, float(time_budget))
+        if n_chunks > 1:
+            _config.teams_start()
         with threads(n_chunks):
             epochs_kernel(
                 cache.network(arch, theta),

@@ -7,7 +7,7 @@ shares.
 """
 import contextlib
 
-from .._config import blas_thread_limit, current_thread_limit
+from .._config import blas_thread_limit, current_thread_limit, default_threads, threads_for
 from . import _compiled, _contract
 from . import _cython_kernels as _ck
 
@@ -20,9 +20,10 @@ def _threads(n_chunks):
 
 
 def _n_threads():
-    """n_threads when a thread limit is active in this thread, else OpenMP's default."""
+    """n_threads when a thread limit is active in this thread, else OpenMP's default (both
+    as _config allows them: capped at the CPUs, 1 in a forked child)."""
     limit = current_thread_limit()
-    return max(1, limit if limit is not None else _ck.max_threads())
+    return threads_for(limit) if limit is not None else default_threads(_ck.max_threads())
 
 
 unchecked = _compiled.kernels(_ck.forward_layer, _ck.backward_layer, _ck.output_delta,

@@ -9,7 +9,7 @@ import threading
 
 import numba
 
-from .._config import blas_thread_limit
+from .._config import blas_thread_limit, current_thread_limit, default_threads, threads_for
 from . import _compiled, _contract
 from . import _numba_kernels as _nk
 
@@ -41,8 +41,10 @@ def _threads(n_chunks):
 
 
 def _n_threads():
-    """Numba's thread count in this thread (fastmlp's thread_limit sets it)."""
-    return max(1, numba.get_num_threads())
+    """Numba's thread count in this thread (fastmlp's thread_limit sets it), as _config
+    allows it (the default capped at the CPUs; 1 in a forked child)."""
+    n = numba.get_num_threads()
+    return threads_for(n) if current_thread_limit() is not None else default_threads(n)
 
 
 unchecked = _compiled.kernels(_nk._forward, _nk._backward, _nk._output_delta, _nk.train_epochs,
