@@ -236,8 +236,8 @@ class _Epochs:
     def _run(self, orders, rates, plateau=None, time_budget=float("inf")):
         started = time.perf_counter()
         terms, event = self.net.run_epochs(self.X, self.Y, self.sample_weight, orders, rates,
-                                           self.batch_size, self.opt, plateau, self.stop.flag,
-                                           time_budget)
+                                           self.batch_size, self.opt, plateau,
+                                           stop=self.stop.flag, time_budget=time_budget)
         if len(terms):
             self.seconds_per_epoch = (time.perf_counter() - started) / len(terms)
         return terms, event

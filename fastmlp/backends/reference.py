@@ -100,12 +100,14 @@ def guarded_epochs(epoch, theta, state, orders, learning_rates, opt, n, guard, p
     started = time.monotonic()
     for e, learning_rate in enumerate(learning_rates):
         saved = (theta.copy(), state.first.copy(), state.second.copy(), state.t) if guard else None
+        t_before = state.t
         epoch_opt = dataclasses.replace(opt, learning_rate=float(learning_rate))
         # Inside the epoch nothing is re-checked or warned about: a diverging epoch shows in
         # its non-finite loss, which the guard (or the caller) reports.
         with np.errstate(over="ignore", invalid="ignore"):
             result = epoch(orders[e if orders.shape[0] > 1 else 0], epoch_opt, stop)
-        if result is None:
+        if result is None:  # unguarded: θ and the moments as far as they got, t as the
+            state.t = t_before  # compiled kernels keep it (the completed epochs' steps)
             if guard:
                 theta[...], state.first[...], state.second[...], state.t = saved
             event = "interrupted"
