@@ -89,11 +89,21 @@ def train(args):
     model = Model(**params, backend=args.backend, n_threads=args.n_threads,
                   verbose=not args.quiet)
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X_train, y_train)
     fit_time = time.perf_counter() - start
+    for warning in caught:
+        if str(warning.message) != "Training interrupted by user.":
+            warnings.showwarning(warning.message, warning.category, warning.filename,
+                                 warning.lineno)
     metric = "R^2" if regress else "accuracy"
+    if any(str(w.message) == "Training interrupted by user." for w in caught):
+        # Ctrl-C: the user wants to stop, not a partial model saved or a comparison run
+        print(f"fastmlp  [{model.backend_}]: interrupted by Ctrl-C after {model.n_iter_} "
+              f"epochs ({fit_time:.3f} s); nothing saved, no comparison run", file=sys.stderr)
+        return 130
     print(f"fastmlp  [{model.backend_}]: test {metric} {model.score(X_test, y_test):.4f}, "
           f"fit {fit_time:.3f} s ({model.n_iter_} epochs)")
     if args.save:
@@ -104,13 +114,17 @@ def train(args):
         from sklearn.neural_network import MLPRegressor as SkRegressor
 
         Sk = SkRegressor if regress else SkClassifier
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
             warnings.simplefilter("ignore", ConvergenceWarning)
             Sk(**dict(params, max_iter=1)).fit(X_train[:256], y_train[:256])  # same warm-up
             sk = Sk(**params)
             start = time.perf_counter()
             sk.fit(X_train, y_train)
             sk_time = time.perf_counter() - start
+        if any(str(w.message) == "Training interrupted by user." for w in caught):
+            print("sklearn: comparison interrupted by Ctrl-C", file=sys.stderr)
+            return 130
         print(f"sklearn  {type(sk).__name__}: test {metric} {sk.score(X_test, y_test):.4f}, "
               f"fit {sk_time:.3f} s ({sk.n_iter_} epochs); fastmlp is "
               f"{sk_time / fit_time:.1f}x faster")
@@ -221,7 +235,11 @@ def main(argv=None):
     if args.command == "train" and bool(args.csv) != bool(args.target):
         parser.error("--csv and --target go together")
     args.argv = argv[1:]
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # outside a fit (loading, warm-up): stop, without a traceback
+        print("fastmlp: interrupted by Ctrl-C", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
