@@ -165,6 +165,16 @@ class _BaseMLP(BaseEstimator):
         Returns
         -------
         self
+
+        Notes
+        -----
+        Ctrl-C (SIGINT in the main thread) ends a sgd/adam fit within a minibatch, as
+        scikit-learn's: a "Training interrupted by user." warning and a usable model. The
+        epoch under way is rolled back, so the weights, the optimizer's moments, `n_iter_`,
+        `t_`, `loss_curve_` and the stopping counters all describe the last completed epoch,
+        and a warm-start `fit` or a `partial_fit` continues exactly from there. An lbfgs fit
+        raises KeyboardInterrupt, as scikit-learn's does, leaving the last iterate L-BFGS
+        accepted (its `n_iter_` and `loss_`).
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
