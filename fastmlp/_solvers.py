@@ -20,7 +20,6 @@ when the fit ends in an error.
 """
 import copy
 import dataclasses
-import sys
 import time
 import warnings
 from typing import Callable, NamedTuple, Optional, Protocol
