@@ -379,28 +379,32 @@ def fit_lbfgs(params, task, state, net, X, Y, sample_weight):
     alpha = params["alpha"]
     start = net.theta.copy()
 
-    evaluated = [None]  # (θ, reported loss) of the last evaluation
-
     def objective(theta):
         """(mean loss + L2 term, its gradient): the function L-BFGS minimises, and its parts."""
         net.theta[...] = theta
         data = net.loss_and_gradient(X, Y, sample_weight, grad)
         penalty = 0.5 * alpha * float(np.dot(net.theta * mask, net.theta))
-        evaluated[0] = (theta.copy(),  # scipy may reuse the array it passed
-                        float(data / weight_sum / task.loss_scale + penalty / weight_sum))
         grad_total = (grad + alpha * mask * net.theta) / weight_sum
         return data / weight_sum, penalty / weight_sum, grad_total.astype(np.float64)
 
     def loss_and_grad(theta):
         data, penalty, g = objective(theta)
+        if accepted[0][2] is None:  # the first evaluation is the starting point's
+            accepted[0] = (start, 0, data + penalty)
         return data + penalty, g
 
-    accepted = [(start, 0, None)]  # the last iterate L-BFGS accepted, its number, its loss
+    def reported_loss(theta, value):
+        """scikit-learn's loss_ from the objective's value at θ (data term rescaled)."""
+        penalty = 0.5 * alpha * float(np.dot(theta * mask, theta)) / weight_sum
+        return float((value - penalty) / task.loss_scale + penalty)
+
+    # the last iterate L-BFGS accepted, its number and its objective value: one tuple, so
+    # Ctrl-C finds it whole
+    accepted = [(start, 0, None)]
 
     def iteration_ends(intermediate_result):
-        x = intermediate_result.x.copy()
-        theta, loss = evaluated[0]  # L-BFGS-B accepts the point it evaluated last
-        accepted[0] = (x, accepted[0][1] + 1, loss if np.array_equal(theta, x) else None)
+        accepted[0] = (intermediate_result.x.copy(), accepted[0][1] + 1,
+                       float(intermediate_result.fun))
 
     try:
         result = scipy.optimize.minimize(
@@ -411,12 +415,12 @@ def fit_lbfgs(params, task, state, net, X, Y, sample_weight):
     except KeyboardInterrupt:
         # scikit-learn lets Ctrl-C end an lbfgs fit with KeyboardInterrupt; the model is left
         # at the last accepted iterate, not at a line-search trial point
-        theta, state.n_iter, loss = accepted[0]
-        if loss is None:  # the starting point, or not the last evaluation
-            objective(theta)
-            loss = evaluated[0][1]
+        theta, state.n_iter, value = accepted[0]
+        if value is None:  # interrupted in the first evaluation
+            data, penalty, _ = objective(theta)
+            value = data + penalty
         net.theta[...] = theta
-        state.loss = loss
+        state.loss = reported_loss(np.asarray(theta, np.float64), value)
         raise
     state.n_iter = int(min(result.nit, params["max_iter"]))
     if result.status != 0:
