@@ -195,6 +195,27 @@ def test_float32_in_float32_out_and_verbose(capsys):
     assert "loss" in capsys.readouterr().err  # tqdm's running loss
 
 
+def test_verbose_lines_stand_on_their_own_line_beside_the_bar(monkeypatch):
+    """stdout and stderr on one terminal: the plateau message starts a line of its own (the
+    bar is cleared first, then redrawn), and the bar's last state counts every epoch."""
+    import io
+    import sys
+
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    X, y = datasets.load_digits(return_X_y=True)
+    est = MLPClassifier(hidden_layer_sizes=(16,), tol=1e-1, verbose=True, random_state=0)
+    est.fit(X, y)
+    shown = terminal.getvalue()
+    message = "Training loss did not improve more than tol=0.100000"
+    assert message in shown
+    before = shown[:shown.index(message)]
+    assert before.endswith(("\r", "\n")), f"the message continues the bar: {before[-80:]!r}"
+    drawn = [part for part in shown.split("\r") if "epoch" in part and "/200" in part]
+    assert f"{est.n_iter_}/200" in drawn[-1]
+
+
 # -- epochs in chunks: one backend call runs many epochs; nothing observable may change -------
 CHUNKED = [
     dict(solver="adam", tol=1e-3, n_iter_no_change=3),  # stops on a plateau mid-chunk
