@@ -1,6 +1,6 @@
 """The trainer's Network protocol (fastmlp._solvers.Network), run against every implementation:
 the MLP (each backend) and the Dask stand-in. A diverging run must leave the weights, the
-moments and t as after the last completed epoch, in both."""
+moments and t as after the last completed epoch, in both; so must an interrupted one.
 import warnings
 
 import numpy as np
@@ -121,3 +121,24 @@ def test_a_diverging_distributed_fit_keeps_finite_weights(client):
     assert all(np.all(np.isfinite(c)) for c in est.coefs_ + est.intercepts_)
     assert est.n_iter_ == local.n_iter_ == len(est.loss_curve_)
     np.testing.assert_allclose(est.loss_curve_, local.loss_curve_, rtol=1e-9)
+
+
+def test_a_raised_stop_flag_ends_run_epochs_with_the_epoch_undone(request):
+    """Every Network honours the stop flag after a minibatch: event "interrupted", nothing
+    of the epoch under way kept (θ, moments, t), and the time budget ends a call early."""
+    opt = optim.Optimizer("adam", 0.01)
+    X, Y = _data()
+    for name, net, Xn, Yn in _networks(request):
+        net.run_epochs(Xn, Yn, None, None, [0.01], 40, opt)  # moments that are not zero
+        state = net.optimizer_state
+        before = net.theta.copy(), state.first.copy(), state.second.copy(), state.t
+        terms, event = net.run_epochs(Xn, Yn, None, None, [0.01] * 3, 40, opt,
+                                      stop=np.ones(1, np.int64))
+        assert (event, len(terms)) == ("interrupted", 0), name
+        np.testing.assert_array_equal(net.theta, before[0], err_msg=name)
+        np.testing.assert_array_equal(state.first, before[1], err_msg=name)
+        np.testing.assert_array_equal(state.second, before[2], err_msg=name)
+        assert state.t == before[3], name
+        terms, event = net.run_epochs(Xn, Yn, None, None, [0.01] * 50, 40, opt,
+                                      time_budget=1e-9)
+        assert (event, len(terms)) == ("completed", 1), name
