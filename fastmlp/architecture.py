@@ -10,8 +10,25 @@ import numpy as np
 from . import activations, losses
 
 
+def _frozen_array(values, shape):
+    """An int64 array over immutable bytes: read-only, and it cannot be made writable."""
+    return np.frombuffer(np.asarray(values, dtype=np.int64).tobytes(), np.int64).reshape(shape)
+
+
+def layout(layer_sizes):
+    """(offsets, n_params) of the flat layout for these layer sizes: offsets[l] = (start of
+    W_l, start of b_l) in θ."""
+    offsets, pos = [], 0
+    for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+        offsets.append((pos, pos + n_in * n_out))
+        pos += n_in * n_out + n_out
+    return offsets, pos
+
+
 class Architecture:
-    """Validated once; backends read codes and offsets from it instead of re-checking."""
+    """Validated once, then immutable (attributes cannot be set, the arrays cannot be
+    written): backends read codes and offsets from it instead of re-checking, and the kernel
+    contract checks it against its own layer sizes (_contract.check_architecture)."""
 
     def __init__(self, layer_sizes, hidden_activation="relu", output_activation="softmax",
                  loss="cross_entropy", leaky_slope=0.01):
@@ -20,19 +37,28 @@ class Architecture:
             raise ValueError(
                 f"layer_sizes needs at least an input and an output size, all >= 1; got {layer_sizes!r}"
             )
-        self.layer_sizes = sizes
-        offsets, pos = [], 0
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            offsets.append((pos, pos + n_in * n_out))
-            pos += n_in * n_out + n_out
-        self.n_params = pos
+        offsets, n_params = layout(sizes)
+        set_ = super().__setattr__
+        set_("layer_sizes", sizes)
+        set_("n_params", n_params)
         #: (n_layers, 2) int64: start of W_l and of b_l in θ (what compiled kernels take).
-        self.offsets = np.array(offsets, dtype=np.int64).reshape(-1, 2)
-        self.sizes = np.array(sizes, dtype=np.int64)
-        self.hidden_activation = activations.check_activation(hidden_activation, hidden=True)
-        self.output_activation = activations.check_activation(output_activation)
-        self.loss = losses.check_loss(loss, output_activation)
-        self.leaky_slope = activations.check_leaky_slope(leaky_slope)
+        set_("offsets", _frozen_array(offsets, (-1, 2)))
+        set_("sizes", _frozen_array(sizes, (-1,)))
+        set_("hidden_activation", activations.check_activation(hidden_activation, hidden=True))
+        set_("output_activation", activations.check_activation(output_activation))
+        set_("loss", losses.check_loss(loss, output_activation))
+        set_("leaky_slope", activations.check_leaky_slope(leaky_slope))
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"an Architecture is immutable: make a new one instead of setting "
+                             f"{name}")
+
+    def __delattr__(self, name):
+        self.__setattr__(name, None)
+
+    def __reduce__(self):  # rebuilt (and re-derived) when unpickled or copied
+        return (Architecture, (self.layer_sizes, self.hidden_activation,
+                               self.output_activation, self.loss, self.leaky_slope))
 
     def activation(self, layer):
         """Activation applied to the output of layer `layer` (0-based)."""

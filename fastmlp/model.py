@@ -11,7 +11,7 @@ from ._config import check_n_threads, thread_limit
 from ._validation import check_dtype, check_matrix, check_sample_weight, check_targets
 from .architecture import Architecture
 from .backends import get_backend
-from .backends._contract import check_schedule, row_orders
+from .backends._contract import check_architecture, check_schedule, output_array, row_orders
 
 
 class DivergenceError(ValueError, FloatingPointError):
@@ -103,7 +103,21 @@ class MLP:
 
     # -- computation ------------------------------------------------------------------
     def _check_X(self, X):
+        self._check_parameters()
         return check_matrix(X, "X", self.dtype, self.arch.layer_sizes[0])
+
+    def _check_parameters(self):
+        """What the unchecked kernels will trust: the architecture, θ and (if any) the
+        optimizer's moments, each as constructed (an attribute replaced since is refused)."""
+        check_architecture(self.arch)
+        arrays = [("theta", self.theta)]
+        if self.optimizer_state is not None:
+            arrays += [("optimizer_state.first", self.optimizer_state.first),
+                       ("optimizer_state.second", self.optimizer_state.second)]
+        for name, array in arrays:
+            output_array(array, name, (self.arch.n_params,))
+            if array.dtype != self.dtype:
+                raise ValueError(f"{name} has dtype {array.dtype}, this model {self.dtype}")
 
     def _check_XY(self, X, Y, sample_weight):
         X = self._check_X(X)

@@ -119,10 +119,44 @@ def check_output_delta(A_out, Y, activation, loss, delta, sample_weight):
     return A_out, Y, sample_weight
 
 
+def check_architecture(arch):
+    """arch as the kernels trust it: an Architecture whose offsets, sizes and n_params are
+    those its layer_sizes imply, whose activations, loss and slope are valid. An Architecture
+    cannot be changed after construction, but an object may be altered around that, or be
+    something else: a mismatch here would have the kernels read and write outside θ."""
+    from ..architecture import Architecture, layout
+
+    if not isinstance(arch, Architecture):
+        raise TypeError(f"arch must be a fastmlp Architecture, got {type(arch).__name__}")
+    sizes = arch.layer_sizes
+    if (not isinstance(sizes, tuple) or len(sizes) < 2
+            or not all(type(n) is int and n >= 1 for n in sizes)):
+        raise ValueError(f"arch.layer_sizes must be a tuple of at least two ints >= 1, got "
+                         f"{sizes!r}")
+    offsets, n_params = layout(sizes)
+    for name, expected in (("offsets", np.array(offsets, np.int64).reshape(-1, 2)),
+                           ("sizes", np.array(sizes, np.int64))):
+        value = getattr(arch, name)
+        if not (isinstance(value, np.ndarray) and value.dtype == np.int64
+                and value.flags.c_contiguous and np.array_equal(value, expected)
+                and value.shape == expected.shape):
+            raise ValueError(f"arch.{name} does not match arch.layer_sizes {list(sizes)}: the "
+                             "Architecture was altered")
+    if type(arch.n_params) is not int or arch.n_params != n_params:
+        raise ValueError(f"arch.n_params is {arch.n_params!r}, but layer sizes {list(sizes)} "
+                         f"have {n_params} parameters: the Architecture was altered")
+    activations.check_activation(arch.hidden_activation, hidden=True)
+    activations.check_activation(arch.output_activation)
+    losses.check_loss(arch.loss, arch.output_activation)
+    activations.check_leaky_slope(arch.leaky_slope)
+    return arch
+
+
 def check_train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, state,
                        learning_rates):
     """Validate train_epochs' arguments; returns (X, Y, sample_weight, orders, batch_size,
     learning_rates) ready for kernels (see check_schedule)."""
+    check_architecture(arch)
     common_dtype(theta=theta, X=X, Y=Y, sample_weight=sample_weight,
                  first=state.first, second=state.second)
     output_array(theta, "theta", (arch.n_params,))
