@@ -16,6 +16,7 @@ and raises ValueError naming what is wrong.
 import hashlib
 import io
 import json
+import math
 import os
 import stat
 import tempfile
@@ -23,6 +24,8 @@ import zipfile
 
 import numpy as np
 from sklearn.preprocessing import LabelBinarizer
+
+from .architecture import layout
 
 FORMAT = "fastmlp-estimator"
 VERSION = 1
@@ -131,14 +134,101 @@ def _open_regular(path):
         raise
 
 
-def _read(path):
+#: What load() inflates at most, in bytes, unless told otherwise (load's max_bytes): the
+#: members' declared sizes together. The metadata is at most METADATA_BYTES.
+MAX_BYTES = 1 << 32
+METADATA_BYTES = 1 << 24
+_NPY_HEADER_BYTES = 1 << 16  # .npy headers are at most this long
+
+
+def _check_declared(info, path, limit):
+    if info.file_size > limit:
+        raise ValueError(f"{path}: member {info.filename} declares {info.file_size} bytes "
+                         f"uncompressed, over the limit of {limit} (load's max_bytes)")
+
+
+def _inflate(stream, n, info, path):
+    """Exactly n more bytes of a member (a zip bomb declares little and inflates much: one
+    byte past n is an error, never more held)."""
+    data = stream.read(n + 1)
+    if len(data) != n:
+        raise ValueError(f"{path}: member {info.filename} does not inflate to the size it "
+                         "declares: the file is damaged or hostile")
+    return data
+
+
+def _npy_member(archive, info, path, limit, expected_length):
+    """An .npy member's bytes: its header read first and its shape checked — against the
+    member's declared size and against expected_length(name) (None: any length) — before
+    its data is inflated."""
+    _check_declared(info, path, limit)
+    with archive.open(info) as stream:
+        head = stream.read(10)
+        if len(head) < 10 or not head.startswith(b"\x93NUMPY"):
+            raise ValueError(f"{path}: {info.filename} is not an .npy array")
+        major = head[6]
+        if major not in (1, 2):
+            raise ValueError(f"{path}: {info.filename} has .npy version {major}, not 1 or 2")
+        if major == 2:
+            head += stream.read(2)
+        width = 2 if major == 1 else 4
+        header_length = int.from_bytes(head[8:8 + width], "little")
+        if len(head) + header_length > min(info.file_size, _NPY_HEADER_BYTES):
+            raise ValueError(f"{path}: {info.filename} has a header longer than the member")
+        head += stream.read(header_length)
+        if len(head) != (10 if major == 1 else 12) + header_length:
+            raise ValueError(f"{path}: {info.filename} ends inside its header")
+        header = io.BytesIO(head)
+        np.lib.format.read_magic(header)
+        read = (np.lib.format.read_array_header_1_0 if major == 1
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(header)
+        if dtype.hasobject:
+            raise ValueError(f"{path}: {info.filename} holds Python objects")
+        n_bytes = dtype.itemsize * math.prod(shape)
+        if len(head) + n_bytes != info.file_size:
+            raise ValueError(f"{path}: {info.filename} claims shape {shape} of {dtype} "
+                             f"({n_bytes} bytes), but the member declares "
+                             f"{info.file_size - len(head)}")
+        wanted = expected_length(info.filename[:-4])
+        if wanted is not None and (len(shape) != 1 or shape[0] != wanted):
+            raise ValueError(f"{path} is inconsistent: {info.filename} has shape {shape}, its "
+                             f"metadata implies ({wanted},)")
+        return head + _inflate(stream, n_bytes, info, path)
+
+
+def _claimed_parameters(metadata, path, limit):
+    """θ's length as the metadata's layer sizes imply it, refused when its bytes would pass
+    `limit` (counted in Python integers: nothing is allocated for a claim)."""
+    sizes = metadata.get("layer_sizes") if isinstance(metadata, dict) else None
+    if (not isinstance(sizes, list) or not 2 <= len(sizes) <= 1024
+            or not all(type(n) is int and n >= 1 for n in sizes)):
+        raise ValueError(f"{path} has invalid layer_sizes {sizes!r}")
+    n_params = layout(sizes)[1]
+    if 8 * n_params > limit:
+        raise ValueError(f"{path} claims layers {sizes}: {n_params} parameters, over the "
+                         f"limit of {limit} bytes (load's max_bytes)")
+    return n_params
+
+
+def _read(path, limit=MAX_BYTES):
     try:
         with _open_regular(path) as file, zipfile.ZipFile(file) as archive:
-            names = set(archive.namelist())
-            if "metadata.json" not in names:
+            infos = {info.filename: info for info in archive.infolist()}
+            if "metadata.json" not in infos:
                 raise ValueError(f"{path} is not a fastmlp model file (no metadata.json)")
-            metadata = json.loads(archive.read("metadata.json"))
-            members = {name: archive.read(name) for name in names if name.endswith(".npy")}
+            declared = sum(info.file_size for info in infos.values())
+            if declared > limit:
+                raise ValueError(f"{path}: its members declare {declared} bytes uncompressed, "
+                                 f"over the limit of {limit} (load's max_bytes)")
+            info = infos["metadata.json"]
+            _check_declared(info, path, min(limit, METADATA_BYTES))
+            with archive.open(info) as stream:
+                metadata = json.loads(_inflate(stream, info.file_size, info, path))
+            n_params = _claimed_parameters(metadata, path, limit)
+            expected = {"theta": n_params}.get
+            members = {name: _npy_member(archive, info, path, limit, expected)
+                       for name, info in infos.items() if name.endswith(".npy")}
     except zipfile.BadZipFile as exc:
         raise ValueError(f"{path} is not a fastmlp model file, or it is truncated: {exc}")
     except (zipfile.LargeZipFile, KeyError, OSError, EOFError) as exc:
@@ -152,13 +242,19 @@ def _read(path):
     return metadata, members
 
 
-def load(path):
-    """Read an estimator written by save(); raises ValueError if the file is not intact."""
+def load(path, max_bytes=MAX_BYTES):
+    """Read an estimator written by save(); raises ValueError if the file is not intact.
+
+    Before anything is inflated or allocated, every member's declared size, the parameter
+    count the metadata's layer sizes imply and each array header's shape are checked against
+    the file's own consistency rules and against max_bytes (default MAX_BYTES, 4 GiB: raise
+    it for a larger model); a member that inflates past its declared size is refused as it
+    inflates."""
     from .estimators import MLPClassifier, MLPRegressor
     from .model import MLP
 
     path = os.fspath(path)
-    metadata, members = _read(path)
+    metadata, members = _read(path, max_bytes)
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise ValueError(f"{path} is not a fastmlp model file (format "
                          f"{metadata.get('format') if isinstance(metadata, dict) else None!r})")

@@ -110,3 +110,140 @@ def test_mlp_refuses_replaced_parameter_arrays(name):
         net.optimizer_state.first = np.zeros(5)
     with pytest.raises(ValueError, match="has shape"):
         net.train_epochs(X, Y, [0.1], 2, "adam")
+
+
+# -- hostile model files -----------------------------------------------------------------------
+LOAD_PROBE = """
+import json, resource, sys, time, tracemalloc
+import fastmlp
+path, max_bytes = sys.argv[1], int(sys.argv[2])
+tracemalloc.start()
+started = time.perf_counter()
+try:
+    fastmlp.load(path, max_bytes=max_bytes)
+    outcome = "loaded"
+except ValueError as exc:
+    outcome = str(exc)
+print(json.dumps(dict(outcome=outcome, seconds=time.perf_counter() - started,
+                      peak=tracemalloc.get_traced_memory()[1])))
+"""
+MB = 1 << 20
+
+
+def _saved(tmp_path):
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    model = fastmlp.MLPClassifier((8,), max_iter=5, random_state=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    path = tmp_path / "good.fastmlp"
+    fastmlp.save(model, path)
+    return path
+
+
+def _rewritten(source, target, replace):
+    """A copy of the zip `source` whose members pass through replace(name, data) -> data."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w",
+                                                         zipfile.ZIP_DEFLATED) as new:
+        for info in old.infolist():
+            new.writestr(info.filename, replace(info.filename, old.read(info.filename)))
+    return target
+
+
+def _declare_size(path, member, size):
+    """Patch the central directory so `member` declares `size` uncompressed bytes."""
+    raw = bytearray(path.read_bytes())
+    name = member.encode()
+    at = raw.find(b"PK\x01\x02")
+    while at >= 0:
+        name_length = int.from_bytes(raw[at + 28:at + 30], "little")
+        if raw[at + 46:at + 46 + name_length] == name:
+            raw[at + 24:at + 28] = size.to_bytes(4, "little")
+        at = raw.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(raw))
+
+
+def _load_in_child(path, max_bytes=1 << 32):
+    run = subprocess.run([sys.executable, "-c", LOAD_PROBE, str(path), str(max_bytes)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_a_zip_bomb_is_refused_before_it_inflates(tmp_path):
+    """theta.npy replaced by 600 MB of zeros (about 0.6 MB compressed), loaded with a 64 MB
+    limit: refused on its declared size, in well under a second, holding next to nothing."""
+    bomb = np.lib.format.header_data_from_array_1_0(np.zeros(75 * MB))
+    def replace(name, data):
+        if name != "theta.npy":
+            return data
+        import io
+        out = io.BytesIO()
+        np.lib.format.write_array_header_1_0(out, bomb)
+        return out.getvalue() + bytes(600 * MB)
+    path = _rewritten(_saved(tmp_path), tmp_path / "bomb.fastmlp", replace)
+    out = _load_in_child(path, 64 * MB)
+    assert "declare" in out["outcome"] and "over the limit of 67108864" in out["outcome"]
+    assert out["seconds"] < 1.0 and out["peak"] < 8 * MB
+
+
+def test_a_member_that_inflates_past_its_declared_size_is_cut_off(tmp_path):
+    """The same bomb declaring 1 000 bytes: reading stops one byte past them."""
+    def replace(name, data):
+        return data + bytes(600 * MB) if name == "classes_.npy" else data
+    path = _rewritten(_saved(tmp_path), tmp_path / "liar.fastmlp", replace)
+    _declare_size(path, "classes_.npy", 1000)
+    out = _load_in_child(path)
+    assert out["outcome"] != "loaded"
+    assert out["seconds"] < 1.0 and out["peak"] < 8 * MB
+
+
+def test_a_huge_claimed_shape_is_refused_before_allocating(tmp_path):
+    """An .npy header claiming 10¹² float64 over a few bytes of data."""
+    import io
+
+    def replace(name, data):
+        if name != "loss_curve_.npy":
+            return data
+        out = io.BytesIO()
+        np.lib.format.write_array_header_1_0(out, {"descr": "<f8", "fortran_order": False,
+                                                   "shape": (10 ** 12,)})
+        return out.getvalue() + bytes(64)
+    path = _rewritten(_saved(tmp_path), tmp_path / "shape.fastmlp", replace)
+    out = _load_in_child(path)
+    assert "loss_curve_.npy claims shape (1000000000000,)" in out["outcome"]
+    assert out["seconds"] < 1.0 and out["peak"] < 8 * MB
+
+
+def test_a_huge_claimed_architecture_is_refused_before_allocating(tmp_path):
+    """metadata.json claiming layers of 10⁷ × 10⁷ (10¹⁴ parameters)."""
+    def replace(name, data):
+        if name != "metadata.json":
+            return data
+        metadata = json.loads(data)
+        metadata["layer_sizes"] = [10 ** 7, 10 ** 7, 3]
+        return json.dumps(metadata).encode()
+    path = _rewritten(_saved(tmp_path), tmp_path / "layers.fastmlp", replace)
+    out = _load_in_child(path)
+    assert "parameters, over the limit" in out["outcome"]
+    assert out["seconds"] < 1.0 and out["peak"] < 8 * MB
+
+
+def test_theta_must_have_the_length_the_layers_imply(tmp_path):
+    import io
+
+    def replace(name, data):
+        if name != "theta.npy":
+            return data
+        out = io.BytesIO()
+        np.save(out, np.zeros(7))
+        return out.getvalue()
+    path = _rewritten(_saved(tmp_path), tmp_path / "short.fastmlp", replace)
+    with pytest.raises(ValueError, match=r"theta.npy has shape \(7,\), its metadata implies"):
+        fastmlp.load(path)
