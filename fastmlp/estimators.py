@@ -303,7 +303,7 @@ class _BaseMLP(BaseEstimator):
         net = self._net
         X = np.ascontiguousarray(X, dtype=net.dtype)
         with thread_limit(self.n_threads):
-            return net.output(X)  # X validated above, once
+            return net.finite_output(X)  # X validated above, once
 
     def _score_net(self, net, X, y, sample_weight):
         """Validation score for early stopping (accuracy or R²) on already checked data."""

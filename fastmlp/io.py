@@ -11,7 +11,8 @@ arrays, holding
 
 `save` writes a temporary file beside the target and renames it over the target, so a crash
 mid-save leaves the old file intact. `load` checks the format, version, checksums and shapes
-and raises ValueError naming what is wrong.
+and raises ValueError naming what is wrong; sizes and shapes are checked before anything is
+inflated or allocated (load's docstring), so a hostile file costs neither time nor memory.
 """
 import hashlib
 import io
@@ -217,6 +218,8 @@ def _read(path, limit=MAX_BYTES):
             infos = {info.filename: info for info in archive.infolist()}
             if "metadata.json" not in infos:
                 raise ValueError(f"{path} is not a fastmlp model file (no metadata.json)")
+            for info in infos.values():
+                _check_declared(info, path, limit)
             declared = sum(info.file_size for info in infos.values())
             if declared > limit:
                 raise ValueError(f"{path}: its members declare {declared} bytes uncompressed, "

@@ -137,15 +137,30 @@ class MLP:
         return acts
 
     def forward(self, X):
-        """Output activations, shape (n_samples, n_outputs)."""
+        """Output activations, shape (n_samples, n_outputs). Raises OverflowError (naming the
+        layer) when finite inputs overflow to NaN/inf on the way, rather than returning them."""
         X = self._check_X(X)
         with thread_limit(self.n_threads):
-            return self.output(X)
+            return self.finite_output(X)
 
     def output(self, X):
         """forward on a checked X (C-contiguous, this network's dtype and width, finite): the
-        estimators' and the trainer's entry, after their own validation."""
+        trainer's entry, after its own validation (a non-finite output is the trainer's to
+        judge: a diverging validation score)."""
         return self._forward_all(X)[-1]
+
+    def finite_output(self, X):
+        """output, or OverflowError naming the first layer whose activations are not finite
+        (the weights are finite, so the inputs were too large for the dtype)."""
+        with np.errstate(over="ignore", invalid="ignore"):  # tested and reported below
+            acts = self._forward_all(X)
+        for layer, A in enumerate(acts[1:]):
+            if not np.isfinite(A).all():
+                raise OverflowError(
+                    f"layer {layer} ({self.arch.activation(layer)}) overflowed: finite inputs "
+                    f"gave NaN/inf activations in {self.dtype.name} (the largest |input| is "
+                    f"{float(np.abs(X).max()):.3g}); scale the inputs")
+        return acts[-1]
 
     def loss(self, X, Y, sample_weight=None):
         """Summed (sample-weighted) loss over the batch."""

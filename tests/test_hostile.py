@@ -36,6 +36,8 @@ import json, sys
 import numpy as np
 import fastmlp
 from fastmlp import MLP, optim
+import resource
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # no swapping through a claim
 backend, field, value = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 if field in ("offsets", "sizes"):
     value = np.array(value, dtype=np.int64)
@@ -115,8 +117,10 @@ def test_mlp_refuses_replaced_parameter_arrays(name):
 # -- hostile model files -----------------------------------------------------------------------
 LOAD_PROBE = """
 import json, resource, sys, time, tracemalloc
+LIMIT = 3 << 30
 import fastmlp
 path, max_bytes = sys.argv[1], int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))  # an attempt to allocate fails here
 tracemalloc.start()
 started = time.perf_counter()
 try:
@@ -189,7 +193,8 @@ def test_a_zip_bomb_is_refused_before_it_inflates(tmp_path):
         return out.getvalue() + bytes(600 * MB)
     path = _rewritten(_saved(tmp_path), tmp_path / "bomb.fastmlp", replace)
     out = _load_in_child(path, 64 * MB)
-    assert "declare" in out["outcome"] and "over the limit of 67108864" in out["outcome"]
+    assert "member theta.npy declares" in out["outcome"]
+    assert "over the limit of 67108864" in out["outcome"]
     assert out["seconds"] < 1.0 and out["peak"] < 8 * MB
 
 
@@ -247,3 +252,33 @@ def test_theta_must_have_the_length_the_layers_imply(tmp_path):
     path = _rewritten(_saved(tmp_path), tmp_path / "short.fastmlp", replace)
     with pytest.raises(ValueError, match=r"theta.npy has shape \(7,\), its metadata implies"):
         fastmlp.load(path)
+
+
+# -- overflow on finite inputs --------------------------------------------------------------
+@pytest.mark.parametrize("backend", ALL)
+def test_forward_names_the_layer_that_overflowed(backend):
+    """1e200 × 1e200: finite inputs and weights whose product overflows. MLP.forward and the
+    estimators' predict raise OverflowError naming the layer; the public kernel functions
+    return the non-finite values, as their docstrings say."""
+    net = MLP([3, 4, 2], output_activation="identity", loss="squared_error", backend=backend,
+              random_state=0)
+    W0, W1 = net.coefs_
+    net.coefs_ = [np.full(W0.shape, 1e200), W1]
+    X = np.full((2, 3), 1e200)
+    with pytest.raises(OverflowError, match=r"layer 0 \(relu\) overflowed"):
+        net.forward(X)
+    out = np.empty((2, 4))
+    with np.errstate(over="ignore", invalid="ignore"):  # NumPy's own warning, in numpy
+        net.backend.forward_layer(X, net.coefs_[0], net.intercepts_[0], "relu", out)
+    assert not np.isfinite(out).all()
+
+    model = fastmlp.MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, backend=backend,
+                                 random_state=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(np.random.default_rng(0).normal(size=(20, 3)), np.arange(20.0))
+    model._net.coefs_ = [np.full(W0.shape, 1e200), model._net.coefs_[1]]
+    with pytest.raises(OverflowError, match=r"layer 0 \(relu\) overflowed"):
+        model.predict(X)
