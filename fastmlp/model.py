@@ -151,10 +151,15 @@ class MLP:
 
     def finite_output(self, X):
         """output, or OverflowError naming the first layer whose activations are not finite
-        (the weights are finite, so the inputs were too large for the dtype)."""
+        (the weights are finite, so the inputs were too large for the dtype). The output is
+        tested always, the hidden layers only to name the culprit, or where a saturating
+        activation (logistic, tanh) could have hidden an overflow below it."""
         with np.errstate(over="ignore", invalid="ignore"):  # tested and reported below
             acts = self._forward_all(X)
-        for layer, A in enumerate(acts[1:]):
+        suspect = (not np.isfinite(acts[-1]).all()
+                   or self.arch.hidden_activation in ("logistic", "tanh")
+                   or self.arch.output_activation == "logistic")
+        for layer, A in enumerate(acts[1:] if suspect else ()):
             if not np.isfinite(A).all():
                 raise OverflowError(
                     f"layer {layer} ({self.arch.activation(layer)}) overflowed: finite inputs "

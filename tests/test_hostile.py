@@ -149,15 +149,27 @@ def _saved(tmp_path):
     return path
 
 
-def _rewritten(source, target, replace):
-    """A copy of the zip `source` whose members pass through replace(name, data) -> data."""
+def _with_member(tmp_path, member, change):
+    """A saved model whose `member` is replaced by change(its bytes)."""
     import zipfile
 
+    source, target = _saved(tmp_path), tmp_path / f"altered-{member}.fastmlp"
     with zipfile.ZipFile(source) as old, zipfile.ZipFile(target, "w",
                                                          zipfile.ZIP_DEFLATED) as new:
         for info in old.infolist():
-            new.writestr(info.filename, replace(info.filename, old.read(info.filename)))
+            data = old.read(info.filename)
+            new.writestr(info.filename, change(data) if info.filename == member else data)
     return target
+
+
+def _npy_header(shape):
+    """The .npy header of a float64 array of `shape` (no data after it)."""
+    import io
+
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(out, {"descr": "<f8", "fortran_order": False,
+                                               "shape": shape})
+    return out.getvalue()
 
 
 def _declare_size(path, member, size):
@@ -181,17 +193,10 @@ def _load_in_child(path, max_bytes=1 << 32):
 
 
 def test_a_zip_bomb_is_refused_before_it_inflates(tmp_path):
-    """theta.npy replaced by 600 MB of zeros (about 0.6 MB compressed), loaded with a 64 MB
-    limit: refused on its declared size, in well under a second, holding next to nothing."""
-    bomb = np.lib.format.header_data_from_array_1_0(np.zeros(75 * MB))
-    def replace(name, data):
-        if name != "theta.npy":
-            return data
-        import io
-        out = io.BytesIO()
-        np.lib.format.write_array_header_1_0(out, bomb)
-        return out.getvalue() + bytes(600 * MB)
-    path = _rewritten(_saved(tmp_path), tmp_path / "bomb.fastmlp", replace)
+    """theta.npy replaced by 600 MB of zeros (they compress to almost nothing), loaded with a
+    64 MB limit: refused on its declared size, at once, holding next to nothing."""
+    path = _with_member(tmp_path, "theta.npy",
+                        lambda data: _npy_header((75 * MB,)) + bytes(600 * MB))
     out = _load_in_child(path, 64 * MB)
     assert "member theta.npy declares" in out["outcome"]
     assert "over the limit of 67108864" in out["outcome"]
@@ -200,9 +205,7 @@ def test_a_zip_bomb_is_refused_before_it_inflates(tmp_path):
 
 def test_a_member_that_inflates_past_its_declared_size_is_cut_off(tmp_path):
     """The same bomb declaring 1 000 bytes: reading stops one byte past them."""
-    def replace(name, data):
-        return data + bytes(600 * MB) if name == "classes_.npy" else data
-    path = _rewritten(_saved(tmp_path), tmp_path / "liar.fastmlp", replace)
+    path = _with_member(tmp_path, "classes_.npy", lambda data: data + bytes(600 * MB))
     _declare_size(path, "classes_.npy", 1000)
     out = _load_in_child(path)
     assert out["outcome"] != "loaded"
@@ -211,16 +214,8 @@ def test_a_member_that_inflates_past_its_declared_size_is_cut_off(tmp_path):
 
 def test_a_huge_claimed_shape_is_refused_before_allocating(tmp_path):
     """An .npy header claiming 10¹² float64 over a few bytes of data."""
-    import io
-
-    def replace(name, data):
-        if name != "loss_curve_.npy":
-            return data
-        out = io.BytesIO()
-        np.lib.format.write_array_header_1_0(out, {"descr": "<f8", "fortran_order": False,
-                                                   "shape": (10 ** 12,)})
-        return out.getvalue() + bytes(64)
-    path = _rewritten(_saved(tmp_path), tmp_path / "shape.fastmlp", replace)
+    path = _with_member(tmp_path, "loss_curve_.npy",
+                        lambda data: _npy_header((10 ** 12,)) + bytes(64))
     out = _load_in_child(path)
     assert "loss_curve_.npy claims shape (1000000000000,)" in out["outcome"]
     assert out["seconds"] < 1.0 and out["peak"] < 8 * MB
@@ -228,28 +223,15 @@ def test_a_huge_claimed_shape_is_refused_before_allocating(tmp_path):
 
 def test_a_huge_claimed_architecture_is_refused_before_allocating(tmp_path):
     """metadata.json claiming layers of 10⁷ × 10⁷ (10¹⁴ parameters)."""
-    def replace(name, data):
-        if name != "metadata.json":
-            return data
-        metadata = json.loads(data)
-        metadata["layer_sizes"] = [10 ** 7, 10 ** 7, 3]
-        return json.dumps(metadata).encode()
-    path = _rewritten(_saved(tmp_path), tmp_path / "layers.fastmlp", replace)
-    out = _load_in_child(path)
+    def claim(data):
+        return json.dumps({**json.loads(data), "layer_sizes": [10 ** 7, 10 ** 7, 3]}).encode()
+    out = _load_in_child(_with_member(tmp_path, "metadata.json", claim))
     assert "parameters, over the limit" in out["outcome"]
     assert out["seconds"] < 1.0 and out["peak"] < 8 * MB
 
 
 def test_theta_must_have_the_length_the_layers_imply(tmp_path):
-    import io
-
-    def replace(name, data):
-        if name != "theta.npy":
-            return data
-        out = io.BytesIO()
-        np.save(out, np.zeros(7))
-        return out.getvalue()
-    path = _rewritten(_saved(tmp_path), tmp_path / "short.fastmlp", replace)
+    path = _with_member(tmp_path, "theta.npy", lambda data: _npy_header((7,)) + bytes(56))
     with pytest.raises(ValueError, match=r"theta.npy has shape \(7,\), its metadata implies"):
         fastmlp.load(path)
 
