@@ -84,8 +84,10 @@ def lbfgs(backend):
     X, y = _data(50_000, np.float64)
     MLPClassifier((8,), solver="lbfgs", max_iter=2, backend=backend).fit(X[:256], y[:256])
     print("ready", flush=True)
+    # one thread: lbfgs hears Ctrl-C between its kernel calls, and a multi-threaded BLAS
+    # call on a machine busy with other processes can take seconds (issue 16's contention)
     model = MLPClassifier((256,), solver="lbfgs", max_iter=10_000, random_state=0,
-                          backend=backend)
+                          backend=backend, n_threads=1)
     raised = False
     try:
         model.fit(X, y)
