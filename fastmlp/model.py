@@ -11,7 +11,8 @@ from ._config import check_n_threads, thread_limit
 from ._validation import check_dtype, check_matrix, check_sample_weight, check_targets
 from .architecture import Architecture
 from .backends import get_backend
-from .backends._contract import check_architecture, check_schedule, output_array, row_orders
+from .backends._contract import (check_architecture, check_disjoint, check_schedule,
+                                 output_array, row_orders)
 
 
 class DivergenceError(ValueError, FloatingPointError):
@@ -118,6 +119,7 @@ class MLP:
             output_array(array, name, (self.arch.n_params,))
             if array.dtype != self.dtype:
                 raise ValueError(f"{name} has dtype {array.dtype}, this model {self.dtype}")
+        check_disjoint(dict(arrays), {})
 
     def _check_XY(self, X, Y, sample_weight):
         X = self._check_X(X)
@@ -254,6 +256,7 @@ class MLP:
         KeyboardInterrupt is raised.
         """
         X, Y, sample_weight = self._check_XY(X, Y, sample_weight)
+        check_disjoint({"theta": self.theta}, {"X": X, "Y": Y, "sample_weight": sample_weight})
         orders, learning_rates, batch_size = check_schedule(orders, learning_rates, batch_size,
                                                             X.shape[0])
         opt = optim.Optimizer(optimizer, float(learning_rates[0]), float(momentum),

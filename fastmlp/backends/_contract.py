@@ -76,6 +76,19 @@ def output_array(a, name, shape):
     return a
 
 
+def check_disjoint(outputs, inputs):
+    """ValueError if an output buffer shares memory with an input or another output: a
+    kernel reads its inputs while it writes, so an overlap gives wrong values silently.
+    outputs, inputs: {name: array or None}, the arrays the kernel is handed."""
+    outputs = [(name, a) for name, a in outputs.items() if a is not None]
+    others = outputs + [(name, a) for name, a in inputs.items() if a is not None]
+    for i, (name, out) in enumerate(outputs):
+        for other_name, other in others[i + 1:]:
+            if np.shares_memory(out, other):
+                raise ValueError(f"{name} shares memory with {other_name}; a kernel writes "
+                                 f"{name} while it reads {other_name}: pass separate arrays")
+
+
 def _fmt(shape):
     return "(" + ", ".join("n" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
@@ -88,6 +101,7 @@ def check_forward(A_in, W, b, activation, out):
     A_in = input_array(A_in, "A_in", (None, n_in))
     b = input_array(b, "b", (n_out,))
     output_array(out, "out", (A_in.shape[0], n_out))
+    check_disjoint({"out": out}, {"A_in": A_in, "W": W, "b": b})
     return A_in, W, b
 
 
@@ -104,6 +118,8 @@ def check_backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in):
         if activation_in is None:
             raise ValueError("activation_in is required when delta_in is given")
         activations.check_activation(activation_in, hidden=True)
+    check_disjoint({"grad_W": grad_W, "grad_b": grad_b, "delta_in": delta_in},
+                   {"A_in": A_in, "delta": delta, "W": W})
     return A_in, delta, W
 
 
@@ -116,6 +132,7 @@ def check_output_delta(A_out, Y, activation, loss, delta, sample_weight):
     output_array(delta, "delta", A_out.shape)
     if sample_weight is not None:
         sample_weight = input_array(sample_weight, "sample_weight", (A_out.shape[0],))
+    check_disjoint({"delta": delta}, {"A_out": A_out, "Y": Y, "sample_weight": sample_weight})
     return A_out, Y, sample_weight
 
 
@@ -170,6 +187,9 @@ def check_train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, sta
     if sample_weight is not None:
         sample_weight = input_array(sample_weight, "sample_weight", (n,))
     orders, learning_rates, batch_size = check_schedule(orders, learning_rates, batch_size, n)
+    check_disjoint({"theta": theta, "state.first": state.first, "state.second": state.second},
+                   {"X": X, "Y": Y, "sample_weight": sample_weight, "orders": orders,
+                    "learning_rates": learning_rates})
     return X, Y, sample_weight, orders, batch_size, learning_rates
 
 
