@@ -8,6 +8,7 @@ optimizer updates all parameters in one sweep and L-BFGS sees the vector it expe
 import numpy as np
 
 from . import activations, losses
+from .backends._layout import MAX_UNITS
 
 
 def _frozen_array(values, shape):
@@ -37,6 +38,9 @@ class Architecture:
             raise ValueError(
                 f"layer_sizes needs at least an input and an output size, all >= 1; got {layer_sizes!r}"
             )
+        if max(sizes) > MAX_UNITS:
+            raise ValueError(f"layer_sizes {list(sizes)}: a layer may have at most {MAX_UNITS} "
+                             "units (BLAS takes 32-bit sizes)")
         offsets, n_params = layout(sizes)
         set_ = super().__setattr__
         set_("layer_sizes", sizes)

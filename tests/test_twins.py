@@ -23,6 +23,7 @@ BACKENDS = Path(fastmlp.__file__).parent / "backends"
 ENGINE_SPECIFIC = {
     "cython": {
         "_gemm": "the BLAS call through scipy.linalg.cython_blas (numba calls np.dot)",
+        "_gemm_into": "_gemm with beta, to sum a product's row slices (numba adds np.dot's)",
         "_exp": "exp in θ's dtype (numba's np.exp follows its argument's type)",
         "_log": "log in θ's dtype (as _exp)",
         "_sqrt": "sqrt in θ's dtype (as _exp)",

@@ -10,7 +10,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from .. import activations, losses
-from ._layout import EVENTS  # noqa: F401  (the contract's event names)
+from ._layout import EVENTS, MAX_UNITS  # noqa: F401  (EVENTS: the contract's event names)
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -64,6 +64,14 @@ def check_finite(a, name):
                          "inputs must be finite")
 
 
+def weights_array(W):
+    """W as input_array takes it, each side at most MAX_UNITS: a BLAS dimension."""
+    if max(_array(W, "W").shape, default=0) > MAX_UNITS:  # before input_array copies it
+        raise ValueError(f"W has shape {W.shape}: a layer may have at most {MAX_UNITS} units "
+                         "(BLAS takes 32-bit sizes)")
+    return input_array(W, "W", (None, None))
+
+
 def output_array(a, name, shape):
     """Check an output buffer: exact shape, C-contiguous, writable."""
     _array(a, name)
@@ -96,7 +104,7 @@ def _fmt(shape):
 def check_forward(A_in, W, b, activation, out):
     common_dtype(A_in=A_in, W=W, b=b, out=out)
     activations.check_activation(activation)
-    W = input_array(W, "W", (None, None))
+    W = weights_array(W)
     n_in, n_out = W.shape
     A_in = input_array(A_in, "A_in", (None, n_in))
     b = input_array(b, "b", (n_out,))
@@ -107,7 +115,7 @@ def check_forward(A_in, W, b, activation, out):
 
 def check_backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in):
     common_dtype(A_in=A_in, delta=delta, W=W, grad_W=grad_W, grad_b=grad_b, delta_in=delta_in)
-    W = input_array(W, "W", (None, None))
+    W = weights_array(W)
     n_in, n_out = W.shape
     A_in = input_array(A_in, "A_in", (None, n_in))
     delta = input_array(delta, "delta", (A_in.shape[0], n_out))
@@ -147,9 +155,9 @@ def check_architecture(arch):
         raise TypeError(f"arch must be a fastmlp Architecture, got {type(arch).__name__}")
     sizes = arch.layer_sizes
     if (not isinstance(sizes, tuple) or len(sizes) < 2
-            or not all(type(n) is int and n >= 1 for n in sizes)):
-        raise ValueError(f"arch.layer_sizes must be a tuple of at least two ints >= 1, got "
-                         f"{sizes!r}")
+            or not all(type(n) is int and 1 <= n <= MAX_UNITS for n in sizes)):
+        raise ValueError(f"arch.layer_sizes must be a tuple of at least two ints from 1 to "
+                         f"{MAX_UNITS}, got {sizes!r}")
     offsets, n_params = layout(sizes)
     for name, expected in (("offsets", np.array(offsets, np.int64).reshape(-1, 2)),
                            ("sizes", np.array(sizes, np.int64))):

@@ -155,30 +155,63 @@ def phase_times(int threads):
     return totals
 
 
-cdef inline void _gemm(char transa, char transb, int m, int n, int k, floating* a, int lda,
-                       floating* b, int ldb, floating* c, int ldc) noexcept nogil:
+cdef inline void _gemm_into(char transa, char transb, Py_ssize_t m, Py_ssize_t n,
+                            Py_ssize_t k, floating* a, Py_ssize_t lda, floating* b,
+                            Py_ssize_t ldb, floating beta, floating* c,
+                            Py_ssize_t ldc) noexcept nogil:
+    """c = a·b + beta·c. BLAS takes 32-bit sizes: the callers keep every size below 2³¹
+    (units per layer: the contract's MAX_UNITS; rows: blocks, or slices of BLAS_ROWS)."""
+    cdef int m_ = <int>m, n_ = <int>n, k_ = <int>k
+    cdef int lda_ = <int>lda, ldb_ = <int>ldb, ldc_ = <int>ldc
     cdef floating one = 1
-    cdef floating zero = 0
     cdef double since = fastmlp_clock()
     if floating is float:
-        sgemm(&transa, &transb, &m, &n, &k, &one, a, &lda, b, &ldb, &zero, c, &ldc)
+        sgemm(&transa, &transb, &m_, &n_, &k_, &one, a, &lda_, b, &ldb_, &beta, c, &ldc_)
     else:
-        dgemm(&transa, &transb, &m, &n, &k, &one, a, &lda, b, &ldb, &zero, c, &ldc)
+        dgemm(&transa, &transb, &m_, &n_, &k_, &one, a, &lda_, b, &ldb_, &beta, c, &ldc_)
     fastmlp_phase_add(PHASE_GEMM, since)
 
 
-cdef inline double _squared_norm(floating* x, long n) noexcept nogil:
-    """Σ x² through BLAS dot (a plain loop would be a latency-bound serial reduction)."""
-    cdef int inc = 1, m = <int>n
-    if floating is float:
-        return sdot(&m, x, &inc, x, &inc)
-    else:
-        return ddot(&m, x, &inc, x, &inc)
+cdef inline void _gemm(char transa, char transb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                       floating* a, Py_ssize_t lda, floating* b, Py_ssize_t ldb, floating* c,
+                       Py_ssize_t ldc) noexcept nogil:
+    """c = a·b."""
+    _gemm_into(transa, transb, m, n, k, a, lda, b, ldb, 0, c, ldc)
 
 
-cdef inline int _block_rows(int n_cols, int itemsize) noexcept nogil:
-    cdef long rows = BLOCK_BYTES // (n_cols * itemsize if n_cols * itemsize > 0 else 1)
-    return <int>(rows if rows > MIN_BLOCK_ROWS else MIN_BLOCK_ROWS)
+cdef void _weight_gradient(floating* A, floating* delta, floating* gW, Py_ssize_t n,
+                           Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
+    """gW = Aᵀδ over n rows: one GEMM, or for more than BLAS_ROWS rows (past BLAS's 32-bit
+    sizes) one per slice of BLAS_ROWS, summed into gW in row order."""
+    cdef Py_ssize_t r0 = 0, rows = n if n < BLAS_ROWS else BLAS_ROWS
+    _gemm(c'N', c'T', n_out, n_in, rows, delta, n_out, A, n_in, gW, n_out)
+    r0 = rows
+    while r0 < n:
+        rows = n - r0 if n - r0 < BLAS_ROWS else BLAS_ROWS
+        _gemm_into(c'N', c'T', n_out, n_in, rows, delta + r0 * n_out, n_out, A + r0 * n_in,
+                   n_in, 1, gW, n_out)
+        r0 += rows
+
+
+cdef inline double _squared_norm(floating* x, Py_ssize_t n) noexcept nogil:
+    """Σ x² through BLAS dot (a plain loop would be a latency-bound serial reduction), in
+    slices of BLAS_ROWS elements past BLAS's 32-bit sizes."""
+    cdef int inc = 1, m
+    cdef Py_ssize_t p = 0
+    cdef double total = 0.0
+    while p < n:
+        m = <int>(n - p if n - p < BLAS_ROWS else BLAS_ROWS)
+        if floating is float:
+            total += sdot(&m, x + p, &inc, x + p, &inc)
+        else:
+            total += ddot(&m, x + p, &inc, x + p, &inc)
+        p += m
+    return total
+
+
+cdef inline Py_ssize_t _block_rows(Py_ssize_t n_cols, Py_ssize_t itemsize) noexcept nogil:
+    cdef Py_ssize_t rows = BLOCK_BYTES // (n_cols * itemsize if n_cols * itemsize > 0 else 1)
+    return (rows if rows > MIN_BLOCK_ROWS else MIN_BLOCK_ROWS)
 
 
 # -- elementwise pieces ----------------------------------------------------------------------
@@ -198,9 +231,9 @@ cdef inline floating _tanh(floating x) noexcept nogil:
         return tanh(x)
 
 
-cdef void _activate_row(floating* z, int n, int act, floating slope) noexcept nogil:
+cdef void _activate_row(floating* z, Py_ssize_t n, int act, floating slope) noexcept nogil:
     """Mirrors activations.activate on one row, in place, in θ's dtype."""
-    cdef int j
+    cdef Py_ssize_t j
     cdef floating e, one = 1
     if act == LOGISTIC:
         for j in range(n):
@@ -237,16 +270,16 @@ cdef inline floating _log(floating x) noexcept nogil:
         return log(x)
 
 
-cdef void _bias_softmax_rows(floating* z, floating* b, int rows, int n) noexcept nogil:
+cdef void _bias_softmax_rows(floating* z, floating* b, Py_ssize_t rows, Py_ssize_t n) noexcept nogil:
     """z += b, then activations.softmax on `rows` rows of n, in θ's dtype: z - row max, exp,
     / row sum. The bias, max and shift are one pass per row; the exp runs as one loop over
     the whole block, so it vectorises."""
-    cdef int i, j
-    cdef long k
+    cdef Py_ssize_t i, j
+    cdef Py_ssize_t k
     cdef floating top, total
     cdef floating* row
     for i in range(rows):
-        row = z + <long>i * n
+        row = z + <Py_ssize_t>i * n
         for j in range(n):
             row[j] = row[j] + b[j]
         top = row[0]
@@ -254,10 +287,10 @@ cdef void _bias_softmax_rows(floating* z, floating* b, int rows, int n) noexcept
             top = row[j] if row[j] > top else top
         for j in range(n):
             row[j] = row[j] - top
-    for k in range(<long>rows * n):
+    for k in range(<Py_ssize_t>rows * n):
         z[k] = _exp(z[k])
     for i in range(rows):
-        row = z + <long>i * n
+        row = z + <Py_ssize_t>i * n
         total = 0
         for j in range(n):
             total += row[j]
@@ -265,34 +298,34 @@ cdef void _bias_softmax_rows(floating* z, floating* b, int rows, int n) noexcept
             row[j] = row[j] / total
 
 
-cdef void _bias_activate(floating* out, floating* b, int r0, int r1, int n_out, int act,
+cdef void _bias_activate(floating* out, floating* b, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t n_out, int act,
                          floating slope) noexcept nogil:
     """Epilogue of the forward pass on rows r0:r1: out += b, then out = g(out)."""
-    cdef int i, j
+    cdef Py_ssize_t i, j
     cdef floating* row
     cdef floating v
     if act == RELU:  # fused, one pass (the common hidden layer)
         for i in range(r0, r1):
-            row = out + <long>i * n_out
+            row = out + <Py_ssize_t>i * n_out
             for j in range(n_out):
                 v = row[j] + b[j]
                 row[j] = 0 if v < 0 else v
         return
     if act == SOFTMAX:
-        _bias_softmax_rows(out + <long>r0 * n_out, b, r1 - r0, n_out)
+        _bias_softmax_rows(out + <Py_ssize_t>r0 * n_out, b, r1 - r0, n_out)
         return
     for i in range(r0, r1):
-        row = out + <long>i * n_out
+        row = out + <Py_ssize_t>i * n_out
         for j in range(n_out):
             row[j] += b[j]
         if act != IDENTITY:
             _activate_row(row, n_out, act, slope)
 
 
-cdef void _times_derivative(floating* d, floating* a, int r0, int r1, int n, int act,
+cdef void _times_derivative(floating* d, floating* a, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t n, int act,
                             floating slope) noexcept nogil:
     """Epilogue of the backward pass on rows r0:r1: δ_in *= g'(A_in) (from the output A)."""
-    cdef long k, lo = <long>r0 * n, hi = <long>r1 * n
+    cdef Py_ssize_t k, lo = <Py_ssize_t>r0 * n, hi = <Py_ssize_t>r1 * n
     if act == LOGISTIC:
         for k in range(lo, hi):
             d[k] *= a[k] * (1 - a[k])
@@ -308,47 +341,47 @@ cdef void _times_derivative(floating* d, floating* a, int r0, int r1, int n, int
 
 
 # -- layer kernels ---------------------------------------------------------------------------
-cdef void _forward(floating* A, floating* W, floating* b, floating* out, int n, int n_in,
-                   int n_out, int act, floating slope) noexcept nogil:
+cdef void _forward(floating* A, floating* W, floating* b, floating* out, Py_ssize_t n, Py_ssize_t n_in,
+                   Py_ssize_t n_out, int act, floating slope) noexcept nogil:
     """Mirrors reference.forward_layer: out = g(A @ W + b)."""
-    cdef int i, j, k, r0, r1, block
+    cdef Py_ssize_t i, j, k, r0, r1, block
     cdef floating a
     cdef floating* row
-    if <long>n * n_in * n_out < SMALL_WORK:
+    if <Py_ssize_t>n * n_in * n_out < SMALL_WORK:
         for i in range(n):
-            row = out + <long>i * n_out
+            row = out + <Py_ssize_t>i * n_out
             for j in range(n_out):
                 row[j] = 0
             for k in range(n_in):
-                a = A[<long>i * n_in + k]
+                a = A[<Py_ssize_t>i * n_in + k]
                 for j in range(n_out):
-                    row[j] += a * W[<long>k * n_out + j]
+                    row[j] += a * W[<Py_ssize_t>k * n_out + j]
         _bias_activate(out, b, 0, n, n_out, act, slope)
         return
     block = _block_rows(n_out, sizeof(floating))
     r0 = 0
     while r0 < n:
         r1 = r0 + block if r0 + block < n else n
-        _gemm(c'N', c'N', n_out, r1 - r0, n_in, W, n_out, A + <long>r0 * n_in, n_in,
-              out + <long>r0 * n_out, n_out)
+        _gemm(c'N', c'N', n_out, r1 - r0, n_in, W, n_out, A + <Py_ssize_t>r0 * n_in, n_in,
+              out + <Py_ssize_t>r0 * n_out, n_out)
         _bias_activate(out, b, r0, r1, n_out, act, slope)
         r0 = r1
 
 
-cdef void _derivative_and_sum(floating* d, floating* a, int r0, int r1, int n, int act,
+cdef void _derivative_and_sum(floating* d, floating* a, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t n, int act,
                               floating slope, floating* sums) noexcept nogil:
     """_times_derivative on rows r0:r1; with sums, each finished row is also added into sums
     while it is in L1 (Σ_rows δ_in: the bias gradient of the layer below, rows in order)."""
-    cdef int i, j
+    cdef Py_ssize_t i, j
     cdef floating* row
     cdef floating* arow
     if sums == NULL:
         _times_derivative(d, a, r0, r1, n, act, slope)
         return
     for i in range(r0, r1):
-        row = d + <long>i * n
+        row = d + <Py_ssize_t>i * n
         if act == RELU:  # the usual hidden layer: one fused, vectorised loop
-            arow = a + <long>i * n
+            arow = a + <Py_ssize_t>i * n
             for j in range(n):
                 row[j] *= (1 if arow[j] > 0 else 0)
                 sums[j] += row[j]
@@ -359,14 +392,14 @@ cdef void _derivative_and_sum(floating* d, floating* a, int r0, int r1, int n, i
 
 
 cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, floating* gb,
-                    floating* delta_in, int n, int n_in, int n_out, int act_in,
+                    floating* delta_in, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int act_in,
                     floating slope, bint want_delta_in, bint gb_ready,
                     floating* gb_in) noexcept nogil:
     """Mirrors reference.backward_layer: gW = Aᵀδ, gb = Σ_rows δ, δ_in = (δWᵀ) ⊙ g'(A).
 
     gb_ready: gb already holds Σ_rows δ (summed by the layer above as it made δ). gb_in (or
     NULL): where to sum δ_in's rows, i.e. the layer below's bias gradient, in the same pass."""
-    cdef int i, j, k, r0, r1, block
+    cdef Py_ssize_t i, j, k, r0, r1, block
     cdef floating a, s
     cdef floating wt[NARROW_WORDS]
     cdef bint narrow
@@ -375,28 +408,28 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
             gb[j] = 0
         for i in range(n):
             for j in range(n_out):
-                gb[j] += delta[<long>i * n_out + j]
+                gb[j] += delta[<Py_ssize_t>i * n_out + j]
     if want_delta_in and gb_in != NULL:
         for k in range(n_in):
             gb_in[k] = 0
-    if <long>n * n_in * n_out < SMALL_WORK:
-        for k in range(<long>n_in * n_out):
+    if <Py_ssize_t>n * n_in * n_out < SMALL_WORK:
+        for k in range(<Py_ssize_t>n_in * n_out):
             gW[k] = 0
         for i in range(n):
             for k in range(n_in):
-                a = A[<long>i * n_in + k]
+                a = A[<Py_ssize_t>i * n_in + k]
                 for j in range(n_out):
-                    gW[<long>k * n_out + j] += a * delta[<long>i * n_out + j]
+                    gW[<Py_ssize_t>k * n_out + j] += a * delta[<Py_ssize_t>i * n_out + j]
         if want_delta_in:
             for i in range(n):
                 for k in range(n_in):
                     s = 0
                     for j in range(n_out):
-                        s = s + delta[<long>i * n_out + j] * W[<long>k * n_out + j]
-                    delta_in[<long>i * n_in + k] = s
+                        s = s + delta[<Py_ssize_t>i * n_out + j] * W[<Py_ssize_t>k * n_out + j]
+                    delta_in[<Py_ssize_t>i * n_in + k] = s
             _derivative_and_sum(delta_in, A, 0, n, n_in, act_in, slope, gb_in)
         return
-    _gemm(c'N', c'T', n_out, n_in, n, delta, n_out, A, n_in, gW, n_out)
+    _weight_gradient(A, delta, gW, n, n_in, n_out)
     if want_delta_in:
         # A narrow δ (a classifier's output layer): Wᵀ copied to the stack turns δWᵀ into a
         # gemm('N', 'N'), which OpenBLAS runs faster than gemm('T', 'N') on W, copy included
@@ -405,42 +438,42 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
         if narrow:
             for j in range(n_out):
                 for k in range(n_in):
-                    wt[j * n_in + k] = W[<long>k * n_out + j]
+                    wt[j * n_in + k] = W[<Py_ssize_t>k * n_out + j]
         block = _block_rows(n_in, sizeof(floating))
         r0 = 0
         while r0 < n:
             r1 = r0 + block if r0 + block < n else n
             if narrow:
-                _gemm(c'N', c'N', n_in, r1 - r0, n_out, wt, n_in, delta + <long>r0 * n_out,
-                      n_out, delta_in + <long>r0 * n_in, n_in)
+                _gemm(c'N', c'N', n_in, r1 - r0, n_out, wt, n_in, delta + <Py_ssize_t>r0 * n_out,
+                      n_out, delta_in + <Py_ssize_t>r0 * n_in, n_in)
             else:
-                _gemm(c'T', c'N', n_in, r1 - r0, n_out, W, n_out, delta + <long>r0 * n_out,
-                      n_out, delta_in + <long>r0 * n_in, n_in)
+                _gemm(c'T', c'N', n_in, r1 - r0, n_out, W, n_out, delta + <Py_ssize_t>r0 * n_out,
+                      n_out, delta_in + <Py_ssize_t>r0 * n_in, n_in)
             _derivative_and_sum(delta_in, A, r0, r1, n_in, act_in, slope, gb_in)
             r0 = r1
 
 
 cdef double _softmax_cross_entropy_delta(floating* Y_out, floating* R, floating* D, floating* w,
-                                        int n, int m, bint has_sw, floating tiny,
+                                        Py_ssize_t n, Py_ssize_t m, bint has_sw, floating tiny,
                                         floating* gb) noexcept nogil:
     """_output_delta for the usual classifier, softmax + cross-entropy: per row
     L = -Σ r ln max(y, tiny) and δ = y Σr - r, in θ's dtype as the reference computes them.
     The logs of the whole block come first, as one loop that vectorises, into D (each row
     reads them before writing its δ there); the rows then run without a branch on r (a term
     with r = 0 adds an exact 0: the log is finite)."""
-    cdef int i, j
-    cdef long k
+    cdef Py_ssize_t i, j
+    cdef Py_ssize_t k
     cdef double total = 0.0
     cdef floating li, s
     cdef floating* y
     cdef floating* r
     cdef floating* d
-    for k in range(<long>n * m):
+    for k in range(<Py_ssize_t>n * m):
         D[k] = _log(Y_out[k] if Y_out[k] > tiny else tiny)
     for i in range(n):
-        y = Y_out + <long>i * m
-        r = R + <long>i * m
-        d = D + <long>i * m
+        y = Y_out + <Py_ssize_t>i * m
+        r = R + <Py_ssize_t>i * m
+        d = D + <Py_ssize_t>i * m
         li = 0
         s = 0
         for j in range(m):
@@ -459,14 +492,14 @@ cdef double _softmax_cross_entropy_delta(floating* Y_out, floating* R, floating*
     return total
 
 
-cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w, int n,
-                          int m, int act, int loss, bint has_sw, floating slope,
+cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w, Py_ssize_t n,
+                          Py_ssize_t m, int act, int loss, bint has_sw, floating slope,
                           floating tiny, floating* gb) noexcept nogil:
     """Mirrors reference.output_delta: δ_out into D, returns Σ_i w_i L_i (double). With gb
     (or NULL): Σ_rows δ_out into it, row by row as each δ row is made (the output layer's
     bias gradient, in the order _backward would sum it)."""
-    cdef int i, j
-    cdef long k
+    cdef Py_ssize_t i, j
+    cdef Py_ssize_t k
     cdef double total = 0.0, li, s
     cdef floating* y
     cdef floating* r
@@ -477,9 +510,9 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
     if act == SOFTMAX and loss == CROSS_ENTROPY:
         return _softmax_cross_entropy_delta(Y_out, R, D, w, n, m, has_sw, tiny, gb)
     for i in range(n):
-        y = Y_out + <long>i * m
-        r = R + <long>i * m
-        d = D + <long>i * m
+        y = Y_out + <Py_ssize_t>i * m
+        r = R + <Py_ssize_t>i * m
+        d = D + <Py_ssize_t>i * m
         li = 0.0
         for j in range(m):  # a term whose target factor is 0 adds exactly 0: skipped
             if loss == SQUARED_ERROR:
@@ -543,10 +576,10 @@ cdef struct Step:
 cdef struct Run:
     # Network
     void* theta
-    const long* offsets  # (n_layers, 2): where W_l and b_l start in θ
-    const long* sizes    # (n_layers + 1,): units per layer
+    const int64_t* offsets  # (n_layers, 2): where W_l and b_l start in θ
+    const int64_t* sizes    # (n_layers + 1,): units per layer
     int n_layers
-    long n_params
+    Py_ssize_t n_params
     int hidden, output, loss
     double slope
     # Data
@@ -554,14 +587,14 @@ cdef struct Run:
     const void* Y
     const void* sw
     bint has_sw
-    const long* orders
-    long n_orders
-    long n
-    int n0, n_last
+    const int64_t* orders
+    Py_ssize_t n_orders
+    Py_ssize_t n
+    Py_ssize_t n0, n_last
     # Optimizer
     const Hyper* hyper
     const double* learning_rates
-    long n_epochs
+    Py_ssize_t n_epochs
     void* first
     void* second
     # Workspace
@@ -575,9 +608,9 @@ cdef struct Run:
     void* yb
     void* wb
     void* saved  # (3, n_params)
-    long a_stride, x_stride, y_stride  # one chunk's region in acts/deltas, xb, yb
+    Py_ssize_t a_stride, x_stride, y_stride  # one chunk's region in acts/deltas, xb, yb
     # Control
-    int batch_size, min_chunk_rows
+    Py_ssize_t batch_size, min_chunk_rows
     bint guard
     Plateau* plateau
     Outcome* outcome
@@ -587,26 +620,26 @@ cdef struct Run:
     bint stop      # thread 0's decision, read by the team after a barrier
 
 
-cdef inline long _weights_at(const Run* r, int l) noexcept nogil:
+cdef inline Py_ssize_t _weights_at(const Run* r, int l) noexcept nogil:
     return r.offsets[2 * l]
 
 
-cdef inline long _biases_at(const Run* r, int l) noexcept nogil:
+cdef inline Py_ssize_t _biases_at(const Run* r, int l) noexcept nogil:
     return r.offsets[2 * l + 1]
 
 
-cdef inline floating _summed(floating* g0, floating* g1, long p) noexcept nogil:
+cdef inline floating _summed(floating* g0, floating* g1, Py_ssize_t p) noexcept nogil:
     """The raw gradient: g0[p], or g0[p] + g1[p] for two threads' buffers (the loop tests
     g1 once: gcc unswitches it)."""
     return g0[p] + g1[p] if g1 != NULL else g0[p]
 
 
 cdef void _update(floating* theta, floating* g0, floating* g1, floating* first,
-                  floating* second, long lo, long hi, floating l2,
+                  floating* second, Py_ssize_t lo, Py_ssize_t hi, floating l2,
                   const Step* step) noexcept nogil:
     """Mirrors reference.minibatch_step's tail and optim.step on θ[lo:hi], the raw gradient
     being g0 (+ g1): summing the threads' buffers here saves a pass over them."""
-    cdef long p
+    cdef Py_ssize_t p
     cdef floating g, v, m, s
     cdef floating lr = <floating>step.lr, momentum = <floating>step.momentum
     cdef floating wsum = <floating>step.weight_sum
@@ -640,14 +673,15 @@ cdef void _update(floating* theta, floating* g0, floating* g1, floating* first,
 
 cdef double _forward_backward(const Run* r, floating* theta, floating* xb, floating* yb,
                               floating* wb, floating* acts, floating* deltas, floating* grad,
-                              int nb, int r0, int r1) noexcept nogil:
+                              Py_ssize_t nb, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
     """Mirrors reference.minibatch_step's forward and backward passes (numba's
     _forward_backward), on rows r0:r1 of a gathered minibatch of nb rows: the gradient
     summed over them into grad; returns their summed loss."""
-    cdef int n_layers = r.n_layers, l, n_in, n_out, rows = r1 - r0
-    cdef int n0 = r.n0, n_last = r.n_last
-    cdef long pos = 0, prev = 0
-    cdef floating* a_in = xb + <long>r0 * n0
+    cdef int n_layers = r.n_layers, l
+    cdef Py_ssize_t n_in, n_out, rows = r1 - r0
+    cdef Py_ssize_t n0 = r.n0, n_last = r.n_last
+    cdef Py_ssize_t pos = 0, prev = 0
+    cdef floating* a_in = xb + <Py_ssize_t>r0 * n0
     cdef floating slope = <floating>r.slope
     cdef floating tiny = FLT_MIN if floating is float else DBL_MIN
     cdef double batch_loss
@@ -655,44 +689,44 @@ cdef double _forward_backward(const Run* r, floating* theta, floating* xb, float
         n_in = r.sizes[l]
         n_out = r.sizes[l + 1]
         _forward(a_in, theta + _weights_at(r, l), theta + _biases_at(r, l),
-                 acts + pos + <long>r0 * n_out, rows, n_in, n_out,
+                 acts + pos + <Py_ssize_t>r0 * n_out, rows, n_in, n_out,
                  r.output if l == n_layers - 1 else r.hidden, slope)
-        a_in = acts + pos + <long>r0 * n_out
-        pos += <long>nb * n_out
-    pos -= <long>nb * n_last
+        a_in = acts + pos + <Py_ssize_t>r0 * n_out
+        pos += <Py_ssize_t>nb * n_out
+    pos -= <Py_ssize_t>nb * n_last
     # every layer's bias gradient is summed as its δ is made: the output layer's here, a
     # hidden layer's by the layer above it
-    batch_loss = _output_delta(a_in, yb + <long>r0 * n_last, deltas + pos + <long>r0 * n_last,
+    batch_loss = _output_delta(a_in, yb + <Py_ssize_t>r0 * n_last, deltas + pos + <Py_ssize_t>r0 * n_last,
                                wb + r0, rows, n_last, r.output, r.loss, r.has_sw, slope, tiny,
                                grad + _biases_at(r, n_layers - 1))
     for l in range(n_layers - 1, -1, -1):
         n_in = r.sizes[l]
         n_out = r.sizes[l + 1]
         if l > 0:
-            prev = pos - <long>nb * n_in
-            _backward(acts + prev + <long>r0 * n_in, deltas + pos + <long>r0 * n_out,
+            prev = pos - <Py_ssize_t>nb * n_in
+            _backward(acts + prev + <Py_ssize_t>r0 * n_in, deltas + pos + <Py_ssize_t>r0 * n_out,
                       theta + _weights_at(r, l), grad + _weights_at(r, l),
-                      grad + _biases_at(r, l), deltas + prev + <long>r0 * n_in, rows, n_in,
+                      grad + _biases_at(r, l), deltas + prev + <Py_ssize_t>r0 * n_in, rows, n_in,
                       n_out, r.hidden, slope, True, True, grad + _biases_at(r, l - 1))
             pos = prev
         else:
-            _backward(xb + <long>r0 * n0, deltas + pos + <long>r0 * n_out,
+            _backward(xb + <Py_ssize_t>r0 * n0, deltas + pos + <Py_ssize_t>r0 * n_out,
                       theta + _weights_at(r, l), grad + _weights_at(r, l),
                       grad + _biases_at(r, l), NULL, rows, n_in, n_out, r.hidden, slope,
                       False, True, NULL)
     return batch_loss
 
 
-cdef inline long _slice_start(int c, int n_chunks, long n_params) noexcept nogil:
+cdef inline Py_ssize_t _slice_start(int c, int n_chunks, Py_ssize_t n_params) noexcept nogil:
     """Where thread-slice c of θ starts (_layout.SLICE_ALIGN)."""
     return n_params if c == n_chunks else (c * n_params // n_chunks) // SLICE_ALIGN * SLICE_ALIGN
 
 
-cdef void _update_slice(const Run* r, floating* theta, floating* g0, floating* g1, long lo,
-                        long hi, const Step* step) noexcept nogil:
+cdef void _update_slice(const Run* r, floating* theta, floating* g0, floating* g1, Py_ssize_t lo,
+                        Py_ssize_t hi, const Step* step) noexcept nogil:
     """_update on θ[lo:hi], layer by layer: L2 on the weights, none on the biases."""
     cdef int l
-    cdef long w0, b0, b1
+    cdef Py_ssize_t w0, b0, b1
     cdef floating* first = <floating*>r.first
     cdef floating* second = <floating*>r.second
     cdef floating l2 = <floating>step.l2, zero = 0
@@ -715,23 +749,23 @@ cdef void _update_slice(const Run* r, floating* theta, floating* g0, floating* g
             _update(theta, g0, g1, first, second, b0, b1, zero, step)
 
 
-cdef void _gather(const Run* r, const floating* X, const long* order, long first, int rows,
+cdef void _gather(const Run* r, const floating* X, const int64_t* order, Py_ssize_t first, Py_ssize_t rows,
                   floating* xb, floating* yb, floating* wb) noexcept nogil:
     """Rows order[first : first + rows] of X, Y, sw into the first rows of xb, yb, wb."""
-    cdef int i, j, n0 = r.n0, n_last = r.n_last
-    cdef long src
+    cdef Py_ssize_t i, j, n0 = r.n0, n_last = r.n_last
+    cdef Py_ssize_t src
     cdef const floating* Y = <const floating*>r.Y
     cdef const floating* sw = <const floating*>r.sw
     for i in range(rows):
         src = order[first + i]
         for j in range(n0):
-            xb[<long>i * n0 + j] = X[src * n0 + j]
+            xb[<Py_ssize_t>i * n0 + j] = X[src * n0 + j]
         for j in range(n_last):
-            yb[<long>i * n_last + j] = Y[src * n_last + j]
+            yb[<Py_ssize_t>i * n_last + j] = Y[src * n_last + j]
         wb[i] = sw[src]
 
 
-cdef long _epoch(const Run* r, floating* theta, const long* order, floating lr, long t,
+cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floating lr, Py_ssize_t t,
                  double* terms, int tid, int team) noexcept nogil:
     """Mirrors reference._epoch: one pass over the rows in `order` at learning rate lr, run
     by every thread of a team of `team` (this one: tid; a team of 1 runs it all). Thread 0
@@ -754,8 +788,9 @@ cdef long _epoch(const Run* r, floating* theta, const long* order, floating lr, 
     cdef floating* yb = <floating*>r.yb
     cdef floating* wb = <floating*>r.wb
     cdef int n_layers = r.n_layers, n_chunks = r.n_chunks
-    cdef int nb, i, c, l, r0, r1
-    cdef long start, p, lo, hi, n = r.n, n_params = r.n_params
+    cdef int c, l
+    cdef Py_ssize_t nb, i, r0, r1
+    cdef Py_ssize_t start, p, lo, hi, n = r.n, n_params = r.n_params
     cdef bint split
     cdef double weight_sum, batch_loss = 0.0, squared_norm
     cdef floating l2 = <floating>r.hyper.l2
@@ -777,7 +812,7 @@ cdef long _epoch(const Run* r, floating* theta, const long* order, floating lr, 
         terms[1] = 0.0
     start = 0
     while start < n:
-        nb = r.batch_size if start + r.batch_size <= n else <int>(n - start)
+        nb = r.batch_size if start + r.batch_size <= n else n - start
         split = n_chunks > 1 and nb >= n_chunks * r.min_chunk_rows
         if split:
             c = tid
@@ -859,9 +894,9 @@ cdef long _epoch(const Run* r, floating* theta, const long* order, floating lr, 
     return t
 
 
-cdef bint _all_finite(floating* x, long n) noexcept nogil:
+cdef bint _all_finite(floating* x, Py_ssize_t n) noexcept nogil:
     """True if no element is NaN or ±inf."""
-    cdef long p
+    cdef Py_ssize_t p
     cdef int bad = 0
     # an integer OR reduction: vectorises without reordering float sums
     if floating is float:
@@ -891,7 +926,7 @@ cdef void _keep(const Run* r, floating* theta, int tid, int team, bint restore) 
     cdef floating* saved = <floating*>r.saved
     cdef floating* first = <floating*>r.first
     cdef floating* second = <floating*>r.second
-    cdef long lo, hi, n_params = r.n_params, width
+    cdef Py_ssize_t lo, hi, n_params = r.n_params, width
     cdef int c = tid, rule = <int>r.hyper.rule
     while c < r.n_chunks:
         lo = _slice_start(c, r.n_chunks, n_params)
@@ -920,8 +955,8 @@ cdef void _run_epochs(Run* r, floating* theta) noexcept nogil:
     publishes its decision in r.outcome and r.stop, which the team reads after a barrier;
     an interruption (_epoch) the team reads after the minibatch's barrier."""
     cdef int tid = fastmlp_thread_num(), team = fastmlp_team_size()
-    cdef long e, t = r.outcome.t, t_after
-    cdef const long* order
+    cdef Py_ssize_t e, t = r.outcome.t, t_after
+    cdef const int64_t* order
     cdef double epoch_loss, since
     cdef bint diverged
     for e in range(r.n_epochs):
@@ -964,12 +999,12 @@ cdef void _run_epochs(Run* r, floating* theta) noexcept nogil:
 cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspace, control):
     """train_epochs on θ's dtype: the bundles' arrays as typed views, their addresses in a
     Run, then one nogil call (an OpenMP team when the minibatch is split)."""
-    cdef const long[:, ::1] offsets = network.offsets
-    cdef const long[::1] sizes = network.sizes
+    cdef const int64_t[:, ::1] offsets = network.offsets
+    cdef const int64_t[::1] sizes = network.sizes
     cdef const floating[:, ::1] X = data.X
     cdef const floating[:, ::1] Y = data.Y
     cdef const floating[::1] sw = data.sample_weight
-    cdef const long[:, ::1] orders = data.orders
+    cdef const int64_t[:, ::1] orders = data.orders
     cdef const Hyper[::1] hyper = optimizer.hyper
     cdef const double[::1] learning_rates = optimizer.learning_rates
     cdef floating[::1] first = optimizer.first
@@ -1066,7 +1101,7 @@ _check_layout()
 # -- Python-callable contract kernels (arguments already checked by _contract.py) ------------
 def forward_layer(const floating[:, ::1] A, const floating[:, ::1] W, const floating[::1] b,
                   int act, floating slope, floating[:, ::1] out):
-    cdef int n = A.shape[0], n_in = W.shape[0], n_out = W.shape[1]
+    cdef Py_ssize_t n = A.shape[0], n_in = W.shape[0], n_out = W.shape[1]
     if n == 0:
         return
     with nogil:
@@ -1077,7 +1112,7 @@ def forward_layer(const floating[:, ::1] A, const floating[:, ::1] W, const floa
 def backward_layer(const floating[:, ::1] A, const floating[:, ::1] delta,
                    const floating[:, ::1] W, floating[:, ::1] grad_W, floating[::1] grad_b,
                    floating[:, ::1] delta_in, int act_in, floating slope, bint want):
-    cdef int n = A.shape[0], n_in = W.shape[0], n_out = W.shape[1]
+    cdef Py_ssize_t n = A.shape[0], n_in = W.shape[0], n_out = W.shape[1]
     cdef floating* d_in = &delta_in[0, 0] if want else NULL
     if n == 0:
         grad_W[:, :] = 0
@@ -1092,7 +1127,7 @@ def backward_layer(const floating[:, ::1] A, const floating[:, ::1] delta,
 def output_delta(const floating[:, ::1] A, const floating[:, ::1] Y, int act, int loss,
                  floating[:, ::1] delta, const floating[::1] sw, bint has_sw, floating slope,
                  floating tiny):
-    cdef int n = A.shape[0], m = A.shape[1]
+    cdef Py_ssize_t n = A.shape[0], m = A.shape[1]
     cdef double total
     if n == 0:
         return 0.0

@@ -140,6 +140,11 @@ MIN_BLOCK_ROWS = 256
 #: at most NARROW_OUT wide and NARROW_WORDS big (`python bench/crossover.py` measures it).
 NARROW_OUT = 16
 NARROW_WORDS = 4096
+#: BLAS takes 32-bit sizes: a product or dot over more than BLAS_ROWS rows (or elements) is
+#: summed in slices of BLAS_ROWS, a power of two, so anything smaller stays one call. A layer
+#: may have at most MAX_UNITS units, a BLAS dimension (the contract refuses wider ones).
+BLAS_ROWS = 1 << 30
+MAX_UNITS = (1 << 31) - 1
 #: Words between two threads' row blocks in a split minibatch's buffers (cython twin):
 #: 4-8 KiB, past the prefetchers' reach, so no thread touches a line another one writes.
 CHUNK_GAP = 1024
@@ -157,7 +162,8 @@ CHUNK_MAX_WORK = 20_000_000
 #: The constants each compiled twin restates (the extension checks them at import, the
 #: parity test for numba).
 SIZE_RULES = dict(SMALL_WORK=SMALL_WORK, BLOCK_BYTES=BLOCK_BYTES, MIN_BLOCK_ROWS=MIN_BLOCK_ROWS,
-                  NARROW_OUT=NARROW_OUT, NARROW_WORDS=NARROW_WORDS, SLICE_ALIGN=SLICE_ALIGN)
+                  NARROW_OUT=NARROW_OUT, NARROW_WORDS=NARROW_WORDS, SLICE_ALIGN=SLICE_ALIGN,
+                  BLAS_ROWS=BLAS_ROWS)
 
 
 def data_parallel_chunks(layer_sizes, batch_size, n_threads):

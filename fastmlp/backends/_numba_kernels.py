@@ -32,8 +32,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from .._config import FASTMATH
-from ._layout import (BLOCK_BYTES, MIN_BLOCK_ROWS, SLICE_ALIGN, SMALL_WORK, Activation, Event,
-                      Loss, Update)
+from ._layout import (BLAS_ROWS, BLOCK_BYTES, MIN_BLOCK_ROWS, SLICE_ALIGN, SMALL_WORK,
+                      Activation, Event, Loss, Update)
 
 # error_model="numpy": IEEE division (x/0 = inf, checked by the callers) instead of Python's
 # ZeroDivisionError test, whose branch in every loop with a division blocks vectorisation.
@@ -184,6 +184,16 @@ def _forward(A_in, W, b, act, slope, out):
 
 
 @jit
+def _weight_gradient(A_in, delta, grad_W):
+    """grad_W = A_inᵀδ: one GEMM, or for more than BLAS_ROWS rows (past BLAS's 32-bit sizes,
+    which numba's np.dot truncates) one per slice of BLAS_ROWS, summed in row order."""
+    n = A_in.shape[0]
+    np.dot(A_in[:BLAS_ROWS].T, delta[:BLAS_ROWS], grad_W)
+    for r0 in range(BLAS_ROWS, n, BLAS_ROWS):
+        grad_W += np.dot(A_in[r0:r0 + BLAS_ROWS].T, delta[r0:r0 + BLAS_ROWS])
+
+
+@jit
 def _backward(A_in, delta, W, grad_W, grad_b, delta_in, act_in, slope, want_delta_in):
     """Mirrors reference.backward_layer: ∂L/∂W = A_inᵀδ, ∂L/∂b = Σ_rows δ, δ_in = (δWᵀ) ⊙ g'."""
     n, n_in = A_in.shape
@@ -212,7 +222,7 @@ def _backward(A_in, delta, W, grad_W, grad_b, delta_in, act_in, slope, want_delt
                     delta_in[i, k] = s
             _times_derivative(delta_in, A_in, act_in, slope, 0, n)
     else:
-        np.dot(A_in.T, delta, grad_W)
+        _weight_gradient(A_in, delta, grad_W)
         if want_delta_in:
             block = _block_rows(n_in, delta_in.itemsize)
             for r0 in range(0, n, block):
@@ -470,8 +480,12 @@ def _monotonic(typingctx):
 
 @jit
 def _squared_norm(x):
-    """Σ x² through BLAS dot (a plain loop would be a latency-bound serial reduction)."""
-    return np.dot(x, x)
+    """Σ x² through BLAS dot (a plain loop would be a latency-bound serial reduction), in
+    slices of BLAS_ROWS elements past BLAS's 32-bit sizes."""
+    total = 0.0
+    for p in range(0, x.shape[0], BLAS_ROWS):
+        total += np.dot(x[p:p + BLAS_ROWS], x[p:p + BLAS_ROWS])
+    return total
 
 
 @jit
