@@ -4,23 +4,27 @@ Format (FORMAT below, version VERSION): a zip archive, readable with `numpy.load
 arrays, holding
 
     metadata.json   format name and version, fastmlp version, estimator class and
-                    parameters, fitted scalar attributes, and the SHA-256 of every array
+                    parameters, fitted scalar attributes, the SHA-256 of every array and
+                    of the metadata itself (its canonical JSON without that digest)
     theta.npy       the flat parameter vector (all coefs_ and intercepts_, see architecture.py)
     classes_.npy    classifier labels (numbers or strings)
     loss_curve_.npy, validation_scores_.npy, feature_names_in_.npy   when fitted
 
 `save` writes a temporary file beside the target and renames it over the target, so a crash
-mid-save leaves the old file intact. `load` checks the format, version, checksums and shapes
-and raises ValueError naming what is wrong; sizes and shapes are checked before anything is
-inflated or allocated (load's docstring), so a hostile file costs neither time nor memory.
+or Ctrl-C mid-save leaves the old file intact (save's docstring: symlinks, permissions).
+`load` checks the format, version, checksums, shapes and every rule that ties the fields
+together, and raises ValueError naming what is wrong; sizes and shapes are checked before
+anything is inflated or allocated (load's docstring), so a hostile file costs neither time
+nor memory. Version 1 files (no metadata digest) are still read, with every other check.
 """
+import contextlib
 import hashlib
 import io
 import json
 import math
 import os
+import secrets
 import stat
-import tempfile
 import zipfile
 
 import numpy as np
@@ -29,7 +33,8 @@ from sklearn.preprocessing import LabelBinarizer
 from .architecture import layout
 
 FORMAT = "fastmlp-estimator"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 _SCALARS = ("n_iter_", "t_", "n_outputs_", "n_layers_", "out_activation_", "n_features_in_",
             "loss_", "best_loss_", "best_validation_score_", "backend_")
@@ -52,6 +57,14 @@ def _jsonable(value):
     return value
 
 
+def _metadata_digest(metadata):
+    """SHA-256 of the metadata's canonical JSON, without the digest itself: any edit that
+    changes a value (not only whitespace or key order) changes it."""
+    fields = {k: v for k, v in metadata.items() if k != "metadata_sha256"}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def _params(estimator):
     params = {}
     for key, value in estimator.get_params(deep=False).items():
@@ -64,7 +77,15 @@ def _params(estimator):
 
 
 def save(estimator, path):
-    """Write a fitted MLPClassifier/MLPRegressor to `path` (atomically)."""
+    """Write a fitted MLPClassifier/MLPRegressor to `path`, atomically; returns `path`.
+
+    The file is written beside its target and renamed over it only when complete, so an
+    error, a crash or Ctrl-C mid-save leaves whatever was at `path` as it was. A symlink at
+    `path` is written through: the file it points to is replaced, the link stays. Anything
+    else at `path` (or where its symlink points) that is not a regular file — a directory,
+    a device, a FIFO — is refused with ValueError. A new file gets the permissions the umask
+    allows, as `open` would give it; a replaced file keeps its permission bits.
+    """
     from sklearn.utils.validation import check_is_fitted
 
     from . import __version__
@@ -99,24 +120,75 @@ def save(estimator, path):
         "label_type": getattr(getattr(estimator, "_label_binarizer", None), "y_type_", None),
         "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
     }
+    metadata["metadata_sha256"] = _metadata_digest(metadata)
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastmlp-", suffix=".tmp", dir=directory)
+    target = _save_target(path)
+    with _atomic_file(target) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.json", json.dumps(metadata, indent=1, allow_nan=True))
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _save_target(path):
+    """Where save writes for `path`: through a symlink to the file it points to; refused
+    when that is something other than a regular file (or nothing)."""
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} exists and is not a regular file; save replaces only a "
+                         "regular file (or writes through a symlink to one)")
+    return target
+
+
+@contextlib.contextmanager
+def _atomic_file(target):
+    """A binary file beside `target` that replaces it when the block ends without an
+    error (and is removed when it does not). Created with mode 0o666 so the umask applies
+    as for any new file; an existing target's permission bits are kept."""
+    directory = os.path.dirname(os.path.abspath(target))
+    try:
+        kept = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        kept = None
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(directory, f".{os.path.basename(target)}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr("metadata.json", json.dumps(metadata, indent=1,
-                                                             allow_nan=True))
-                for name, data in members.items():
-                    archive.writestr(name, data)
+            yield f
             f.flush()
+            if kept is not None and hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), kept)
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
-        if os.path.exists(tmp):
+        if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
-    return path
+    _sync_directory(directory)
+
+
+def _sync_directory(directory):
+    """The rename made durable (POSIX: fsync the directory; elsewhere nothing to do)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _open_regular(path):
@@ -252,7 +324,9 @@ def load(path, max_bytes=MAX_BYTES):
     count the metadata's layer sizes imply and each array header's shape are checked against
     the file's own consistency rules and against max_bytes (default MAX_BYTES, 4 GiB: raise
     it for a larger model); a member that inflates past its declared size is refused as it
-    inflates."""
+    inflates. Then the checksums (the arrays' and the metadata's) and every rule that ties
+    the fields together (_check_fields): a file that loads predicts what it predicted when
+    it was saved."""
     from .estimators import MLPClassifier, MLPRegressor
     from .model import MLP
 
@@ -261,11 +335,13 @@ def load(path, max_bytes=MAX_BYTES):
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise ValueError(f"{path} is not a fastmlp model file (format "
                          f"{metadata.get('format') if isinstance(metadata, dict) else None!r})")
-    if metadata.get("version") != VERSION:
+    if metadata.get("version") not in READABLE_VERSIONS:
         raise ValueError(f"{path} has format version {metadata.get('version')!r}; this "
-                         f"fastmlp reads version {VERSION}")
+                         f"fastmlp reads versions {list(READABLE_VERSIONS)}")
+    if metadata["version"] >= 2 and metadata.get("metadata_sha256") != _metadata_digest(metadata):
+        raise ValueError(f"{path} is altered or damaged: checksum mismatch in metadata.json")
     checksums = metadata.get("sha256", {})
-    if set(checksums) != set(members):
+    if not isinstance(checksums, dict) or set(checksums) != set(members):
         raise ValueError(f"{path} is altered: its arrays {sorted(members)} do not match the "
                          f"recorded ones {sorted(checksums)}")
     for name, data in members.items():
@@ -277,13 +353,25 @@ def load(path, max_bytes=MAX_BYTES):
     classes = {"MLPClassifier": MLPClassifier, "MLPRegressor": MLPRegressor}
     if metadata.get("estimator") not in classes:
         raise ValueError(f"{path} holds an unknown estimator {metadata.get('estimator')!r}")
-    params = dict(metadata["params"])
+    Estimator = classes[metadata["estimator"]]
+    params = _fields(metadata, "params", path)
+    unknown = set(params) - set(Estimator().get_params())
+    if unknown:
+        raise ValueError(f"{path} is inconsistent: {Estimator.__name__} has no parameters "
+                         f"{sorted(unknown)}")
     if isinstance(params.get("class_weight"), dict):
         params["class_weight"] = {k: v for k, v in params["class_weight"]["__pairs__"]}
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-    est = classes[metadata["estimator"]](**params)
-    for name, value in metadata["attributes"].items():
+    est = Estimator(**params)
+    try:
+        est._check_params()
+        est._hidden_sizes()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is inconsistent: {exc}") from None
+    attributes = _fields(metadata, "attributes", path)
+    _check_fields(metadata, attributes, arrays, est, path)
+    for name, value in attributes.items():
         setattr(est, name, value)
     for name in _ARRAYS:
         if name in arrays:
@@ -314,3 +402,71 @@ def load(path, max_bytes=MAX_BYTES):
         est._label_binarizer = binarizer
     est._sync_attributes()
     return est
+
+
+def _fields(metadata, key, path):
+    value = metadata.get(key)
+    if not isinstance(value, dict):
+        raise ValueError(f"{path} is inconsistent: {key} is {type(value).__name__}, not a "
+                         "mapping")
+    return dict(value)
+
+
+#: The scalar attributes a file must hold, and their types.
+_REQUIRED = {"n_iter_": int, "n_outputs_": int, "n_layers_": int, "out_activation_": str,
+             "n_features_in_": int}
+
+
+def _check_fields(metadata, attributes, arrays, est, path):
+    """Every rule that ties the metadata's fields and the arrays together (the checksums
+    catch an accident; these catch a file whose parts disagree however it was made):
+    ValueError naming the first broken one."""
+    def broken(message):
+        raise ValueError(f"{path} is inconsistent: {message}")
+
+    unknown = set(attributes) - set(_SCALARS)
+    if unknown:
+        broken(f"unknown attributes {sorted(unknown)}")
+    for name, kind in _REQUIRED.items():
+        if not isinstance(attributes.get(name), kind) or isinstance(attributes.get(name), bool):
+            broken(f"{name} is {attributes.get(name)!r}, expected a {kind.__name__}")
+    if metadata.get("dtype") not in ("float32", "float64"):
+        broken(f"dtype {metadata.get('dtype')!r} is not float32 or float64")
+    sizes = metadata["layer_sizes"]  # ints >= 1, checked as the file was read
+    expected = [attributes["n_features_in_"], *est._hidden_sizes(), attributes["n_outputs_"]]
+    if sizes != expected:
+        broken(f"layer_sizes {sizes}, but n_features_in_, hidden_layer_sizes and n_outputs_ "
+               f"make {expected}")
+    if attributes["n_layers_"] != len(sizes):
+        broken(f"n_layers_ is {attributes['n_layers_']}, layer_sizes has {len(sizes)}")
+    if attributes["n_iter_"] < 0:
+        broken(f"n_iter_ is {attributes['n_iter_']}")
+    names = arrays.get("feature_names_in_")
+    if names is not None and names.shape != (sizes[0],):
+        broken(f"feature_names_in_ has shape {names.shape}, n_features_in_ is {sizes[0]}")
+    for name in ("loss_curve_", "validation_scores_"):
+        if name in arrays and (arrays[name].ndim != 1 or arrays[name].dtype.kind != "f"):
+            broken(f"{name} is not a 1-D array of floats")
+    n_outputs, activation = sizes[-1], attributes["out_activation_"]
+    if metadata["estimator"] == "MLPRegressor":
+        if "classes_" in arrays:
+            broken("a regressor with classes_")
+        if activation != "identity":
+            broken(f"a regressor's out_activation_ is {activation!r}")
+        return
+    classes, label_type = arrays.get("classes_"), metadata.get("label_type")
+    if classes is None or classes.ndim != 1 or len(classes) < 1:
+        broken("a classifier needs a 1-D, non-empty classes_")
+    if len(np.unique(classes)) != len(classes):
+        broken("classes_ holds a label twice")
+    rules = {"binary": (1, "logistic"), "multiclass": (len(classes), "softmax"),
+             "multilabel-indicator": (len(classes), "logistic")}
+    if label_type not in rules:
+        broken(f"label_type {label_type!r} is not one of {sorted(rules)}")
+    width, wanted = rules[label_type]
+    if label_type == "binary" and len(classes) > 2 or label_type == "multiclass" and len(
+            classes) < 3:
+        broken(f"{len(classes)} classes, but label_type {label_type!r}")
+    if n_outputs != width or activation != wanted:
+        broken(f"{len(classes)} {label_type} classes need {width} {wanted} outputs; the "
+               f"output layer has {n_outputs} {activation}")

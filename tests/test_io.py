@@ -118,3 +118,173 @@ def test_save_rejects_unfitted_and_foreign_objects(tmp_path):
     with pytest.raises(TypeError, match="takes a fastmlp"):
         fastmlp.save(object(), tmp_path / "x")
     assert not os.listdir(tmp_path)
+
+
+def _remade(good, path, change_metadata=None, change_arrays=None):
+    """A copy of the model file `good` with its metadata and arrays changed and every
+    checksum made again: a file whose parts disagree, however it was made."""
+    from fastmlp.io import _metadata_digest, _npy_bytes
+    import hashlib
+
+    with zipfile.ZipFile(good) as src:
+        meta = json.loads(src.read("metadata.json"))
+        arrays = {name[:-4]: np.load(src.open(name)) for name in src.namelist()
+                  if name.endswith(".npy")}
+    if change_arrays:
+        change_arrays(arrays)
+    members = {f"{name}.npy": _npy_bytes(value) for name, value in arrays.items()}
+    if change_metadata:
+        change_metadata(meta)
+    meta["sha256"] = {name: hashlib.sha256(data).hexdigest() for name, data in members.items()}
+    meta["metadata_sha256"] = _metadata_digest(meta)
+    with zipfile.ZipFile(path, "w") as dst:
+        dst.writestr("metadata.json", json.dumps(meta))
+        for name, data in members.items():
+            dst.writestr(name, data)
+    return path
+
+
+def test_an_edited_metadata_file_is_detected(tmp_path):
+    est, X = _fitted("multiclass")
+    good = fastmlp.save(est, tmp_path / "good.fastmlp")
+    edited = tmp_path / "edited.fastmlp"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(edited, "w") as dst:
+        for name in src.namelist():
+            payload = src.read(name)
+            if name == "metadata.json":  # one value changed: tanh predicts differently
+                payload = payload.replace(b'"activation": "relu"', b'"activation": "tanh"')
+                assert b"tanh" in payload
+            dst.writestr(name, payload)
+    with pytest.raises(ValueError, match="checksum mismatch in metadata.json"):
+        fastmlp.load(edited)
+    # remade consistently, the same edit loads (and predicts as tanh would)
+    remade = _remade(good, tmp_path / "remade.fastmlp",
+                     lambda m: m["params"].update(activation="tanh"))
+    assert fastmlp.load(remade).activation == "tanh"
+
+
+def test_a_version_1_file_without_a_metadata_digest_still_loads(tmp_path):
+    est, X = _fitted("strings")
+    good = fastmlp.save(est, tmp_path / "good.fastmlp")
+    old = tmp_path / "old.fastmlp"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(old, "w") as dst:
+        for name in src.namelist():
+            payload = src.read(name)
+            if name == "metadata.json":
+                meta = json.loads(payload)
+                del meta["metadata_sha256"]
+                meta["version"] = 1
+                payload = json.dumps(meta)
+            dst.writestr(name, payload)
+    np.testing.assert_array_equal(fastmlp.load(old).predict(X), est.predict(X))
+
+
+INCONSISTENT = {
+    "classes shorter than the output layer": (
+        None, lambda a: a.update(classes_=a["classes_"][:2]), "label_type 'multiclass'"),
+    "a class named twice": (
+        None, lambda a: a.update(classes_=np.array([0, 1, 1])), "a label twice"),
+    "four classes for three outputs": (
+        None, lambda a: a.update(classes_=np.arange(4)), "need 4 softmax outputs"),
+    "binary label type on softmax": (
+        lambda m: m.update(label_type="binary"), None, "2 classes|3 classes"),
+    "no classes": (None, lambda a: a.pop("classes_"), "needs a 1-D, non-empty classes_"),
+    "n_features_in_ off by one": (
+        lambda m: m["attributes"].update(n_features_in_=4), None, r"make \[4, 6, 4, 3\]"),
+    "hidden sizes against layer sizes": (
+        lambda m: m["params"].update(hidden_layer_sizes=[6, 5]), None, "layer_sizes"),
+    "n_layers_": (lambda m: m["attributes"].update(n_layers_=3), None, "n_layers_ is 3"),
+    "an unknown attribute": (
+        lambda m: m["attributes"].update(predict=0), None, r"unknown attributes \['predict'\]"),
+    "an unknown parameter": (
+        lambda m: m["params"].update(gamma=1), None, r"no parameters \['gamma'\]"),
+    "a bad parameter value": (
+        lambda m: m["params"].update(alpha=-1), None, "alpha"),
+    "a classifier's file relabelled a regressor": (
+        lambda m: (m.update(estimator="MLPRegressor"), m["params"].pop("class_weight")), None,
+        "regressor with classes_"),
+    "softmax on a regressor": (
+        lambda m: (m.update(estimator="MLPRegressor"), m["params"].pop("class_weight")),
+        lambda a: a.pop("classes_"), "out_activation_ is 'softmax'"),
+    "feature names of the wrong length": (
+        None, lambda a: a.update(feature_names_in_=np.array(["a", "b"])), "feature_names_in_"),
+    "a missing n_outputs_": (
+        lambda m: m["attributes"].pop("n_outputs_"), None, "n_outputs_ is None"),
+    "float16": (lambda m: m.update(dtype="float16"), None, "float16"),
+}
+
+
+@pytest.mark.parametrize("case", INCONSISTENT)
+def test_a_file_whose_fields_disagree_is_refused(tmp_path, case):
+    change_metadata, change_arrays, message = INCONSISTENT[case]
+    est, X = _fitted("multiclass")
+    good = fastmlp.save(est, tmp_path / "good.fastmlp")
+    bad = _remade(good, tmp_path / "bad.fastmlp", change_metadata, change_arrays)
+    with pytest.raises(ValueError, match=message) as info:
+        fastmlp.load(bad)
+    assert "is inconsistent" in str(info.value)
+
+
+def test_save_writes_through_a_symlink_and_refuses_what_is_not_a_file(tmp_path):
+    est, X = _fitted("multiclass")
+    real = tmp_path / "models" / "real.fastmlp"
+    real.parent.mkdir()
+    real.write_bytes(b"old")
+    link = tmp_path / "link.fastmlp"
+    link.symlink_to(real)
+    fastmlp.save(est, link)
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    np.testing.assert_array_equal(fastmlp.load(real).predict(X), est.predict(X))
+    assert sorted(p.name for p in real.parent.iterdir()) == ["real.fastmlp"]
+
+    directory = tmp_path / "a_directory"
+    directory.mkdir()
+    fifo = tmp_path / "a_fifo"
+    os.mkfifo(fifo)
+    to_device = tmp_path / "to_device"
+    to_device.symlink_to("/dev/null")
+    for target in (directory, fifo, to_device, "/dev/null"):
+        with pytest.raises(ValueError, match="not a regular file"):
+            fastmlp.save(est, target)
+    assert os.path.isdir(directory) and os.path.islink(to_device)
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
+def test_save_honours_the_umask_and_keeps_a_replaced_files_mode(tmp_path):
+    import stat
+
+    est, _ = _fitted("regressor")
+    old = os.umask(0o027)
+    try:
+        fresh = fastmlp.save(est, tmp_path / "fresh.fastmlp")
+        open_made = tmp_path / "open_made"
+        open_made.write_bytes(b"")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == stat.S_IMODE(os.stat(open_made).st_mode)
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o640
+    os.chmod(fresh, 0o604)
+    fastmlp.save(est, fresh)
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o604
+
+
+@pytest.mark.parametrize("error", [OSError("disk full"), KeyboardInterrupt()])
+def test_an_interrupted_save_leaves_the_old_file(tmp_path, monkeypatch, error):
+    est, X = _fitted("multiclass")
+    path = tmp_path / "model.fastmlp"
+    fastmlp.save(est, path)
+    before = path.read_bytes()
+    writes = []
+
+    def fail_on_the_second_member(self, name, data, *args, **kwargs):
+        writes.append(name)
+        if len(writes) == 2:
+            raise error
+        return original(self, name, data, *args, **kwargs)
+
+    original = zipfile.ZipFile.writestr
+    monkeypatch.setattr(zipfile.ZipFile, "writestr", fail_on_the_second_member)
+    with pytest.raises(type(error)):
+        fastmlp.save(est, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.fastmlp"]
