@@ -150,8 +150,8 @@ def _draw_orders(sample_idx, rng, n_epochs):
 def diverged_error(epoch):
     return DivergenceError(
         f"training diverged at epoch {epoch}: the loss or the weights became NaN or inf. "
-        "The weights were restored to those after the last finite epoch. Lower the learning "
-        "rate or scale the input data."
+        "An estimator fitted before keeps the model it had; a first fit keeps the weights "
+        "after the last finite epoch. Lower the learning rate or scale the input data."
     )
 
 

@@ -9,6 +9,7 @@ exactly the loss whose gradient it is given (scikit-learn's multi-output regress
 the squared error averaged over outputs but steps on its sum; fastmlp reports it the same
 way and so does SGD/Adam, but L-BFGS sees one consistent objective).
 """
+import copy
 import sys
 from numbers import Integral, Real
 
@@ -175,10 +176,54 @@ class _BaseMLP(BaseEstimator):
         and a warm-start `fit` or a `partial_fit` continues exactly from there. An lbfgs fit
         raises KeyboardInterrupt, as scikit-learn's does, leaving the last iterate L-BFGS
         accepted (its `n_iter_` and `loss_`).
+
+        A fit that raises — bad input, a divergence, MemoryError, Ctrl-C in lbfgs — leaves
+        an estimator that was fitted before exactly as it was (weights, optimizer state and
+        every fitted attribute); on a first fit the weights are the last finite ones.
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
+    #: Private fitted state, restored with the public `*_` attributes when a refit fails.
+    _FITTED_PRIVATE = ("_net", "_best_theta", "_schedule", "_label_binarizer",
+                       "_no_improvement_count")
+
     def _fit(self, X, y, sample_weight, incremental):
+        kept = self._fitted_state()
+        try:
+            return self._fit_unguarded(X, y, sample_weight, incremental)
+        except BaseException:
+            if kept is not None:
+                self._restore_fitted_state(kept)
+            raise
+
+    def _fitted_state(self):
+        """What a failed refit puts back (None before the first fit): the fitted attributes,
+        and copies of what training changes in place — θ, the optimizer's moments, the best
+        weights and the learning-rate schedule."""
+        if "_net" not in vars(self):
+            return None
+        attributes = {name: value for name, value in vars(self).items()
+                      if name.endswith("_") and not name.startswith("__")
+                      or name in self._FITTED_PRIVATE}
+        net = self._net
+        attributes["_best_theta"] = np.copy(self._best_theta)
+        attributes["_schedule"] = copy.deepcopy(getattr(self, "_schedule", None))
+        return attributes, net, net.theta.copy(), copy.deepcopy(net.optimizer_state), (
+            net._optimizer_name, net.n_threads)
+
+    def _restore_fitted_state(self, kept):
+        attributes, net, theta, optimizer_state, (optimizer_name, n_threads) = kept
+        for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("__")
+                     or n in self._FITTED_PRIVATE]:
+            if name not in attributes:
+                delattr(self, name)
+        vars(self).update(attributes)
+        net.theta[...] = theta
+        net.optimizer_state, net._optimizer_name, net.n_threads = (optimizer_state,
+                                                                   optimizer_name, n_threads)
+        self._sync_attributes()
+
+    def _fit_unguarded(self, X, y, sample_weight, incremental):
         self._check_params()
         hidden = self._hidden_sizes()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
