@@ -147,6 +147,12 @@ def _draw_orders(sample_idx, rng, n_epochs):
     return orders
 
 
+#: A fit whose sample weights are all zero has nothing to learn from (scikit-learn divides by
+#: their sum: ZeroDivisionError). One minibatch whose weights are all zero makes no step.
+ZERO_WEIGHTS = ("sample_weight sums to zero (after class_weight): no sample counts, so "
+                "there is nothing to fit; give some samples a positive weight")
+
+
 def diverged_error(epoch):
     return DivergenceError(
         f"training diverged at epoch {epoch}: the loss or the weights became NaN or inf. "

@@ -100,9 +100,13 @@ def train(args):
                                  warning.lineno)
     metric = "R^2" if regress else "accuracy"
     if any(str(w.message) == "Training interrupted by user." for w in caught):
-        # Ctrl-C: the user wants to stop, not a partial model saved or a comparison run
+        # Ctrl-C: the user wants to stop — no comparison, and the partial model saved only
+        # when asked for (what was at --save stays otherwise)
+        kept = "nothing saved"
+        if args.save and args.save_partial:
+            kept = f"the partial model saved to {save(model, args.save)}"
         print(f"fastmlp  [{model.backend_}]: interrupted by Ctrl-C after {model.n_iter_} "
-              f"epochs ({fit_time:.3f} s); nothing saved, no comparison run", file=sys.stderr)
+              f"epochs ({fit_time:.3f} s); {kept}, no comparison run", file=sys.stderr)
         return 130
     print(f"fastmlp  [{model.backend_}]: test {metric} {model.score(X_test, y_test):.4f}, "
           f"fit {fit_time:.3f} s ({model.n_iter_} epochs)")
@@ -199,7 +203,10 @@ def build_parser():
     p.add_argument("--csv", help="a CSV file with a header row (default: the digits data set)")
     p.add_argument("--target", help="the CSV column to predict")
     p.add_argument("--regress", action="store_true", help="regression (default: classification)")
-    p.add_argument("--save", help="write the fitted model here (fastmlp.load reads it)")
+    p.add_argument("--save", help="write the fitted model here (fastmlp.load reads it); "
+                                  "an interrupted fit saves nothing")
+    p.add_argument("--save-partial", action="store_true",
+                   help="with --save: after Ctrl-C, save the model as far as it trained")
     p.add_argument("--hidden", type=int, nargs="+", default=[100], help="hidden layer sizes")
     p.add_argument("--max-iter", type=int, default=200)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
@@ -234,6 +241,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "train" and bool(args.csv) != bool(args.target):
         parser.error("--csv and --target go together")
+    if args.command == "train" and args.save_partial and not args.save:
+        parser.error("--save-partial needs --save")
     args.argv = argv[1:]
     try:
         return args.func(args)

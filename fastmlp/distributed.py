@@ -110,6 +110,8 @@ class _Blocks:
         futures = []
         for b in range(len(self.x)):
             lo, hi = self.bounds[b], self.bounds[b + 1]
+            if hi == lo:  # an empty block adds nothing (and a network takes no empty X)
+                continue
             if rows is None:
                 local = None
             else:
@@ -173,6 +175,10 @@ class _DistributedNet:
         for start in range(0, self.blocks.n, batch_size):
             rows = order[start:start + batch_size]
             loss, grad, weight = self.blocks.sums(self.theta.copy(), self.spec, rows)
+            if weight == 0:  # every weight zero: no mean gradient (0/0), so no step
+                if stop_requested(stop):
+                    return None
+                continue
             weight = self.dtype.type(weight)
             penalty = 0.5 * opt.l2 * float(np.dot(self.theta * mask, self.theta))
             grad = grad + opt.l2 * (self.theta * mask)
@@ -219,10 +225,6 @@ def fit(estimator, X, y, sample_weight=None, client=None, retries=3):
     distributed.Client (default: the current one). retries: how often a failed or lost task
     is retried before the fit fails. Returns the fitted estimator.
     """
-    from sklearn.preprocessing import LabelBinarizer
-    from sklearn.utils import check_random_state
-
-    from . import _solvers
     from .estimators import MLPClassifier, MLPRegressor
 
     if not isinstance(estimator, (MLPClassifier, MLPRegressor)):
@@ -243,8 +245,27 @@ def fit(estimator, X, y, sample_weight=None, client=None, retries=3):
     dtype = np.float32 if X.dtype == np.float32 else np.float64
     X = X.astype(dtype)
 
-    est = estimator
+    kept = estimator._fitted_state()
+    try:
+        return _fit(estimator, X, y, W, client, retries)
+    except BaseException:
+        if kept is not None:  # a refit that fails leaves the model fitted before
+            estimator._restore_fitted_state(kept)
+        raise
+
+
+def _fit(est, X, y, W, client, retries):
+    """fit on checked dask arrays (X in its float dtype, y and W chunked as X)."""
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils import check_random_state
+
+    from . import _solvers
+    from .estimators import MLPClassifier
+
+    dtype = X.dtype.type
     est._check_params()
+    if W is not None and not float(W.sum().compute()) > 0:
+        raise ValueError(_solvers.ZERO_WEIGHTS)
     hidden = est._hidden_sizes()
     if isinstance(est, MLPClassifier):
         if y.ndim == 1:

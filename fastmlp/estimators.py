@@ -233,6 +233,8 @@ class _BaseMLP(BaseEstimator):
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
                                                  ensure_non_negative=True)
         sample_weight = self._class_weighted(sample_weight, y, X.dtype)
+        if sample_weight is not None and not np.sum(sample_weight, dtype=np.float64) > 0:
+            raise ValueError(_solvers.ZERO_WEIGHTS)
         rng = check_random_state(self.random_state)
         layer_units = [X.shape[1], *hidden, Y.shape[1]]
         if first_pass:

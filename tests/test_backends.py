@@ -471,3 +471,23 @@ def test_outputs_that_share_memory_with_an_input_are_rejected(name):
     out = kernels.forward_layer(buffer[:6], W, b, "tanh", buffer[6:])
     np.testing.assert_allclose(out, reference.forward_layer(A, W, b, "tanh",
                                                              np.empty((6, 4))), **tol(A.dtype))
+
+
+@pytest.mark.parametrize("name", fastmlp.available_backends())
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_minibatch_whose_weights_are_all_zero_makes_no_step(name, optimizer):
+    """Its mean gradient is 0/0: the step is skipped (θ, moments and Adam's t as if the
+    minibatch were not there) and it adds nothing to the epoch's loss — never a NaN."""
+    sizes = [5, 7, 3]
+    X, Y = problem(2, 40, sizes)
+    w = np.linspace(0.5, 1.5, 40)
+    w[10:20] = 0  # the second minibatch of 10, rows in order
+    kept = np.r_[0:10, 20:40]
+    nets = [MLP(sizes, backend=name, random_state=0) for _ in range(2)]
+    with_zero = nets[0].train_epochs(X, Y, [0.1, 0.1], 10, optimizer, sample_weight=w)
+    without = nets[1].train_epochs(X[kept], Y[kept], [0.1, 0.1], 10, optimizer,
+                                   sample_weight=w[kept])
+    assert with_zero[1] == without[1] == "completed"
+    np.testing.assert_array_equal(nets[0].theta, nets[1].theta)
+    assert nets[0].optimizer_state.t == nets[1].optimizer_state.t
+    np.testing.assert_allclose(with_zero[0] * 40, without[0] * 30, rtol=1e-12)

@@ -142,3 +142,30 @@ def test_without_dask_the_import_error_names_the_extra():
             "try:\n    import fastmlp.distributed\nexcept ImportError as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "fastmlp[dask]" in out
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_empty_blocks_and_zero_weight_minibatches_change_nothing(client, solver):
+    """An empty block is skipped for every solver (lbfgs asked it for 0 rows' sums); a
+    minibatch whose weights are all zero makes no step, as in estimator.fit."""
+    X, y = _data()
+    target = X @ np.arange(8.0) / 10
+    w = np.ones(len(X))
+    w[120:240] = 0  # the second minibatch of 120 (shuffle off)
+    kw = dict(hidden_layer_sizes=(6,), solver=solver, batch_size=120, max_iter=3,
+              shuffle=False, random_state=0, backend=BACKEND, learning_rate_init=0.001)
+    chunks = (200, 0, 150, 0, 250)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local = MLPRegressor(**kw).fit(X, target, sample_weight=w)
+        dist = fd.fit(MLPRegressor(**kw), da.from_array(X, chunks=(chunks, 8)),
+                      da.from_array(target, chunks=(chunks,)),
+                      sample_weight=da.from_array(w, chunks=(chunks,)), client=client)
+    assert dist.n_iter_ == local.n_iter_
+    for a, b in zip(dist.coefs_ + dist.intercepts_, local.coefs_ + local.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+        assert np.all(np.isfinite(a))
+    with pytest.raises(ValueError, match="sample_weight sums to zero"):
+        fd.fit(MLPRegressor(**kw), da.from_array(X, chunks=(chunks, 8)),
+               da.from_array(target, chunks=(chunks,)),
+               sample_weight=da.from_array(w * 0, chunks=(chunks,)), client=client)

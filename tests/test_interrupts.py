@@ -452,14 +452,17 @@ def test_n_threads_must_be_a_non_zero_integer(n_threads):
         MLPRegressor(n_threads=n_threads, max_iter=1).fit(X[:50], y[:50])
 
 
-@pytest.mark.parametrize("compare", [False, True])
-def test_ctrl_c_during_fastmlp_train_stops_it_and_keeps_the_saved_model(tmp_path, compare):
+@pytest.mark.parametrize("compare, partial", [(False, False), (True, False), (True, True)])
+def test_ctrl_c_during_fastmlp_train_stops_it_and_keeps_the_saved_model(tmp_path, compare,
+                                                                         partial):
     """`fastmlp train --save m` interrupted: exit status 130 within a second, the model file
-    that was there untouched, no scikit-learn comparison run after it."""
+    that was there untouched (with --save-partial: the partial model, said so), no
+    scikit-learn comparison run after it."""
     target = tmp_path / "m.fastmlp"
     target.write_bytes(b"the previous model")
     command = [sys.executable, "-m", "fastmlp.cli", "train", "--hidden", "4096", "--quiet",
-               "--save", str(target)] + ([] if compare else ["--no-compare"])
+               "--save", str(target)] + ([] if compare else ["--no-compare"]) + (
+                   ["--save-partial"] if partial else [])
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     try:
@@ -470,10 +473,17 @@ def test_ctrl_c_during_fastmlp_train_stops_it_and_keeps_the_saved_model(tmp_path
         process.send_signal(signal.SIGINT)
         process.wait(30)
         took = time.monotonic() - sent
-        err = process.stderr.read()
+        err, out = process.stderr.read(), process.stdout.read()
     finally:
         os.killpg(process.pid, signal.SIGKILL) if process.poll() is None else None
     assert process.returncode == 130, err
     assert took < PROMPT + 0.5  # the interpreter's exit included
     assert "interrupted by Ctrl-C after" in err and "Traceback" not in err
-    assert target.read_bytes() == b"the previous model"
+    assert "sklearn" not in out + err
+    if not partial:
+        assert "nothing saved" in err
+        assert target.read_bytes() == b"the previous model"
+        return
+    assert f"the partial model saved to {target}" in err
+    epochs = int(err.split("interrupted by Ctrl-C after ")[1].split()[0])
+    assert fastmlp.load(target).n_iter_ == epochs

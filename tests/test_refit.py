@@ -169,3 +169,23 @@ def test_a_regressors_failed_refit_keeps_its_model():
     np.testing.assert_array_equal(est.predict(X), before)
     for a, b in zip(est.coefs_, coefs):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_zero_weights_skip_their_minibatches_and_all_zero_is_a_clear_error(backend):
+    X, y = _digits()
+    w = np.ones(len(X))
+    w[:40] = 0  # the first minibatch of 40 (shuffle off); scikit-learn divides 0 by 0 here
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier((12,), batch_size=40, shuffle=False, max_iter=3, random_state=0,
+                            backend=backend).fit(X, y, sample_weight=w)
+    assert all(np.all(np.isfinite(c)) for c in est.coefs_) and est.n_iter_ == 3
+    zeros = np.zeros(len(X))
+    with pytest.raises(ValueError, match="Sample weights must contain at least one non-zero"):
+        MLPClassifier(backend=backend).fit(X, y, sample_weight=zeros)  # scikit-learn's check
+    with pytest.raises(ValueError, match="Sample weights must contain at least one non-zero"):
+        MLPRegressor(solver="lbfgs", backend=backend).fit(X, y, sample_weight=zeros)
+    nothing = {label: 0.0 for label in range(10)}
+    with pytest.raises(ValueError, match="sample_weight sums to zero .after class_weight"):
+        MLPClassifier(class_weight=nothing, backend=backend).fit(X, y)

@@ -778,7 +778,8 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
     Chunk c's rows of xb, yb, acts and deltas are a region of their own (the buffers hold
     n_chunks regions, a gap apart: _layout.chunk_rows), so no thread streams through lines
     another writes; wb stays in minibatch order. `python bench/phases.py` shows the two
-    threads' phases side by side."""
+    threads' phases side by side. A minibatch whose sample weights are all zero makes no
+    step and adds nothing to terms."""
     cdef const floating* X = <const floating*>r.X
     cdef floating* grad = <floating*>r.grad
     cdef floating* parts = <floating*>r.parts
@@ -791,7 +792,7 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
     cdef int c, l
     cdef Py_ssize_t nb, i, r0, r1
     cdef Py_ssize_t start, p, lo, hi, n = r.n, n_params = r.n_params
-    cdef bint split
+    cdef bint split, stepped
     cdef double weight_sum, batch_loss = 0.0, squared_norm
     cdef floating l2 = <floating>r.hyper.l2
     cdef double beta_1 = r.hyper.beta_1, beta_2 = r.hyper.beta_2
@@ -851,10 +852,13 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
         for i in range(nb):
             weight_sum += wb[i] if r.has_sw else 1.0
         step.weight_sum = <floating>weight_sum
-        if step.rule == ADAM:
+        stepped = weight_sum != 0  # every weight zero: no mean gradient (0/0), so no step
+        if stepped and step.rule == ADAM:
             t += 1
             step.adam_step = <floating>(lr * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
-        if split:
+        if not stepped:
+            pass
+        elif split:
             # each thread sums its slices of the gradient buffers in the fixed order
             # 0..C-1, then updates them
             c = tid
@@ -879,8 +883,9 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
                 batch_loss = r.part_losses[0]
                 for c in range(1, n_chunks):
                     batch_loss += r.part_losses[c]
-            terms[0] += batch_loss / weight_sum * nb
-            terms[1] += 0.5 * l2 * squared_norm / weight_sum * nb
+            if stepped:
+                terms[0] += batch_loss / weight_sum * nb
+                terms[1] += 0.5 * l2 * squared_norm / weight_sum * nb
             if fastmlp_stop_requested(r.stop_flag):
                 r.outcome.event = INTERRUPTED  # read by the team after the barrier
         fastmlp_phase_add(PHASE_UPDATE, since)

@@ -493,7 +493,8 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
     """Mirrors reference._epoch (minibatch_step inlined): one pass over the rows in `order`
     at learning rate lr (in θ's dtype); writes (Σ mean loss·rows, Σ mean L2 penalty·rows)
     into terms and returns (Adam's step count, interrupted): the pass ends early, after the
-    minibatch during which the stop flag was raised.
+    minibatch during which the stop flag was raised. A minibatch whose sample weights are
+    all zero makes no step and adds nothing to the terms.
 
     A minibatch of at least n_chunks · min_chunk_rows rows is split across threads (parts
     holds one gradient buffer per thread); smaller ones run on this thread. Every buffer is
@@ -522,6 +523,10 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
         weight_sum = 0.0
         for r in range(nb):
             weight_sum += ws.wb[r] if data.has_sample_weight else 1.0
+        if weight_sum == 0:  # every weight zero: no mean gradient (0/0), so no step
+            if _stop_requested(ctrl.stop):
+                return t, True
+            continue
         adam_step = _cast(theta, 0.0)
         if h.rule == ADAM:
             t += 1

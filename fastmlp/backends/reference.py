@@ -50,7 +50,11 @@ def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
     """One optimizer step on one (checked) minibatch; returns (mean loss, mean L2 penalty).
 
     The step uses the *mean* gradient (Σ_i w_i ∇L_i + l2·W) / Σ_i w_i, as scikit-learn does.
+    A minibatch whose weights are all zero has none (0/0): no step, and (0, 0) returned.
     """
+    weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+    if weight_sum == 0:
+        return 0.0, 0.0
     coefs, intercepts = arch.views(theta)
     grad_coefs, grad_intercepts = arch.views(grad)
     acts = [X]
@@ -65,7 +69,6 @@ def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
         _backward(acts[layer], delta, coefs[layer], grad_coefs[layer], grad_intercepts[layer],
                   delta_in, arch.hidden_activation if layer > 0 else None, arch.leaky_slope)
         delta = delta_in
-    weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
     squared_norm = sum(float(np.dot(W.ravel(), W.ravel())) for W in coefs)
     for W, gW in zip(coefs, grad_coefs):
         gW += opt.l2 * W
