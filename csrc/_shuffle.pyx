@@ -17,7 +17,7 @@ i = np.arange(1347); out = np.empty((64, 1347), np.int64)" "shuffled_orders(r, i
 (÷ 64 epochs), beside the same timeit of fastmlp._solvers._shuffled(i, r).
 """
 from cpython.pycapsule cimport PyCapsule_GetPointer
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from numpy.random cimport bitgen_t
 import numpy as np
 
@@ -91,20 +91,20 @@ cdef inline uint64_t _interval(bitgen_t* bitgen, uint64_t high) noexcept nogil:
     return value
 
 
-cdef inline void _swap(long* row, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
-    cdef long value = row[j]
+cdef inline void _swap(int64_t* row, Py_ssize_t i, Py_ssize_t j) noexcept nogil:
+    cdef int64_t value = row[j]
     row[j] = row[i]
     row[i] = value
 
 
-cdef void _bitgen_shuffle(bitgen_t* bitgen, long* row, Py_ssize_t n) noexcept nogil:
+cdef void _bitgen_shuffle(bitgen_t* bitgen, int64_t* row, Py_ssize_t n) noexcept nogil:
     """RandomState.shuffle's Fisher–Yates pass on row[:n], drawing through the BitGenerator."""
     cdef Py_ssize_t i
     for i in range(n - 1, 0, -1):
         _swap(row, i, <Py_ssize_t>_interval(bitgen, <uint64_t>i))
 
 
-cdef int _mt_shuffle(MTState* mt, int pos, long* row, Py_ssize_t n) noexcept nogil:
+cdef int _mt_shuffle(MTState* mt, int pos, int64_t* row, Py_ssize_t n) noexcept nogil:
     """RandomState.shuffle's Fisher–Yates pass on row[:n], drawing from mt at position pos
     (kept in a register: the loop is bound by it); returns the new position."""
     cdef Py_ssize_t i
@@ -123,7 +123,7 @@ cdef int _mt_shuffle(MTState* mt, int pos, long* row, Py_ssize_t n) noexcept nog
     return pos
 
 
-def shuffled_orders(rng, const long[::1] start, long[:, ::1] out):
+def shuffled_orders(rng, const int64_t[::1] start, int64_t[:, ::1] out):
     """out[e] = out[e-1] shuffled (start for e = 0), as rng.shuffle shuffles: the orders and
     random draws of out.shape[0] calls of sklearn.utils.shuffle(idx, random_state=rng).
 

@@ -28,6 +28,7 @@ def cases(backend):
     fitted = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, backend=backend).fit(X, y)
     kernels = fastmlp.get_backend(backend)
     A, W, b = X, rng.normal(size=(4, 3)), np.zeros(3)
+    A3 = np.ascontiguousarray(X[:, :3])  # an output that is also the input
     E = (ValueError, TypeError)
     table = [
         # MLP construction
@@ -113,6 +114,8 @@ def cases(backend):
                                                             b.astype(int), "relu",
                                                             np.empty((20, 3), int)),
          E, "float32 or float64"),
+        ("kernel out is A_in", lambda: kernels.forward_layer(A3, W[:3], b, "relu", A3), E,
+         "out shares memory with A_in"),
         ("kernel NaN delta", lambda: kernels.backward_layer(A, np.full((20, 3), np.nan), W,
                                                             np.empty((4, 3)), np.empty(3)),
          E, "delta contains nan"),

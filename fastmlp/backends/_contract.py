@@ -320,7 +320,9 @@ def checked(kernels):
         epoch starts (the call ends "completed" with fewer epochs; None: no limit).
         Otherwise "completed". Returns (terms, event): terms[e] = (Σ_b mean loss_b × rows_b,
         Σ_b mean L2 penalty_b × rows_b) for each completed epoch (their sum / n_samples is
-        scikit-learn's loss)."""
+        scikit-learn's loss). A minibatch whose sample weights are all zero has no mean
+        gradient: it makes no step (Adam's t stays) and adds nothing to terms. θ and the
+        moments may not share memory with the data (ValueError)."""
         X, Y, sample_weight, orders, batch_size, learning_rates = check_train_epochs(
             arch, theta, X, Y, sample_weight, orders, batch_size, state, learning_rates)
         stop, time_budget = check_stop(stop, time_budget)
