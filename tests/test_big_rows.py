@@ -1,9 +1,11 @@
-"""More than 2³¹ rows: every row is computed, in predict's path and in the layer kernels.
+"""Past 32-bit sizes: more than 2³¹ rows through predict's path and the layer kernels, and
+training over data of more than 2³¹ elements.
 
 The compiled kernels index and count in 64 bits; BLAS takes 32-bit sizes, so a product over
-more rows runs in slices (_layout.BLAS_ROWS). The probe's input is calloc'd zeros, read as
-the zero page without taking memory; only the forward output (8 GiB of float32) is written.
-It runs in a child process and needs about 11 GiB free, else it is skipped.
+more rows runs in slices (_layout.BLAS_ROWS). The probes' inputs are calloc'd zeros, read as
+the zero page without taking memory; the rows probe writes its forward output (8 GiB of
+float32) and needs about 11 GiB free, the training probe a few hundred MB of the 8 GiB it
+maps. Each runs in a child process, skipped where that memory is not available.
 """
 import json
 import subprocess
@@ -15,6 +17,7 @@ import fastmlp
 
 COMPILED = [b for b in ("cython", "numba") if b in fastmlp.available_backends()]
 NEEDED_BYTES = 12 << 30
+MAPPED_BYTES = 9 << 30  # the training probe's X (a heuristic overcommit refuses more than RAM)
 
 PROBE = r"""
 import json, sys
@@ -45,6 +48,26 @@ print(json.dumps(report))
 """
 
 
+TRAIN_PROBE = r"""
+import json, sys
+import numpy as np
+from fastmlp import MLP
+
+n, width = 2**21 + 5, 1024  # n·width > 2³¹ elements
+X = np.zeros((n, width), np.float32)
+X[-1, -1] = 1.0  # the last row's last element: past element 2³¹
+Y = np.zeros((n, 1), np.float32)
+Y[-1] = 1.0
+net = MLP([width, 1], output_activation="identity", loss="squared_error", dtype=np.float32,
+          backend=sys.argv[1])
+net.theta[...] = 0
+losses, event = net.train_epochs(X, Y, [0.5], batch_size=4096, optimizer="sgd")
+print(json.dumps({"event": event, "W_last": float(net.coefs_[0][-1, 0]),
+                  "W_others": float(np.abs(net.coefs_[0][:-1]).max()),
+                  "b": float(net.intercepts_[0][0]), "loss": float(losses[0])}))
+"""
+
+
 def _available_bytes():
     try:
         with open("/proc/meminfo") as meminfo:
@@ -68,3 +91,20 @@ def test_rows_past_two_to_the_31_are_all_computed(backend):
     assert report["not_bias"] == 4  # every other row is 0·2 + 0.5
     assert report["grad_W"] == 1 + 2 + 3 + 4  # Σ x·δ over all rows, in three BLAS slices
     assert report["grad_b"] == 4
+
+
+@pytest.mark.skipif(_available_bytes() < MAPPED_BYTES,
+                    reason=f"needs {MAPPED_BYTES >> 30} GiB of available memory to map X")
+@pytest.mark.parametrize("backend", fastmlp.available_backends())
+def test_training_reads_rows_past_element_two_to_the_31(backend):
+    """Only the last row has a target and an input: every zero row's δ is 0, so one SGD
+    epoch moves the last weight and the bias by lr·1/5 in the last minibatch (5 rows)."""
+    done = subprocess.run([sys.executable, "-c", TRAIN_PROBE, backend], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert report["event"] == "completed"
+    assert report["W_last"] == pytest.approx(0.1, rel=1e-6)
+    assert report["b"] == pytest.approx(0.1, rel=1e-6)
+    assert report["W_others"] == 0
+    assert report["loss"] == pytest.approx(0.5 / (2**21 + 5), rel=1e-5)  # ½·1²/5 · 5 / n
