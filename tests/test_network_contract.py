@@ -114,7 +114,7 @@ def test_a_diverging_distributed_fit_keeps_finite_weights(client):
     est = MLPRegressor(**params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(DivergenceError, match="restored") as info:
+        with pytest.raises(DivergenceError, match="a first fit keeps the weights") as info:
             fd.fit(est, da.from_array(X, chunks=(150, -1)), da.from_array(y, chunks=150),
                    client=client)
     assert str(info.value) == str(expected.value)
