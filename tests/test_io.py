@@ -144,17 +144,30 @@ def _remade(good, path, change_metadata=None, change_arrays=None):
     return path
 
 
+def _with_metadata_text(good, path, change):
+    """A copy of the model file `good` whose metadata.json is change(its bytes), nothing
+    else touched (its checksums stay as they were)."""
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w") as dst:
+        for name in src.namelist():
+            payload = src.read(name)
+            dst.writestr(name, change(payload) if name == "metadata.json" else payload)
+    return path
+
+
+def _without_digest_as_version_1(text):
+    meta = json.loads(text)
+    del meta["metadata_sha256"]
+    meta["version"] = 1
+    return json.dumps(meta)
+
+
 def test_an_edited_metadata_file_is_detected(tmp_path):
     est, X = _fitted("multiclass")
     good = fastmlp.save(est, tmp_path / "good.fastmlp")
-    edited = tmp_path / "edited.fastmlp"
-    with zipfile.ZipFile(good) as src, zipfile.ZipFile(edited, "w") as dst:
-        for name in src.namelist():
-            payload = src.read(name)
-            if name == "metadata.json":  # one value changed: tanh predicts differently
-                payload = payload.replace(b'"activation": "relu"', b'"activation": "tanh"')
-                assert b"tanh" in payload
-            dst.writestr(name, payload)
+    # one value changed: tanh predicts differently
+    edited = _with_metadata_text(good, tmp_path / "edited.fastmlp", lambda text: text.replace(
+        b'"activation": "relu"', b'"activation": "tanh"'))
+    assert b'"tanh"' in zipfile.ZipFile(edited).read("metadata.json")
     with pytest.raises(ValueError, match="checksum mismatch in metadata.json"):
         fastmlp.load(edited)
     # remade consistently, the same edit loads (and predicts as tanh would)
@@ -166,16 +179,7 @@ def test_an_edited_metadata_file_is_detected(tmp_path):
 def test_a_version_1_file_without_a_metadata_digest_still_loads(tmp_path):
     est, X = _fitted("strings")
     good = fastmlp.save(est, tmp_path / "good.fastmlp")
-    old = tmp_path / "old.fastmlp"
-    with zipfile.ZipFile(good) as src, zipfile.ZipFile(old, "w") as dst:
-        for name in src.namelist():
-            payload = src.read(name)
-            if name == "metadata.json":
-                meta = json.loads(payload)
-                del meta["metadata_sha256"]
-                meta["version"] = 1
-                payload = json.dumps(meta)
-            dst.writestr(name, payload)
+    old = _with_metadata_text(good, tmp_path / "old.fastmlp", _without_digest_as_version_1)
     np.testing.assert_array_equal(fastmlp.load(old).predict(X), est.predict(X))
 
 
