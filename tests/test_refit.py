@@ -161,7 +161,10 @@ def test_a_refit_that_runs_out_of_memory_keeps_the_previous_model(backend):
 
 def test_a_regressors_failed_refit_keeps_its_model():
     X, y = _digits()
-    est = MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=5, random_state=0).fit(X, y / 9.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPRegressor(hidden_layer_sizes=(8,), solver="lbfgs", max_iter=5,
+                           random_state=0).fit(X, y / 9.0)
     before = est.predict(X)
     coefs = [c.copy() for c in est.coefs_]
     with pytest.raises(ValueError):
