@@ -145,6 +145,21 @@ def bench(args):
     from . import benchmarking as B
     from .show import config as machine
 
+    if args.dask:
+        from . import dask_bench
+
+        measured = dask_bench.run(rows=100_000 if args.quick else 400_000,
+                                  rounds=1 if args.quick else 3)
+        print(dask_bench.text(measured))
+        os.makedirs(args.out, exist_ok=True)
+        path = os.path.join(args.out, "dask.json")
+        with open(path, "w") as f:
+            json.dump({"machine": machine(), "command": " ".join(["fastmlp", "bench",
+                                                                   *args.argv]),
+                       "dask": measured, "model": dask_bench.model(measured)}, f, indent=2,
+                      default=str)
+        print(f"wrote {path}")
+        return 0
     workloads = args.workloads or (["W1", "W2", "W3"] if args.quick else list(B.WORKLOADS))
     dtypes = [np.dtype(d) for d in args.dtypes]
     rows, forward = [], []
@@ -228,6 +243,9 @@ def build_parser():
     p.add_argument("--out", default="bench-results", help="directory for results.json and the plot")
     p.add_argument("--report", help="write the markdown report here (default: OUT/report.md); "
                                     "docs/performance.md is this report")
+    p.add_argument("--dask", action="store_true",
+                   help="only the Dask scaling benchmark (2 workers against 1 process, "
+                        "global batch 20k and 100k) and its scaling model")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=bench)
     p = sub.add_parser("config", help="show backends, BLAS, OpenMP and threads")

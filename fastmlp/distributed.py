@@ -19,6 +19,8 @@ backend; the driver adds them in block order and applies the optimizer update ex
 A worker lost mid-step loses only cached blocks, which Dask recomputes from their source; a
 task is retried up to `retries` times, then the fit fails with a clear error.
 """
+import time
+
 import numpy as np
 
 from . import optim
@@ -27,7 +29,7 @@ from .backends.reference import guarded_epochs, stop_requested
 
 try:
     import dask.array as da
-    from distributed import get_client, wait
+    from distributed import get_client
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
         "fastmlp.distributed needs Dask: pip install 'fastmlp[dask]' "
@@ -48,36 +50,88 @@ def _worker_threads():
         return None
 
 
-def _net_for(spec):
+def _new_net(spec):
     from .model import MLP
 
+    return MLP(spec["layer_sizes"], spec["hidden"], spec["output"], spec["loss"],
+               leaky_slope=spec["leaky_slope"], dtype=spec["dtype"], backend=spec["backend"],
+               n_threads=_worker_threads())
+
+
+def _net_for(spec):
     key = tuple(sorted(spec.items()))
     net = _WORKER_NETS.get(key)
     if net is None:
-        net = _WORKER_NETS[key] = MLP(
-            spec["layer_sizes"], spec["hidden"], spec["output"], spec["loss"],
-            leaky_slope=spec["leaky_slope"], dtype=spec["dtype"], backend=spec["backend"],
-            n_threads=_worker_threads())
+        net = _WORKER_NETS[key] = _new_net(spec)
     return net
 
 
-def _block_sums(X, Y, W, rows, theta, spec):
-    """(Σ loss, Σ gradient, Σ weights) over `rows` of one block (all rows when None)."""
-    net = _net_for(spec)
-    net.theta[...] = theta
-    if rows is not None:
-        X, Y = X[rows], Y[rows]
-        W = None if W is None else W[rows]
-    X = np.ascontiguousarray(X, dtype=net.dtype)
-    Y = np.ascontiguousarray(Y, dtype=net.dtype)
-    W = None if W is None else np.ascontiguousarray(W, dtype=net.dtype)
-    for name, a in (("X", X), ("y", Y), ("sample_weight", W)):
-        if a is not None:
-            check_finite(a, f"{name} (a block's rows)")
-    grad = np.empty_like(net.theta)
-    with np.errstate(over="ignore", invalid="ignore"):  # the driver's guard judges NaN/inf
-        loss = net.loss_and_gradient(X, Y, W, grad)
-    return loss, grad, float(X.shape[0] if W is None else W.sum())
+class _Shard:
+    """A Dask actor on one worker: rows [lo, hi) of the data, resident and contiguous in the
+    network's dtype, and the network that computes their loss and gradient sums. The driver
+    calls it once per step with θ; rows stay where they are, only a minibatch's own rows are
+    gathered (one copy of those rows, never of the block)."""
+
+    def __init__(self, spec, lo, hi, starts, n_blocks, *parts):
+        self.net = _new_net(spec)  # its own θ: two shards may share a worker
+        self.lo, self.n = lo, hi - lo
+
+        def rows(blocks):  # the blocks overlapping [lo, hi), clipped to it
+            pieces = [np.asarray(b)[max(lo - s, 0):max(min(hi - s, len(b)), 0)]
+                      for s, b in zip(starts, blocks)]
+            joined = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+            return np.ascontiguousarray(joined, dtype=self.net.dtype)
+
+        self.X = rows(parts[:n_blocks])
+        self.Y = rows(parts[n_blocks:2 * n_blocks])
+        self.W = rows(parts[2 * n_blocks:]) if len(parts) > 2 * n_blocks else None
+        for name, a in (("X", self.X), ("y", self.Y), ("sample_weight", self.W)):
+            if a is not None:
+                check_finite(a, f"{name} (rows {lo}:{hi})")
+        self.grad = np.empty_like(self.net.theta)
+        self.scratch = {}  # activation and δ buffers, reused step after step
+        self.epochs = []
+
+    def _gather(self, name, a, rows):
+        """a[rows] in a buffer kept for the next step (a fresh array every step costs page
+        faults; take's mode="clip" skips its bounds-check copy: rows are in range)."""
+        shape = (len(rows),) + a.shape[1:]
+        kept = self.scratch.get(name)
+        if kept is None or kept.shape[0] < shape[0]:
+            kept = self.scratch[name] = np.empty((max(shape[0], 1),) + a.shape[1:], a.dtype)
+        return np.take(a, rows, axis=0, out=kept[:shape[0]], mode="clip")
+
+    def set_orders(self, orders):
+        """The coming epochs' global row orders: for each, where this shard's rows come in
+        it (sorted positions) and which local rows they are."""
+        self.epochs = []
+        for order in orders:
+            mine = (order >= self.lo) & (order < self.lo + self.n)
+            self.epochs.append((np.flatnonzero(mine), order[mine] - self.lo))
+
+    def sums(self, theta, epoch=None, start=0, stop=0):
+        """(Σ loss, Σ gradient in θ's dtype, Σ weights, seconds gathering, seconds computing)
+        over this shard's rows among positions start:stop of epoch `epoch`'s order (epoch
+        None: all its rows)."""
+        began = time.perf_counter()
+        if epoch is None:
+            X, Y, W = self.X, self.Y, self.W
+        else:
+            positions, local = self.epochs[epoch]
+            rows = local[np.searchsorted(positions, start):np.searchsorted(positions, stop)]
+            X, Y, W = (None if a is None else self._gather(name, a, rows)
+                       for name, a in (("X", self.X), ("Y", self.Y), ("W", self.W)))
+        gathered = time.perf_counter()
+        if X.shape[0] == 0:
+            self.grad[...] = 0
+            loss = 0.0
+        else:
+            self.net.theta[...] = theta
+            with np.errstate(over="ignore", invalid="ignore"):  # the driver's guard judges
+                loss = self.net.loss_and_gradient(X, Y, W, self.grad, self.scratch)
+        weight = float(X.shape[0] if W is None else W.sum(dtype=np.float64))
+        return (loss, self.grad, weight, gathered - began,
+                time.perf_counter() - gathered)
 
 
 def _warm(spec):
@@ -91,52 +145,106 @@ def _warm(spec):
 
 
 # -- the driver's view of the data -------------------------------------------------------------
-class _Blocks:
-    """Row blocks of X, encoded targets and weights, held (persisted) on the workers."""
+#: What a step's shard call can fail with when its worker is lost (the actor goes with it).
+_LOST = (RuntimeError, OSError, TimeoutError)
 
-    def __init__(self, client, X, Y, W, retries):
-        self.client, self.retries = client, retries
-        X, Y = client.persist([X, Y])
-        W = client.persist(W) if W is not None else None
-        self.x = client.compute(X.to_delayed().ravel().tolist())
-        self.y = client.compute(Y.to_delayed().ravel().tolist())
-        self.w = client.compute(W.to_delayed().ravel().tolist()) if W is not None else None
-        self.bounds = np.concatenate([[0], np.cumsum(X.chunks[0])])
+
+class _Shards:
+    """The data as one _Shard actor per worker: shard k holds rows n·k/S to n·(k+1)/S (S
+    shards, fixed when the fit starts), so a step's sums are added in shard order whatever
+    worker holds a shard — a shard rebuilt after its worker died gives the same bits."""
+
+    def __init__(self, client, X, Y, W, spec, retries):
+        self.client, self.spec, self.retries = client, spec, retries
+        self.arrays = [a for a in (X, Y, W) if a is not None]
+        self.bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
         self.n = int(self.bounds[-1])
+        workers = sorted(client.scheduler_info()["workers"])
+        n_shards = max(1, min(len(workers), self.n))
+        self.ranges = [(self.n * k // n_shards, self.n * (k + 1) // n_shards)
+                       for k in range(n_shards)]
+        self.orders = None
+        self.timings = dict.fromkeys(("round_trip", "slowest_shard", "gather", "compute",
+                                      "reduce"), 0.0)
+        self.timings.update(steps=0, rebuilt=0)
+        began = time.perf_counter()
+        self.actors = [self._build(k, workers[k % len(workers)]) for k in range(n_shards)]
+        self.timings["build"] = time.perf_counter() - began
 
-    def sums(self, theta, spec, rows=None):
-        """Σ loss, Σ gradient, Σ weights over global row indices `rows` (all when None),
-        added block by block in block order (a fixed order: reruns are identical)."""
-        futures = []
-        for b in range(len(self.x)):
-            lo, hi = self.bounds[b], self.bounds[b + 1]
-            if hi == lo:  # an empty block adds nothing (and a network takes no empty X)
-                continue
-            if rows is None:
-                local = None
-            else:
-                local = rows[(rows >= lo) & (rows < hi)] - lo
-                if local.size == 0:
-                    continue
-            futures.append(self.client.submit(
-                _block_sums, self.x[b], self.y[b], self.w[b] if self.w else None, local, theta,
-                spec, pure=False, retries=self.retries))
-        wait(futures)
-        results = self.client.gather(futures)  # raises KilledWorker etc. after the retries
+    def _build(self, k, worker):
+        """Shard k's actor on `worker`, its blocks computed from their source for it."""
+        lo, hi = self.ranges[k]
+        blocks = [b for b in range(len(self.bounds) - 1)
+                  if self.bounds[b] < hi and self.bounds[b + 1] > lo]
+        parts = [array.blocks[b] for array in self.arrays for b in blocks]
+        # unrestricted: a task pinned to a worker that dies waits for it forever
+        futures = self.client.compute(parts, retries=self.retries)
+        actor = self.client.submit(
+            _Shard, self.spec, lo, hi, [int(self.bounds[b]) for b in blocks], len(blocks),
+            *futures, actor=True, workers=[worker], allow_other_workers=True, pure=False,
+            retries=self.retries).result()
+        if self.orders is not None:
+            actor.set_orders(self.orders).result()
+        return actor
+
+    def set_orders(self, orders):
+        self.orders = orders
+        self._call(lambda actor: actor.set_orders(orders))
+
+    def sums(self, theta, epoch=None, start=0, stop=0):
+        """Σ loss, Σ gradient (θ's dtype), Σ weights over positions start:stop of the epoch's
+        order (epoch None: every row), added in shard order."""
+        began = time.perf_counter()
+        results = self._call(lambda actor: actor.sums(theta, epoch, start, stop))
+        received = time.perf_counter()
         loss, grad, weight = 0.0, np.zeros_like(theta), 0.0
-        for part_loss, part_grad, part_weight in results:
+        for part_loss, part_grad, part_weight, gathering, computing in results:
             loss += part_loss
             grad += part_grad
             weight += part_weight
+            self.timings["gather"] += gathering / len(results)
+            self.timings["compute"] += computing / len(results)
+        self.timings["slowest_shard"] += max(r[3] + r[4] for r in results)
+        self.timings["round_trip"] += received - began
+        self.timings["reduce"] += time.perf_counter() - received
+        self.timings["steps"] += 1
         return loss, grad, weight
+
+    def _call(self, method):
+        """method(actor) on every shard at once; a shard whose worker was lost is rebuilt
+        (on a live worker) and asked again, up to `retries` times."""
+        for attempt in range(self.retries + 1):
+            futures = [method(actor) for actor in self.actors]
+            results, lost = [], []
+            for k, future in enumerate(futures):
+                try:
+                    results.append(future.result())
+                except _LOST as exc:
+                    lost.append(k)
+                    error = exc
+            if not lost:
+                return results
+            if attempt == self.retries:
+                break
+            self.client.wait_for_workers(1, timeout=120)
+            workers = sorted(self.client.scheduler_info()["workers"])
+            for k in lost:
+                try:
+                    self.actors[k] = self._build(k, workers[k % len(workers)])
+                    self.timings["rebuilt"] += 1
+                except _LOST as exc:  # its rebuild failed too: try again next round
+                    error = exc
+        raise RuntimeError(
+            f"distributed fit failed: a shard's worker kept failing or dying after "
+            f"{self.retries} retries ({type(error).__name__}: {error})") from error
 
 
 class _DistributedNet:
     """The trainer's Network (_solvers.Network) on Dask: the estimator's MLP holds θ and the
-    optimizer state, the blocks compute each minibatch's sums."""
+    optimizer state, the shards compute each minibatch's sums."""
 
-    def __init__(self, net, blocks, spec):
-        self.net, self.blocks, self.spec = net, blocks, spec
+    def __init__(self, net, shards):
+        self.net, self.shards = net, shards
         self.arch, self.dtype, self.theta = net.arch, net.dtype, net.theta
 
     @property
@@ -150,31 +258,39 @@ class _DistributedNet:
         return self.net.output(X)
 
     def loss_and_gradient(self, X, Y, sample_weight, grad):
-        """Over every block's rows (X, Y, sample_weight are the blocks')."""
-        loss, total, _ = self.blocks.sums(self.theta.copy(), self.spec)
+        """Over every shard's rows (X, Y, sample_weight are the shards')."""
+        loss, total, _ = self.shards.sums(self.theta)
         grad[...] = total
         return loss
 
     def run_epochs(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
                    plateau=None, stop=None, time_budget=np.inf):
         """reference.guarded_epochs (guard on, plateau rule, stop flag, time budget) with each
-        minibatch's sums computed by the blocks; X, Y, sample_weight are the blocks'."""
-        state, n = self.net._optimizer_state_for(opt), self.blocks.n
+        minibatch's sums computed by the shards; X, Y, sample_weight are the shards'."""
+        state, n = self.net._optimizer_state_for(opt), self.shards.n
+        orders = row_orders(orders, n)
+        self.shards.set_orders(orders)  # once per call: each shard finds its rows
+        started = [0]  # epochs begun: epoch e uses orders[e] (orders[0] if there is one)
+
+        def epoch(order, epoch_opt, stop):
+            index = started[0] if orders.shape[0] > 1 else 0
+            started[0] += 1
+            return self._epoch(index, batch_size, epoch_opt, state, stop)
+
         terms, event = guarded_epochs(
-            lambda order, epoch_opt, stop: self._epoch(order, batch_size, epoch_opt, state,
-                                                       stop),
-            self.theta, state, row_orders(orders, n), learning_rates, opt, n, True, plateau,
-            stop, time_budget)
+            epoch,
+            self.theta, state, orders, learning_rates, opt, n, True, plateau, stop,
+            time_budget)
         return terms / n, event
 
-    def _epoch(self, order, batch_size, opt, state, stop):
+    def _epoch(self, epoch, batch_size, opt, state, stop):
         """One epoch: (Σ_b mean loss_b·rows_b, Σ_b mean penalty_b·rows_b), as reference._epoch
         (None when the stop flag was raised)."""
         mask = self.arch.coef_mask(dtype=self.dtype)
         data_term = penalty_term = 0.0
-        for start in range(0, self.blocks.n, batch_size):
-            rows = order[start:start + batch_size]
-            loss, grad, weight = self.blocks.sums(self.theta.copy(), self.spec, rows)
+        for start in range(0, self.shards.n, batch_size):
+            stop_at = min(start + batch_size, self.shards.n)
+            loss, grad, weight = self.shards.sums(self.theta, epoch, start, stop_at)
             if weight == 0:  # every weight zero: no mean gradient (0/0), so no step
                 if stop_requested(stop):
                     return None
@@ -184,8 +300,8 @@ class _DistributedNet:
             grad = grad + opt.l2 * (self.theta * mask)
             grad /= weight
             optim.step(self.theta, grad, opt, state)
-            data_term += loss / weight * len(rows)
-            penalty_term += penalty / weight * len(rows)
+            data_term += loss / weight * (stop_at - start)
+            penalty_term += penalty / weight * (stop_at - start)
             if stop_requested(stop):
                 return None
         return data_term, penalty_term
@@ -202,8 +318,8 @@ def _spec(net):
 def _distributed_network(client, net, X, Y, W, retries):
     """The trainer's Network for the MLP `net` over dask rows X, Y (encoded) and weights W."""
     spec = _spec(net)
-    client.run(_warm, spec)  # compile/load the kernels on every worker once
-    return _DistributedNet(net, _Blocks(client, X, Y, W, retries), spec)
+    client.run(_warm, spec, on_error="ignore")  # compile/load the kernels on every worker
+    return _DistributedNet(net, _Shards(client, X, Y, W, spec, retries))
 
 
 # -- public API --------------------------------------------------------------------------------
@@ -216,14 +332,20 @@ def _as_dask(a, name):
     return a
 
 
-def fit(estimator, X, y, sample_weight=None, client=None, retries=3):
+def fit(estimator, X, y, sample_weight=None, client=None, retries=3, timings=None):
     """Fit a fastmlp MLPClassifier/MLPRegressor on dask data as `estimator.fit` would on the
     concatenated rows (sgd and adam minibatches split across blocks, lbfgs full-batch).
 
     X: dask array (n_samples, n_features) or dask DataFrame, chunked by rows only; y and
     sample_weight: dask arrays/Series with the same row chunks. client: a
     distributed.Client (default: the current one). retries: how often a failed or lost task
-    is retried before the fit fails. Returns the fitted estimator.
+    is retried before the fit fails (a shard whose worker died is rebuilt on a live one).
+    timings: a dict to fill with where the steps' time went, seconds summed over the steps:
+    `round_trip` (driver to shards and back: serialising θ and the sums, the calls, the
+    shards' work), `slowest_shard` (the longest shard's gather + compute, which the step
+    waits for), `gather` and `compute` (each averaged over the shards) and the driver's
+    `reduce`; `steps`, and `rebuilt` (shards rebuilt after their worker died). Returns the
+    fitted estimator.
     """
     from .estimators import MLPClassifier, MLPRegressor
 
@@ -247,14 +369,18 @@ def fit(estimator, X, y, sample_weight=None, client=None, retries=3):
 
     kept = estimator._fitted_state()
     try:
-        return _fit(estimator, X, y, W, client, retries)
-    except BaseException:
+        return _fit(estimator, X, y, W, client, retries, timings)
+    except BaseException as exc:
         if kept is not None:  # a refit that fails leaves the model fitted before
             estimator._restore_fitted_state(kept)
+        if type(exc).__name__ in ("KilledWorker", "FutureCancelledError", "CancelledError"):
+            raise RuntimeError(
+                f"distributed fit failed: a task kept failing or killing its worker after "
+                f"{retries} retries ({type(exc).__name__}: {exc})") from exc
         raise
 
 
-def _fit(est, X, y, W, client, retries):
+def _fit(est, X, y, W, client, retries, timings):
     """fit on checked dask arrays (X in its float dtype, y and W chunked as X)."""
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils import check_random_state
@@ -290,8 +416,7 @@ def _fit(est, X, y, W, client, retries):
     est._initialize(np.zeros((1, n_outputs)), layer_units, dtype, rng)
     net = est._net
     proxy = _distributed_network(client, net, X, Y, W, retries)
-    blocks = proxy.blocks
-    rows_only = np.empty((blocks.n, 0), dtype)  # the trainer reads only the row count
+    rows_only = np.empty((proxy.shards.n, 0), dtype)  # the trainer reads only the row count
     state = est._training_state()
     task = _solvers.Task(est._loss_scale(), False, est._decode, est._score_net, est._progress())
     params = est.get_params()
@@ -302,15 +427,11 @@ def _fit(est, X, y, W, client, retries):
         else:
             _solvers.fit_stochastic(params, task, state, proxy, rows_only, rows_only, None, rng,
                                     False)
-    except Exception as exc:
-        if type(exc).__name__ in ("KilledWorker", "FutureCancelledError", "CancelledError"):
-            raise RuntimeError(
-                f"distributed fit failed: a task kept failing or killing its worker after "
-                f"{retries} retries ({type(exc).__name__}: {exc})") from exc
-        raise
     finally:
         est._apply_training_state(state)
         est._sync_attributes()
+        if timings is not None:
+            timings.update(proxy.shards.timings)
     return est
 
 
@@ -337,12 +458,11 @@ def predict_proba(estimator, X):
 
 def loss_and_gradient(estimator, X, Y, client=None):
     """(Σ loss, Σ gradient as a flat vector) of a fitted estimator's network over dask rows X
-    and encoded targets Y (2-D, one column per output), summed over the blocks."""
+    and encoded targets Y (2-D, one column per output), summed over the shards."""
     client = client or get_client()
     X, Y = _as_dask(X, "X"), _as_dask(Y, "Y")
     net = estimator._net
     proxy = _distributed_network(client, net, X.astype(net.dtype),
                                  Y.rechunk({0: X.chunks[0]}).astype(net.dtype), None, 3)
-    blocks, spec = proxy.blocks, proxy.spec
-    loss, grad, _ = blocks.sums(net.theta.copy(), spec)
+    loss, grad, _ = proxy.shards.sums(net.theta.copy())
     return loss, grad

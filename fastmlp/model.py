@@ -15,6 +15,16 @@ from .backends._contract import (check_architecture, check_disjoint, check_sched
                                  output_array, row_orders)
 
 
+def _buffer(scratch, key, rows, cols, dtype):
+    """A (rows, cols) array: new, or the first rows of scratch[key] (grown when too small)."""
+    if scratch is None:
+        return np.empty((rows, cols), dtype)
+    kept = scratch.get(key)
+    if kept is None or kept.shape[0] < rows or kept.shape[1] != cols or kept.dtype != dtype:
+        kept = scratch[key] = np.empty((max(rows, 1), cols), dtype)
+    return kept[:rows]
+
+
 class DivergenceError(ValueError, FloatingPointError):
     """Training produced NaN/inf; the model keeps the weights from before the failing epoch."""
 
@@ -126,13 +136,13 @@ class MLP:
         Y = check_targets(Y, X.shape[0], self.arch.layer_sizes[-1], self.dtype)
         return X, Y, check_sample_weight(sample_weight, X.shape[0], self.dtype)
 
-    def _forward_all(self, X):
+    def _forward_all(self, X, scratch=None):
         """Activations of every layer, input first, for a checked X (the weights are kept
-        finite: checked when set, guarded when trained)."""
+        finite: checked when set, guarded when trained); in `scratch`'s buffers if given."""
         kernels = self.backend.unchecked
         acts = [X]
         for layer, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):
-            out = np.empty((X.shape[0], W.shape[1]), dtype=self.dtype)
+            out = _buffer(scratch, ("act", layer), X.shape[0], W.shape[1], self.dtype)
             kernels.forward_layer(acts[-1], W, b, self.arch.activation(layer), out,
                                   self.arch.leaky_slope)
             acts.append(out)
@@ -191,18 +201,20 @@ class MLP:
         grad_coefs, grad_intercepts = self.arch.views(grad)
         return loss, grad_coefs, grad_intercepts
 
-    def loss_and_gradient(self, X, Y, sample_weight, grad):
+    def loss_and_gradient(self, X, Y, sample_weight, grad, scratch=None):
         """Summed loss of checked X, Y, sample_weight; writes the summed gradient into the
-        flat vector `grad`."""
+        flat vector `grad`. scratch: a dict this method keeps its activation and δ buffers
+        in, reused by the next call (a repeated call then allocates nothing)."""
         arch, kernels = self.arch, self.backend.unchecked
-        acts = self._forward_all(X)
-        delta = np.empty_like(acts[-1])
+        acts = self._forward_all(X, scratch)
+        delta = _buffer(scratch, ("delta", arch.n_layers), *acts[-1].shape, self.dtype)
         loss = kernels.output_delta(acts[-1], Y, arch.output_activation, arch.loss, delta,
                                     sample_weight, arch.leaky_slope)
         coefs = self.coefs_
         grad_coefs, grad_intercepts = arch.views(grad)
         for layer in range(arch.n_layers - 1, -1, -1):
-            delta_in = np.empty_like(acts[layer]) if layer > 0 else None
+            delta_in = (_buffer(scratch, ("delta", layer), *acts[layer].shape, self.dtype)
+                        if layer > 0 else None)
             kernels.backward_layer(acts[layer], delta, coefs[layer], grad_coefs[layer],
                                    grad_intercepts[layer], delta_in,
                                    arch.hidden_activation if layer > 0 else None,
