@@ -11,13 +11,14 @@ nothing but the speed (and the last bits of rounding).
     est = fastmlp.distributed.fit(MLPClassifier(solver="sgd"), X, y)   # = est.fit(X_np, y_np)
     labels = fastmlp.distributed.predict(est, X)                 # blockwise, a dask array
 
-Each step the driver sends the weights inside one task per block holding rows of the
-minibatch; each task returns its rows' loss and gradient sums from the estimator's compiled
-backend; the driver adds them in block order and applies the optimizer update exactly as
-`train_epoch` does. Minibatches are drawn from the same seeded permutation as
-`estimator.fit`, so a rerun is identical and the result equals the single-process fit.
-A worker lost mid-step loses only cached blocks, which Dask recomputes from their source; a
-task is retried up to `retries` times, then the fit fails with a clear error.
+The rows go once into one _Shard actor per worker (a contiguous row range, resident in the
+network's dtype); each step the driver sends θ once to each shard, each returns its rows' loss
+and gradient sums from the estimator's compiled backend, and the driver adds them in shard
+order and applies the optimizer update exactly as `train_epoch` does. Minibatches are drawn
+from the same seeded permutation as `estimator.fit`, so a rerun is identical and the result
+equals the single-process fit. A shard whose worker is lost is rebuilt on a live worker from
+its rows' source and asked again (the same bits: the shards are fixed row ranges); a task
+that keeps failing is retried up to `retries` times, then the fit fails with a clear error.
 """
 import time
 
