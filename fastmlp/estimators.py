@@ -364,6 +364,13 @@ class _BaseMLP(BaseEstimator):
         tags.input_tags.sparse = False
         return tags
 
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # (may be the live __dict__ itself)
+        if "_net" in state:  # views into θ, which _net holds: made again when unpickled
+            state.pop("coefs_", None)
+            state.pop("intercepts_", None)
+        return state
+
     def __setstate__(self, state):
         super().__setstate__(state)
         if "_net" in state:  # views into the restored parameter vector, not stale copies

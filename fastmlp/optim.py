@@ -63,6 +63,13 @@ class OptimizerState:
     def zeros(cls, n_params, dtype):
         return cls(np.zeros(n_params, dtype), np.zeros(n_params, dtype), 0)
 
+    def __getstate__(self):
+        """Pickled (and copied) without meta's training workspace: a cache of buffers the
+        compiled backends rebuild when they next train, many times the model's size."""
+        state = dict(self.__dict__)
+        state["meta"] = {k: v for k, v in self.meta.items() if k != "workspace"}
+        return state
+
 
 def adam_step_size(opt, t):
     """η √(1-β₂ᵗ)/(1-β₁ᵗ): Adam's bias-corrected step size at update t (1-based)."""

@@ -292,3 +292,28 @@ def test_an_interrupted_save_leaves_the_old_file(tmp_path, monkeypatch, error):
         fastmlp.save(est, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.fastmlp"]
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_a_pickle_holds_the_model_not_the_training_workspace(solver):
+    """Within 1.5x of scikit-learn's pickle of the same network, and an unpickled model
+    trains on (warm start) exactly as the original does."""
+    from sklearn.neural_network import MLPClassifier as SkClassifier
+
+    X, y = datasets.load_digits(return_X_y=True)
+    X = X / 16
+    kw = dict(hidden_layer_sizes=(24,), solver=solver, max_iter=20, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(**kw).fit(X, y)
+        theirs = SkClassifier(**kw).fit(X, y)
+        ours_bytes, their_bytes = pickle.dumps(ours), pickle.dumps(theirs)
+        assert len(ours_bytes) <= 1.5 * len(their_bytes), (len(ours_bytes), len(their_bytes))
+        again = pickle.loads(ours_bytes)
+        assert hasattr(ours, "coefs_")  # pickling did not touch the live estimator
+        for model in (ours, again):
+            model.set_params(warm_start=True, max_iter=5).fit(X, y)
+    for a, b in zip(again.coefs_ + again.intercepts_, ours.coefs_ + ours.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert again.n_iter_ == ours.n_iter_ and again.loss_ == ours.loss_
+    assert getattr(again, "loss_curve_", None) == getattr(ours, "loss_curve_", None)
