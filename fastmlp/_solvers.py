@@ -153,11 +153,16 @@ ZERO_WEIGHTS = ("sample_weight sums to zero (after class_weight): no sample coun
                 "there is nothing to fit; give some samples a positive weight")
 
 
+#: scikit-learn's wording (its tests match on it), then what happened and what was kept.
+NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large "
+              "values and need to be preprocessed.")
+
+
 def diverged_error(epoch):
     return DivergenceError(
-        f"training diverged at epoch {epoch}: the loss or the weights became NaN or inf. "
-        "An estimator fitted before keeps the model it had; a first fit keeps the weights "
-        "after the last finite epoch. Lower the learning rate or scale the input data."
+        f"{NON_FINITE} Training diverged at epoch {epoch}: the loss or the weights became NaN "
+        "or inf. An estimator fitted before keeps the model it had; a first fit keeps the "
+        "weights after the last finite epoch. Lower the learning rate or scale the input data."
     )
 
 
@@ -168,7 +173,7 @@ def fit_stochastic(params, task, state, net, X, Y, sample_weight, rng, increment
     if early_stopping and incremental:
         raise ValueError("partial_fit does not support early_stopping=True")
     if early_stopping:
-        stratify = Y if task.stratify else None
+        stratify = Y.astype(bool) if task.stratify else None  # scikit-learn's labels
         arrays = (X, Y) if sample_weight is None else (X, Y, sample_weight)
         parts = train_test_split(*arrays, random_state=rng,
                                  test_size=params["validation_fraction"], stratify=stratify)
@@ -198,6 +203,7 @@ def fit_stochastic(params, task, state, net, X, Y, sample_weight, rng, increment
                           float(params["momentum"]), bool(params["nesterovs_momentum"]),
                           float(params["alpha"]), float(params["beta_1"]),
                           float(params["beta_2"]), float(params["epsilon"]))
+    state.n_iter = 0  # scikit-learn counts the epochs of this call (a warm start too)
     try:
         with interrupts.deferred() as stop:
             epochs = _Epochs(params, task, state, net, X_train, Y_train, sw_train, batch_size,
@@ -222,6 +228,11 @@ CALL_SECONDS = 0.15
 CALL_BUDGET = 0.25
 MAX_CHUNK_EPOCHS = 64
 CHUNK_ORDER_ELEMENTS = 1 << 20
+
+
+def _patience(params):
+    """n_iter_no_change as the kernels' int64 (np.inf: a count no fit reaches)."""
+    return int(min(params["n_iter_no_change"], 1 << 62))
 
 
 class _Epochs:
@@ -270,7 +281,10 @@ class _Epochs:
             if event == "interrupted":  # the net undid the epoch under way
                 self.stop.check()
             if event == "diverged":  # the net already put back the last finite weights
-                raise diverged_error(state.n_iter + 1)
+                if validation is None:
+                    raise diverged_error(state.n_iter + 1)
+                self._diverged_with_validation()
+                break
             self._record(*terms[0])
             self._update_no_improvement_count(validation)
             if state.no_improvement_count > params["n_iter_no_change"] and self._plateau_stops():
@@ -290,7 +304,7 @@ class _Epochs:
         params, state = self.params, self.state
         n = self.X.shape[0]
         sample_idx = np.arange(n)
-        plateau = Plateau(params["tol"], params["n_iter_no_change"], state.best_loss,
+        plateau = Plateau(params["tol"], _patience(params), state.best_loss,
                           state.no_improvement_count, self.task.loss_scale)
         remaining = params["max_iter"]  # epochs in this fit (a warm start continues n_iter)
         while remaining > 0:
@@ -330,8 +344,25 @@ class _Epochs:
         state.t += self.X.shape[0]
         state.loss_curve.append(state.loss)
         self.task.progress.update(state.loss)
+        if self.params["verbose"]:
+            self._say()("Iteration %d, loss = %.8f" % (state.n_iter, state.loss))
         if self.params["solver"] == "sgd":
             state.schedule.epoch_ends(state.t)
+
+    def _diverged_with_validation(self):
+        """Early stopping keeps the best weights by validation score, so a diverging epoch
+        ends the fit as scikit-learn's does, without an error: the epoch is recorded with a
+        NaN loss and validation score. Every later epoch would be NaN too: the fit stops."""
+        state = self.state
+        state.n_iter += 1
+        state.loss = float("nan")
+        state.t += self.X.shape[0]
+        state.loss_curve.append(state.loss)
+        state.validation_scores.append(float("nan"))
+        self.task.progress.update(state.loss)
+        warnings.warn(f"Training diverged at epoch {state.n_iter}: the loss became NaN or inf. "
+                      "The weights with the best validation score were kept. Lower the "
+                      "learning rate or scale the input data.", ConvergenceWarning)
 
     def _plateau_stops(self):
         """No improvement for n_iter_no_change epochs: stop, or ('adaptive') lower the rate."""
@@ -371,7 +402,7 @@ class _Epochs:
                 state.best_validation_score = score
                 state.best_theta = self.net.theta.copy()
         else:  # the training-loss rule, as the chunked fit applies it inside the backend
-            rule = Plateau(params["tol"], params["n_iter_no_change"], state.best_loss,
+            rule = Plateau(params["tol"], _patience(params), state.best_loss,
                            state.no_improvement_count)
             rule.update(state.loss_curve[-1])
             state.best_loss, state.no_improvement_count = rule.best, rule.count
@@ -436,7 +467,8 @@ def fit_lbfgs(params, task, state, net, X, Y, sample_weight):
                       f"(max_iter={params['max_iter']}).", ConvergenceWarning)
     if not (np.all(np.isfinite(result.x)) and np.isfinite(result.fun)):
         net.theta[...] = start
-        raise DivergenceError("lbfgs diverged: the loss or the weights became NaN or inf; the "
+        raise DivergenceError(f"{NON_FINITE} lbfgs diverged: the loss or the weights became "
+                              "NaN or inf; the "
                               "weights were restored to those before this fit. Scale the "
                               "input data or raise alpha.")
     data, penalty, _ = objective(result.x)  # leaves net.theta = result.x

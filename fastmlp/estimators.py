@@ -19,7 +19,8 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _solvers
@@ -58,6 +59,14 @@ class _Progress:
         if self.bar is not None:
             self.bar.refresh()  # the last loss
             self.bar.close()
+
+
+def _is_stochastic(estimator):
+    """partial_fit exists for sgd and adam (hasattr is False for lbfgs, as scikit-learn's)."""
+    if estimator.solver not in ("sgd", "adam"):
+        raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
+                             f"{estimator.solver} is not stochastic.")
+    return True
 
 
 class _BaseMLP(BaseEstimator):
@@ -142,7 +151,8 @@ class _BaseMLP(BaseEstimator):
         real("epsilon", 0, low_open=True)
         real("leaky_slope", 0, 1, low_open=True, high_open=True)
         integer("max_iter", 1)
-        integer("n_iter_no_change", 1)
+        if not (isinstance(self.n_iter_no_change, Real) and self.n_iter_no_change == np.inf):
+            integer("n_iter_no_change", 1)  # or np.inf: never stop on a plateau
         integer("max_fun", 1)
         if not (self.batch_size == "auto" or (isinstance(self.batch_size, Integral)
                                              and not isinstance(self.batch_size, bool)
@@ -324,11 +334,6 @@ class _BaseMLP(BaseEstimator):
         self.intercepts_ = self._net.intercepts_
         self.backend_ = self._net.backend.name
 
-    def _check_stochastic(self):
-        if self.solver not in ("sgd", "adam"):
-            raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
-                                 f"{self.solver} is not stochastic.")
-
     def _progress(self):
         return _Progress(self.verbose, self.max_iter, type(self).__name__)
 
@@ -477,18 +482,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             out = out.ravel()
         return self._label_binarizer.inverse_transform(out)
 
+    @available_if(_is_stochastic)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch over (X, y). `classes` is required on the first call."""
-        self._check_stochastic()
-        if not hasattr(self, "classes_"):
-            if classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit.")
+        """One epoch over (X, y). `classes` is required on the first call (sgd and adam only:
+        lbfgs has no partial_fit, as scikit-learn's)."""
+        if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(np.asarray(classes))
-            self.classes_ = self._label_binarizer.classes_
-        elif classes is not None and not np.array_equal(np.sort(classes), self.classes_):
-            raise ValueError(f"`classes={list(classes)}` is not the same as on the first call "
-                             f"to partial_fit, which was {list(self.classes_)}")
+            self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel")
+                                      else classes)
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):
@@ -570,9 +571,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _predict_from_output(self, out):
         return out.ravel() if out.shape[1] == 1 else out
 
+    @available_if(_is_stochastic)
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y)."""
-        self._check_stochastic()
+        """One epoch over (X, y) (sgd and adam only: lbfgs has no partial_fit, as
+        scikit-learn's)."""
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):

@@ -74,7 +74,7 @@ def sigint(backend, hidden):
         for m in (model, reference):
             m.set_params(warm_start=True, max_iter=1).fit(X, y)
     _report(returned=returned, state=state, warnings=[str(w.message) for w in caught],
-            matches=matches, continues=_same(model, reference) and model.n_iter_ == k + 1)
+            matches=matches, continues=_same(model, reference) and model.n_iter_ == 1)
 
 
 def lbfgs(backend):

@@ -153,10 +153,12 @@ def test_partial_fit_warm_start_and_class_weight():
         est.partial_fit(X, y)
     for _ in range(20):
         est.partial_fit(X, y, classes=[0, 1, 2])
-    assert est.n_iter_ == 20 and len(est.loss_curve_) == 20
     sk = SkClassifier(random_state=0)
     for _ in range(20):
         sk.partial_fit(X, y, classes=[0, 1, 2])
+    # scikit-learn's n_iter_ counts the epochs of the last call; t_ and the curve go on
+    assert est.n_iter_ == sk.n_iter_ == 1 and len(est.loss_curve_) == 20
+    assert est.t_ == sk.t_ == 20 * len(y)
     np.testing.assert_allclose(est.coefs_[0], sk.coefs_[0], rtol=1e-8, atol=1e-10)
 
     with warnings.catch_warnings():
@@ -164,7 +166,8 @@ def test_partial_fit_warm_start_and_class_weight():
         warm = MLPClassifier(max_iter=5, warm_start=True, random_state=0).fit(X, y)
         first = warm.coefs_[0].copy()
         warm.fit(X, y)
-    assert warm.n_iter_ == 10 and not np.allclose(first, warm.coefs_[0])
+    assert warm.n_iter_ == 5 and len(warm.loss_curve_) == 10  # n_iter_: this fit's
+    assert not np.allclose(first, warm.coefs_[0])
 
     weighted = MLPClassifier(class_weight={0: 1.0, 1: 1.0, 2: 50.0}, max_iter=50,
                              random_state=0)

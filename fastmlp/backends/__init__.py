@@ -20,6 +20,8 @@ branches on its name.
 """
 import importlib
 
+from ..settings import configured_backend
+
 # name -> module, in order of preference for "auto" (fastest first).
 _MODULES = {
     "numpy": "fastmlp.backends.reference",
@@ -31,6 +33,7 @@ _MODULES = {
 # numba on the small workloads and the digits fit, level on the GEMM-bound ones
 # (`fastmlp bench`, docs/performance.md).
 _AUTO_ORDER = ("cython", "numba", "numpy")
+BACKEND_NAMES = tuple(_MODULES)
 _loaded = {}
 _errors = {}
 
@@ -50,7 +53,8 @@ def available_backends():
 
 
 def get_backend(name="auto"):
-    """The backend module called `name`; "auto" picks the fastest available one."""
+    """The backend module called `name`; "auto" is what fastmlp.set_config(backend=...) or
+    the FASTMLP_BACKEND environment variable set, by default the fastest available one."""
     if not isinstance(name, str):
         if all(hasattr(name, f) for f in ("forward_layer", "backward_layer", "output_delta",
                                           "train_epochs", "unchecked")):
@@ -58,6 +62,8 @@ def get_backend(name="auto"):
         raise TypeError(f"backend must be a name, got {type(name).__name__}")
     # "auto": the first that imports; the others are not imported (importing numba costs a
     # visible fraction of a second: python -X importtime -c "import numba")
+    if name == "auto":
+        name = configured_backend()
     if name == "auto":
         return next(module for module in map(_load, _AUTO_ORDER) if module is not None)
     if name not in _MODULES:
