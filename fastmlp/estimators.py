@@ -198,6 +198,8 @@ class _BaseMLP(BaseEstimator):
                        "_no_improvement_count")
 
     def _fit(self, X, y, sample_weight, incremental):
+        if self.warm_start or incremental:  # a fresh fit draws new weights, as scikit-learn's
+            self._adopt_parameters()
         kept = self._fitted_state()
         try:
             return self._fit_unguarded(X, y, sample_weight, incremental)
@@ -278,31 +280,84 @@ class _BaseMLP(BaseEstimator):
         return self
 
     def _initialize(self, Y, layer_units, dtype, rng):
-        self.n_iter_ = 0
-        self.t_ = 0
-        self.n_outputs_ = Y.shape[1]
-        self.n_layers_ = len(layer_units)
-        self.out_activation_ = self._output_activation(Y)
-        loss = "squared_error" if self._loss == "squared_error" else (
-            "cross_entropy" if self.out_activation_ == "softmax" else "binary_cross_entropy")
+        out_activation = self._output_activation(Y)
         # The draws come from `rng` in scikit-learn's order, so the same random_state gives
         # scikit-learn's starting weights.
-        self._net = MLP(layer_units, self.activation, self.out_activation_, loss,
-                        leaky_slope=self.leaky_slope, dtype=dtype, backend=self.backend,
-                        random_state=rng, n_threads=self.n_threads)
+        self._net = self._new_net(layer_units, out_activation, dtype, rng)
+        self._start_training_attributes(layer_units, out_activation, overwrite=True)
+
+    def _new_net(self, layer_units, out_activation, dtype, rng):
+        return MLP(layer_units, self.activation, out_activation,
+                   self._network_loss(out_activation), leaky_slope=self.leaky_slope,
+                   dtype=dtype, backend=self.backend, random_state=rng,
+                   n_threads=self.n_threads)
+
+    def _start_training_attributes(self, layer_units, out_activation, overwrite):
+        """scikit-learn's fitted attributes of a network no epoch has trained; overwrite=False
+        keeps those already set (assigned by the user before a partial_fit, say)."""
+        values = {"n_iter_": 0, "t_": 0, "n_outputs_": layer_units[-1],
+                  "n_layers_": len(layer_units), "out_activation_": out_activation}
+        if self.solver != "lbfgs":
+            values.update(loss_curve_=[], _no_improvement_count=0)
+            if self.early_stopping:
+                values.update(validation_scores_=[], best_validation_score_=-np.inf,
+                              best_loss_=None)
+            else:
+                values.update(best_loss_=np.inf, validation_scores_=None,
+                              best_validation_score_=None)
+        for name, value in values.items():
+            if overwrite or not hasattr(self, name):
+                setattr(self, name, value)
         self._best_theta = self._net.theta.copy()
         self._schedule = None
-        if self.solver != "lbfgs":
-            self.loss_curve_ = []
-            self._no_improvement_count = 0
-            if self.early_stopping:
-                self.validation_scores_ = []
-                self.best_validation_score_ = -np.inf
-                self.best_loss_ = None
-            else:
-                self.best_loss_ = np.inf
-                self.validation_scores_ = None
-                self.best_validation_score_ = None
+
+    # -- the public attributes are the model -------------------------------------------
+    def _adopt_parameters(self):
+        """coefs_ and intercepts_ as they are now become the network's weights, as in
+        scikit-learn, whose model *is* those attributes: arrays assigned to them (or to their
+        items) are copied into θ, checked first — count, shapes, dtype, finite — and the
+        attributes are θ's views again. An estimator given them before any fit gets a
+        network built around them."""
+        coefs, intercepts = vars(self).get("coefs_"), vars(self).get("intercepts_")
+        if coefs is None and intercepts is None:
+            return
+        if "_net" not in vars(self):
+            self._net_from_attributes(coefs, intercepts)
+        else:
+            seen_coefs, seen_intercepts, seen_arrays = self._views
+            if (coefs is seen_coefs and intercepts is seen_intercepts
+                    and len(coefs) + len(intercepts) == len(seen_arrays)
+                    and all(a is b for a, b in zip([*coefs, *intercepts], seen_arrays))):
+                return  # as the last fit left them (changed in place, if at all)
+            self._net.set_parameters(coefs, intercepts)
+        self._sync_attributes()
+
+    def _net_from_attributes(self, coefs, intercepts):
+        """A network for an unfitted estimator whose coefs_ and intercepts_ were assigned,
+        with scikit-learn's other fitted attributes defaulted where they were not."""
+        if coefs is None or intercepts is None or not hasattr(coefs, "__len__"):
+            raise ValueError("assign both coefs_ and intercepts_ (lists of arrays, one per "
+                             "layer) to give an unfitted estimator its weights")
+        shapes = [np.shape(W) for W in coefs]
+        if not shapes or any(len(shape) != 2 for shape in shapes) or any(
+                a[1] != b[0] for a, b in zip(shapes, shapes[1:])):
+            raise ValueError(f"coefs_ must be 2-D arrays of chained shapes (n_in, n_out), "
+                             f"one per layer; got shapes {shapes}")
+        if hasattr(self, "classes_") and not hasattr(self, "_label_binarizer"):
+            self._label_binarizer = LabelBinarizer().fit(self.classes_)
+        elif not self._has_targets():
+            raise ValueError("an MLPClassifier given coefs_ and intercepts_ before any fit "
+                             "needs its classes: assign classes_, or call partial_fit with "
+                             "classes=")
+        layer_units = [shapes[0][0], *(shape[1] for shape in shapes)]
+        dtype = np.asarray(coefs[0]).dtype
+        dtype = dtype if dtype in (np.float32, np.float64) else np.float64
+        out_activation = getattr(self, "out_activation_", None) or self._output_activation(None)
+        self._net = self._new_net(layer_units, out_activation, dtype, rng=0)
+        self._net.set_parameters(coefs, intercepts)
+        self._start_training_attributes(layer_units, out_activation, overwrite=False)
+        if not hasattr(self, "n_features_in_"):
+            self.n_features_in_ = layer_units[0]
 
     def _training_state(self):
         """The trainer's starting point: this estimator's training attributes (a copy)."""
@@ -330,8 +385,9 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = state.best_validation_score
 
     def _sync_attributes(self):
-        self.coefs_ = self._net.coefs_
-        self.intercepts_ = self._net.intercepts_
+        coefs, intercepts = self._net.coefs_, self._net.intercepts_  # views into θ
+        self.coefs_, self.intercepts_ = coefs, intercepts
+        self._views = (coefs, intercepts, (*coefs, *intercepts))  # to see an assignment
         self.backend_ = self._net.backend.name
 
     def _progress(self):
@@ -350,6 +406,7 @@ class _BaseMLP(BaseEstimator):
     # -- prediction ---------------------------------------------------------------------
     def _forward(self, X):
         check_is_fitted(self)
+        self._adopt_parameters()
         with np.errstate(invalid="ignore", over="ignore"):
             X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
         net = self._net
@@ -370,10 +427,11 @@ class _BaseMLP(BaseEstimator):
         return tags
 
     def __getstate__(self):
+        self._adopt_parameters()
         state = dict(super().__getstate__())  # (may be the live __dict__ itself)
         if "_net" in state:  # views into θ, which _net holds: made again when unpickled
-            state.pop("coefs_", None)
-            state.pop("intercepts_", None)
+            for name in ("coefs_", "intercepts_", "_views"):
+                state.pop(name, None)
         return state
 
     def __setstate__(self, state):
@@ -464,6 +522,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _output_activation(self, Y):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
+
+    def _network_loss(self, out_activation):
+        return "cross_entropy" if out_activation == "softmax" else "binary_cross_entropy"
+
+    def _has_targets(self):
+        return hasattr(self, "_label_binarizer")
 
     def _stratify_validation(self):
         return self.n_outputs_ == 1  # as scikit-learn: binary only, not multiclass/multilabel
@@ -560,6 +624,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _output_activation(self, Y):
         return "identity"
+
+    def _network_loss(self, out_activation):
+        return "squared_error"
+
+    def _has_targets(self):
+        return True
 
     def _loss_scale(self):
         # scikit-learn reports ½ · mean over samples *and outputs* of the squared error.

@@ -95,6 +95,7 @@ def save(estimator, path):
         raise TypeError(f"save() takes a fastmlp MLPClassifier or MLPRegressor, "
                         f"got {type(estimator).__name__}")
     check_is_fitted(estimator)
+    estimator._adopt_parameters()  # coefs_/intercepts_ as assigned are the model
     net = estimator._net
     arrays = {"theta": net.theta}
     if hasattr(estimator, "classes_"):
@@ -379,9 +380,8 @@ def load(path, max_bytes=MAX_BYTES):
             setattr(est, name, value.tolist() if name != "feature_names_in_" else value)
 
     sizes = metadata["layer_sizes"]
-    loss = "squared_error" if metadata["estimator"] == "MLPRegressor" else (
-        "cross_entropy" if est.out_activation_ == "softmax" else "binary_cross_entropy")
-    net = MLP(sizes, est.activation, est.out_activation_, loss, leaky_slope=est.leaky_slope,
+    net = MLP(sizes, est.activation, est.out_activation_, est._network_loss(est.out_activation_),
+              leaky_slope=est.leaky_slope,
               dtype=metadata["dtype"], backend=est.backend, n_threads=est.n_threads)
     theta = arrays["theta"]
     if theta.shape != net.theta.shape or theta.dtype != net.theta.dtype:

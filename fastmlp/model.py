@@ -82,7 +82,7 @@ class MLP:
 
     @coefs_.setter
     def coefs_(self, values):
-        self._assign(values, 0, "coefs_")
+        self.set_parameters(values, self.intercepts_)
 
     @property
     def intercepts_(self):
@@ -90,22 +90,31 @@ class MLP:
 
     @intercepts_.setter
     def intercepts_(self, values):
-        self._assign(values, 1, "intercepts_")
+        self.set_parameters(self.coefs_, values)
 
-    def _assign(self, values, which, name):
-        targets = self.arch.views(self.theta)[which]
-        if len(values) != len(targets):
-            raise ValueError(f"{name} needs {len(targets)} arrays, got {len(values)}")
+    def set_parameters(self, coefs, intercepts):
+        """Copy weights and biases (lists of arrays, scikit-learn's shapes) into θ, all of
+        them checked first: a wrong count, shape or dtype, or a NaN/inf, changes nothing."""
         checked = []
-        for l, (value, target) in enumerate(zip(values, targets)):
-            value = np.asarray(value)
-            if value.shape != target.shape:
-                raise ValueError(f"{name}[{l}] has shape {value.shape}, expected {target.shape}")
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"{name}[{l}] contains NaN or inf")
-            checked.append(value)
-        for value, target in zip(checked, targets):
-            target[...] = value
+        for name, values, targets in (("coefs_", coefs, self.coefs_),
+                                      ("intercepts_", intercepts, self.intercepts_)):
+            if not hasattr(values, "__len__") or len(values) != len(targets):
+                raise ValueError(f"{name} needs a list of {len(targets)} arrays (one per "
+                                 f"layer), got {values!r:.80}")
+            for l, (value, target) in enumerate(zip(values, targets)):
+                value = np.asarray(value)
+                if value.dtype.kind not in "biuf":
+                    raise ValueError(f"{name}[{l}] has dtype {value.dtype}; expected real "
+                                     f"numbers ({self.dtype} here)")
+                if value.shape != target.shape:
+                    raise ValueError(f"{name}[{l}] has shape {value.shape}, this network "
+                                     f"needs {target.shape}")
+                if not np.all(np.isfinite(value)):
+                    raise ValueError(f"{name}[{l}] contains NaN or inf")
+                checked.append((value, target))
+        for value, target in checked:
+            if value is not target:
+                target[...] = value  # (numpy copies overlapping memory correctly)
 
     def reset_optimizer(self):
         """Forget momentum/Adam moments (the next train_epoch starts a fresh optimizer)."""

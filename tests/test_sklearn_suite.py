@@ -23,12 +23,12 @@ FASTMLP_IMPORT = "from fastmlp import MLPClassifier, MLPRegressor"
 
 DESELECTED = {
     "test_gradient": "calls scikit-learn's private _loss_grad_lbfgs; covered by "
-                     "tests/test_estimators.py::test_gradient_matches_finite_differences",
+                     "tests/test_sklearn_semantics.py::test_gradient_matches_finite_differences",
     "test_learning_rate_warmstart": "reads scikit-learn's private _optimizer.learning_rate; "
-                                    "covered by tests/test_estimators.py::"
+                                    "covered by tests/test_sklearn_semantics.py::"
                                     "test_invscaling_rate_continues_across_warm_starts",
     "test_adaptive_learning_rate": "reads scikit-learn's private _optimizer.learning_rate; "
-                                   "covered by tests/test_estimators.py::"
+                                   "covered by tests/test_sklearn_semantics.py::"
                                    "test_adaptive_rate_falls_below_its_floor_before_stopping",
 }
 

@@ -1,0 +1,349 @@
+"""What scikit-learn's own MLP tests check, in fastmlp's terms, beside scikit-learn itself.
+
+tests/test_sklearn_suite.py runs scikit-learn's file as it is; the tests here cover what it
+reads through scikit-learn's private attributes (the deselected tests), and the behaviours
+it found different, more strictly: every backend, compared with scikit-learn's estimator.
+"""
+import io
+import pickle
+import threading
+import warnings
+from contextlib import redirect_stdout
+
+import numpy as np
+import pytest
+from sklearn import datasets
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier as SkClassifier
+from sklearn.neural_network import MLPRegressor as SkRegressor
+
+import fastmlp
+from fastmlp import MLPClassifier, MLPRegressor
+
+BACKENDS = fastmlp.available_backends()
+
+
+def _iris():
+    X, y = datasets.load_iris(return_X_y=True)
+    return X, y
+
+
+# -- the tests left out of scikit-learn's file -------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
+@pytest.mark.parametrize("n_labels", [2, 3])
+def test_gradient_matches_finite_differences(backend, activation, n_labels):
+    """scikit-learn's test_gradient, through the fitted network's loss_and_gradient."""
+    rng = np.random.RandomState(42)
+    X = rng.rand(5, 10)
+    y = 1 + np.mod(np.arange(5) + 1, n_labels)
+    est = MLPClassifier(activation=activation, hidden_layer_sizes=10, solver="lbfgs",
+                        alpha=1e-5, max_iter=1, random_state=1, backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    net = est._net
+    Y = est._label_binarizer.transform(y).astype(float)
+
+    def loss(theta):
+        net.theta[...] = theta
+        return net.loss_and_gradient(X, Y, None, np.empty_like(theta))
+
+    theta = net.theta.copy()
+    grad = np.empty_like(theta)
+    net.loss_and_gradient(X, Y, None, grad)
+    eps = 1e-5
+    numeric = np.array([(loss(theta + eps * e) - loss(theta - eps * e)) / (2 * eps)
+                        for e in np.eye(theta.size)])
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("schedule", ["invscaling", "constant"])
+def test_invscaling_rate_continues_across_warm_starts(backend, schedule):
+    """scikit-learn's test_learning_rate_warmstart: a warm start keeps the schedule's
+    place, so the second 1-epoch fit steps at init / (8 + 1) ** power_t; the weights follow
+    scikit-learn's step for step."""
+    X, y = [[3, 2], [1, 6], [5, 6], [-2, -4]], [1, 1, 1, 0]
+    params = dict(solver="sgd", hidden_layer_sizes=4, learning_rate=schedule, max_iter=1,
+                  power_t=0.25, warm_start=True, random_state=0)
+    ours, theirs = MLPClassifier(backend=backend, **params), SkClassifier(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(2):
+            ours.fit(X, y)
+            theirs.fit(X, y)
+    expected = 0.001 / (8 + 1) ** 0.25 if schedule == "invscaling" else 0.001
+    assert ours._schedule.value == pytest.approx(expected, rel=1e-12)
+    assert theirs._optimizer.learning_rate == pytest.approx(expected, rel=1e-12)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adaptive_rate_falls_below_its_floor_before_stopping(backend):
+    """scikit-learn's test_adaptive_learning_rate: 'adaptive' divides the rate by 5 on each
+    plateau and stops once it is below 1e-6 — at scikit-learn's epoch."""
+    X, y = [[3, 2], [1, 6]], [1, 0]
+    params = dict(tol=0.5, max_iter=3000, solver="sgd", learning_rate="adaptive",
+                  random_state=0)
+    ours = MLPClassifier(backend=backend, **params).fit(X, y)
+    theirs = SkClassifier(**params).fit(X, y)
+    assert ours.n_iter_ < 3000 and ours._schedule.value < 1e-6
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours._schedule.value == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
+
+
+# -- the public attributes are the model ---------------------------------------------------
+def _fitted_pair(backend, Estimator=MLPClassifier, Sk=SkClassifier, **params):
+    X, y = _iris()
+    if Estimator is MLPRegressor:
+        y = X[:, 0] + X[:, 1]
+    params = dict(hidden_layer_sizes=(5,), max_iter=3, random_state=0, solver="sgd",
+                  **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return (Estimator(backend=backend, **params).fit(X, y), Sk(**params).fit(X, y), X, y)
+
+
+def _new_weights(est, seed):
+    rng = np.random.RandomState(seed)
+    return ([rng.normal(size=W.shape) for W in est.coefs_],
+            [rng.normal(size=b.shape) for b in est.intercepts_])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("how", ["attributes", "items"])
+def test_assigned_weights_are_what_predict_uses(backend, how):
+    ours, theirs, X, _ = _fitted_pair(backend)
+    coefs, intercepts = _new_weights(ours, 1)
+    for est in (ours, theirs):
+        if how == "attributes":
+            est.coefs_, est.intercepts_ = [c.copy() for c in coefs], [b.copy() for b in intercepts]
+        else:
+            for l in range(len(coefs)):
+                est.coefs_[l], est.intercepts_[l] = coefs[l].copy(), intercepts[l].copy()
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-12)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    # the attributes are the network's again, and in-place changes reach it too
+    assert np.shares_memory(ours.coefs_[0], ours._net.theta)
+    ours.coefs_[0][...] = 0
+    theirs.coefs_[0][...] = 0
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("Estimator,Sk", [(MLPClassifier, SkClassifier),
+                                          (MLPRegressor, SkRegressor)])
+@pytest.mark.parametrize("how", ["partial_fit", "warm_start"])
+def test_training_continues_from_assigned_weights(backend, Estimator, Sk, how):
+    ours, theirs, X, y = _fitted_pair(backend, Estimator, Sk, warm_start=how == "warm_start")
+    coefs, intercepts = _new_weights(ours, 2)
+    scale = 0.1  # small weights: a few steps stay on scikit-learn's trajectory to 1e-8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (ours, theirs):
+            est.coefs_ = [scale * c for c in coefs]
+            est.intercepts_ = [scale * b for b in intercepts]
+            est.partial_fit(X, y) if how == "partial_fit" else est.fit(X, y)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fresh_fit_draws_new_weights_whatever_was_assigned(backend):
+    ours, _, X, y = _fitted_pair(backend)
+    first = [W.copy() for W in ours.coefs_]
+    ours.coefs_ = [np.zeros((9, 9))]  # would not fit, but a fresh fit ignores it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours.fit(X, y)
+    for a, b in zip(ours.coefs_, first):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (lambda c, b: ([c[0][:, :2], c[1]], b), r"coefs_\[0\] has shape \(4, 2\), this network "
+                                            r"needs \(4, 5\)"),
+    (lambda c, b: (c[:1], b), "coefs_ needs a list of 2 arrays"),
+    (lambda c, b: (c, [b[0], b[1].astype(complex)]), r"intercepts_\[1\] has dtype complex"),
+    (lambda c, b: ([c[0], np.full_like(c[1], np.nan)], b), r"coefs_\[1\] contains NaN"),
+    (lambda c, b: (c, [b[0].astype(str), b[1]]), r"intercepts_\[0\] has dtype <U"),
+])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_assigned_weights_that_do_not_fit_are_a_clear_error(backend, bad, message):
+    ours, _, X, y = _fitted_pair(backend)
+    before = ours.predict_proba(X)
+    theta = ours._net.theta.copy()
+    ours.coefs_, ours.intercepts_ = bad([c.copy() for c in ours.coefs_],
+                                        [b.copy() for b in ours.intercepts_])
+    for call in (lambda: ours.predict(X), lambda: ours.partial_fit(X, y)):
+        with pytest.raises(ValueError, match=message):
+            call()
+    np.testing.assert_array_equal(ours._net.theta, theta)  # nothing half-copied
+    ours.coefs_, ours.intercepts_ = ours._views[:2]
+    np.testing.assert_array_equal(ours.predict_proba(X), before)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_assigned_weights_survive_pickle_save_and_clone(backend, tmp_path):
+    ours, _, X, _ = _fitted_pair(backend)
+    coefs, intercepts = _new_weights(ours, 3)
+    ours.coefs_, ours.intercepts_ = coefs, intercepts
+    expected = ours.predict_proba(X)
+    ours.coefs_, ours.intercepts_ = coefs, intercepts  # assigned again, then pickled at once
+    again = pickle.loads(pickle.dumps(ours))
+    np.testing.assert_array_equal(again.predict_proba(X), expected)
+    ours.coefs_ = [c.copy() for c in coefs]
+    fastmlp.save(ours, tmp_path / "m.fastmlp")
+    np.testing.assert_array_equal(fastmlp.load(tmp_path / "m.fastmlp").predict_proba(X),
+                                  expected)
+    assert clone(ours).get_params() == ours.get_params()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_unfitted_estimator_given_weights_predicts_and_trains_with_them(backend):
+    X, y = _iris()
+    ours, theirs, _, _ = _fitted_pair(backend)
+    coefs, intercepts = _new_weights(ours, 4)
+    fresh = MLPClassifier(hidden_layer_sizes=(5,), solver="sgd", backend=backend)
+    fresh.coefs_, fresh.intercepts_ = coefs, intercepts
+    fresh.classes_ = np.array([0, 1, 2])
+    theirs.coefs_, theirs.intercepts_ = coefs, intercepts
+    np.testing.assert_allclose(fresh.predict_proba(X), theirs.predict_proba(X), rtol=1e-12)
+    assert fresh.n_features_in_ == 4 and fresh.out_activation_ == "softmax"
+    fresh.partial_fit(X, y)  # trains on from them
+    assert fresh.n_iter_ == 1 and fresh.t_ == len(y)
+
+    blank = MLPClassifier(backend=backend)
+    blank.coefs_, blank.intercepts_ = coefs, intercepts
+    with pytest.raises(ValueError, match="needs its classes"):
+        blank.predict(X)
+
+
+# -- n_iter_, n_iter_no_change, partial_fit, verbose, divergence ---------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_n_iter_counts_the_epochs_of_each_call_as_scikit_learn(backend, solver):
+    X, y = _iris()
+    params = dict(solver=solver, warm_start=True, max_iter=4, random_state=0,
+                  n_iter_no_change=np.inf)
+    ours, theirs = MLPClassifier(backend=backend, **params), SkClassifier(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for max_iter in (4, 7):
+            for est in (ours, theirs):
+                est.set_params(max_iter=max_iter).fit(X, y)
+            assert ours.n_iter_ == theirs.n_iter_ == max_iter
+            if solver != "lbfgs":
+                assert ours.t_ == theirs.t_ and len(ours.loss_curve_) == len(theirs.loss_curve_)
+        if solver != "lbfgs":
+            for est in (ours, theirs):
+                est.partial_fit(X, y)
+            assert ours.n_iter_ == theirs.n_iter_ == 1 and ours.t_ == theirs.t_
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_n_iter_no_change_inf_never_stops_and_counts(backend):
+    X, y = _iris()
+    params = dict(solver="sgd", tol=1e9, max_iter=60, n_iter_no_change=np.inf, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPClassifier(backend=backend, **params).fit(X, y)
+    assert ours.n_iter_ == 60 and ours._no_improvement_count == 59
+    with pytest.raises(ValueError, match="n_iter_no_change"):
+        MLPClassifier(n_iter_no_change=-np.inf).fit(X, y)
+
+
+def test_partial_fit_is_absent_for_lbfgs():
+    for Estimator in (MLPClassifier, MLPRegressor):
+        assert not hasattr(Estimator(solver="lbfgs"), "partial_fit")
+        assert hasattr(Estimator(solver="sgd"), "partial_fit")
+        with pytest.raises(AttributeError, match="has no attribute 'partial_fit'"):
+            Estimator(solver="lbfgs").partial_fit
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_multilabel_partial_fit_follows_scikit_learn(backend):
+    X, Y = datasets.make_multilabel_classification(n_samples=50, random_state=0)
+    params = dict(solver="sgd", hidden_layer_sizes=8, random_state=0, activation="logistic",
+                  learning_rate_init=0.2)
+    ours, theirs = MLPClassifier(backend=backend, **params), SkClassifier(**params)
+    for _ in range(5):
+        for est in (ours, theirs):
+            est.partial_fit(X, Y, classes=[0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(ours.classes_, theirs.classes_)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-8)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_verbose_prints_scikit_learns_lines_to_stdout(backend, capsys):
+    X, y = _iris()
+    ours = MLPClassifier(solver="sgd", max_iter=3, verbose=True, random_state=0,
+                         backend=backend)
+    theirs = SkClassifier(solver="sgd", max_iter=3, verbose=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours.fit(X, y)
+        out, err = capsys.readouterr()
+        theirs.fit(X, y)
+        sk_out, _ = capsys.readouterr()
+    lines = [line for line in out.splitlines() if line.startswith("Iteration")]
+    assert [line.split(",")[0] for line in lines] == [f"Iteration {i}" for i in (1, 2, 3)]
+    for line, sk_line in zip(lines, sk_out.splitlines()):
+        assert float(line.split("= ")[1]) == pytest.approx(float(sk_line.split("= ")[1]),
+                                                          rel=1e-7)
+    assert "Iteration" not in err  # the bar (stderr) only shows the loss
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_early_stopping_survives_a_divergence_with_the_best_weights(backend):
+    X, y = _iris()
+    est = MLPRegressor(hidden_layer_sizes=100, activation="identity", solver="sgd",
+                       learning_rate_init=1, max_iter=20, early_stopping=True,
+                       random_state=0, backend=backend)
+    with pytest.warns(ConvergenceWarning, match="diverged at epoch"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            est.fit(X, y)
+    scores = est.validation_scores_
+    assert np.isnan(scores[-1]) and isinstance(scores[-1], float)
+    assert len(scores) == est.n_iter_ == len(est.loss_curve_)
+    assert np.all(np.isfinite(est._net.theta))
+    best = est._best_theta
+    np.testing.assert_array_equal(est._net.theta, best)
+    assert np.all(np.isfinite(est.predict(X)))
+
+
+# -- settings --------------------------------------------------------------------------------
+def test_config_context_sets_the_backend_auto_means_in_this_thread_only():
+    default = fastmlp.get_config()["backend"]
+    X, y = _iris()
+    seen = {}
+    with fastmlp.config_context(backend="numpy"):
+        assert fastmlp.get_config() == {"backend": "numpy"}
+        assert MLPClassifier(max_iter=2).fit(X, y).backend_ == "numpy"
+        assert MLPClassifier(max_iter=2, backend=BACKENDS[0]).fit(X, y).backend_ == BACKENDS[0]
+        thread = threading.Thread(target=lambda: seen.update(fastmlp.get_config()))
+        thread.start()
+        thread.join()
+    assert seen == {"backend": default} and fastmlp.get_config()["backend"] == default
+    with pytest.raises(ValueError, match="'gpu' is not a backend"):
+        fastmlp.set_config(backend="gpu")
+
+
+@pytest.mark.parametrize("value,expected", [("numpy", "numpy"), ("bogus", "error")])
+def test_fastmlp_backend_environment_variable(value, expected):
+    import subprocess
+    import sys
+
+    code = "import fastmlp; print(fastmlp.MLPRegressor(max_iter=2).fit([[0], [1]], [0, 1]).backend_)"
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
+                         text=True, env={**__import__("os").environ, "FASTMLP_BACKEND": value})
+    if expected == "error":
+        assert out.returncode == 1
+        assert "FASTMLP_BACKEND='bogus' is not a backend" in out.stderr
+    else:
+        assert out.returncode == 0 and out.stdout.strip() == expected
