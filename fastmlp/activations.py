@@ -10,12 +10,13 @@ pre-activation Z never has to be kept:
     leaky_relu g'(z) = 1 if A > 0 else a     (0 < a < 1 keeps the sign of z in A)
 
 softmax couples its outputs, so it has no elementwise derivative: it is only an output
-activation, and `losses.output_delta` applies its Jacobian.
+activation, and `losses.output_delta` applies its Jacobian. exp (scikit-learn's log link for
+the Poisson loss) is only an output activation too, paired with that loss.
 """
 import numpy as np
 
-ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu", "softmax")
-HIDDEN_ACTIVATIONS = ACTIVATIONS[:-1]
+ACTIVATIONS = ("identity", "logistic", "tanh", "relu", "leaky_relu", "softmax", "exp")
+HIDDEN_ACTIVATIONS = ACTIVATIONS[:5]
 #: Integer codes used by the compiled backends (position in ACTIVATIONS).
 CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
 
@@ -67,6 +68,10 @@ def softmax(Z, leaky_slope):
     return Z
 
 
+def exp(Z, leaky_slope):
+    return np.exp(Z, out=Z)
+
+
 FORWARD = {
     "identity": identity,
     "logistic": logistic,
@@ -74,6 +79,7 @@ FORWARD = {
     "relu": relu,
     "leaky_relu": leaky_relu,
     "softmax": softmax,
+    "exp": exp,
 }
 
 
@@ -93,6 +99,7 @@ DERIVATIVE = {
 
 def derivative(A, name, leaky_slope=0.01):
     """g'(z) computed from the output A = g(z) (elementwise activations only)."""
-    if name == "softmax":
-        raise ValueError("softmax has no elementwise derivative; use it as output activation")
+    if name not in DERIVATIVE:
+        raise ValueError(f"{name} is only an output activation: losses.delta pairs it with "
+                         "its loss")
     return DERIVATIVE[name](A, leaky_slope)

@@ -581,10 +581,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """Multi-layer perceptron regressor (identity output, squared error), scikit-learn's API.
+    """Multi-layer perceptron regressor, scikit-learn's API.
 
-    Parameters are scikit-learn's MLPRegressor's (loss="squared_error" only), plus
-    `leaky_slope`, `backend` and `n_threads` as for MLPClassifier.
+    loss="squared_error" (identity output) or "poisson" (half the Poisson deviance, exp
+    output, y >= 0). Parameters are scikit-learn's MLPRegressor's, plus `leaky_slope`,
+    `backend` and `n_threads` as for MLPClassifier.
     """
 
     _loss = "squared_error"
@@ -609,9 +610,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.loss = loss
 
     def _check_params(self):
-        if self.loss != "squared_error":
-            raise ValueError(f"loss must be 'squared_error' (fastmlp has no 'poisson' yet); "
-                             f"got {self.loss!r}")
+        if self.loss not in ("squared_error", "poisson"):
+            raise ValueError(f"loss must be 'squared_error' or 'poisson'; got {self.loss!r}")
         super()._check_params()
 
     def _validate_input(self, X, y, incremental, reset):
@@ -619,21 +619,25 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                              dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):  # scikit-learn's GLMs' wording
+            raise ValueError("Some value(s) of y are out of the valid range of the loss "
+                             "'HalfPoissonLoss'.")
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return X, Y.astype(X.dtype), y
 
     def _output_activation(self, Y):
-        return "identity"
+        return "exp" if self.loss == "poisson" else "identity"  # poisson: a log link
 
     def _network_loss(self, out_activation):
-        return "squared_error"
+        return "poisson" if out_activation == "exp" else "squared_error"
 
     def _has_targets(self):
         return True
 
     def _loss_scale(self):
-        # scikit-learn reports ½ · mean over samples *and outputs* of the squared error.
-        return float(self.n_outputs_)
+        # scikit-learn reports ½ · mean over samples *and outputs* of the squared error
+        # (the Poisson deviance: summed over outputs).
+        return float(self.n_outputs_) if self.loss == "squared_error" else 1.0
 
     def _decode(self, Y):
         return Y.ravel() if Y.shape[1] == 1 else Y

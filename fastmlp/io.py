@@ -451,8 +451,9 @@ def _check_fields(metadata, attributes, arrays, est, path):
     if metadata["estimator"] == "MLPRegressor":
         if "classes_" in arrays:
             broken("a regressor with classes_")
-        if activation != "identity":
-            broken(f"a regressor's out_activation_ is {activation!r}")
+        if activation != est._output_activation(None):
+            broken(f"out_activation_ is {activation!r}, but loss={est.loss!r} needs "
+                   f"{est._output_activation(None)!r}")
         return
     classes, label_type = arrays.get("classes_"), metadata.get("label_type")
     if classes is None or classes.ndim != 1 or len(classes) < 1:

@@ -5,6 +5,10 @@ Per sample, summed over the outputs (article: loss functions):
     squared_error         L = ½ Σ (y - r)²
     cross_entropy         L = -Σ r ln y                      (probabilities, softmax output)
     binary_cross_entropy  L = -Σ [r ln y + (1 - r) ln(1 - y)] (logistic output)
+    poisson               L = Σ [r ln(r / y) - r + y]       (exp output; r >= 0)
+
+poisson is half the Poisson deviance, as scikit-learn's MLPRegressor(loss="poisson")
+defines it (with its r ln r - r term, 0 ln 0 = 0).
 
 δ_out = ∂L/∂y ⊙ g'(y) for elementwise output activations and y ⊙ (u - Σ y u), u = ∂L/∂y,
 for softmax. The canonical pairs collapse to δ = y - r; each other pair below is the same
@@ -12,10 +16,11 @@ product simplified so that no term divides by an output that may round to 0 or 1
 Logarithms take max(y, tiny) so a saturated output gives a large finite loss, never inf.
 """
 import numpy as np
+from scipy.special import xlogy
 
 from .activations import derivative
 
-LOSSES = ("squared_error", "cross_entropy", "binary_cross_entropy")
+LOSSES = ("squared_error", "cross_entropy", "binary_cross_entropy", "poisson")
 #: Integer codes used by the compiled backends (position in LOSSES).
 CODES = {name: code for code, name in enumerate(LOSSES)}
 
@@ -24,7 +29,11 @@ VALID_OUTPUTS = {
     "squared_error": ("identity", "logistic", "tanh", "relu", "leaky_relu", "softmax"),
     "cross_entropy": ("softmax", "logistic"),
     "binary_cross_entropy": ("logistic", "softmax"),
+    "poisson": ("exp",),
 }
+#: What a loss needs of its outputs, for check_loss's message.
+NEEDS = {"cross_entropy": "outputs in (0, 1)", "binary_cross_entropy": "outputs in (0, 1)",
+         "squared_error": "an output it is defined for", "poisson": "positive outputs (a log link)"}
 
 
 def check_loss(loss, output_activation):
@@ -32,7 +41,7 @@ def check_loss(loss, output_activation):
         raise ValueError(f"unknown loss {loss!r}; expected one of {list(LOSSES)}")
     if output_activation not in VALID_OUTPUTS[loss]:
         raise ValueError(
-            f"loss {loss!r} needs outputs in (0, 1): output activation must be one of "
+            f"loss {loss!r} needs {NEEDS[loss]}: output activation must be one of "
             f"{list(VALID_OUTPUTS[loss])}, got {output_activation!r}"
         )
     return loss
@@ -48,6 +57,8 @@ def sample_losses(A_out, Y, loss):
         return 0.5 * np.sum((A_out - Y) ** 2, axis=1)
     if loss == "cross_entropy":
         return -np.sum(Y * _log(A_out), axis=1)
+    if loss == "poisson":  # xlogy(r, r) - r ln y - r + y, the log of y kept finite
+        return np.sum(xlogy(Y, Y) - Y * _log(A_out) - Y + A_out, axis=1)
     return -np.sum(Y * _log(A_out) + (1 - Y) * _log(1 - A_out), axis=1)
 
 
@@ -76,6 +87,8 @@ def delta(A_out, Y, activation, loss, leaky_slope=0.01):
         return _delta_softmax(A_out, Y, loss)
     if activation == "logistic":
         return _delta_logistic(A_out, Y, loss)
+    if activation == "exp":  # poisson, canonical: (1 - r/y) · y
+        return A_out - Y
     # identity, tanh, relu, leaky_relu: only squared_error is defined.
     return (A_out - Y) * derivative(A_out, activation, leaky_slope)
 

@@ -23,7 +23,10 @@ def tol(dtype, scale=1.0):
 
 
 def targets(rng, n, n_out, output_activation, loss, dtype=np.float64):
-    """Targets that make sense for the loss: one-hot for softmax CE, [0, 1] for log losses."""
+    """Targets that make sense for the loss: one-hot for softmax CE, [0, 1] for log losses,
+    counts (zeros among them) for poisson."""
+    if loss == "poisson":
+        return rng.poisson(1.5, (n, n_out)).astype(dtype)
     if loss == "cross_entropy" and output_activation == "softmax":
         return np.eye(n_out, dtype=dtype)[rng.integers(0, n_out, n)]
     if loss in ("cross_entropy", "binary_cross_entropy"):

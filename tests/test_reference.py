@@ -205,7 +205,14 @@ def test_loss_pairs_outside_the_domain_are_rejected():
         MLP([3, 4, 2], hidden_activation="softmax")
     with pytest.raises(ValueError, match="leaky_slope"):
         MLP([3, 4, 2], hidden_activation="leaky_relu", leaky_slope=1.5)
-    assert set(losses.LOSSES) == {"squared_error", "cross_entropy", "binary_cross_entropy"}
+    with pytest.raises(ValueError, match="'poisson' needs positive outputs"):
+        MLP([3, 2], output_activation="identity", loss="poisson")
+    with pytest.raises(ValueError, match="'squared_error' needs an output it is defined for"):
+        MLP([3, 2], output_activation="exp", loss="squared_error")
+    with pytest.raises(ValueError, match="unknown hidden activation 'exp'"):
+        MLP([3, 4, 2], hidden_activation="exp", output_activation="exp", loss="poisson")
+    assert set(losses.LOSSES) == {"squared_error", "cross_entropy", "binary_cross_entropy",
+                                  "poisson"}
 
 
 def test_registry():

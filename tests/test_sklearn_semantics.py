@@ -347,3 +347,73 @@ def test_fastmlp_backend_environment_variable(value, expected):
         assert "FASTMLP_BACKEND='bogus' is not a backend" in out.stderr
     else:
         assert out.returncode == 0 and out.stdout.strip() == expected
+
+
+# -- Poisson ------------------------------------------------------------------------------------
+def _counts(seed=0, n=120, n_targets=1):
+    rng = np.random.RandomState(seed)
+    X = rng.uniform(0, 1, (n, 3))
+    rate = np.exp(X @ rng.uniform(-1, 1, (3, n_targets)) + 0.5)
+    y = rng.poisson(rate).astype(float)
+    return X, (y.ravel() if n_targets == 1 else y)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+@pytest.mark.parametrize("n_targets", [1, 2])
+def test_poisson_follows_scikit_learns_trajectory(backend, solver, n_targets):
+    X, y = _counts(n_targets=n_targets)
+    params = dict(loss="poisson", hidden_layer_sizes=(6,), solver=solver, max_iter=15,
+                  random_state=0, learning_rate_init=0.01, batch_size=32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = MLPRegressor(backend=backend, **params).fit(X, y)
+        theirs = SkRegressor(**params).fit(X, y)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
+    if solver != "lbfgs":
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-8)
+    assert np.all(ours.predict(X) > 0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_poisson_in_float32_trains_in_float32(backend):
+    X, y = _counts()
+    est = MLPRegressor(loss="poisson", hidden_layer_sizes=(6,), max_iter=20, random_state=0,
+                       backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X.astype(np.float32), y.astype(np.float32))
+        ref = MLPRegressor(**{**est.get_params(), "backend": "numpy"}).fit(
+            X.astype(np.float32), y.astype(np.float32))
+    assert est.coefs_[0].dtype == np.float32 and est.predict(X).dtype == np.float32
+    np.testing.assert_allclose(est.predict(X), ref.predict(X), rtol=1e-4)
+
+
+def test_poisson_rejects_negative_targets_with_scikit_learns_message():
+    X, y = _counts()
+    y[3] = -1
+    with pytest.raises(ValueError, match="Some value\\(s\\) of y are out of the valid range "
+                                         "of the loss 'HalfPoissonLoss'"):
+        MLPRegressor(loss="poisson").fit(X, y)
+    with pytest.raises(ValueError, match="loss must be 'squared_error' or 'poisson'"):
+        MLPRegressor(loss="gamma").fit(X, np.abs(y))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_poisson_model_saves_pickles_and_warm_starts(backend, tmp_path):
+    X, y = _counts()
+    est = MLPRegressor(loss="poisson", hidden_layer_sizes=(6,), max_iter=5, random_state=0,
+                       backend=backend, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+        fastmlp.save(est, tmp_path / "p.fastmlp")
+        loaded, copied = fastmlp.load(tmp_path / "p.fastmlp"), pickle.loads(pickle.dumps(est))
+        for other in (loaded, copied):
+            np.testing.assert_array_equal(other.predict(X), est.predict(X))
+        est.fit(X, y)
+        copied.fit(X, y)
+    np.testing.assert_array_equal(copied.predict(X), est.predict(X))

@@ -250,6 +250,9 @@ cdef void _activate_row(floating* z, Py_ssize_t n, int act, floating slope) noex
         for j in range(n):
             if z[j] < 0:
                 z[j] = z[j] * slope
+    elif act == EXP:
+        for j in range(n):
+            z[j] = _exp(z[j])
 
 
 cdef inline floating _sqrt(floating x) noexcept nogil:
@@ -520,6 +523,10 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
             elif loss == CROSS_ENTROPY:
                 if r[j] != 0:
                     li -= r[j] * log(y[j] if y[j] > tiny else tiny)
+            elif loss == POISSON:
+                li += y[j] - r[j]
+                if r[j] != 0:
+                    li += r[j] * (log(r[j]) - log(y[j] if y[j] > tiny else tiny))
             else:
                 if r[j] != 0:
                     li -= r[j] * log(y[j] if y[j] > tiny else tiny)
@@ -547,6 +554,9 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
                     d[j] = -r[j] * (1 - y[j])
                 else:
                     d[j] = (y[j] - r[j]) * y[j] * (1 - y[j])
+        elif act == EXP:  # poisson, canonical
+            for j in range(m):
+                d[j] = y[j] - r[j]
         else:
             for j in range(m):
                 d[j] = y[j] - r[j]

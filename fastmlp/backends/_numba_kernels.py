@@ -40,8 +40,8 @@ from ._layout import (BLAS_ROWS, BLOCK_BYTES, MIN_BLOCK_ROWS, SLICE_ALIGN, SMALL
 jit = functools.partial(njit, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 parallel_jit = functools.partial(jit, parallel=True)
 
-IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, SOFTMAX = (int(a) for a in Activation)
-SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = (int(c) for c in Loss)
+IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, SOFTMAX, EXP = (int(a) for a in Activation)
+SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY, POISSON = (int(c) for c in Loss)
 COMPLETED, PLATEAU, DIVERGED, INTERRUPTED = (int(e) for e in Event)
 SGD, MOMENTUM, NESTEROV, ADAM = (int(u) for u in Update)
 
@@ -108,6 +108,9 @@ def _activate_row(z, act, slope):
             s += z[j]
         for j in range(n):
             z[j] /= s
+    elif act == EXP:
+        for j in range(n):
+            z[j] = np.exp(z[j])
 
 
 @jit
@@ -249,6 +252,10 @@ def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
             elif loss == CROSS_ENTROPY:
                 if r[j] != 0:
                     li -= r[j] * np.log(max(y[j], tiny))
+            elif loss == POISSON:
+                li += y[j] - r[j]
+                if r[j] != 0:
+                    li += r[j] * (np.log(r[j]) - np.log(max(y[j], tiny)))
             else:
                 if r[j] != 0:
                     li -= r[j] * np.log(max(y[j], tiny))
@@ -283,6 +290,9 @@ def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
                     d[j] = -r[j] * (one - y[j])
                 else:
                     d[j] = (y[j] - r[j]) * y[j] * (one - y[j])
+        elif act == EXP:  # poisson, canonical
+            for j in range(m):
+                d[j] = y[j] - r[j]
         else:
             for j in range(m):
                 d[j] = (y[j] - r[j]) * _derivative(y[j], act, slope)

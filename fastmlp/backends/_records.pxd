@@ -30,11 +30,13 @@ cdef enum Activation:
     RELU = 3
     LEAKY_RELU = 4
     SOFTMAX = 5
+    EXP = 6
 
 cdef enum Loss:
     SQUARED_ERROR = 0
     CROSS_ENTROPY = 1
     BINARY_CROSS_ENTROPY = 2
+    POISSON = 3
 
 cdef enum Event:
     COMPLETED = 0
@@ -65,8 +67,8 @@ cdef inline dict declared_layout():
         "Hyper": (sizeof(Hyper), {"rule": <size_t>&(<Hyper*>NULL).rule, "momentum": <size_t>&(<Hyper*>NULL).momentum, "l2": <size_t>&(<Hyper*>NULL).l2, "beta_1": <size_t>&(<Hyper*>NULL).beta_1, "beta_2": <size_t>&(<Hyper*>NULL).beta_2, "epsilon": <size_t>&(<Hyper*>NULL).epsilon}),
         "Plateau": (sizeof(Plateau), {"tol": <size_t>&(<Plateau*>NULL).tol, "patience": <size_t>&(<Plateau*>NULL).patience, "best": <size_t>&(<Plateau*>NULL).best, "count": <size_t>&(<Plateau*>NULL).count, "scale": <size_t>&(<Plateau*>NULL).scale}),
         "Outcome": (sizeof(Outcome), {"epochs": <size_t>&(<Outcome*>NULL).epochs, "t": <size_t>&(<Outcome*>NULL).t, "event": <size_t>&(<Outcome*>NULL).event}),
-        "Activation": {"IDENTITY": IDENTITY, "LOGISTIC": LOGISTIC, "TANH": TANH, "RELU": RELU, "LEAKY_RELU": LEAKY_RELU, "SOFTMAX": SOFTMAX},
-        "Loss": {"SQUARED_ERROR": SQUARED_ERROR, "CROSS_ENTROPY": CROSS_ENTROPY, "BINARY_CROSS_ENTROPY": BINARY_CROSS_ENTROPY},
+        "Activation": {"IDENTITY": IDENTITY, "LOGISTIC": LOGISTIC, "TANH": TANH, "RELU": RELU, "LEAKY_RELU": LEAKY_RELU, "SOFTMAX": SOFTMAX, "EXP": EXP},
+        "Loss": {"SQUARED_ERROR": SQUARED_ERROR, "CROSS_ENTROPY": CROSS_ENTROPY, "BINARY_CROSS_ENTROPY": BINARY_CROSS_ENTROPY, "POISSON": POISSON},
         "Event": {"COMPLETED": COMPLETED, "PLATEAU": PLATEAU, "DIVERGED": DIVERGED, "INTERRUPTED": INTERRUPTED},
         "Update": {"SGD": SGD, "MOMENTUM": MOMENTUM, "NESTEROV": NESTEROV, "ADAM": ADAM},
         "SIZE_RULES": {"SMALL_WORK": SMALL_WORK, "BLOCK_BYTES": BLOCK_BYTES, "MIN_BLOCK_ROWS": MIN_BLOCK_ROWS, "NARROW_OUT": NARROW_OUT, "NARROW_WORDS": NARROW_WORDS, "SLICE_ALIGN": SLICE_ALIGN, "BLAS_ROWS": BLAS_ROWS},
