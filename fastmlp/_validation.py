@@ -2,6 +2,8 @@
 import numpy as np
 from sklearn.utils import check_array
 
+from .backends._contract import is_sparse, sparse_input
+
 FLOAT_DTYPES = (np.float32, np.float64)
 
 
@@ -12,11 +14,16 @@ def check_dtype(dtype):
     return dtype
 
 
-def check_matrix(a, name, dtype, n_cols=None, allow_empty=False):
-    """2-D finite float array of `dtype`, C-contiguous; ints/bools cast, object/str/complex rejected."""
+def check_matrix(a, name, dtype, n_cols=None, allow_empty=False, accept_sparse=False):
+    """2-D finite float array of `dtype`, C-contiguous; ints/bools cast, object/str/complex
+    rejected. accept_sparse: a scipy.sparse matrix or array of any format is kept sparse, as
+    the kernels take it (CSR, int64 indices: _contract.sparse_input)."""
     with np.errstate(invalid="ignore", over="ignore"):  # scikit-learn's sum test of inf-inf
         a = check_array(a, dtype=dtype, order="C", ensure_all_finite=True,
+                        accept_sparse="csr" if accept_sparse else False,
                         ensure_min_samples=0 if allow_empty else 1, input_name=name)
+    if is_sparse(a):
+        return sparse_input(a, name, n_cols, dtype)
     if n_cols is not None and a.shape[1] != n_cols:
         raise ValueError(f"{name} has {a.shape[1]} columns, expected {n_cols}")
     return a

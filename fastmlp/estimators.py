@@ -3,7 +3,8 @@
 Same parameters, defaults and fitted attributes as scikit-learn 1.9's, so switching is one
 import. Beyond scikit-learn: `backend`, `n_threads`, `leaky_slope` (with
 activation="leaky_relu") and `class_weight` on the classifier; float32 input trains in float32.
-Differences, on purpose: sparse input is rejected (the kernels are dense); a fit whose loss
+Sparse X (any scipy.sparse format) trains and predicts as CSR, never densified: the first
+layer's products run over its rows' non-zeros. Differences, on purpose: a fit whose loss
 turns NaN/inf raises with the epoch named and keeps the last finite weights; lbfgs minimises
 exactly the loss whose gradient it is given (scikit-learn's multi-output regression reports
 the squared error averaged over outputs but steps on its sum; fastmlp reports it the same
@@ -26,6 +27,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from . import _solvers
 from ._config import check_n_threads, thread_limit
 from .activations import HIDDEN_ACTIVATIONS
+from .backends._contract import is_sparse, sparse_input
 from .model import MLP
 
 SOLVERS = ("lbfgs", "sgd", "adam")
@@ -259,7 +261,7 @@ class _BaseMLP(BaseEstimator):
             net.n_threads = self.n_threads
         if not incremental:
             net.reset_optimizer()  # a new fit starts a new optimizer, as scikit-learn does
-        X = np.ascontiguousarray(X, dtype=net.dtype)
+        X = _network_input(X, net.dtype)
         Y = np.ascontiguousarray(Y, dtype=net.dtype)
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=net.dtype)
@@ -408,9 +410,10 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self)
         self._adopt_parameters()
         with np.errstate(invalid="ignore", over="ignore"):
-            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
+            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False,
+                              accept_sparse="csr")
         net = self._net
-        X = np.ascontiguousarray(X, dtype=net.dtype)
+        X = _network_input(X, net.dtype)
         with thread_limit(self.n_threads):
             return net.finite_output(X)  # X validated above, once
 
@@ -423,7 +426,7 @@ class _BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     def __getstate__(self):
@@ -438,6 +441,14 @@ class _BaseMLP(BaseEstimator):
         super().__setstate__(state)
         if "_net" in state:  # views into the restored parameter vector, not stale copies
             self._sync_attributes()
+
+
+def _network_input(X, dtype):
+    """Validated X as the network takes it: C-contiguous in its dtype, or (sparse) CSR with
+    int64 indices — never densified."""
+    if is_sparse(X):
+        return sparse_input(X, "X", X.shape[1], dtype)
+    return np.ascontiguousarray(X, dtype=dtype)
 
 
 def _binarized(binarizer, y, dtype):
@@ -500,6 +511,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
+                             accept_sparse="csr",
                              reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
@@ -615,7 +627,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         super()._check_params()
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, accept_sparse="csr",
                              dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)

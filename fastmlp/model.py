@@ -11,7 +11,7 @@ from ._config import check_n_threads, thread_limit
 from ._validation import check_dtype, check_matrix, check_sample_weight, check_targets
 from .architecture import Architecture
 from .backends import get_backend
-from .backends._contract import (check_architecture, check_disjoint, check_schedule,
+from .backends._contract import (check_architecture, check_disjoint, check_schedule, data_of,
                                  output_array, row_orders)
 
 
@@ -124,7 +124,7 @@ class MLP:
     # -- computation ------------------------------------------------------------------
     def _check_X(self, X):
         self._check_parameters()
-        return check_matrix(X, "X", self.dtype, self.arch.layer_sizes[0])
+        return check_matrix(X, "X", self.dtype, self.arch.layer_sizes[0], accept_sparse=True)
 
     def _check_parameters(self):
         """What the unchecked kernels will trust: the architecture, θ and (if any) the
@@ -185,7 +185,7 @@ class MLP:
                 raise OverflowError(
                     f"layer {layer} ({self.arch.activation(layer)}) overflowed: finite inputs "
                     f"gave NaN/inf activations in {self.dtype.name} (the largest |input| is "
-                    f"{float(np.abs(X).max()):.3g}); scale the inputs")
+                    f"{float(np.abs(data_of(X)).max(initial=0)):.3g}); scale the inputs")
         return acts[-1]
 
     def loss(self, X, Y, sample_weight=None):
@@ -277,7 +277,8 @@ class MLP:
         KeyboardInterrupt is raised.
         """
         X, Y, sample_weight = self._check_XY(X, Y, sample_weight)
-        check_disjoint({"theta": self.theta}, {"X": X, "Y": Y, "sample_weight": sample_weight})
+        check_disjoint({"theta": self.theta},
+                       {"X": data_of(X), "Y": Y, "sample_weight": sample_weight})
         orders, learning_rates, batch_size = check_schedule(orders, learning_rates, batch_size,
                                                             X.shape[0])
         opt = optim.Optimizer(optimizer, float(learning_rates[0]), float(momentum),

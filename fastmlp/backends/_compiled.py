@@ -16,21 +16,27 @@ NO_SAVED = {np.dtype(t): np.empty((3, 1), t) for t in (np.float32, np.float64)}
 # The stop flag of a call that nothing interrupts (writable, as the signal's flag is: numba
 # would compile a second specialisation for a read-only one).
 NO_STOP = np.zeros(1, np.int64)
+# A dense X's stand-ins for the CSR arrays of a sparse one (values, indices, row pointers).
+NO_CSR = {np.dtype(t): (np.empty(0, t), np.empty(0, np.int64), np.zeros(1, np.int64))
+          for t in (np.float32, np.float64)}
 
 
 class WorkspaceCache:
-    """Buffers for one (architecture, batch size, dtype, chunks): allocated once per fit,
-    kept in the optimizer state's meta between calls."""
+    """Buffers for one (architecture, batch size, dtype, chunks, sparse X): allocated once per
+    fit, kept in the optimizer state's meta between calls. A sparse X is read in place, row
+    by row: no gathered copy of its minibatch rows (xb is a one-element stand-in)."""
 
-    def __init__(self, arch, batch_size, dtype, n_chunks):
-        self.key = (arch.layer_sizes, batch_size, dtype, n_chunks)
+    def __init__(self, arch, batch_size, dtype, n_chunks, sparse=False):
+        self.key = (arch.layer_sizes, batch_size, dtype, n_chunks, sparse)
         sizes = arch.layer_sizes
         rows = lambda width: np.empty(_layout.chunk_rows(batch_size, n_chunks, width), dtype)
         acts = rows(int(sum(sizes[1:])))
         self.arrays = dict(
             grad=np.empty(arch.n_params, dtype), parts=np.empty((n_chunks, arch.n_params), dtype),
             part_losses=np.empty(n_chunks, np.float64), acts=acts, deltas=np.empty_like(acts),
-            xb=rows(sizes[0]), yb=rows(sizes[-1]), wb=np.empty(batch_size, dtype))
+            xb=np.empty(1, dtype) if sparse else rows(sizes[0]), yb=rows(sizes[-1]),
+            wb=np.empty(batch_size, dtype))
+        self.no_rows = np.empty((0, sizes[0]), dtype)  # a sparse X's dense stand-in
         self._bundles = {}
         self._network = None
         # the call's in/out records, refilled each call (allocating them costs more than
@@ -59,19 +65,30 @@ class WorkspaceCache:
         return self.ones[:n]
 
 
-def kernels(forward, backward, output_delta_kernel, epochs_kernel, threads, n_threads):
+def kernels(forward, backward, sparse_forward, sparse_gradient, output_delta_kernel,
+            epochs_kernel, threads, n_threads):
     """A compiled backend's unchecked _contract.Kernels around its raw kernels:
     forward(A, W, b, act, slope, out), backward(A, δ, W, gW, gb, δ_in, act_in, slope, want),
+    for a CSR input sparse_forward(values, indices, indptr, rows, W, b, act, slope, out) and
+    sparse_gradient(values, indices, indptr, rows, δ, gW, gb) over its rows `rows`,
     output_delta(A, Y, act, loss, δ, sw, has_sw, slope, tiny) and
     epochs_kernel(network, data, optimizer, workspace, control) (_layout's bundles).
     `threads(n_chunks)` is the backend's context manager for a minibatch split over n_chunks
     threads, `n_threads()` the thread count in force."""
 
     def forward_layer(A_in, W, b, activation, out, leaky_slope):
-        forward(A_in, W, b, activations.CODES[activation], leaky_slope, out)
+        if _contract.is_sparse(A_in):
+            sparse_forward(A_in.data, A_in.indices, A_in.indptr, _all_rows(A_in), W, b,
+                           activations.CODES[activation], leaky_slope, out)
+        else:
+            forward(A_in, W, b, activations.CODES[activation], leaky_slope, out)
         return out
 
     def backward_layer(A_in, delta, W, grad_W, grad_b, delta_in, activation_in, leaky_slope):
+        if _contract.is_sparse(A_in):  # the input layer: no delta_in
+            sparse_gradient(A_in.data, A_in.indices, A_in.indptr, _all_rows(A_in), delta,
+                            grad_W, grad_b)
+            return
         want = delta_in is not None
         backward(A_in, delta, W, grad_W, grad_b, delta_in if want else NO_DELTA[A_in.dtype],
                  activations.CODES[activation_in] if want else 0, leaky_slope, want)
@@ -85,10 +102,15 @@ def kernels(forward, backward, output_delta_kernel, epochs_kernel, threads, n_th
     def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                      learning_rates, guard, plateau, stop=None, time_budget=np.inf):
         dtype = theta.dtype
-        n_chunks = _layout.data_parallel_chunks(arch.layer_sizes, batch_size, n_threads())
+        sparse = _contract.is_sparse(X)
+        # A sparse X's minibatch is not split: each thread's own gradient buffer would be as
+        # big as its first layer, zeroed and summed at every step.
+        n_chunks = 1 if sparse else _layout.data_parallel_chunks(arch.layer_sizes, batch_size,
+                                                                 n_threads())
         cache = state.meta.get("workspace")
-        if cache is None or cache.key != (arch.layer_sizes, batch_size, dtype, n_chunks):
-            cache = state.meta["workspace"] = WorkspaceCache(arch, batch_size, dtype, n_chunks)
+        if cache is None or cache.key != (arch.layer_sizes, batch_size, dtype, n_chunks, sparse):
+            cache = state.meta["workspace"] = WorkspaceCache(arch, batch_size, dtype, n_chunks,
+                                                             sparse)
         has_sw = sample_weight is not None
         _layout.fill_plateau(cache.plateau, plateau)
         cache.outcome[0] = (0, state.t, _layout.Event.COMPLETED)
@@ -101,8 +123,10 @@ def kernels(forward, backward, output_delta_kernel, epochs_kernel, threads, n_th
         with threads(n_chunks):
             epochs_kernel(
                 cache.network(arch, theta),
-                _layout.Data(X, Y, sample_weight if has_sw else cache.unit_weights(X.shape[0]),
-                             has_sw, orders),
+                _layout.Data(cache.no_rows if sparse else X, Y,
+                             sample_weight if has_sw else cache.unit_weights(X.shape[0]),
+                             has_sw, orders, sparse,
+                             *((X.data, X.indices, X.indptr) if sparse else NO_CSR[dtype])),
                 _layout.Optimizer(_layout.hyper_record(opt), learning_rates, state.first,
                                   state.second),
                 cache.bundle(guard), control)
@@ -112,3 +136,7 @@ def kernels(forward, backward, output_delta_kernel, epochs_kernel, threads, n_th
         return control.terms[:epochs], _layout.EVENTS[event]
 
     return _contract.Kernels(forward_layer, backward_layer, output_delta, train_epochs)
+
+
+def _all_rows(A):
+    return np.arange(A.shape[0], dtype=np.int64)

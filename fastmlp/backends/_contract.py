@@ -8,6 +8,7 @@ shape and dtype, because a kernel writes into them.
 from typing import Callable, NamedTuple
 
 import numpy as np
+import scipy.sparse
 
 from .. import activations, losses
 from ._layout import EVENTS, MAX_UNITS  # noqa: F401  (EVENTS: the contract's event names)
@@ -64,6 +65,49 @@ def check_finite(a, name):
                          "inputs must be finite")
 
 
+def is_sparse(a):
+    return scipy.sparse.issparse(a)
+
+
+def sparse_input(a, name, n_cols, dtype=None):
+    """A scipy.sparse input as the kernels read it: CSR with int64 indices and row pointers,
+    sorted or not, its values finite and of `dtype` (None: as they are, float32 or float64).
+    Copies only what must change — the index arrays of a 32-bit CSR, the values of another
+    dtype; X is never densified. Its structure is checked, as the kernels index with it
+    unchecked: row pointers from 0 to nnz, non-decreasing, columns in [0, n_cols)."""
+    a = a.tocsr()
+    if a.ndim != 2 or (n_cols is not None and a.shape[1] != n_cols):
+        raise ValueError(f"{name} has shape {a.shape}, expected (n, {n_cols})")
+    values = a.data if dtype is None else a.data.astype(dtype, copy=False)
+    values, indices, indptr = (np.ascontiguousarray(values),
+                               np.ascontiguousarray(a.indices, dtype=np.int64),
+                               np.ascontiguousarray(a.indptr, dtype=np.int64))
+    if values.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} has dtype {values.dtype}; kernels take float32 or float64")
+    nnz = values.shape[0]
+    if (indptr.shape != (a.shape[0] + 1,) or indptr[0] != 0 or indptr[-1] != nnz
+            or indices.shape != (nnz,) or np.any(indptr[1:] < indptr[:-1])
+            or nnz and (indices.min() < 0 or indices.max() >= a.shape[1])):
+        raise ValueError(f"{name} is not a valid CSR matrix (its row pointers or column "
+                         "indices are out of range)")
+    check_finite(values, name)
+    if values is a.data and indices is a.indices and indptr is a.indptr:
+        return a
+    return scipy.sparse.csr_array((values, indices, indptr), shape=a.shape)
+
+
+def data_of(a):
+    """The array holding a (dense or sparse) input's values: for dtype and overlap checks."""
+    return a.data if is_sparse(a) else a
+
+
+def matrix_input(a, name, n_cols):
+    """A kernel's 2-D input: input_array, or sparse_input for a scipy.sparse one."""
+    if is_sparse(a):
+        return sparse_input(a, name, n_cols)
+    return input_array(a, name, (None, n_cols))
+
+
 def weights_array(W):
     """W as input_array takes it, each side at most MAX_UNITS: a BLAS dimension."""
     if max(_array(W, "W").shape, default=0) > MAX_UNITS:  # before input_array copies it
@@ -102,22 +146,25 @@ def _fmt(shape):
 
 
 def check_forward(A_in, W, b, activation, out):
-    common_dtype(A_in=A_in, W=W, b=b, out=out)
+    common_dtype(A_in=data_of(A_in), W=W, b=b, out=out)
     activations.check_activation(activation)
     W = weights_array(W)
     n_in, n_out = W.shape
-    A_in = input_array(A_in, "A_in", (None, n_in))
+    A_in = matrix_input(A_in, "A_in", n_in)
     b = input_array(b, "b", (n_out,))
     output_array(out, "out", (A_in.shape[0], n_out))
-    check_disjoint({"out": out}, {"A_in": A_in, "W": W, "b": b})
+    check_disjoint({"out": out}, {"A_in": data_of(A_in), "W": W, "b": b})
     return A_in, W, b
 
 
 def check_backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in):
-    common_dtype(A_in=A_in, delta=delta, W=W, grad_W=grad_W, grad_b=grad_b, delta_in=delta_in)
+    common_dtype(A_in=data_of(A_in), delta=delta, W=W, grad_W=grad_W, grad_b=grad_b,
+                 delta_in=delta_in)
     W = weights_array(W)
     n_in, n_out = W.shape
-    A_in = input_array(A_in, "A_in", (None, n_in))
+    if is_sparse(A_in) and delta_in is not None:
+        raise ValueError("a sparse A_in is the network's input: it has no delta_in")
+    A_in = matrix_input(A_in, "A_in", n_in)
     delta = input_array(delta, "delta", (A_in.shape[0], n_out))
     output_array(grad_W, "grad_W", (n_in, n_out))
     output_array(grad_b, "grad_b", (n_out,))
@@ -127,7 +174,7 @@ def check_backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in):
             raise ValueError("activation_in is required when delta_in is given")
         activations.check_activation(activation_in, hidden=True)
     check_disjoint({"grad_W": grad_W, "grad_b": grad_b, "delta_in": delta_in},
-                   {"A_in": A_in, "delta": delta, "W": W})
+                   {"A_in": data_of(A_in), "delta": delta, "W": W})
     return A_in, delta, W
 
 
@@ -182,12 +229,12 @@ def check_train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, sta
     """Validate train_epochs' arguments; returns (X, Y, sample_weight, orders, batch_size,
     learning_rates) ready for kernels (see check_schedule)."""
     check_architecture(arch)
-    common_dtype(theta=theta, X=X, Y=Y, sample_weight=sample_weight,
+    common_dtype(theta=theta, X=data_of(X), Y=Y, sample_weight=sample_weight,
                  first=state.first, second=state.second)
     output_array(theta, "theta", (arch.n_params,))
     output_array(state.first, "state.first", (arch.n_params,))
     output_array(state.second, "state.second", (arch.n_params,))
-    X = input_array(X, "X", (None, arch.layer_sizes[0]))
+    X = matrix_input(X, "X", arch.layer_sizes[0])
     n = X.shape[0]
     if n == 0:
         raise ValueError("X has no rows")
@@ -196,7 +243,7 @@ def check_train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, sta
         sample_weight = input_array(sample_weight, "sample_weight", (n,))
     orders, learning_rates, batch_size = check_schedule(orders, learning_rates, batch_size, n)
     check_disjoint({"theta": theta, "state.first": state.first, "state.second": state.second},
-                   {"X": X, "Y": Y, "sample_weight": sample_weight, "orders": orders,
+                   {"X": data_of(X), "Y": Y, "sample_weight": sample_weight, "orders": orders,
                     "learning_rates": learning_rates})
     return X, Y, sample_weight, orders, batch_size, learning_rates
 

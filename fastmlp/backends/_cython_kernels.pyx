@@ -26,7 +26,7 @@ from cython.parallel cimport parallel
 from libc.float cimport DBL_MAX as DOUBLE_MAX, DBL_MIN, FLT_MAX, FLT_MIN
 from libc.math cimport exp, expf, fabs, fabsf, log, logf, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int64_t
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport ddot, dgemm, sdot, sgemm
 
 import numpy as np
@@ -456,6 +456,57 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
             r0 = r1
 
 
+cdef void _sparse_forward(const floating* values, const int64_t* indices,
+                          const int64_t* indptr, const int64_t* rows, Py_ssize_t n,
+                          floating* W, floating* b, floating* out, Py_ssize_t n_out, int act,
+                          floating slope) noexcept nogil:
+    """Mirrors reference.forward_layer on rows `rows` (n of them) of a CSR input: out =
+    g(X[rows] @ W + b), each row the sum of its non-zeros' rows of W in stored order."""
+    cdef Py_ssize_t i, j, k, src
+    cdef floating v
+    cdef floating* row
+    cdef floating* w
+    for i in range(n):
+        row = out + i * n_out
+        for j in range(n_out):
+            row[j] = 0
+        src = rows[i]
+        for k in range(indptr[src], indptr[src + 1]):
+            v = values[k]
+            w = W + indices[k] * n_out
+            for j in range(n_out):
+                row[j] += v * w[j]
+    _bias_activate(out, b, 0, n, n_out, act, slope)
+
+
+cdef void _sparse_gradient(const floating* values, const int64_t* indices,
+                           const int64_t* indptr, const int64_t* rows, Py_ssize_t n,
+                           floating* delta, floating* gW, floating* gb, Py_ssize_t n_in,
+                           Py_ssize_t n_out, bint gb_ready) noexcept nogil:
+    """Mirrors reference.backward_layer for rows `rows` of a CSR input (the network's input:
+    no δ_in): gW = X[rows]ᵀ δ, each non-zero adding its δ row to its W row; gb = Σ_rows δ
+    unless gb_ready (summed already)."""
+    cdef Py_ssize_t i, j, k, src
+    cdef floating v
+    cdef floating* d
+    cdef floating* g
+    memset(gW, 0, <size_t>(n_in * n_out) * sizeof(floating))
+    if not gb_ready:
+        for j in range(n_out):
+            gb[j] = 0
+        for i in range(n):
+            for j in range(n_out):
+                gb[j] += delta[i * n_out + j]
+    for i in range(n):
+        d = delta + i * n_out
+        src = rows[i]
+        for k in range(indptr[src], indptr[src + 1]):
+            v = values[k]
+            g = gW + indices[k] * n_out
+            for j in range(n_out):
+                g[j] += v * d[j]
+
+
 cdef double _softmax_cross_entropy_delta(floating* Y_out, floating* R, floating* D, floating* w,
                                         Py_ssize_t n, Py_ssize_t m, bint has_sw, floating tiny,
                                         floating* gb) noexcept nogil:
@@ -593,7 +644,11 @@ cdef struct Run:
     int hidden, output, loss
     double slope
     # Data
-    const void* X
+    const void* X  # NULL when sparse: the CSR arrays below hold it
+    bint sparse
+    const void* X_values
+    const int64_t* X_indices
+    const int64_t* X_indptr
     const void* Y
     const void* sw
     bint has_sw
@@ -681,14 +736,16 @@ cdef void _update(floating* theta, floating* g0, floating* g1, floating* first,
             theta[p] -= size * m / (_sqrt(s) + eps)
 
 
-cdef double _forward_backward(const Run* r, floating* theta, floating* xb, floating* yb,
+cdef double _forward_backward(const Run* r, floating* theta, const int64_t* rows,
+                              floating* xb, floating* yb,
                               floating* wb, floating* acts, floating* deltas, floating* grad,
                               Py_ssize_t nb, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
     """Mirrors reference.minibatch_step's forward and backward passes (numba's
     _forward_backward), on rows r0:r1 of a gathered minibatch of nb rows: the gradient
-    summed over them into grad; returns their summed loss."""
+    summed over them into grad; returns their summed loss. A sparse X is not gathered: the
+    first layer reads its rows rows[r0:r1] (the minibatch's rows of X) in place."""
     cdef int n_layers = r.n_layers, l
-    cdef Py_ssize_t n_in, n_out, rows = r1 - r0
+    cdef Py_ssize_t n_in, n_out, n_rows = r1 - r0
     cdef Py_ssize_t n0 = r.n0, n_last = r.n_last
     cdef Py_ssize_t pos = 0, prev = 0
     cdef floating* a_in = xb + <Py_ssize_t>r0 * n0
@@ -698,16 +755,22 @@ cdef double _forward_backward(const Run* r, floating* theta, floating* xb, float
     for l in range(n_layers):
         n_in = r.sizes[l]
         n_out = r.sizes[l + 1]
-        _forward(a_in, theta + _weights_at(r, l), theta + _biases_at(r, l),
-                 acts + pos + <Py_ssize_t>r0 * n_out, rows, n_in, n_out,
-                 r.output if l == n_layers - 1 else r.hidden, slope)
+        if l == 0 and r.sparse:
+            _sparse_forward(<const floating*>r.X_values, r.X_indices, r.X_indptr, rows + r0,
+                            n_rows, theta + _weights_at(r, l), theta + _biases_at(r, l),
+                            acts + pos + <Py_ssize_t>r0 * n_out, n_out,
+                            r.output if l == n_layers - 1 else r.hidden, slope)
+        else:
+            _forward(a_in, theta + _weights_at(r, l), theta + _biases_at(r, l),
+                     acts + pos + <Py_ssize_t>r0 * n_out, n_rows, n_in, n_out,
+                     r.output if l == n_layers - 1 else r.hidden, slope)
         a_in = acts + pos + <Py_ssize_t>r0 * n_out
         pos += <Py_ssize_t>nb * n_out
     pos -= <Py_ssize_t>nb * n_last
     # every layer's bias gradient is summed as its δ is made: the output layer's here, a
     # hidden layer's by the layer above it
     batch_loss = _output_delta(a_in, yb + <Py_ssize_t>r0 * n_last, deltas + pos + <Py_ssize_t>r0 * n_last,
-                               wb + r0, rows, n_last, r.output, r.loss, r.has_sw, slope, tiny,
+                               wb + r0, n_rows, n_last, r.output, r.loss, r.has_sw, slope, tiny,
                                grad + _biases_at(r, n_layers - 1))
     for l in range(n_layers - 1, -1, -1):
         n_in = r.sizes[l]
@@ -716,13 +779,18 @@ cdef double _forward_backward(const Run* r, floating* theta, floating* xb, float
             prev = pos - <Py_ssize_t>nb * n_in
             _backward(acts + prev + <Py_ssize_t>r0 * n_in, deltas + pos + <Py_ssize_t>r0 * n_out,
                       theta + _weights_at(r, l), grad + _weights_at(r, l),
-                      grad + _biases_at(r, l), deltas + prev + <Py_ssize_t>r0 * n_in, rows, n_in,
+                      grad + _biases_at(r, l), deltas + prev + <Py_ssize_t>r0 * n_in, n_rows, n_in,
                       n_out, r.hidden, slope, True, True, grad + _biases_at(r, l - 1))
             pos = prev
+        elif r.sparse:
+            _sparse_gradient(<const floating*>r.X_values, r.X_indices, r.X_indptr, rows + r0,
+                             n_rows, deltas + pos + <Py_ssize_t>r0 * n_out,
+                             grad + _weights_at(r, l), grad + _biases_at(r, l), n_in, n_out,
+                             True)
         else:
             _backward(xb + <Py_ssize_t>r0 * n0, deltas + pos + <Py_ssize_t>r0 * n_out,
                       theta + _weights_at(r, l), grad + _weights_at(r, l),
-                      grad + _biases_at(r, l), NULL, rows, n_in, n_out, r.hidden, slope,
+                      grad + _biases_at(r, l), NULL, n_rows, n_in, n_out, r.hidden, slope,
                       False, True, NULL)
     return batch_loss
 
@@ -768,8 +836,9 @@ cdef void _gather(const Run* r, const floating* X, const int64_t* order, Py_ssiz
     cdef const floating* sw = <const floating*>r.sw
     for i in range(rows):
         src = order[first + i]
-        for j in range(n0):
-            xb[<Py_ssize_t>i * n0 + j] = X[src * n0 + j]
+        if not r.sparse:
+            for j in range(n0):
+                xb[<Py_ssize_t>i * n0 + j] = X[src * n0 + j]
         for j in range(n_last):
             yb[<Py_ssize_t>i * n_last + j] = Y[src * n_last + j]
         wb[i] = sw[src]
@@ -836,7 +905,8 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
                 fastmlp_phase_add(PHASE_GATHER, since)
                 since = fastmlp_clock()
                 r.part_losses[c] = _forward_backward(
-                    r, theta, &xb[c * r.x_stride], &yb[c * r.y_stride], &wb[r0],
+                    r, theta, order + start + r0, &xb[c * r.x_stride], &yb[c * r.y_stride],
+                    &wb[r0],
                     &acts[c * r.a_stride], &deltas[c * r.a_stride], &parts[c * n_params],
                     r1 - r0, 0, r1 - r0)
                 fastmlp_phase_add(PHASE_FORWARD_BACKWARD, since)
@@ -846,7 +916,8 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
             _gather(r, X, order, start, nb, xb, yb, wb)
             fastmlp_phase_add(PHASE_GATHER, since)
             since = fastmlp_clock()
-            batch_loss = _forward_backward(r, theta, xb, yb, wb, acts, deltas, grad, nb, 0, nb)
+            batch_loss = _forward_backward(r, theta, order + start, xb, yb, wb, acts, deltas,
+                                           grad, nb, 0, nb)
             fastmlp_phase_add(PHASE_FORWARD_BACKWARD, since)
         squared_norm = 0.0  # of the weights before this step's update (none is written yet)
         if tid == 0 and l2 != 0:
@@ -1017,6 +1088,9 @@ cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspa
     cdef const int64_t[:, ::1] offsets = network.offsets
     cdef const int64_t[::1] sizes = network.sizes
     cdef const floating[:, ::1] X = data.X
+    cdef const floating[::1] X_values = data.X_values
+    cdef const int64_t[::1] X_indices = data.X_indices
+    cdef const int64_t[::1] X_indptr = data.X_indptr
     cdef const floating[:, ::1] Y = data.Y
     cdef const floating[::1] sw = data.sample_weight
     cdef const int64_t[:, ::1] orders = data.orders
@@ -1045,10 +1119,15 @@ cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspa
     r.n_params = theta.shape[0]
     r.hidden, r.output, r.loss = network.hidden, network.output, network.loss
     r.slope = network.leaky_slope
-    r.X, r.Y, r.sw = &X[0, 0], &Y[0, 0], &sw[0]
+    r.sparse = data.sparse
+    r.X = NULL if r.sparse else &X[0, 0]
+    r.X_values = &X_values[0] if X_values.shape[0] else NULL
+    r.X_indices = &X_indices[0] if X_indices.shape[0] else NULL
+    r.X_indptr = &X_indptr[0]
+    r.Y, r.sw = &Y[0, 0], &sw[0]
     r.has_sw = data.has_sample_weight
     r.orders, r.n_orders = &orders[0, 0], orders.shape[0]
-    r.n, r.n0, r.n_last = X.shape[0], X.shape[1], Y.shape[1]
+    r.n, r.n0, r.n_last = Y.shape[0], X.shape[1], Y.shape[1]
     r.hyper = &hyper[0]
     r.learning_rates, r.n_epochs = &learning_rates[0], learning_rates.shape[0]
     r.first, r.second = &first[0], &second[0]
@@ -1137,6 +1216,36 @@ def backward_layer(const floating[:, ::1] A, const floating[:, ::1] delta,
         _backward(<floating*>&A[0, 0], <floating*>&delta[0, 0], <floating*>&W[0, 0],
                   &grad_W[0, 0], &grad_b[0], d_in, n, n_in, n_out, act_in, slope, want, False,
                   NULL)
+
+
+def sparse_forward_layer(const floating[::1] values, const int64_t[::1] indices,
+                         const int64_t[::1] indptr, const int64_t[::1] rows,
+                         const floating[:, ::1] W, const floating[::1] b, int act,
+                         floating slope, floating[:, ::1] out):
+    cdef Py_ssize_t n = rows.shape[0]
+    if n == 0:
+        return
+    with nogil:
+        _sparse_forward(&values[0] if values.shape[0] else NULL,
+                        &indices[0] if indices.shape[0] else NULL, &indptr[0], &rows[0], n,
+                        <floating*>&W[0, 0], <floating*>&b[0], &out[0, 0], W.shape[1], act,
+                        slope)
+
+
+def sparse_weight_gradient(const floating[::1] values, const int64_t[::1] indices,
+                           const int64_t[::1] indptr, const int64_t[::1] rows,
+                           const floating[:, ::1] delta, floating[:, ::1] grad_W,
+                           floating[::1] grad_b):
+    cdef Py_ssize_t n = rows.shape[0]
+    if n == 0:
+        grad_W[:, :] = 0
+        grad_b[:] = 0
+        return
+    with nogil:
+        _sparse_gradient(&values[0] if values.shape[0] else NULL,
+                         &indices[0] if indices.shape[0] else NULL, &indptr[0], &rows[0], n,
+                         <floating*>&delta[0, 0], &grad_W[0, 0], &grad_b[0], grad_W.shape[0],
+                         grad_W.shape[1], False)
 
 
 def output_delta(const floating[:, ::1] A, const floating[:, ::1] Y, int act, int loss,

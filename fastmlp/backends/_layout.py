@@ -6,7 +6,8 @@ multi-epoch entry point's arguments as five named bundles and read every scalar 
     train_epochs(network, data, optimizer, workspace, control)
 
 * ``Network``    θ, the layer layout (offsets, sizes) and the activation/loss codes
-* ``Data``       X, Y, the sample weights and the epochs' row orders
+* ``Data``       X (dense, or sparse as CSR arrays), Y, the sample weights and the epochs'
+                 row orders
 * ``Optimizer``  the ``HYPER`` record (update rule and its constants), the learning rates,
                  the two moment vectors
 * ``Workspace``  the preallocated buffers (gradients, activations, deltas, gathered rows)
@@ -113,7 +114,10 @@ def fill_plateau(out, plateau):
 
 # -- argument bundles ------------------------------------------------------------------------
 Network = namedtuple("Network", "theta offsets sizes hidden output loss leaky_slope")
-Data = namedtuple("Data", "X Y sample_weight has_sample_weight orders")
+#: X is dense, or (sparse) an empty (0, n_features) stand-in beside X's CSR arrays: values,
+#: column indices and row pointers (int64), the first layer's input read row by row.
+Data = namedtuple("Data", "X Y sample_weight has_sample_weight orders sparse X_values "
+                          "X_indices X_indptr")
 Optimizer = namedtuple("Optimizer", "hyper learning_rates first second")
 Workspace = namedtuple("Workspace", "grad parts part_losses acts deltas xb yb wb saved")
 Control = namedtuple("Control", "batch_size min_chunk_rows guard plateau outcome terms stop "

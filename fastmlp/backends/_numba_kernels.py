@@ -235,6 +235,44 @@ def _backward(A_in, delta, W, grad_W, grad_b, delta_in, act_in, slope, want_delt
 
 
 @jit
+def _sparse_forward(values, indices, indptr, rows, W, b, act, slope, out):
+    """Mirrors reference.forward_layer on rows `rows` of a CSR input (values, indices,
+    indptr): out = g(X[rows] @ W + b), each row the sum of its non-zeros' rows of W, in
+    the order they are stored (scipy's CSR × dense product)."""
+    n_out = W.shape[1]
+    for i in range(rows.shape[0]):
+        row = out[i]
+        row[:] = 0
+        src = rows[i]
+        for k in range(indptr[src], indptr[src + 1]):
+            v = values[k]
+            w = W[indices[k]]
+            for j in range(n_out):
+                row[j] += v * w[j]
+    _bias_activate(out, b, act, slope, 0, rows.shape[0])
+
+
+@jit
+def _sparse_gradient(values, indices, indptr, rows, delta, grad_W, grad_b):
+    """Mirrors reference.backward_layer for a CSR input's rows `rows` (the network's input,
+    so no δ_in): grad_W = X[rows]ᵀ δ, each non-zero adding its δ row to its W row; grad_b
+    = Σ_rows δ."""
+    n_out = grad_W.shape[1]
+    grad_W[:] = 0
+    grad_b[:] = 0
+    for i in range(rows.shape[0]):
+        d = delta[i]
+        for j in range(n_out):
+            grad_b[j] += d[j]
+        src = rows[i]
+        for k in range(indptr[src], indptr[src + 1]):
+            v = values[k]
+            g = grad_W[indices[k]]
+            for j in range(n_out):
+                g[j] += v * d[j]
+
+
+@jit
 def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
     """Mirrors reference.output_delta: δ_out into delta, returns Σ_i w_i L_i (float64)."""
     n, m = A_out.shape
@@ -346,11 +384,12 @@ def _view(buf, start, rows, cols):
 
 
 @jit
-def _forward_backward(net, xv, yv, wv, has_sw, acts, deltas, grad, nb, r0, r1):
+def _forward_backward(net, data, rows, xv, yv, wv, has_sw, acts, deltas, grad, nb, r0, r1):
     """Mirrors reference.minibatch_step's forward and backward passes, on rows r0:r1 of a
     gathered minibatch of nb rows: writes the gradient *summed over those rows* into grad
     and returns their summed loss. Row blocks are independent until the gradient, so threads
-    can each take one."""
+    can each take one. A sparse X is not gathered: the first layer reads its rows `rows`
+    (the minibatch's rows of X) in place."""
     theta, offsets, sizes, slope = net.theta, net.offsets, net.sizes, net.leaky_slope
     hidden, output = net.hidden, net.output
     tiny = _tiny(theta)
@@ -363,7 +402,12 @@ def _forward_backward(net, xv, yv, wv, has_sw, acts, deltas, grad, nb, r0, r1):
         W = _view(theta, offsets[l, 0], n_in, n_out)
         b = theta[offsets[l, 1]:offsets[l, 1] + n_out]
         out = _view(acts, pos, nb, n_out)[r0:r1]
-        _forward(a_in, W, b, output if l == n_layers - 1 else hidden, slope, out)
+        act = output if l == n_layers - 1 else hidden
+        if l == 0 and data.sparse:
+            _sparse_forward(data.X_values, data.X_indices, data.X_indptr, rows[r0:r1], W, b,
+                            act, slope, out)
+        else:
+            _forward(a_in, W, b, act, slope, out)
         a_in = out
         pos += nb * n_out
     pos -= nb * n_last  # the output delta sits at the same offset as the output activations
@@ -380,6 +424,9 @@ def _forward_backward(net, xv, yv, wv, has_sw, acts, deltas, grad, nb, r0, r1):
             pos -= nb * n_in
             _backward(_view(acts, pos, nb, n_in)[r0:r1], delta, W, gW, gb,
                       _view(deltas, pos, nb, n_in)[r0:r1], hidden, slope, True)
+        elif data.sparse:
+            _sparse_gradient(data.X_values, data.X_indices, data.X_indptr, rows[r0:r1], delta,
+                             gW, gb)
         else:
             _backward(xv[r0:r1], delta, W, gW, gb, delta, hidden, slope, False)
     return batch_loss
@@ -391,7 +438,8 @@ def _gather(data, order, start, r0, r1, xb, yb, wb):
     X, Y, sw = data.X, data.Y, data.sample_weight
     for r in range(r0, r1):
         src = order[start + r]
-        xb[r] = X[src]
+        if not data.sparse:
+            xb[r] = X[src]
         yb[r] = Y[src]
         wb[r] = sw[src]
 
@@ -433,8 +481,9 @@ def _forward_backward_chunks(net, data, ws, order, start, xv, yv, nb):
         r0 = c * nb // n_chunks
         r1 = (c + 1) * nb // n_chunks
         _gather(data, order, start, r0, r1, xv, yv, ws.wb)
-        part_losses[c] = _forward_backward(net, xv, yv, ws.wb, data.has_sample_weight,
-                                           ws.acts, ws.deltas, parts[c], nb, r0, r1)
+        part_losses[c] = _forward_backward(net, data, order[start:start + nb], xv, yv, ws.wb,
+                                           data.has_sample_weight, ws.acts, ws.deltas,
+                                           parts[c], nb, r0, r1)
     batch_loss = part_losses[0]
     for c in range(1, n_chunks):
         batch_loss += part_losses[c]
@@ -511,7 +560,7 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
     preallocated: a minibatch step allocates nothing."""
     theta, offsets, sizes = net.theta, net.offsets, net.sizes
     h = opt.hyper[0]
-    n = data.X.shape[0]
+    n = data.Y.shape[0]
     n_layers = offsets.shape[0]
     n0, n_last = sizes[0], sizes[n_layers]
     batch_size, n_chunks = ctrl.batch_size, ws.parts.shape[0]
@@ -521,15 +570,16 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
     penalty_term = 0.0
     for start in range(0, n, batch_size):
         nb = min(batch_size, n - start)
-        xv = _view(ws.xb, 0, nb, n0)
+        xv = _view(ws.xb, 0, 0 if data.sparse else nb, n0)  # sparse: not gathered
         yv = _view(ws.yb, 0, nb, n_last)
         split = n_chunks > 1 and nb >= n_chunks * ctrl.min_chunk_rows
         if split:
             batch_loss = _forward_backward_chunks(net, data, ws, order, start, xv, yv, nb)
         else:
             _gather(data, order, start, 0, nb, xv, yv, ws.wb)
-            batch_loss = _forward_backward(net, xv, yv, ws.wb, data.has_sample_weight,
-                                           ws.acts, ws.deltas, ws.grad, nb, 0, nb)
+            batch_loss = _forward_backward(net, data, order[start:start + nb], xv, yv, ws.wb,
+                                           data.has_sample_weight, ws.acts, ws.deltas,
+                                           ws.grad, nb, 0, nb)
         weight_sum = 0.0
         for r in range(nb):
             weight_sum += ws.wb[r] if data.has_sample_weight else 1.0
@@ -593,7 +643,7 @@ def train_epochs(network, data, optimizer, workspace, control):
     theta, first, second, saved = network.theta, optimizer.first, optimizer.second, workspace.saved
     rule = optimizer.hyper[0].rule
     plateau, outcome = control.plateau[0], control.outcome[0]
-    n = data.X.shape[0]
+    n = data.Y.shape[0]
     orders, terms = data.orders, control.terms
     t = outcome.t
     keep_first, keep_second = rule != SGD, rule == ADAM  # _layout.Update

@@ -26,8 +26,9 @@ def _n_threads():
     return threads_for(limit) if limit is not None else default_threads(_ck.max_threads())
 
 
-unchecked = _compiled.kernels(_ck.forward_layer, _ck.backward_layer, _ck.output_delta,
-                              _ck.train_epochs, _threads, _n_threads)
+unchecked = _compiled.kernels(_ck.forward_layer, _ck.backward_layer, _ck.sparse_forward_layer,
+                              _ck.sparse_weight_gradient, _ck.output_delta, _ck.train_epochs,
+                              _threads, _n_threads)
 forward_layer, backward_layer, output_delta, train_epochs = _contract.checked(unchecked)
 
 __all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epochs",

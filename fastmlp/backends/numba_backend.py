@@ -47,7 +47,8 @@ def _n_threads():
     return threads_for(n) if current_thread_limit() is not None else default_threads(n)
 
 
-unchecked = _compiled.kernels(_nk._forward, _nk._backward, _nk._output_delta, _nk.train_epochs,
+unchecked = _compiled.kernels(_nk._forward, _nk._backward, _nk._sparse_forward,
+                              _nk._sparse_gradient, _nk._output_delta, _nk.train_epochs,
                               _threads, _n_threads)
 forward_layer, backward_layer, output_delta, train_epochs = _contract.checked(unchecked)
 

@@ -6,7 +6,9 @@ Readable before fast. Each function follows the article's matrix form (rows = sa
     backward    ∂L/∂W = A_inᵀ δ,  ∂L/∂b = Σ_rows δ,  δ_in = (δ Wᵀ) ⊙ g'(A_in)
     output      δ_out = ∂L/∂z_out for the output activation / loss pair (see losses.py)
 
-and writes into caller-provided buffers, which is the contract all backends share.
+and writes into caller-provided buffers, which is the contract all backends share. The
+network's input may be a scipy.sparse CSR matrix (checked by _contract.sparse_input): the
+first layer's products are then scipy's, A_in W and A_inᵀ δ, and X is never densified.
 """
 import dataclasses
 import time
@@ -22,14 +24,20 @@ name = "numpy"
 
 def _forward(A_in, W, b, activation, out, leaky_slope):
     """out = g(A_in @ W + b); returns out."""
-    np.matmul(A_in, W, out=out)
+    if _contract.is_sparse(A_in):
+        out[...] = A_in @ W
+    else:
+        np.matmul(A_in, W, out=out)
     out += b
     return activations.activate(out, activation, leaky_slope)
 
 
 def _backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in, leaky_slope):
     """grad_W = A_inᵀ δ, grad_b = Σ_rows δ and, if delta_in is given, δ_in = (δ Wᵀ) ⊙ g'(A_in)."""
-    np.matmul(A_in.T, delta, out=grad_W)
+    if _contract.is_sparse(A_in):
+        grad_W[...] = A_in.T @ delta
+    else:
+        np.matmul(A_in.T, delta, out=grad_W)
     np.sum(delta, axis=0, out=grad_b)
     if delta_in is not None:
         np.matmul(delta, W.T, out=delta_in)
