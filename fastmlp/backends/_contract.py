@@ -98,7 +98,9 @@ def sparse_input(a, name, n_cols, dtype=None):
 
 def data_of(a):
     """The array holding a (dense or sparse) input's values: for dtype and overlap checks."""
-    return a.data if is_sparse(a) else a
+    if not is_sparse(a):
+        return a
+    return (a if a.format in ("csr", "csc", "coo") else a.tocsr()).data
 
 
 def matrix_input(a, name, n_cols):
