@@ -204,6 +204,12 @@ def fit_stochastic(params, task, state, net, X, Y, sample_weight, rng, increment
                           float(params["alpha"]), float(params["beta_1"]),
                           float(params["beta_2"]), float(params["epsilon"]))
     state.n_iter = 0  # scikit-learn counts the epochs of this call (a warm start too)
+    if early_stopping and (state.best_theta is None or state.best_validation_score is None):
+        # the best weights are kept only where early stopping needs them (a warm start may
+        # turn it on): a copy of θ is as big as the network
+        state.best_theta = net.theta.copy()
+        state.best_validation_score = -np.inf
+        state.validation_scores = state.validation_scores or []
     try:
         with interrupts.deferred() as stop:
             epochs = _Epochs(params, task, state, net, X_train, Y_train, sw_train, batch_size,

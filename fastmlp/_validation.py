@@ -17,7 +17,7 @@ def check_dtype(dtype):
 def check_matrix(a, name, dtype, n_cols=None, allow_empty=False, accept_sparse=False):
     """2-D finite float array of `dtype`, C-contiguous; ints/bools cast, object/str/complex
     rejected. accept_sparse: a scipy.sparse matrix or array of any format is kept sparse, as
-    the kernels take it (CSR, int64 indices: _contract.sparse_input)."""
+    the kernels take it (CSR: _contract.sparse_input)."""
     with np.errstate(invalid="ignore", over="ignore"):  # scikit-learn's sum test of inf-inf
         a = check_array(a, dtype=dtype, order="C", ensure_all_finite=True,
                         accept_sparse="csr" if accept_sparse else False,

@@ -145,21 +145,32 @@ def bench(args):
     from . import benchmarking as B
     from .show import config as machine
 
+    def write(name, **measured):
+        os.makedirs(args.out, exist_ok=True)
+        path = os.path.join(args.out, f"{name}.json")
+        with open(path, "w") as f:
+            json.dump({"machine": machine(), "command": " ".join(["fastmlp", "bench",
+                                                                   *args.argv]),
+                       **measured}, f, indent=2, default=str)
+        print(f"wrote {path}")
+        return 0
+
     if args.dask:
         from . import dask_bench
 
         measured = dask_bench.run(rows=100_000 if args.quick else 400_000,
                                   rounds=1 if args.quick else 3)
         print(dask_bench.text(measured))
-        os.makedirs(args.out, exist_ok=True)
-        path = os.path.join(args.out, "dask.json")
-        with open(path, "w") as f:
-            json.dump({"machine": machine(), "command": " ".join(["fastmlp", "bench",
-                                                                   *args.argv]),
-                       "dask": measured, "model": dask_bench.model(measured)}, f, indent=2,
-                      default=str)
-        print(f"wrote {path}")
-        return 0
+        return write("dask", dask=measured, model=dask_bench.model(measured))
+    if args.sparse:
+        from . import sparse_bench
+
+        corpus = dict(sparse_bench.CORPUS, **(dict(n_docs=4000, n_terms=20_000)
+                                              if args.quick else {}))
+        measured = sparse_bench.run(dtypes=[np.dtype(d) for d in args.dtypes],
+                                    rounds=1 if args.quick else 3, corpus_params=corpus)
+        print(sparse_bench.text(measured))
+        return write("sparse", sparse=measured)
     workloads = args.workloads or (["W1", "W2", "W3"] if args.quick else list(B.WORKLOADS))
     dtypes = [np.dtype(d) for d in args.dtypes]
     rows, forward = [], []
@@ -246,6 +257,9 @@ def build_parser():
     p.add_argument("--dask", action="store_true",
                    help="only the Dask scaling benchmark (2 workers against 1 process, "
                         "global batch 20k and 100k) and its scaling model")
+    p.add_argument("--sparse", action="store_true",
+                   help="only the sparse text benchmark: a TF-IDF corpus (20k documents x "
+                        "50k terms, 20 classes) fitted by fastmlp and scikit-learn")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=bench)
     p = sub.add_parser("config", help="show backends, BLAS, OpenMP and threads")

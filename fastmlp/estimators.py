@@ -4,11 +4,10 @@ Same parameters, defaults and fitted attributes as scikit-learn 1.9's, so switch
 import. Beyond scikit-learn: `backend`, `n_threads`, `leaky_slope` (with
 activation="leaky_relu") and `class_weight` on the classifier; float32 input trains in float32.
 Sparse X (any scipy.sparse format) trains and predicts as CSR, never densified: the first
-layer's products run over its rows' non-zeros. Differences, on purpose: a fit whose loss
-turns NaN/inf raises with the epoch named and keeps the last finite weights; lbfgs minimises
-exactly the loss whose gradient it is given (scikit-learn's multi-output regression reports
-the squared error averaged over outputs but steps on its sum; fastmlp reports it the same
-way and so does SGD/Adam, but L-BFGS sees one consistent objective).
+layer's products run over its rows' non-zeros. What still differs, on purpose, is listed in
+the README ("What is still different from scikit-learn"): a divergence raises at its epoch
+and keeps the last finite weights, a failed fit keeps the model it had, lbfgs minimises the
+loss it reports the gradient of, Poisson targets are validated.
 """
 import copy
 import sys
@@ -220,7 +219,7 @@ class _BaseMLP(BaseEstimator):
                       if name.endswith("_") and not name.startswith("__")
                       or name in self._FITTED_PRIVATE}
         net = self._net
-        attributes["_best_theta"] = np.copy(self._best_theta)
+        attributes["_best_theta"] = copy.copy(self._best_theta)  # an array, or None
         attributes["_schedule"] = copy.deepcopy(getattr(self, "_schedule", None))
         return attributes, net, net.theta.copy(), copy.deepcopy(net.optimizer_state), (
             net._optimizer_name, net.n_threads)
@@ -310,7 +309,8 @@ class _BaseMLP(BaseEstimator):
         for name, value in values.items():
             if overwrite or not hasattr(self, name):
                 setattr(self, name, value)
-        self._best_theta = self._net.theta.copy()
+        # early stopping's best weights so far (a copy of θ: kept only where it is needed)
+        self._best_theta = self._net.theta.copy() if self.early_stopping else None
         self._schedule = None
 
     # -- the public attributes are the model -------------------------------------------
@@ -445,7 +445,7 @@ class _BaseMLP(BaseEstimator):
 
 def _network_input(X, dtype):
     """Validated X as the network takes it: C-contiguous in its dtype, or (sparse) CSR with
-    int64 indices — never densified."""
+    int64 row pointers — never densified."""
     if is_sparse(X):
         return sparse_input(X, "X", X.shape[1], dtype)
     return np.ascontiguousarray(X, dtype=dtype)

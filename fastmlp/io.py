@@ -391,7 +391,7 @@ def load(path, max_bytes=MAX_BYTES):
         raise ValueError(f"{path} holds non-finite weights")
     net.theta[...] = theta
     est._net = net
-    est._best_theta = net.theta.copy()
+    est._best_theta = net.theta.copy() if est.early_stopping else None
     if "classes_" in arrays:
         est.classes_ = arrays["classes_"]
         binarizer = LabelBinarizer()

@@ -195,3 +195,13 @@ def test_dask_dataframe_input_fits_as_the_arrays_do(client):
     for a, b in zip(dist.coefs_ + dist.intercepts_, local.coefs_ + local.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
     np.testing.assert_array_equal(fd.predict(dist, frame).compute(), local.predict(X))
+
+
+def test_sparse_blocks_are_refused_with_a_clear_error(client):
+    import scipy.sparse as sp
+
+    X = da.from_array(sp.random(40, 6, density=0.3, format="csr"), chunks=(20, 6),
+                      asarray=False)
+    with pytest.raises(TypeError, match="sparse blocks"):
+        fd.fit(MLPClassifier(max_iter=1), X, da.from_array(np.arange(40) % 2, chunks=20),
+               client=client)

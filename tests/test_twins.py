@@ -41,6 +41,8 @@ ENGINE_SPECIFIC = {
         "forward_layer": "Python-callable _forward (numba's @njit functions are callable)",
         "backward_layer": "Python-callable _backward (as forward_layer)",
         "output_delta": "Python-callable _output_delta (as forward_layer)",
+        "sparse_forward_layer": "Python-callable _sparse_forward (as forward_layer)",
+        "sparse_weight_gradient": "Python-callable _sparse_gradient (as forward_layer)",
         "_check_layout": "checks _records.pxd against _layout at import",
         "max_threads": "OpenMP's thread count",
         "phase_times": "the phase timers of a FASTMLP_PHASE_TIMERS=1 build",
@@ -62,7 +64,9 @@ MIRRORS = {"_forward": "reference.forward_layer", "_backward": "reference.backwa
            "_output_delta": "reference.output_delta", "_update": "reference.minibatch_step",
            "_forward_backward": "reference.minibatch_step", "_epoch": "reference._epoch",
            "train_epochs": "reference.train_epochs", "_activate_row": "activations.activate",
-           "_plateau_update": "stopping.Plateau.update"}
+           "_plateau_update": "stopping.Plateau.update",
+           "_sparse_forward": "reference.forward_layer",
+           "_sparse_gradient": "reference.backward_layer"}
 
 
 def _cython_functions():

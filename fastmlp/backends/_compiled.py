@@ -32,7 +32,9 @@ class WorkspaceCache:
         rows = lambda width: np.empty(_layout.chunk_rows(batch_size, n_chunks, width), dtype)
         acts = rows(int(sum(sizes[1:])))
         self.arrays = dict(
-            grad=np.empty(arch.n_params, dtype), parts=np.empty((n_chunks, arch.n_params), dtype),
+            # parts: a gradient buffer per thread of a split minibatch (unread unless split)
+            grad=np.empty(arch.n_params, dtype),
+            parts=np.empty((n_chunks, arch.n_params) if n_chunks > 1 else (1, 1), dtype),
             part_losses=np.empty(n_chunks, np.float64), acts=acts, deltas=np.empty_like(acts),
             xb=np.empty(1, dtype) if sparse else rows(sizes[0]), yb=rows(sizes[-1]),
             wb=np.empty(batch_size, dtype))

@@ -70,17 +70,19 @@ def is_sparse(a):
 
 
 def sparse_input(a, name, n_cols, dtype=None):
-    """A scipy.sparse input as the kernels read it: CSR with int64 indices and row pointers,
-    sorted or not, its values finite and of `dtype` (None: as they are, float32 or float64).
-    Copies only what must change — the index arrays of a 32-bit CSR, the values of another
-    dtype; X is never densified. Its structure is checked, as the kernels index with it
+    """A scipy.sparse input as the kernels read it: CSR with int32 or int64 column indices
+    (as given) and int64 row pointers, sorted or not, its values finite and of `dtype`
+    (None: as they are, float32 or float64). Copies only what must change — the row
+    pointers of a 32-bit CSR, the values of another dtype; X is never densified. Its structure is checked, as the kernels index with it
     unchecked: row pointers from 0 to nnz, non-decreasing, columns in [0, n_cols)."""
     a = a.tocsr()
     if a.ndim != 2 or (n_cols is not None and a.shape[1] != n_cols):
         raise ValueError(f"{name} has shape {a.shape}, expected (n, {n_cols})")
     values = a.data if dtype is None else a.data.astype(dtype, copy=False)
     values, indices, indptr = (np.ascontiguousarray(values),
-                               np.ascontiguousarray(a.indices, dtype=np.int64),
+                               np.ascontiguousarray(a.indices, dtype=a.indices.dtype
+                                                    if a.indices.dtype == np.int32
+                                                    else np.int64),
                                np.ascontiguousarray(a.indptr, dtype=np.int64))
     if values.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} has dtype {values.dtype}; kernels take float32 or float64")

@@ -25,7 +25,7 @@ from cython cimport floating
 from cython.parallel cimport parallel
 from libc.float cimport DBL_MAX as DOUBLE_MAX, DBL_MIN, FLT_MAX, FLT_MIN
 from libc.math cimport exp, expf, fabs, fabsf, log, logf, sqrt, sqrtf, tanh, tanhf
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport ddot, dgemm, sdot, sgemm
 
@@ -456,7 +456,14 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
             r0 = r1
 
 
-cdef void _sparse_forward(const floating* values, const int64_t* indices,
+cdef inline Py_ssize_t _column(const void* indices, bint wide, Py_ssize_t k) noexcept nogil:
+    """A CSR input's k-th column index, from its int64 (wide) or int32 indices."""
+    if wide:
+        return (<const int64_t*>indices)[k]
+    return (<const int32_t*>indices)[k]
+
+
+cdef void _sparse_forward(const floating* values, const void* indices, bint wide,
                           const int64_t* indptr, const int64_t* rows, Py_ssize_t n,
                           floating* W, floating* b, floating* out, Py_ssize_t n_out, int act,
                           floating slope) noexcept nogil:
@@ -473,13 +480,13 @@ cdef void _sparse_forward(const floating* values, const int64_t* indices,
         src = rows[i]
         for k in range(indptr[src], indptr[src + 1]):
             v = values[k]
-            w = W + indices[k] * n_out
+            w = W + _column(indices, wide, k) * n_out
             for j in range(n_out):
                 row[j] += v * w[j]
     _bias_activate(out, b, 0, n, n_out, act, slope)
 
 
-cdef void _sparse_gradient(const floating* values, const int64_t* indices,
+cdef void _sparse_gradient(const floating* values, const void* indices, bint wide,
                            const int64_t* indptr, const int64_t* rows, Py_ssize_t n,
                            floating* delta, floating* gW, floating* gb, Py_ssize_t n_in,
                            Py_ssize_t n_out, bint gb_ready) noexcept nogil:
@@ -502,7 +509,7 @@ cdef void _sparse_gradient(const floating* values, const int64_t* indices,
         src = rows[i]
         for k in range(indptr[src], indptr[src + 1]):
             v = values[k]
-            g = gW + indices[k] * n_out
+            g = gW + _column(indices, wide, k) * n_out
             for j in range(n_out):
                 g[j] += v * d[j]
 
@@ -647,7 +654,8 @@ cdef struct Run:
     const void* X  # NULL when sparse: the CSR arrays below hold it
     bint sparse
     const void* X_values
-    const int64_t* X_indices
+    const void* X_indices  # int64 if wide_indices, else int32
+    bint wide_indices
     const int64_t* X_indptr
     const void* Y
     const void* sw
@@ -756,7 +764,8 @@ cdef double _forward_backward(const Run* r, floating* theta, const int64_t* rows
         n_in = r.sizes[l]
         n_out = r.sizes[l + 1]
         if l == 0 and r.sparse:
-            _sparse_forward(<const floating*>r.X_values, r.X_indices, r.X_indptr, rows + r0,
+            _sparse_forward(<const floating*>r.X_values, r.X_indices, r.wide_indices,
+                            r.X_indptr, rows + r0,
                             n_rows, theta + _weights_at(r, l), theta + _biases_at(r, l),
                             acts + pos + <Py_ssize_t>r0 * n_out, n_out,
                             r.output if l == n_layers - 1 else r.hidden, slope)
@@ -783,7 +792,8 @@ cdef double _forward_backward(const Run* r, floating* theta, const int64_t* rows
                       n_out, r.hidden, slope, True, True, grad + _biases_at(r, l - 1))
             pos = prev
         elif r.sparse:
-            _sparse_gradient(<const floating*>r.X_values, r.X_indices, r.X_indptr, rows + r0,
+            _sparse_gradient(<const floating*>r.X_values, r.X_indices, r.wide_indices,
+                             r.X_indptr, rows + r0,
                              n_rows, deltas + pos + <Py_ssize_t>r0 * n_out,
                              grad + _weights_at(r, l), grad + _biases_at(r, l), n_in, n_out,
                              True)
@@ -1089,7 +1099,6 @@ cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspa
     cdef const int64_t[::1] sizes = network.sizes
     cdef const floating[:, ::1] X = data.X
     cdef const floating[::1] X_values = data.X_values
-    cdef const int64_t[::1] X_indices = data.X_indices
     cdef const int64_t[::1] X_indptr = data.X_indptr
     cdef const floating[:, ::1] Y = data.Y
     cdef const floating[::1] sw = data.sample_weight
@@ -1112,6 +1121,7 @@ cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspa
     cdef double[:, ::1] terms = control.terms
     cdef const int64_t[::1] stop_flag = control.stop
     cdef Run r
+    cdef size_t indices_address
     r.theta = &theta[0]
     r.offsets = &offsets[0, 0]
     r.sizes = &sizes[0]
@@ -1122,7 +1132,8 @@ cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspa
     r.sparse = data.sparse
     r.X = NULL if r.sparse else &X[0, 0]
     r.X_values = &X_values[0] if X_values.shape[0] else NULL
-    r.X_indices = &X_indices[0] if X_indices.shape[0] else NULL
+    indices_address, r.wide_indices = _indices_of(data.X_indices)
+    r.X_indices = <const void*><size_t>indices_address
     r.X_indptr = &X_indptr[0]
     r.Y, r.sw = &Y[0, 0], &sw[0]
     r.has_sw = data.has_sample_weight
@@ -1218,32 +1229,49 @@ def backward_layer(const floating[:, ::1] A, const floating[:, ::1] delta,
                   NULL)
 
 
-def sparse_forward_layer(const floating[::1] values, const int64_t[::1] indices,
+cdef tuple _indices_of(indices):
+    """(address, wide) of a CSR input's int32 or int64 column indices (NULL when empty)."""
+    cdef const int64_t[::1] wide
+    cdef const int32_t[::1] narrow
+    if indices.dtype == np.int64:
+        wide = indices
+        return (<size_t>&wide[0] if wide.shape[0] else 0), True
+    narrow = indices
+    return (<size_t>&narrow[0] if narrow.shape[0] else 0), False
+
+
+def sparse_forward_layer(const floating[::1] values, indices,
                          const int64_t[::1] indptr, const int64_t[::1] rows,
                          const floating[:, ::1] W, const floating[::1] b, int act,
                          floating slope, floating[:, ::1] out):
     cdef Py_ssize_t n = rows.shape[0]
+    cdef size_t address
+    cdef bint wide
     if n == 0:
         return
+    address, wide = _indices_of(indices)
     with nogil:
         _sparse_forward(&values[0] if values.shape[0] else NULL,
-                        &indices[0] if indices.shape[0] else NULL, &indptr[0], &rows[0], n,
+                        <const void*>address, wide, &indptr[0], &rows[0], n,
                         <floating*>&W[0, 0], <floating*>&b[0], &out[0, 0], W.shape[1], act,
                         slope)
 
 
-def sparse_weight_gradient(const floating[::1] values, const int64_t[::1] indices,
+def sparse_weight_gradient(const floating[::1] values, indices,
                            const int64_t[::1] indptr, const int64_t[::1] rows,
                            const floating[:, ::1] delta, floating[:, ::1] grad_W,
                            floating[::1] grad_b):
     cdef Py_ssize_t n = rows.shape[0]
+    cdef size_t address
+    cdef bint wide
     if n == 0:
         grad_W[:, :] = 0
         grad_b[:] = 0
         return
+    address, wide = _indices_of(indices)
     with nogil:
         _sparse_gradient(&values[0] if values.shape[0] else NULL,
-                         &indices[0] if indices.shape[0] else NULL, &indptr[0], &rows[0], n,
+                         <const void*>address, wide, &indptr[0], &rows[0], n,
                          <floating*>&delta[0, 0], &grad_W[0, 0], &grad_b[0], grad_W.shape[0],
                          grad_W.shape[1], False)
 

@@ -384,7 +384,7 @@ def _view(buf, start, rows, cols):
 
 
 @jit
-def _forward_backward(net, data, rows, xv, yv, wv, has_sw, acts, deltas, grad, nb, r0, r1):
+def _forward_backward(net, data, ws, rows, xv, yv, grad, nb, r0, r1):
     """Mirrors reference.minibatch_step's forward and backward passes, on rows r0:r1 of a
     gathered minibatch of nb rows: writes the gradient *summed over those rows* into grad
     and returns their summed loss. Row blocks are independent until the gradient, so threads
@@ -392,6 +392,7 @@ def _forward_backward(net, data, rows, xv, yv, wv, has_sw, acts, deltas, grad, n
     (the minibatch's rows of X) in place."""
     theta, offsets, sizes, slope = net.theta, net.offsets, net.sizes, net.leaky_slope
     hidden, output = net.hidden, net.output
+    acts, deltas, wv, has_sw = ws.acts, ws.deltas, ws.wb, data.has_sample_weight
     tiny = _tiny(theta)
     n_layers = offsets.shape[0]
     n_last = sizes[n_layers]
@@ -481,8 +482,7 @@ def _forward_backward_chunks(net, data, ws, order, start, xv, yv, nb):
         r0 = c * nb // n_chunks
         r1 = (c + 1) * nb // n_chunks
         _gather(data, order, start, r0, r1, xv, yv, ws.wb)
-        part_losses[c] = _forward_backward(net, data, order[start:start + nb], xv, yv, ws.wb,
-                                           data.has_sample_weight, ws.acts, ws.deltas,
+        part_losses[c] = _forward_backward(net, data, ws, order[start:start + nb], xv, yv,
                                            parts[c], nb, r0, r1)
     batch_loss = part_losses[0]
     for c in range(1, n_chunks):
@@ -577,8 +577,7 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
             batch_loss = _forward_backward_chunks(net, data, ws, order, start, xv, yv, nb)
         else:
             _gather(data, order, start, 0, nb, xv, yv, ws.wb)
-            batch_loss = _forward_backward(net, data, order[start:start + nb], xv, yv, ws.wb,
-                                           data.has_sample_weight, ws.acts, ws.deltas,
+            batch_loss = _forward_backward(net, data, ws, order[start:start + nb], xv, yv,
                                            ws.grad, nb, 0, nb)
         weight_sum = 0.0
         for r in range(nb):
