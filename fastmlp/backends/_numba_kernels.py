@@ -455,21 +455,16 @@ def _slice_start(c, n_chunks, n_params):
 
 @jit
 def _update_slice(theta, grad, first, second, lo, hi, offsets, sizes, step):
-    """_update on θ[lo:hi], layer by layer: L2 on the weights, none on the biases.
-
-    A listed exception to the precision policy (README, "The compiled kernels' interface"):
-    l2 reaches _update as a float64, so the penalised gradient (g + l2·θ)/Σw is formed in
-    float64 and rounds once into θ (the cython twin rounds each operation to θ's dtype).
-    Kept so that numba's trajectories stay bitwise what they were; the two agree within the
-    float32 tolerance."""
-    l2 = np.float64(step.l2)
+    """_update on θ[lo:hi], layer by layer: L2 on the weights, none on the biases; every
+    operation in θ's dtype, as the cython twin's."""
+    l2, no_l2 = step.l2, _cast(theta, 0.0)
     for l in range(offsets.shape[0]):
         w0, b0 = offsets[l, 0], offsets[l, 1]
         b1 = b0 + sizes[l + 1]
         if max(w0, lo) < min(b0, hi):
             _update(theta, grad, first, second, max(w0, lo), min(b0, hi), l2, step)
         if max(b0, lo) < min(b1, hi):
-            _update(theta, grad, first, second, max(b0, lo), min(b1, hi), l2 * 0, step)
+            _update(theta, grad, first, second, max(b0, lo), min(b1, hi), no_l2, step)
 
 
 @parallel_jit
