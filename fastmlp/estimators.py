@@ -444,8 +444,8 @@ class _BaseMLP(BaseEstimator):
 
 
 def _network_input(X, dtype):
-    """Validated X as the network takes it: C-contiguous in its dtype, or (sparse) CSR with
-    int64 row pointers — never densified."""
+    """Validated X as the network takes it: C-contiguous in its dtype, or (sparse) CSR in its
+    dtype (_contract.sparse_input) — never densified."""
     if is_sparse(X):
         return sparse_input(X, "X", X.shape[1], dtype)
     return np.ascontiguousarray(X, dtype=dtype)

@@ -15,6 +15,7 @@ import resource
 import time
 import tracemalloc
 import warnings
+from queue import Empty
 
 import numpy as np
 
@@ -97,7 +98,14 @@ def fit_once(which, dtype, corpus_params=CORPUS, fit_params=FIT, test_fraction=0
     child = context.Process(target=_fit_in_child, args=(queue, which, corpus_params,
                                                         fit_params, dtype, test_fraction))
     child.start()
-    result = queue.get()
+    while True:  # a child that dies (killed, out of memory) ends the wait with an error
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except Empty:
+            if not child.is_alive() and queue.empty():
+                raise RuntimeError(f"the {which} fit's process ended with exit code "
+                                   f"{child.exitcode} and no result") from None
     child.join()
     return result
 

@@ -70,20 +70,21 @@ def is_sparse(a):
 
 
 def sparse_input(a, name, n_cols, dtype=None):
-    """A scipy.sparse input as the kernels read it: CSR with int32 or int64 column indices
-    (as given) and int64 row pointers, sorted or not, its values finite and of `dtype`
-    (None: as they are, float32 or float64). Copies only what must change — the row
-    pointers of a 32-bit CSR, the values of another dtype; X is never densified. Its structure is checked, as the kernels index with it
+    """A scipy.sparse input as the kernels read it: CSR whose column indices and row
+    pointers are both int32 or both int64 (as scipy keeps them), sorted or not, its values
+    finite and of `dtype` (None: as they are, float32 or float64). Copies only what must
+    change — the values of another dtype, index arrays of other integer types; X is never
+    densified. Its structure is checked, as the kernels index with it
     unchecked: row pointers from 0 to nnz, non-decreasing, columns in [0, n_cols)."""
     a = a.tocsr()
     if a.ndim != 2 or (n_cols is not None and a.shape[1] != n_cols):
         raise ValueError(f"{name} has shape {a.shape}, expected (n, {n_cols})")
     values = a.data if dtype is None else a.data.astype(dtype, copy=False)
+    index_dtype = (np.int32 if a.indices.dtype == a.indptr.dtype == np.dtype(np.int32)
+                   else np.int64)
     values, indices, indptr = (np.ascontiguousarray(values),
-                               np.ascontiguousarray(a.indices, dtype=a.indices.dtype
-                                                    if a.indices.dtype == np.int32
-                                                    else np.int64),
-                               np.ascontiguousarray(a.indptr, dtype=np.int64))
+                               np.ascontiguousarray(a.indices, dtype=index_dtype),
+                               np.ascontiguousarray(a.indptr, dtype=index_dtype))
     if values.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} has dtype {values.dtype}; kernels take float32 or float64")
     nnz = values.shape[0]

@@ -456,15 +456,15 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
             r0 = r1
 
 
-cdef inline Py_ssize_t _column(const void* indices, bint wide, Py_ssize_t k) noexcept nogil:
-    """A CSR input's k-th column index, from its int64 (wide) or int32 indices."""
+cdef inline Py_ssize_t _index(const void* index, bint wide, Py_ssize_t k) noexcept nogil:
+    """Element k of a CSR input's int64 (wide) or int32 column indices or row pointers."""
     if wide:
-        return (<const int64_t*>indices)[k]
-    return (<const int32_t*>indices)[k]
+        return (<const int64_t*>index)[k]
+    return (<const int32_t*>index)[k]
 
 
 cdef void _sparse_forward(const floating* values, const void* indices, bint wide,
-                          const int64_t* indptr, const int64_t* rows, Py_ssize_t n,
+                          const void* indptr, const int64_t* rows, Py_ssize_t n,
                           floating* W, floating* b, floating* out, Py_ssize_t n_out, int act,
                           floating slope) noexcept nogil:
     """Mirrors reference.forward_layer on rows `rows` (n of them) of a CSR input: out =
@@ -478,16 +478,16 @@ cdef void _sparse_forward(const floating* values, const void* indices, bint wide
         for j in range(n_out):
             row[j] = 0
         src = rows[i]
-        for k in range(indptr[src], indptr[src + 1]):
+        for k in range(_index(indptr, wide, src), _index(indptr, wide, src + 1)):
             v = values[k]
-            w = W + _column(indices, wide, k) * n_out
+            w = W + _index(indices, wide, k) * n_out
             for j in range(n_out):
                 row[j] += v * w[j]
     _bias_activate(out, b, 0, n, n_out, act, slope)
 
 
 cdef void _sparse_gradient(const floating* values, const void* indices, bint wide,
-                           const int64_t* indptr, const int64_t* rows, Py_ssize_t n,
+                           const void* indptr, const int64_t* rows, Py_ssize_t n,
                            floating* delta, floating* gW, floating* gb, Py_ssize_t n_in,
                            Py_ssize_t n_out, bint gb_ready) noexcept nogil:
     """Mirrors reference.backward_layer for rows `rows` of a CSR input (the network's input:
@@ -507,9 +507,9 @@ cdef void _sparse_gradient(const floating* values, const void* indices, bint wid
     for i in range(n):
         d = delta + i * n_out
         src = rows[i]
-        for k in range(indptr[src], indptr[src + 1]):
+        for k in range(_index(indptr, wide, src), _index(indptr, wide, src + 1)):
             v = values[k]
-            g = gW + _column(indices, wide, k) * n_out
+            g = gW + _index(indices, wide, k) * n_out
             for j in range(n_out):
                 g[j] += v * d[j]
 
@@ -654,9 +654,9 @@ cdef struct Run:
     const void* X  # NULL when sparse: the CSR arrays below hold it
     bint sparse
     const void* X_values
-    const void* X_indices  # int64 if wide_indices, else int32
+    const void* X_indices  # column indices and row pointers: int64 if wide_indices, else
+    const void* X_indptr   # int32 (scipy gives both the same dtype)
     bint wide_indices
-    const int64_t* X_indptr
     const void* Y
     const void* sw
     bint has_sw
@@ -1099,7 +1099,6 @@ cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspa
     cdef const int64_t[::1] sizes = network.sizes
     cdef const floating[:, ::1] X = data.X
     cdef const floating[::1] X_values = data.X_values
-    cdef const int64_t[::1] X_indptr = data.X_indptr
     cdef const floating[:, ::1] Y = data.Y
     cdef const floating[::1] sw = data.sample_weight
     cdef const int64_t[:, ::1] orders = data.orders
@@ -1132,9 +1131,10 @@ cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspa
     r.sparse = data.sparse
     r.X = NULL if r.sparse else &X[0, 0]
     r.X_values = &X_values[0] if X_values.shape[0] else NULL
-    indices_address, r.wide_indices = _indices_of(data.X_indices)
+    indices_address, r.wide_indices = _index_of(data.X_indices)
     r.X_indices = <const void*><size_t>indices_address
-    r.X_indptr = &X_indptr[0]
+    indices_address, _ = _index_of(data.X_indptr)
+    r.X_indptr = <const void*><size_t>indices_address
     r.Y, r.sw = &Y[0, 0], &sw[0]
     r.has_sw = data.has_sample_weight
     r.orders, r.n_orders = &orders[0, 0], orders.shape[0]
@@ -1229,49 +1229,51 @@ def backward_layer(const floating[:, ::1] A, const floating[:, ::1] delta,
                   NULL)
 
 
-cdef tuple _indices_of(indices):
-    """(address, wide) of a CSR input's int32 or int64 column indices (NULL when empty)."""
+cdef tuple _index_of(index):
+    """(address, wide) of a CSR input's int32 or int64 index array (0 when empty)."""
     cdef const int64_t[::1] wide
     cdef const int32_t[::1] narrow
-    if indices.dtype == np.int64:
-        wide = indices
+    if index.dtype == np.int64:
+        wide = index
         return (<size_t>&wide[0] if wide.shape[0] else 0), True
-    narrow = indices
+    narrow = index
     return (<size_t>&narrow[0] if narrow.shape[0] else 0), False
 
 
-def sparse_forward_layer(const floating[::1] values, indices,
-                         const int64_t[::1] indptr, const int64_t[::1] rows,
+def sparse_forward_layer(const floating[::1] values, indices, indptr,
+                         const int64_t[::1] rows,
                          const floating[:, ::1] W, const floating[::1] b, int act,
                          floating slope, floating[:, ::1] out):
     cdef Py_ssize_t n = rows.shape[0]
-    cdef size_t address
+    cdef size_t address, pointers
     cdef bint wide
     if n == 0:
         return
-    address, wide = _indices_of(indices)
+    address, wide = _index_of(indices)
+    pointers, _ = _index_of(indptr)
     with nogil:
         _sparse_forward(&values[0] if values.shape[0] else NULL,
-                        <const void*>address, wide, &indptr[0], &rows[0], n,
+                        <const void*>address, wide, <const void*>pointers, &rows[0], n,
                         <floating*>&W[0, 0], <floating*>&b[0], &out[0, 0], W.shape[1], act,
                         slope)
 
 
-def sparse_weight_gradient(const floating[::1] values, indices,
-                           const int64_t[::1] indptr, const int64_t[::1] rows,
+def sparse_weight_gradient(const floating[::1] values, indices, indptr,
+                           const int64_t[::1] rows,
                            const floating[:, ::1] delta, floating[:, ::1] grad_W,
                            floating[::1] grad_b):
     cdef Py_ssize_t n = rows.shape[0]
-    cdef size_t address
+    cdef size_t address, pointers
     cdef bint wide
     if n == 0:
         grad_W[:, :] = 0
         grad_b[:] = 0
         return
-    address, wide = _indices_of(indices)
+    address, wide = _index_of(indices)
+    pointers, _ = _index_of(indptr)
     with nogil:
         _sparse_gradient(&values[0] if values.shape[0] else NULL,
-                         <const void*>address, wide, &indptr[0], &rows[0], n,
+                         <const void*>address, wide, <const void*>pointers, &rows[0], n,
                          <floating*>&delta[0, 0], &grad_W[0, 0], &grad_b[0], grad_W.shape[0],
                          grad_W.shape[1], False)
 

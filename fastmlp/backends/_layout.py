@@ -115,7 +115,7 @@ def fill_plateau(out, plateau):
 # -- argument bundles ------------------------------------------------------------------------
 Network = namedtuple("Network", "theta offsets sizes hidden output loss leaky_slope")
 #: X is dense, or (sparse) an empty (0, n_features) stand-in beside X's CSR arrays: values,
-#: column indices (int32 or int64) and row pointers (int64), read row by row by the first
+#: column indices and row pointers (both int32 or both int64), read row by row by the first
 #: layer.
 Data = namedtuple("Data", "X Y sample_weight has_sample_weight orders sparse X_values "
                           "X_indices X_indptr")
