@@ -95,8 +95,10 @@ def cases(backend):
          "momentum"),
         ("fit weights negative", lambda: MLPClassifier(backend=backend).fit(
             X, y, sample_weight=-np.ones(20)), E, "[Nn]egative"),
-        ("fit poisson", lambda: MLPRegressor(loss="poisson", backend=backend).fit(X, y), E,
-         "poisson"),
+        ("fit poisson negative y", lambda: MLPRegressor(loss="poisson", backend=backend).fit(
+            X, np.arange(20) - 5.0), E, "valid range of the loss 'HalfPoissonLoss'"),
+        ("fit loss gamma", lambda: MLPRegressor(loss="gamma", backend=backend).fit(X, y), E,
+         "'squared_error' or 'poisson'"),
         ("predict width", lambda: fitted.predict(X[:, :2]), E, "features"),
         ("predict NaN", lambda: fitted.predict(nan_X), E, "NaN"),
         ("partial_fit new class", lambda: MLPClassifier(backend=backend).partial_fit(

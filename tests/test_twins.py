@@ -42,6 +42,8 @@ ENGINE_SPECIFIC = {
         "backward_layer": "Python-callable _backward (as forward_layer)",
         "output_delta": "Python-callable _output_delta (as forward_layer)",
         "sparse_forward_layer": "Python-callable _sparse_forward (as forward_layer)",
+        "_index": "reads an int32 or int64 CSR index array (numba specialises on the dtype)",
+        "_index_of": "the address and width of a CSR index array, for the Run",
         "sparse_weight_gradient": "Python-callable _sparse_gradient (as forward_layer)",
         "_check_layout": "checks _records.pxd against _layout at import",
         "max_threads": "OpenMP's thread count",
