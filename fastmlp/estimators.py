@@ -278,6 +278,8 @@ class _BaseMLP(BaseEstimator):
         finally:  # also after a divergence error: the last finite weights stay usable
             self._apply_training_state(state)
             self._sync_attributes()
+            if not incremental:  # partial_fit calls come in a row: they keep theirs
+                net.release_workspace()
         return self
 
     def _initialize(self, Y, layer_units, dtype, rng):

@@ -121,6 +121,12 @@ class MLP:
         self.optimizer_state = None
         self._optimizer_name = None
 
+    def release_workspace(self):
+        """Free the training buffers kept between calls (the gradient, the guard's snapshot
+        of θ and the moments: up to four times θ's size); the next call allocates them anew."""
+        if self.optimizer_state is not None:
+            self.optimizer_state.meta.pop("workspace", None)
+
     # -- computation ------------------------------------------------------------------
     def _check_X(self, X):
         self._check_parameters()

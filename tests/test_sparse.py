@@ -231,3 +231,18 @@ def test_sparse_input_is_never_densified(name):
         tracemalloc.stop()
     weights = est._net.theta.nbytes
     assert peak < 20 * weights + 20 * X.data.nbytes, f"peak {peak / 1e6:.1f} MB"
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_a_fitted_model_keeps_no_training_buffers(name):
+    """After fit, the model holds θ and the optimizer's moments, not the gradient and the
+    guard's snapshot (four more copies of θ); partial_fit keeps them for the next call."""
+    X = sparse_matrix(np.random.default_rng(10), 100, 50, np.float64)
+    y = np.arange(100) % 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, backend=name).fit(X, y)
+    assert "workspace" not in est._net.optimizer_state.meta
+    est.partial_fit(X, y)
+    if name != "numpy":  # the reference allocates per call
+        assert "workspace" in est._net.optimizer_state.meta
