@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 from . import optim
-from .backends._contract import check_finite, row_orders
+from .backends._contract import check_finite, is_sparse, row_orders
 from .backends.reference import guarded_epochs, stop_requested
 
 try:
@@ -324,19 +324,13 @@ def _distributed_network(client, net, X, Y, W, retries):
 
 
 # -- public API --------------------------------------------------------------------------------
-def _is_sparse(meta):
-    import scipy.sparse
-
-    return scipy.sparse.issparse(meta)
-
-
 def _as_dask(a, name):
     if hasattr(a, "to_dask_array"):  # dask DataFrame / Series
         a = a.to_dask_array(lengths=True)
     if not isinstance(a, da.Array):
         raise TypeError(f"{name} must be a dask array or dask dataframe chunked by rows, "
                         f"got {type(a).__name__}")
-    if _is_sparse(getattr(a, "_meta", None)):
+    if is_sparse(getattr(a, "_meta", None)):
         raise TypeError(f"{name} has sparse blocks: Dask training takes dense blocks (fit "
                         "sparse data in one process: fastmlp's estimators keep it sparse)")
     return a

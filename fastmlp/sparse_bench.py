@@ -11,7 +11,6 @@ resident memory is its own; the JIT compile of the numba backend is a warm-up fi
 """
 import json
 import multiprocessing
-import resource
 import time
 import tracemalloc
 import warnings
@@ -51,6 +50,25 @@ def corpus(n_docs, n_terms, terms_per_doc, n_classes, topic_terms=1000, topic_sh
     return X, y
 
 
+def _status_kb(field):
+    """A VmRSS / VmHWM line of /proc/self/status in kB (nan where there is none)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(float(line.split()[1]) for line in f if line.startswith(field + ":"))
+    except (OSError, StopIteration):
+        return float("nan")
+
+
+def _reset_peak_rss():
+    """Start the resident high-water mark (VmHWM) afresh, so the fit's peak is its own and
+    not the warm-up's or the corpus build's (Linux: /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _fit_in_child(queue, which, corpus_params, fit_params, dtype, test_fraction):
     """One fit in this (child) process: seconds, peak memory, test accuracy."""
     from sklearn.exceptions import ConvergenceWarning
@@ -73,7 +91,8 @@ def _fit_in_child(queue, which, corpus_params, fit_params, dtype, test_fraction)
             MLPClassifier(backend="numba", **{**fit_params, "max_iter": 1}).fit(
                 X_train[:256], y_train[:256])
         compile_seconds = time.perf_counter() - started
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _reset_peak_rss()
+    rss_before = _status_kb("VmRSS")
     tracemalloc.start()
     started = time.perf_counter()
     with warnings.catch_warnings():
@@ -82,11 +101,11 @@ def _fit_in_child(queue, which, corpus_params, fit_params, dtype, test_fraction)
     seconds = time.perf_counter() - started
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_peak = _status_kb("VmHWM")
     queue.put(dict(contender=which, dtype=np.dtype(dtype).name, seconds=seconds,
                    epochs=int(model.n_iter_), accuracy=float(model.score(X_test, y_test)),
                    peak_traced_mb=traced_peak / 1e6,
-                   peak_rss_growth_mb=max(0, rss_after - rss_before) / 1e3,
+                   peak_rss_growth_mb=max(0.0, rss_peak - rss_before) / 1e3,
                    compile_seconds=compile_seconds,
                    shape=list(X.shape), nnz=int(X.nnz)))
 
