@@ -6,6 +6,8 @@ import sys
 import threading
 from numbers import Integral
 
+from . import _cpu_load
+
 #: fastmath would let LLVM drop NaN/inf checks and reassociate sums; off unless proven harmless.
 FASTMATH = False
 
@@ -109,6 +111,18 @@ def thread_limit(n_threads):
                     numba.set_num_threads(previous)
     finally:
         stack.pop()
+
+
+def team_threads(n_threads):
+    """The threads a compiled call runs for a count of n_threads: all of them when the fit
+    set n_threads (a thread_limit is active) or adaptive_threads is off (fastmlp.set_config),
+    else no more than other processes left free lately (_cpu_load), so a busy machine does
+    not stall a team at its barriers."""
+    from .settings import adaptive_threads
+
+    if n_threads <= 1 or current_thread_limit() is not None or not adaptive_threads():
+        return n_threads
+    return _cpu_load.team_size(n_threads, cpu_count())
 
 
 def current_thread_limit():

@@ -127,6 +127,32 @@ def contenders(workload, dtype, backends=None, with_torch=True, n_threads=None):
 COOLDOWN = 0.15
 
 
+def _child_main(queue, function, args):
+    queue.put(function(*args))
+
+
+def in_child(function, *args, what="the benchmark"):
+    """function(*args) in a fresh child process (spawned: nothing inherited, as a user's own
+    script), its result sent back; a child that dies (killed, out of memory) is an error."""
+    import multiprocessing
+    from queue import Empty
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_child_main, args=(queue, function, args))
+    child.start()
+    while True:
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except Empty:
+            if not child.is_alive() and queue.empty():
+                raise RuntimeError(f"{what}'s process ended with exit code "
+                                   f"{child.exitcode} and no result") from None
+    child.join()
+    return result
+
+
 def time_interleaved(runs, rounds=7, cooldown=COOLDOWN):
     """Median seconds per call of each callable, calling them in turn, round after round."""
     for run in runs.values():  # warm-up: JIT compilation and first-touch allocations

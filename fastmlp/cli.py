@@ -162,6 +162,13 @@ def bench(args):
                                   rounds=1 if args.quick else 3)
         print(dask_bench.text(measured))
         return write("dask", dask=measured, model=dask_bench.model(measured))
+    if args.contention:
+        from . import contention_bench
+
+        measured = contention_bench.run(rounds=1 if args.quick else 3, quick=args.quick,
+                                        dtypes=[np.dtype(d) for d in args.dtypes])
+        print(contention_bench.text(measured))
+        return write("contention", contention=measured)
     if args.sparse:
         from . import sparse_bench
 
@@ -257,6 +264,10 @@ def build_parser():
     p.add_argument("--dask", action="store_true",
                    help="only the Dask scaling benchmark (2 workers against 1 process, "
                         "global batch 20k and 100k) and its scaling model")
+    p.add_argument("--contention", action="store_true",
+                   help="only the busy-machine benchmark: digits and MNIST-shaped fits, idle "
+                        "and beside a CPU-bound process it starts, default threads vs "
+                        "n_threads=1 vs scikit-learn")
     p.add_argument("--sparse", action="store_true",
                    help="only the sparse text benchmark: a TF-IDF corpus (20k documents x "
                         "50k terms, 20 classes) fitted by fastmlp and scikit-learn")

@@ -1,7 +1,11 @@
 """The user's defaults, in scikit-learn's style: set_config, get_config, config_context.
 
-    backend   which kernels `backend="auto"` means: "auto" (the fastest available), or a
-              backend's name. Starts from the FASTMLP_BACKEND environment variable.
+    backend           which kernels `backend="auto"` means: "auto" (the fastest available),
+                      or a backend's name. Starts from the FASTMLP_BACKEND environment
+                      variable.
+    adaptive_threads  whether a fit without n_threads runs fewer threads while other
+                      processes keep cores busy (True; FASTMLP_ADAPTIVE_THREADS=0 starts it
+                      False). See the README's "Threads".
 
 Each thread has its own settings, starting from the process's defaults when it first reads
 them, as scikit-learn's: a config_context in one thread does not change another's fits.
@@ -10,7 +14,9 @@ import contextlib
 import os
 import threading
 
-_defaults = {"backend": os.environ.get("FASTMLP_BACKEND", "auto") or "auto"}
+_defaults = {"backend": os.environ.get("FASTMLP_BACKEND", "auto") or "auto",
+             "adaptive_threads": os.environ.get("FASTMLP_ADAPTIVE_THREADS", "1").strip().lower()
+             not in ("0", "false", "no", "off")}
 _local = threading.local()
 
 
@@ -31,11 +37,11 @@ def _check_backend(name, source):
 
 
 def get_config():
-    """This thread's settings, as a new dict: {"backend": ...}."""
+    """This thread's settings, as a new dict: {"backend": ..., "adaptive_threads": ...}."""
     return dict(_settings())
 
 
-def set_config(backend=None):
+def set_config(backend=None, adaptive_threads=None):
     """Change this thread's settings; None leaves a setting as it is.
 
     Parameters
@@ -43,13 +49,24 @@ def set_config(backend=None):
     backend : str, default=None
         What `backend="auto"` (estimators, MLP, get_backend) resolves to: "auto" for the
         fastest available backend, or "numpy", "numba", "cython".
+    adaptive_threads : bool, default=None
+        True: a fit whose n_threads is None runs, at each compiled call, no more threads
+        than other processes left free lately (a busy machine would stall its thread team).
+        A small network's split minibatch gives the same weights either way; a large one's
+        BLAS-threaded products may differ in the last bits. False: always the default
+        thread count.
     """
     if backend is not None:
         _settings()["backend"] = _check_backend(backend, "backend")
+    if adaptive_threads is not None:
+        if not isinstance(adaptive_threads, bool):
+            raise ValueError(f"adaptive_threads must be True or False, got "
+                             f"{adaptive_threads!r}")
+        _settings()["adaptive_threads"] = adaptive_threads
 
 
 @contextlib.contextmanager
-def config_context(*, backend=None):
+def config_context(*, backend=None, adaptive_threads=None):
     """Settings for the duration of a `with` block (this thread), restored after it.
 
     >>> import fastmlp
@@ -58,11 +75,16 @@ def config_context(*, backend=None):
     'numpy'
     """
     old = get_config()
-    set_config(backend=backend)
+    set_config(backend=backend, adaptive_threads=adaptive_threads)
     try:
         yield
     finally:
         _settings().update(old)
+
+
+def adaptive_threads():
+    """Whether default fits adapt their thread count to the machine's load (this thread)."""
+    return _settings()["adaptive_threads"]
 
 
 def configured_backend():

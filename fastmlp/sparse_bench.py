@@ -10,11 +10,9 @@ resident memory is its own; the JIT compile of the numba backend is a warm-up fi
 `python -m fastmlp.sparse_bench` (or `fastmlp bench --sparse`) prints the table.
 """
 import json
-import multiprocessing
 import time
 import tracemalloc
 import warnings
-from queue import Empty
 
 import numpy as np
 
@@ -69,7 +67,7 @@ def _reset_peak_rss():
         pass
 
 
-def _fit_in_child(queue, which, corpus_params, fit_params, dtype, test_fraction):
+def _fit_in_child(which, corpus_params, fit_params, dtype, test_fraction):
     """One fit in this (child) process: seconds, peak memory, test accuracy."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
@@ -102,31 +100,19 @@ def _fit_in_child(queue, which, corpus_params, fit_params, dtype, test_fraction)
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss_peak = _status_kb("VmHWM")
-    queue.put(dict(contender=which, dtype=np.dtype(dtype).name, seconds=seconds,
-                   epochs=int(model.n_iter_), accuracy=float(model.score(X_test, y_test)),
-                   peak_traced_mb=traced_peak / 1e6,
-                   peak_rss_growth_mb=max(0.0, rss_peak - rss_before) / 1e3,
-                   compile_seconds=compile_seconds,
-                   shape=list(X.shape), nnz=int(X.nnz)))
+    return dict(contender=which, dtype=np.dtype(dtype).name, seconds=seconds,
+                epochs=int(model.n_iter_), accuracy=float(model.score(X_test, y_test)),
+                peak_traced_mb=traced_peak / 1e6,
+                peak_rss_growth_mb=max(0.0, rss_peak - rss_before) / 1e3,
+                compile_seconds=compile_seconds, shape=list(X.shape), nnz=int(X.nnz))
 
 
 def fit_once(which, dtype, corpus_params=CORPUS, fit_params=FIT, test_fraction=0.2):
     """One contender's fit in a fresh child process (spawned: nothing inherited)."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    child = context.Process(target=_fit_in_child, args=(queue, which, corpus_params,
-                                                        fit_params, dtype, test_fraction))
-    child.start()
-    while True:  # a child that dies (killed, out of memory) ends the wait with an error
-        try:
-            result = queue.get(timeout=1.0)
-            break
-        except Empty:
-            if not child.is_alive() and queue.empty():
-                raise RuntimeError(f"the {which} fit's process ended with exit code "
-                                   f"{child.exitcode} and no result") from None
-    child.join()
-    return result
+    from .benchmarking import in_child
+
+    return in_child(_fit_in_child, which, corpus_params, fit_params, dtype, test_fraction,
+                    what=f"the {which} fit")
 
 
 def run(contenders=("fastmlp-cython", "fastmlp-numba", "sklearn"),

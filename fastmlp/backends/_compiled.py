@@ -5,6 +5,8 @@ backend's raw kernels into its unchecked Kernels (_contract.py), packs train_epo
 arguments into _layout's bundles, and keeps the per-fit workspace, so the two backend
 modules hold only what differs: their kernels and how they run threads.
 """
+import contextlib
+
 import numpy as np
 
 from .. import _config, activations, losses
@@ -67,6 +69,14 @@ class WorkspaceCache:
         return self.ones[:n]
 
 
+def _blas_team(n_chunks, team, requested):
+    """An unsplit minibatch's GEMMs run BLAS's threads: as many as the team, when the machine
+    has fewer free than were asked for (OpenBLAS's sums then differ in the last bits)."""
+    if n_chunks == 1 and team < requested:
+        return _config.blas_thread_limit(team)
+    return contextlib.nullcontext()
+
+
 def kernels(forward, backward, sparse_forward, sparse_gradient, output_delta_kernel,
             epochs_kernel, threads, n_threads):
     """A compiled backend's unchecked _contract.Kernels around its raw kernels:
@@ -75,8 +85,8 @@ def kernels(forward, backward, sparse_forward, sparse_gradient, output_delta_ker
     sparse_gradient(values, indices, indptr, rows, δ, gW, gb) over its rows `rows`,
     output_delta(A, Y, act, loss, δ, sw, has_sw, slope, tiny) and
     epochs_kernel(network, data, optimizer, workspace, control) (_layout's bundles).
-    `threads(n_chunks)` is the backend's context manager for a minibatch split over n_chunks
-    threads, `n_threads()` the thread count in force."""
+    `threads(n_chunks, team)` is the backend's context manager for a minibatch split over
+    n_chunks chunks run by a team of `team` threads, `n_threads()` the thread count in force."""
 
     def forward_layer(A_in, W, b, activation, out, leaky_slope):
         if _contract.is_sparse(A_in):
@@ -107,8 +117,14 @@ def kernels(forward, backward, sparse_forward, sparse_gradient, output_delta_ker
         sparse = _contract.is_sparse(X)
         # A sparse X's minibatch is not split: each thread's own gradient buffer would be as
         # big as its first layer, zeroed and summed at every step.
+        # The split follows the thread count asked for, the team what the machine has free
+        # now: chunk c is thread c mod team's, so the weights do not depend on the team.
+        requested = n_threads()
         n_chunks = 1 if sparse else _layout.data_parallel_chunks(arch.layer_sizes, batch_size,
-                                                                 n_threads())
+                                                                 requested)
+        team = _config.team_threads(requested)
+        if n_chunks > 1:
+            team = min(team, n_chunks)
         cache = state.meta.get("workspace")
         if cache is None or cache.key != (arch.layer_sizes, batch_size, dtype, n_chunks, sparse):
             cache = state.meta["workspace"] = WorkspaceCache(arch, batch_size, dtype, n_chunks,
@@ -119,10 +135,11 @@ def kernels(forward, backward, sparse_forward, sparse_gradient, output_delta_ker
         control = _layout.Control(int(batch_size), _layout.CHUNK_MIN_ROWS, bool(guard),
                                   cache.plateau, cache.outcome,
                                   np.empty((learning_rates.shape[0], 2)),
-                                  NO_STOP if stop is None else stop, float(time_budget))
-        if n_chunks > 1:
+                                  NO_STOP if stop is None else stop, float(time_budget),
+                                  int(team))
+        if n_chunks > 1 and team > 1:
             _config.teams_start()
-        with threads(n_chunks):
+        with threads(n_chunks, team), _blas_team(n_chunks, team, requested):
             epochs_kernel(
                 cache.network(arch, theta),
                 _layout.Data(cache.no_rows if sparse else X, Y,

@@ -691,6 +691,7 @@ cdef struct Run:
     const int64_t* stop_flag  # raised (by a signal handler): end after this minibatch
     double time_budget, started  # seconds: no new epoch after started + time_budget
     bint stop      # thread 0's decision, read by the team after a barrier
+    int threads    # a split minibatch's team (1: this thread runs every chunk)
 
 
 cdef inline Py_ssize_t _weights_at(const Run* r, int l) noexcept nogil:
@@ -1158,8 +1159,9 @@ cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspa
     r.stop = False
     r.outcome.epochs = 0
     r.outcome.event = COMPLETED
-    if r.n_chunks > 1:
-        with nogil, parallel(num_threads=r.n_chunks):
+    r.threads = control.threads
+    if r.n_chunks > 1 and r.threads > 1:
+        with nogil, parallel(num_threads=r.threads):
             _run_epochs(&r, &theta[0])
     else:
         with nogil:
@@ -1171,7 +1173,8 @@ def train_epochs(network, data, optimizer, workspace, control):
     the GIL; the arguments are _layout's bundles (documented there), the outcome is written
     into control.outcome. Epoch e takes its rows in orders[e] (orders[0] every epoch if
     orders has one row) at learning rate learning_rates[e]. With workspace.parts.shape[0] > 1
-    row chunks, one OpenMP team of that many threads runs all the epochs (see _epoch).
+    row chunks, one OpenMP team of control.threads threads (at most that many) runs all the
+    epochs, or this thread alone if it is 1 (see _epoch).
 
     guard: before each epoch θ and the moments in use are copied to `saved`; an epoch whose
     loss or weights are not finite is undone and ends the call (event DIVERGED).

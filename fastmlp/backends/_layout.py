@@ -14,8 +14,9 @@ multi-epoch entry point's arguments as five named bundles and read every scalar 
 * ``Control``    minibatch size and split, the divergence guard, the ``PLATEAU`` record
                  (scikit-learn's stopping rule, updated in place), the ``OUTCOME`` record
                  (epochs completed, Adam's t, the event), the per-epoch loss sums, the stop
-                 flag (read once per minibatch: fastmlp.interrupts) and the time budget
-                 (seconds, checked after each epoch)
+                 flag (read once per minibatch: fastmlp.interrupts), the time budget
+                 (seconds, checked after each epoch) and the threads a split minibatch's
+                 team may run (the cython twin's; numba's is its own thread count)
 
 The records are NumPy structured dtypes: numba reads them by field, the Cython twin through
 the structs in ``_layout.pxd``, whose layout (and every enum value and size rule restated
@@ -122,7 +123,7 @@ Data = namedtuple("Data", "X Y sample_weight has_sample_weight orders sparse X_v
 Optimizer = namedtuple("Optimizer", "hyper learning_rates first second")
 Workspace = namedtuple("Workspace", "grad parts part_losses acts deltas xb yb wb saved")
 Control = namedtuple("Control", "batch_size min_chunk_rows guard plateau outcome terms stop "
-                                "time_budget")
+                                "time_budget threads")
 
 BUNDLES = (Network, Data, Optimizer, Workspace, Control)
 

@@ -14,8 +14,9 @@ from . import _cython_kernels as _ck
 name = "cython"
 
 
-def _threads(n_chunks):
-    """A split minibatch: OpenMP threads each call BLAS single-threaded."""
+def _threads(n_chunks, team):
+    """A split minibatch: OpenMP threads (the kernel starts `team` of them) each call BLAS
+    single-threaded."""
     return blas_thread_limit(1) if n_chunks > 1 else contextlib.nullcontext()
 
 

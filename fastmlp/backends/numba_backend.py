@@ -29,14 +29,28 @@ def _parallel_guard():
     return _WORKQUEUE_LOCK if layer in (None, "workqueue") else contextlib.nullcontext()
 
 
-def _threads(n_chunks):
-    """A split minibatch: each thread calls BLAS single-threaded (two levels of threading
-    would oversubscribe the cores), and the workqueue layer needs its lock."""
+@contextlib.contextmanager
+def _numba_threads(n):
+    """Numba's thread count (thread-local) at n for the call, then as it was."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _threads(n_chunks, team):
+    """A split minibatch: its chunks run on `team` threads, each calling BLAS single-threaded
+    (two levels of threading would oversubscribe the cores); the workqueue layer needs its
+    lock."""
     if n_chunks == 1:
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
     stack.enter_context(_parallel_guard())
     stack.enter_context(blas_thread_limit(1))
+    if team < numba.get_num_threads():
+        stack.enter_context(_numba_threads(team))
     return stack
 
 
