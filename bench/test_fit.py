@@ -39,3 +39,24 @@ def test_fit(benchmark, problem, contender, dtype):
             reference = B.fit_contenders(params)["sklearn"]().fit(X_train, y_train)
             assert est.score(X_test, y_test) >= reference.score(X_test, y_test) - 0.01
     benchmark.extra_info["test_score"] = est.score(X_test, y_test)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_digits_fit_jax_scan(benchmark, dtype):
+    """JAX's 200 adam epochs of the digits fit in one compiled call (fastmlp/jax_peer.py),
+    the compile apart; it must score as scikit-learn's fit does (within a point)."""
+    from fastmlp import jax_peer
+
+    if not jax_peer.available():
+        pytest.skip("JAX is not installed (pip install 'jax[cpu]' to compare)")
+    X_train, X_test, y_train, y_test = B.digits_problem(dtype)
+    epochs = 20 if benchmark.disabled else 200
+    fit = jax_peer.DigitsFit(X_train, y_train, dtype, epochs=epochs)
+    benchmark.group = f"fit-digits-{dtype_id(dtype)}"
+    benchmark.extra_info["compile_s"] = fit.compile_seconds
+    benchmark.pedantic(fit.fit, rounds=3, iterations=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = B.fit_contenders(dict(random_state=0, max_iter=epochs))["sklearn"]()
+        reference.fit(X_train, y_train)
+    assert fit.score(X_test, y_test) >= reference.score(X_test, y_test) - 0.01

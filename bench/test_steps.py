@@ -11,6 +11,7 @@ from conftest import BACKENDS, DTYPES, dtype_id
 
 from fastmlp import MLP
 from fastmlp import benchmarking as B
+from fastmlp import jax_peer
 
 WORKLOADS = list(B.WORKLOADS)
 
@@ -27,7 +28,8 @@ def _check_against_reference(backend, workload, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
-@pytest.mark.parametrize("contender", BACKENDS + ["gemm-floor", "torch-eager"])
+@pytest.mark.parametrize("contender", BACKENDS + ["gemm-floor", "kernels-blas-floor",
+                                                  "jax-scan", "torch-eager"])
 @pytest.mark.parametrize("wid", WORKLOADS)
 def test_step(benchmark, wid, contender, dtype):
     workload = B.WORKLOADS[wid]
@@ -36,6 +38,13 @@ def test_step(benchmark, wid, contender, dtype):
     X, Y = B.data(workload, dtype)
     if contender == "gemm-floor":
         run = B.gemm_floor(workload, dtype, X, Y)
+    elif contender == "kernels-blas-floor":
+        run = B.kernels_blas_floor(workload, dtype, X, Y)
+    elif contender == "jax-scan":
+        run = jax_peer.step(workload, dtype, X, Y)
+        if run is None:
+            pytest.skip("JAX is not installed (pip install 'jax[cpu]' to compare)")
+        benchmark.extra_info["compile_s"] = run.compile_seconds
     elif contender == "torch-eager":
         run = B.torch_step(workload, dtype, X, Y)
         if run is None:

@@ -75,6 +75,35 @@ def gemm_floor(workload, dtype, X, Y):
     return run
 
 
+def kernels_blas_floor(workload, dtype, X, Y):
+    """Contender: the same GEMMs as gemm_floor through SciPy's BLAS — the library the compiled
+    kernels call (scipy.linalg.cython_blas), which need not be NumPy's build. The f2py
+    wrappers are Fortran-ordered, so each product is taken transposed (C-ordered arrays are
+    their own transposes in Fortran order) into the preallocated output: no copies."""
+    from scipy.linalg import blas
+
+    gemm = blas.sgemm if np.dtype(dtype) == np.float32 else blas.dgemm
+    rng = np.random.default_rng(1)
+    sizes, b = workload.layers, workload.batch
+    Ws = [rng.standard_normal((i, o)).astype(dtype) for i, o in zip(sizes[:-1], sizes[1:])]
+    acts = [np.empty((b, n), dtype) for n in sizes]
+    deltas = [rng.standard_normal((b, n)).astype(dtype) for n in sizes]
+    grads = [np.empty_like(W) for W in Ws]
+
+    def run():
+        for s in range(workload.steps):
+            acts[0] = X[s * b:(s + 1) * b]
+            for l, W in enumerate(Ws):  # (A W)ᵀ = Wᵀ Aᵀ
+                gemm(1.0, W.T, acts[l].T, c=acts[l + 1].T, overwrite_c=1)
+            for l in range(len(Ws) - 1, -1, -1):  # (Aᵀ δ)ᵀ = δᵀ A
+                gemm(1.0, deltas[l + 1].T, acts[l].T, c=grads[l].T, trans_b=1, overwrite_c=1)
+                if l > 0:  # (δ Wᵀ)ᵀ = W δᵀ
+                    gemm(1.0, Ws[l].T, deltas[l + 1].T, c=deltas[l].T, trans_a=1,
+                         overwrite_c=1)
+
+    return run
+
+
 def torch_step(workload, dtype, X, Y, n_threads=None):
     """Contender: PyTorch eager CPU, nn.Linear + autograd + optim.SGD. None if torch is absent."""
     try:
@@ -107,13 +136,20 @@ def torch_step(workload, dtype, X, Y, n_threads=None):
     return run
 
 
-def contenders(workload, dtype, backends=None, with_torch=True, n_threads=None):
+def contenders(workload, dtype, backends=None, with_torch=True, n_threads=None, with_jax=True):
     """name -> callable running workload.steps steps, fastmlp backends first."""
     X, Y = data(workload, dtype)
     runs = {}
     for backend in backends or available_backends():
         runs[backend] = fastmlp_step(backend, workload, dtype, X, Y, n_threads)
     runs["gemm floor"] = gemm_floor(workload, dtype, X, Y)
+    runs["kernels' BLAS floor"] = kernels_blas_floor(workload, dtype, X, Y)
+    if with_jax:
+        from . import jax_peer
+
+        step = jax_peer.step(workload, dtype, X, Y)
+        if step is not None:
+            runs["jax scan"] = step
     if with_torch:
         step = torch_step(workload, dtype, X, Y, n_threads)
         if step is not None:
@@ -182,7 +218,8 @@ def step_table(workload_ids=("W1", "W2", "W3", "W4"), dtypes=(np.float32, np.flo
             medians = time_interleaved(runs, rounds)
             for name, seconds in medians.items():
                 rows.append(dict(workload=wid, dtype=np.dtype(dtype).name, contender=name,
-                                 us_per_step=1e6 * seconds / workload.steps))
+                                 us_per_step=1e6 * seconds / workload.steps,
+                                 compile_s=getattr(runs[name], "compile_seconds", None)))
             if progress:
                 progress(wid, np.dtype(dtype).name)
     return rows
@@ -218,26 +255,50 @@ def forward_vs_gemm(shape=(128, 784, 256), dtypes=(np.float32, np.float64), roun
     return rows
 
 
-def ratio_table(rows):
-    """Text table: per workload and dtype, each contender's µs/step and its ratios."""
-    lines = []
-    header = f"{'workload':8} {'dtype':8} {'contender':12} {'us/step':>10} {'vs numpy':>9} " \
-             f"{'vs floor':>9} {'vs torch':>9}"
-    lines.append(header)
-    lines.append("-" * len(header))
+#: The ratio columns of the step tables: (title, other contender, how).
+#: "faster": other's time / this one's; "floor": this one's time / the other's.
+RATIOS = (("× faster than numpy", "numpy", "faster"),
+          ("÷ GEMM floor", "gemm floor", "floor"),
+          ("÷ kernels' BLAS floor", "kernels' BLAS floor", "floor"),
+          ("× faster than jax", "jax scan", "faster"),
+          ("× faster than torch", "torch eager", "faster"))
+
+
+def _ratios(group, us):
+    out = []
+    for _, other, how in RATIOS:
+        if other not in group:
+            out.append("-")
+        else:
+            out.append(f"{group[other] / us:.2f}" if how == "faster"
+                       else f"{us / group[other]:.2f}")
+    return out
+
+
+def _groups(rows):
     groups = {}
     for r in rows:
         groups.setdefault((r["workload"], r["dtype"]), {})[r["contender"]] = r["us_per_step"]
-    for (wid, dtype), group in groups.items():
+    return groups
+
+
+def ratio_table(rows):
+    """Text table: per workload and dtype, each contender's µs/step and its ratios."""
+    titles = ["vs numpy", "vs floor", "vs BLAS fl", "vs jax", "vs torch"]
+    header = f"{'workload':8} {'dtype':8} {'contender':20} {'us/step':>10} " + \
+        " ".join(f"{t:>10}" for t in titles)
+    lines = [header, "-" * len(header)]
+    for (wid, dtype), group in _groups(rows).items():
         for name, us in group.items():
-            def rel(other, faster):
-                if other not in group:
-                    return "-"
-                return f"{group[other] / us:.2f}x" if faster else f"{us / group[other]:.2f}x"
-            lines.append(f"{wid:8} {dtype:8} {name:12} {us:10.2f} {rel('numpy', True):>9} "
-                         f"{rel('gemm floor', False):>9} {rel('torch eager', True):>9}")
-    lines.append("vs numpy / vs torch: how many times faster than that contender; "
-                 "vs floor: time ÷ the bare-GEMM floor (1.00x = nothing added).")
+            lines.append(f"{wid:8} {dtype:8} {name:20} {us:10.2f} " +
+                         " ".join(f"{r:>10}" for r in _ratios(group, us)))
+    compiles = [f"{r['workload']} {r['dtype']} {r['contender']} {r['compile_s']:.2f} s"
+                for r in rows if r.get("compile_s") is not None]
+    lines.append("vs numpy / jax / torch: how many times faster than that contender; vs "
+                 "floor: time ÷ the bare GEMMs through NumPy's BLAS (vs BLAS fl: through "
+                 "SciPy's, the kernels' own); 1.00 = nothing added.")
+    if compiles:
+        lines.append("compile, apart from the timings: " + "; ".join(compiles))
     return "\n".join(lines)
 
 
@@ -261,6 +322,9 @@ def plot(rows, path):
     ax.set_yscale("log")
     ax.set_ylabel("µs per SGD step (median, lower is better)")
     ax.set_title("fastmlp training step, side by side")
+    ax.set_xlabel("; ".join(f"{w.id}: {'-'.join(map(str, w.layers))}, batch {w.batch}"
+                            for w in WORKLOADS.values() if any(c[0] == w.id for c in cases)),
+                  fontsize=8)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -301,12 +365,33 @@ def fit_contenders(params, backends=None):
     return runs
 
 
+class _Compiled:
+    """A jax_peer.DigitsFit in the estimators' shape for fit_table: fit(X, y) runs its
+    compiled epochs (on the data it was compiled for; the warm-up's max_iter=1 and slice are
+    ignored, as the compile already ran)."""
+
+    def __init__(self, jax_fit):
+        self.jax_fit = jax_fit
+
+    def set_params(self, **params):
+        return self
+
+    def fit(self, X, y):
+        self.jax_fit.fit()
+        self.n_iter_ = self.jax_fit.epochs
+        return self
+
+    def score(self, X, y):
+        return self.jax_fit.score(X, y)
+
+
 def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, backends=None,
-              progress=None):
+              progress=None, with_jax=True):
     """Rows {problem, dtype, contender, fit_s, epochs, test_score}: fits side by side.
 
     digits: scikit-learn's default hyperparameters (100 hidden relu units, adam, 200
-    epochs at most). mnist-shaped: 784-100-100-10, adam, batch 200, 2 epochs timed.
+    epochs at most), and JAX's 200 adam epochs (jax_peer.DigitsFit, compile apart) when JAX
+    is installed. mnist-shaped: 784-100-100-10, adam, batch 200, 2 epochs timed.
     """
     import warnings
 
@@ -323,6 +408,14 @@ def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, b
                 params = dict(hidden_layer_sizes=(100, 100), batch_size=200, max_iter=2,
                               random_state=0)
             runs = fit_contenders(params, backends)
+            compile_s = {}
+            if problem == "digits" and with_jax:
+                from . import jax_peer
+
+                if jax_peer.available():  # compiled here, once: apart from the timings
+                    jax_fit = jax_peer.DigitsFit(X_train, y_train, dtype)
+                    compile_s["jax scan"] = jax_fit.compile_seconds
+                    runs["jax scan"] = lambda jax_fit=jax_fit: _Compiled(jax_fit)
             times = {name: [] for name in runs}
             fitted = {}
             with warnings.catch_warnings():
@@ -340,7 +433,8 @@ def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, b
             for name, est in fitted.items():
                 rows.append(dict(problem=problem, dtype=np.dtype(dtype).name, contender=name,
                                  fit_s=float(np.median(times[name])), epochs=int(est.n_iter_),
-                                 test_score=float(est.score(X_test, y_test))))
+                                 test_score=float(est.score(X_test, y_test)),
+                                 compile_s=compile_s.get(name)))
             if progress:
                 progress(problem, np.dtype(dtype).name)
     return rows
@@ -375,19 +469,25 @@ def markdown_report(steps, forward, fits, machine, command):
             f"{w.id} {'-'.join(map(str, w.layers))} batch {w.batch} ({w.what})"
             for w in WORKLOADS.values() if any(r["workload"] == w.id for r in steps))
             + ". ReLU hidden layers, softmax + cross-entropy, plain SGD; `gemm floor` is only "
-            "the GEMMs a step needs, called from Python.", ""]
-    groups = {}
-    for r in steps:
-        groups.setdefault((r["workload"], r["dtype"]), {})[r["contender"]] = r["us_per_step"]
+            "the GEMMs a step needs, called from Python through NumPy's BLAS, `kernels' BLAS "
+            "floor` the same GEMMs through SciPy's BLAS, which the compiled kernels call; "
+            "`jax scan` is one `jax.jit` call over `jax.lax.scan` for all the steps.", ""]
+    groups = _groups(steps)
     if groups:
-        out += ["| workload | dtype | contender | µs/step | × faster than numpy | ÷ GEMM floor "
-                "| × faster than torch |", "|---|---|---|---|---|---|---|"]
+        out += ["| workload | dtype | contender | µs/step | " +
+                " | ".join(t for t, _, _ in RATIOS) + " |",
+                "|---|---|---|---|" + "---|" * len(RATIOS)]
     for (wid, dtype), group in groups.items():
         for name, us in group.items():
-            ref = f"{group['numpy'] / us:.2f}" if "numpy" in group else "-"
-            floor = f"{us / group['gemm floor']:.2f}" if "gemm floor" in group else "-"
-            torch = f"{group['torch eager'] / us:.2f}" if "torch eager" in group else "-"
-            out.append(f"| {wid} | {dtype} | {name} | {us:.2f} | {ref} | {floor} | {torch} |")
+            out.append(f"| {wid} | {dtype} | {name} | {us:.2f} | " +
+                       " | ".join(_ratios(group, us)) + " |")
+    compiles = [f"{r['workload']} {r['dtype']}: {r['compile_s']:.2f} s" for r in steps
+                if r.get("compile_s") is not None]
+    if compiles:
+        out += ["", "JAX's ahead-of-time compile, apart from the timings: " +
+                "; ".join(compiles) + "."]
+    if steps and not any(r["contender"] == "jax scan" for r in steps):
+        out += ["", "JAX is not installed: no jax rows (`pip install 'jax[cpu]'`)."]
     if forward:
         out += ["", "| forward_layer shape | dtype | contender | µs/call |", "|---|---|---|---|"]
         out += [f"| {r['shape']} | {r['dtype']} | {r['contender']} | {r['us_per_call']:.1f} |"
@@ -395,9 +495,16 @@ def markdown_report(steps, forward, fits, machine, command):
     if groups or forward:
         out.append("")
     out += ["| fit | dtype | contender | seconds | epochs | test accuracy | × faster than "
-            "sklearn |", "|---|---|---|---|---|---|---|"]
+            "sklearn | × faster than jax |", "|---|---|---|---|---|---|---|---|"]
     sk = {(r["problem"], r["dtype"]): r["fit_s"] for r in fits if r["contender"] == "sklearn"}
+    jx = {(r["problem"], r["dtype"]): r["fit_s"] for r in fits if r["contender"] == "jax scan"}
     out += [f"| {r['problem']} | {r['dtype']} | {r['contender']} | {r['fit_s']:.3f} | "
             f"{r['epochs']} | {r['test_score']:.4f} | "
-            f"{sk[(r['problem'], r['dtype'])] / r['fit_s']:.2f} |" for r in fits]
+            f"{sk[(r['problem'], r['dtype'])] / r['fit_s']:.2f} | "
+            + (f"{jx[(r['problem'], r['dtype'])] / r['fit_s']:.2f} |"
+               if (r["problem"], r["dtype"]) in jx else "- |") for r in fits]
+    compiles = [f"{r['problem']} {r['dtype']}: {r['compile_s']:.2f} s" for r in fits
+                if r.get("compile_s") is not None]
+    if compiles:
+        out += ["", "JAX's fit compile, apart from the timings: " + "; ".join(compiles) + "."]
     return "\n".join(out) + "\n"

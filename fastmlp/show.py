@@ -7,8 +7,9 @@ def config():
     import numpy as np
     from threadpoolctl import threadpool_info
 
-    from . import __version__
+    from . import __version__, _cpu_load
     from ._config import cpu_count
+    from .settings import get_config
     from .backends import available_backends, get_backend
 
     try:
@@ -28,6 +29,9 @@ def config():
         "numpy": np.__version__,
         "machine": platform.machine(),
         "cpus": cpu_count(),
+        "cpus_free_lately": (None if _cpu_load.reading() is None
+                             else round(_cpu_load.free_cpus(cpu_count()), 2)),
+        "adaptive_threads": get_config()["adaptive_threads"],
         "compiled_extension": extension,
         "openmp": openmp,
         "vector_exp": "libmvec" if libmvec else "scalar",

@@ -56,6 +56,12 @@ ENGINE_SPECIFIC = {
         "_view": "a 2-D view of a flat buffer (cython indexes raw pointers)",
         "_forward_backward_chunks": "the split minibatch as one prange (cython: one team)",
         "_update_chunks": "the split update as one prange (cython: one team)",
+        "_forward_backward_chunks_here": "the split minibatch on this thread (cython: a team "
+                                         "of one runs _epoch without a parallel region)",
+        "_update_chunks_here": "the split update on this thread (as above)",
+        "_chunk_forward_backward": "one chunk of a split step (cython: _epoch's chunk loop)",
+        "_chunk_update": "one slice of a split update (cython: _epoch's slice loop)",
+        "_summed_part_losses": "the chunks' losses in order (cython: inline in _epoch)",
         "_restore": "the guard's restore (cython: _keep with restore, each thread its slices)",
         "_stop_requested": "the stop flag's acquire load (cython: fastmlp_stop_requested, C)",
         "_monotonic": "CLOCK_MONOTONIC for the time budget (cython: fastmlp_monotonic, C)",

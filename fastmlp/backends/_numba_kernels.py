@@ -467,38 +467,73 @@ def _update_slice(theta, grad, first, second, lo, hi, offsets, sizes, step):
             _update(theta, grad, first, second, max(b0, lo), min(b1, hi), no_l2, step)
 
 
+@jit
+def _chunk_forward_backward(net, data, ws, order, start, xv, yv, nb, c):
+    """Chunk c of a split step: rows [c·nb/C, (c+1)·nb/C) of the minibatch gathered, their
+    gradient summed into the chunk's own buffer parts[c] and their loss into part_losses[c]."""
+    n_chunks = ws.parts.shape[0]
+    r0 = c * nb // n_chunks
+    r1 = (c + 1) * nb // n_chunks
+    _gather(data, order, start, r0, r1, xv, yv, ws.wb)
+    ws.part_losses[c] = _forward_backward(net, data, ws, order[start:start + nb], xv, yv,
+                                          ws.parts[c], nb, r0, r1)
+
+
+@jit
+def _chunk_update(net, opt, ws, step, c):
+    """Slice c of a split update (_slice_start): the gradient buffers summed there in the
+    fixed order 0, 1, …, C-1 (so a chunk count always gives bitwise the same result), then
+    the slice of θ updated."""
+    grad, parts = ws.grad, ws.parts
+    n_chunks, n_params = parts.shape
+    lo = _slice_start(c, n_chunks, n_params)
+    hi = _slice_start(c + 1, n_chunks, n_params)
+    grad[lo:hi] = parts[0, lo:hi]
+    for k in range(1, n_chunks):
+        grad[lo:hi] += parts[k, lo:hi]
+    _update_slice(net.theta, grad, opt.first, opt.second, lo, hi, net.offsets, net.sizes, step)
+
+
+@jit
+def _summed_part_losses(ws):
+    """The chunks' losses summed in chunk order."""
+    batch_loss = ws.part_losses[0]
+    for c in range(1, ws.parts.shape[0]):
+        batch_loss += ws.part_losses[c]
+    return batch_loss
+
+
+# A split step's chunks on Numba's threads (a fork/join per phase), or all on this thread
+# when the team is one (ctrl.threads: a busy machine), skipping the fork/join; the chunks
+# are the same either way, so are the weights.
 @parallel_jit
 def _forward_backward_chunks(net, data, ws, order, start, xv, yv, nb):
-    """Data-parallel step: thread c gathers rows [c·nb/C, (c+1)·nb/C) of the minibatch and
-    sums their gradient into its own buffer parts[c]; returns the summed loss."""
-    parts, part_losses = ws.parts, ws.part_losses
-    n_chunks = parts.shape[0]
-    for c in prange(n_chunks):
-        r0 = c * nb // n_chunks
-        r1 = (c + 1) * nb // n_chunks
-        _gather(data, order, start, r0, r1, xv, yv, ws.wb)
-        part_losses[c] = _forward_backward(net, data, ws, order[start:start + nb], xv, yv,
-                                           parts[c], nb, r0, r1)
-    batch_loss = part_losses[0]
-    for c in range(1, n_chunks):
-        batch_loss += part_losses[c]
-    return batch_loss
+    """Data-parallel step: chunk c on thread c; returns the summed loss."""
+    for c in prange(ws.parts.shape[0]):
+        _chunk_forward_backward(net, data, ws, order, start, xv, yv, nb, c)
+    return _summed_part_losses(ws)
+
+
+@jit
+def _forward_backward_chunks_here(net, data, ws, order, start, xv, yv, nb):
+    """The same step, every chunk on this thread (a team of one)."""
+    for c in range(ws.parts.shape[0]):
+        _chunk_forward_backward(net, data, ws, order, start, xv, yv, nb, c)
+    return _summed_part_losses(ws)
 
 
 @parallel_jit
 def _update_chunks(net, opt, ws, step):
-    """The update split as the step was: thread c takes its slice of θ (_slice_start), sums
-    the gradient buffers there in the fixed order 0, 1, …, C-1 (so a thread count always
-    gives bitwise the same result), then updates the slice."""
-    theta, grad, parts = net.theta, ws.grad, ws.parts
-    n_chunks, n_params = parts.shape
-    for c in prange(n_chunks):
-        lo = _slice_start(c, n_chunks, n_params)
-        hi = _slice_start(c + 1, n_chunks, n_params)
-        grad[lo:hi] = parts[0, lo:hi]
-        for k in range(1, n_chunks):
-            grad[lo:hi] += parts[k, lo:hi]
-        _update_slice(theta, grad, opt.first, opt.second, lo, hi, net.offsets, net.sizes, step)
+    """The update split as the step was: slice c on thread c."""
+    for c in prange(ws.parts.shape[0]):
+        _chunk_update(net, opt, ws, step, c)
+
+
+@jit
+def _update_chunks_here(net, opt, ws, step):
+    """The same update, every slice on this thread (a team of one)."""
+    for c in range(ws.parts.shape[0]):
+        _chunk_update(net, opt, ws, step, c)
 
 
 @intrinsic
@@ -568,8 +603,10 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
         xv = _view(ws.xb, 0, 0 if data.sparse else nb, n0)  # sparse: not gathered
         yv = _view(ws.yb, 0, nb, n_last)
         split = n_chunks > 1 and nb >= n_chunks * ctrl.min_chunk_rows
-        if split:
+        if split and ctrl.threads > 1:
             batch_loss = _forward_backward_chunks(net, data, ws, order, start, xv, yv, nb)
+        elif split:
+            batch_loss = _forward_backward_chunks_here(net, data, ws, order, start, xv, yv, nb)
         else:
             _gather(data, order, start, 0, nb, xv, yv, ws.wb)
             batch_loss = _forward_backward(net, data, ws, order[start:start + nb], xv, yv,
@@ -593,8 +630,10 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
         if l2 != 0:
             for l in range(n_layers):
                 squared_norm += _squared_norm(theta[offsets[l, 0]:offsets[l, 1]])
-        if split:
+        if split and ctrl.threads > 1:
             _update_chunks(net, opt, ws, step)
+        elif split:
+            _update_chunks_here(net, opt, ws, step)
         else:
             _update_slice(theta, ws.grad, opt.first, opt.second, 0, theta.shape[0], offsets,
                           sizes, step)
