@@ -1,9 +1,12 @@
 """The `fastmlp` command: `fastmlp train` (the main job), `fastmlp config`."""
 import argparse
+import os
 import sys
 import time
 
 import numpy as np
+
+from .tabular import UsageError
 
 
 def _digits(seed):
@@ -13,105 +16,121 @@ def _digits(seed):
     return X / 16.0, y  # pixel intensities 0..16 scaled to [0, 1]
 
 
-def _read_csv(path, target):
-    """Numeric feature columns and the target column (numbers or labels) from a CSV file."""
-    import csv
+def _fastmlp_model(estimator):
+    """The fastmlp estimator inside a Pipeline / TransformedTargetRegressor (or itself)."""
+    while True:
+        if hasattr(estimator, "steps"):
+            estimator = estimator.steps[-1][1]
+        elif hasattr(estimator, "regressor"):
+            estimator = getattr(estimator, "regressor_", estimator.regressor)
+        else:
+            return estimator
 
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 2:
-        raise SystemExit(f"{path}: needs a header row and at least one data row")
-    header = [h.strip() for h in rows[0]]
-    if target not in header:
-        raise SystemExit(f"{path}: no column {target!r}; columns are {header}")
-    t = header.index(target)
-    features = [c for c in range(len(header)) if c != t]
-    X = np.empty((len(rows) - 1, len(features)))
-    y = []
-    for i, row in enumerate(rows[1:]):
-        if len(row) != len(header):
-            raise SystemExit(f"{path}, line {i + 2}: {len(row)} fields, header has {len(header)}")
-        for j, c in enumerate(features):
-            try:
-                X[i, j] = float(row[c])
-            except ValueError:
-                raise SystemExit(f"{path}, line {i + 2}: column {header[c]!r} is not a number: "
-                                 f"{row[c]!r}") from None
-        y.append(row[t].strip())
-    try:
-        y = np.array([float(v) for v in y])
-    except ValueError:
-        y = np.array(y)
-    return X, y
+
+def _check_writable(path):
+    """Before a fit that may take minutes: can `path` be written?"""
+    import os
+
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise UsageError(f"--save {path}: no directory {directory}")
+    if os.path.isdir(path):
+        raise UsageError(f"--save {path}: a directory")
+    if not os.access(directory, os.W_OK) or os.path.exists(path) and not os.access(path, os.W_OK):
+        raise UsageError(f"--save {path}: not writable")
+
+
+def _show(caught):
+    """Warnings from a fit, one line each (the interrupt has its own message)."""
+    for w in caught:
+        if str(w.message) != "Training interrupted by user.":
+            print(f"warning: {w.category.__name__}: {w.message}", file=sys.stderr)
 
 
 def train(args):
-    """Fit MLPClassifier/MLPRegressor (scikit-learn's defaults) and compare with scikit-learn."""
+    """Fit MLPClassifier/MLPRegressor (scikit-learn's defaults) and compare with scikit-learn;
+    a CSV file gets a Pipeline of the preprocessing its columns need in front."""
     import warnings
 
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.base import clone
     from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import StandardScaler
 
-    from . import MLPClassifier, MLPRegressor, save
+    from . import MLPClassifier, MLPRegressor, save, tabular
 
+    regress = args.regress
+    dtype = np.dtype(args.dtype)
+    Model = MLPRegressor if regress else MLPClassifier
+    params = dict(hidden_layer_sizes=tuple(args.hidden), max_iter=args.max_iter,
+                  random_state=args.seed)
+    model = Model(**params, backend=args.backend, n_threads=args.n_threads,
+                  verbose=not args.quiet)
+    try:
+        model._check_params()
+        model._hidden_sizes()
+        from .backends import get_backend
+
+        get_backend(args.backend)
+    except (ValueError, TypeError, ImportError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.save:
+        _check_writable(args.save)
     if args.csv:
-        X, y = _read_csv(args.csv, args.target)
+        frame = tabular.read_csv(args.csv)
+        X, y, notes = tabular.split_target(frame, args.target, args.csv, regress)
+        X = tabular.as_features(X, dtype)
         name = args.csv
     else:
         X, y = _digits(args.seed)
-        name = "scikit-learn's digits"
-    regress = args.regress
-    dtype = np.dtype(args.dtype)
-    stratify = None if regress else y
+        X, notes, name = X.astype(dtype), [], "scikit-learn's digits"
     X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.25, random_state=args.seed, stratify=stratify)
-    if args.csv:  # the digits are already in [0, 1]; a user's columns get standardised
-        scaler = StandardScaler().fit(X_train)
-        X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
-    X_train, X_test = X_train.astype(dtype), X_test.astype(dtype)
-    params = dict(hidden_layer_sizes=tuple(args.hidden), max_iter=args.max_iter,
-                  random_state=args.seed)
-    Model = MLPRegressor if regress else MLPClassifier
+        X, y, test_size=0.25, random_state=args.seed, stratify=None if regress else y)
+
+    def whole(model):  # the digits are already in [0, 1]; a CSV's columns need preparing
+        if not args.csv:
+            return model
+        estimator, more = tabular.pipeline(X_train, model, regress, dtype)
+        notes.extend(more)
+        return estimator
+
+    estimator = whole(model)
     print(f"fastmlp: {Model.__name__}{params} on {name}: {len(X_train)} train / "
-          f"{len(X_test)} test rows, {X.shape[1]} features, {dtype.name}")
+          f"{len(X_test)} test rows, {X.shape[1]} columns, {dtype.name}")
+    for note in dict.fromkeys(notes):
+        print(f"note: {note}")
+    if args.csv:
+        print(estimator)
 
     # Warm-up on a few hundred rows (enough for the multi-threaded minibatch path): compiles
     # the kernels (or loads them from the cache) and starts the thread pools, so the fit time
     # below is run time only; compile time is reported apart.
     start = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        Model(**dict(params, max_iter=1), backend=args.backend,
-              n_threads=args.n_threads).fit(X_train[:256], y_train[:256])
+        warnings.simplefilter("ignore")
+        whole(clone(model).set_params(max_iter=1, verbose=False)).fit(X_train[:256],
+                                                                      y_train[:256])
     print(f"warm-up (JIT compile or cache load): {time.perf_counter() - start:.2f} s")
 
-    model = Model(**params, backend=args.backend, n_threads=args.n_threads,
-                  verbose=not args.quiet)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(X_train, y_train)
+        warnings.simplefilter("always")
+        estimator.fit(X_train, y_train)
     fit_time = time.perf_counter() - start
-    for warning in caught:
-        if str(warning.message) != "Training interrupted by user.":
-            warnings.showwarning(warning.message, warning.category, warning.filename,
-                                 warning.lineno)
+    _show(caught)
+    fitted = _fastmlp_model(estimator)
     metric = "R^2" if regress else "accuracy"
     if any(str(w.message) == "Training interrupted by user." for w in caught):
         # Ctrl-C: the user wants to stop — no comparison, and the partial model saved only
         # when asked for (what was at --save stays otherwise)
         kept = "nothing saved"
         if args.save and args.save_partial:
-            kept = f"the partial model saved to {save(model, args.save)}"
-        print(f"fastmlp  [{model.backend_}]: interrupted by Ctrl-C after {model.n_iter_} "
+            kept = f"the partial model saved to {save(estimator, args.save)}"
+        print(f"fastmlp  [{fitted.backend_}]: interrupted by Ctrl-C after {fitted.n_iter_} "
               f"epochs ({fit_time:.3f} s); {kept}, no comparison run", file=sys.stderr)
         return 130
-    print(f"fastmlp  [{model.backend_}]: test {metric} {model.score(X_test, y_test):.4f}, "
-          f"fit {fit_time:.3f} s ({model.n_iter_} epochs)")
+    print(f"fastmlp  [{fitted.backend_}]: test {metric} {estimator.score(X_test, y_test):.4f}, "
+          f"fit {fit_time:.3f} s ({fitted.n_iter_} epochs)")
     if args.save:
-        print(f"saved to {save(model, args.save)}")
+        print(f"saved to {save(estimator, args.save)}")
 
     if not args.no_compare:
         from sklearn.neural_network import MLPClassifier as SkClassifier
@@ -119,19 +138,71 @@ def train(args):
 
         Sk = SkRegressor if regress else SkClassifier
         with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", UserWarning)
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            Sk(**dict(params, max_iter=1)).fit(X_train[:256], y_train[:256])  # same warm-up
-            sk = Sk(**params)
+            warnings.simplefilter("always")
+            whole(Sk(**dict(params, max_iter=1))).fit(X_train[:256], y_train[:256])  # warm-up
+            sk = whole(Sk(**params))
             start = time.perf_counter()
             sk.fit(X_train, y_train)
             sk_time = time.perf_counter() - start
         if any(str(w.message) == "Training interrupted by user." for w in caught):
             print("sklearn: comparison interrupted by Ctrl-C", file=sys.stderr)
             return 130
-        print(f"sklearn  {type(sk).__name__}: test {metric} {sk.score(X_test, y_test):.4f}, "
-              f"fit {sk_time:.3f} s ({sk.n_iter_} epochs); fastmlp is "
+        print(f"sklearn  {type(_fastmlp_model(sk)).__name__}: test {metric} "
+              f"{sk.score(X_test, y_test):.4f}, fit {sk_time:.3f} s "
+              f"({_fastmlp_model(sk).n_iter_} epochs); fastmlp is "
               f"{sk_time / fit_time:.1f}x faster")
+    return 0
+
+
+def _text_columns(estimator):
+    """The columns a fitted `fastmlp train` pipeline one-hot encodes (None: not known)."""
+    steps = getattr(estimator, "steps", None)
+    pre = steps[0][1] if steps else None
+    for name, _, columns in getattr(pre, "transformers_", ()):
+        if name == "categorical":
+            return list(columns)
+    return [] if pre is not None and hasattr(pre, "transformers_") else None
+
+
+def predict(args):
+    """Predictions of a saved model (or pipeline) for every row of a CSV file."""
+    import pandas as pd
+
+    from . import load, tabular
+
+    try:
+        estimator = load(args.model)
+    except FileNotFoundError:
+        raise UsageError(f"--model {args.model}: no such file") from None
+    except (ValueError, OSError) as exc:
+        raise UsageError(f"--model {args.model}: {exc}") from None
+    frame = tabular.read_csv(args.csv)
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is None:
+        raise UsageError(f"--model {args.model} was fitted without column names (not from a "
+                         "CSV file), so the columns to use are not known")
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise UsageError(f"{args.csv}: the model needs columns {missing}, which the file "
+                         "lacks")
+    X = frame[list(names)]
+    dtype = getattr(getattr(_fastmlp_model(estimator), "_net", None), "dtype", np.float64)
+    X = tabular.as_features(X, dtype, categorical=_text_columns(estimator))
+    try:
+        out = pd.DataFrame({args.column: estimator.predict(X)}, index=frame.index)
+        if args.proba:
+            if not hasattr(estimator, "predict_proba"):
+                raise UsageError("--proba: the model is a regressor")
+            proba = estimator.predict_proba(X)
+            for label, column in zip(_fastmlp_model(estimator).classes_, proba.T):
+                out[f"proba_{label}"] = column
+    except ValueError as exc:  # a value the fitted steps cannot take
+        raise UsageError(f"{args.csv}: {tabular._first_line(exc)}") from None
+    if args.out:
+        out.to_csv(args.out, index=False)
+        print(f"wrote {len(out)} predictions to {args.out}", file=sys.stderr)
+    else:
+        out.to_csv(sys.stdout, index=False)
     return 0
 
 
@@ -249,6 +320,14 @@ def build_parser():
     p.add_argument("--no-compare", action="store_true", help="skip the scikit-learn fit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=train)
+    p = sub.add_parser("predict", help="predictions of a saved model for the rows of a CSV file")
+    p.add_argument("--model", required=True, help="a file written by fastmlp train --save")
+    p.add_argument("--csv", required=True, help="the rows to predict, with the training columns")
+    p.add_argument("--out", help="write the predictions here as CSV (default: standard output)")
+    p.add_argument("--column", default="prediction", help="the predictions' column name")
+    p.add_argument("--proba", action="store_true",
+                   help="a classifier's class probabilities too, a column per class")
+    p.set_defaults(func=predict)
     p = sub.add_parser("bench", help="time training steps against the reference, GEMMs, torch")
     p.add_argument("--quick", action="store_true", help="W1-W3, fewer steps and rounds")
     p.add_argument("--fits-only", action="store_true",
@@ -289,6 +368,12 @@ def main(argv=None):
     args.argv = argv[1:]
     try:
         return args.func(args)
+    except UsageError as exc:  # the user's mistake: one line, not a traceback
+        print(f"fastmlp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `fastmlp predict ... | head`: the reader has what it wanted
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:  # outside a fit (loading, warm-up): stop, without a traceback
         print("fastmlp: interrupted by Ctrl-C", file=sys.stderr)
         return 130

@@ -76,8 +76,13 @@ def _params(estimator):
     return params
 
 
-def save(estimator, path):
-    """Write a fitted MLPClassifier/MLPRegressor to `path`, atomically; returns `path`.
+def save(model, path):
+    """Write a fitted model to `path`, atomically; returns `path`.
+
+    `model` is a fastmlp MLPClassifier/MLPRegressor, or a scikit-learn Pipeline,
+    ColumnTransformer or TransformedTargetRegressor built of them and scikit-learn's
+    standard preprocessing (pipeline_io.SUPPORTED); anything else raises TypeError naming
+    the step that cannot be stored. No pickle: every step's parameters and fitted arrays.
 
     The file is written beside its target and renamed over it only when complete, so an
     error, a crash or Ctrl-C mid-save leaves whatever was at `path` as it was. A symlink at
@@ -86,14 +91,34 @@ def save(estimator, path):
     a device, a FIFO — is refused with ValueError. A new file gets the permissions the umask
     allows, as `open` would give it; a replaced file keeps its permission bits.
     """
+    from . import pipeline_io
+    from .estimators import MLPClassifier, MLPRegressor
+
+    if isinstance(model, (MLPClassifier, MLPRegressor)):
+        write = _estimator_writer(model)
+    else:
+        write = pipeline_io.writer(model)  # checks every step before anything is written
+    path = os.fspath(path)
+    target = _save_target(path)
+    with _atomic_file(target) as f:
+        write(f)
+    return path
+
+
+def estimator_bytes(estimator):
+    """The model file of a fitted fastmlp estimator, as bytes (a pipeline file holds one per
+    fastmlp step)."""
+    buffer = io.BytesIO()
+    _estimator_writer(estimator)(buffer)
+    return buffer.getvalue()
+
+
+def _estimator_writer(estimator):
+    """A function that writes the fitted estimator's archive to a binary file."""
     from sklearn.utils.validation import check_is_fitted
 
     from . import __version__
-    from .estimators import MLPClassifier, MLPRegressor
 
-    if not isinstance(estimator, (MLPClassifier, MLPRegressor)):
-        raise TypeError(f"save() takes a fastmlp MLPClassifier or MLPRegressor, "
-                        f"got {type(estimator).__name__}")
     check_is_fitted(estimator)
     estimator._adopt_parameters()  # coefs_/intercepts_ as assigned are the model
     net = estimator._net
@@ -119,16 +144,23 @@ def save(estimator, path):
         "attributes": {name: _jsonable(getattr(estimator, name)) for name in _SCALARS
                        if hasattr(estimator, name)},
         "label_type": getattr(getattr(estimator, "_label_binarizer", None), "y_type_", None),
-        "sha256": {name: hashlib.sha256(data).hexdigest() for name, data in members.items()},
     }
+    return archive_writer(metadata, members)
+
+
+def archive_writer(metadata, members):
+    """A function writing a model archive: the members, and metadata.json with their
+    SHA-256 checksums and its own digest added."""
+    metadata = dict(metadata, sha256={name: hashlib.sha256(data).hexdigest()
+                                      for name, data in members.items()})
     metadata["metadata_sha256"] = _metadata_digest(metadata)
-    path = os.fspath(path)
-    target = _save_target(path)
-    with _atomic_file(target) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("metadata.json", json.dumps(metadata, indent=1, allow_nan=True))
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return path
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr("metadata.json", json.dumps(metadata, indent=1, allow_nan=True))
+            for name, data in members.items():
+                archive.writestr(name, data)
+    return write
 
 
 def _save_target(path):
@@ -285,9 +317,14 @@ def _claimed_parameters(metadata, path, limit):
     return n_params
 
 
-def _read(path, limit=MAX_BYTES):
+def _read(path, limit=MAX_BYTES, file=None):
+    """metadata and members (name: bytes) of the archive at `path` (or in `file`, with
+    `path` naming it in messages), every size checked before it is inflated."""
+    from .pipeline_io import FORMAT as PIPELINE
+
     try:
-        with _open_regular(path) as file, zipfile.ZipFile(file) as archive:
+        with (file if file is not None else _open_regular(path)) as file, \
+                zipfile.ZipFile(file) as archive:
             infos = {info.filename: info for info in archive.infolist()}
             if "metadata.json" not in infos:
                 raise ValueError(f"{path} is not a fastmlp model file (no metadata.json)")
@@ -301,10 +338,17 @@ def _read(path, limit=MAX_BYTES):
             _check_declared(info, path, min(limit, METADATA_BYTES))
             with archive.open(info) as stream:
                 metadata = json.loads(_inflate(stream, info.file_size, info, path))
-            n_params = _claimed_parameters(metadata, path, limit)
-            expected = {"theta": n_params}.get
-            members = {name: _npy_member(archive, info, path, limit, expected)
-                       for name, info in infos.items() if name.endswith(".npy")}
+            if isinstance(metadata, dict) and metadata.get("format") == PIPELINE:
+                expected = {}.get  # each step's arrays are checked as it is rebuilt
+            else:
+                expected = {"theta": _claimed_parameters(metadata, path, limit)}.get
+            members = {}
+            for name, info in infos.items():
+                if name.endswith(".npy"):
+                    members[name] = _npy_member(archive, info, path, limit, expected)
+                elif name.endswith(".fastmlp"):  # a pipeline's fastmlp step
+                    with archive.open(info) as stream:
+                        members[name] = _inflate(stream, info.file_size, info, path)
     except zipfile.BadZipFile as exc:
         raise ValueError(f"{path} is not a fastmlp model file, or it is truncated: {exc}")
     except (zipfile.LargeZipFile, KeyError, OSError, EOFError) as exc:
@@ -319,7 +363,7 @@ def _read(path, limit=MAX_BYTES):
 
 
 def load(path, max_bytes=MAX_BYTES):
-    """Read an estimator written by save(); raises ValueError if the file is not intact.
+    """Read a model written by save(); raises ValueError if the file is not intact.
 
     Before anything is inflated or allocated, every member's declared size, the parameter
     count the metadata's layer sizes imply and each array header's shape are checked against
@@ -327,12 +371,43 @@ def load(path, max_bytes=MAX_BYTES):
     it for a larger model); a member that inflates past its declared size is refused as it
     inflates. Then the checksums (the arrays' and the metadata's) and every rule that ties
     the fields together (_check_fields): a file that loads predicts what it predicted when
-    it was saved."""
-    from .estimators import MLPClassifier, MLPRegressor
-    from .model import MLP
+    it was saved. A pipeline's steps are rebuilt and checked likewise (pipeline_io)."""
+    from . import pipeline_io
 
     path = os.fspath(path)
     metadata, members = _read(path, max_bytes)
+    if isinstance(metadata, dict) and metadata.get("format") == pipeline_io.FORMAT:
+        _check_archive(metadata, members, path, pipeline_io.READABLE_VERSIONS)
+        return pipeline_io.rebuild(metadata, members, path, max_bytes)
+    return _estimator_from(metadata, members, path)
+
+
+def estimator_from_bytes(data, path, max_bytes=MAX_BYTES):
+    """A fastmlp estimator from its model file's bytes (`path` names it in messages)."""
+    metadata, members = _read(path, max_bytes, file=io.BytesIO(data))
+    return _estimator_from(metadata, members, path)
+
+
+def _check_archive(metadata, members, path, versions):
+    """The version, the metadata's digest and every member's checksum."""
+    if metadata.get("version") not in versions:
+        raise ValueError(f"{path} has format version {metadata.get('version')!r}; this "
+                         f"fastmlp reads versions {list(versions)}")
+    if metadata.get("metadata_sha256") != _metadata_digest(metadata):
+        raise ValueError(f"{path} is altered or damaged: checksum mismatch in metadata.json")
+    checksums = metadata.get("sha256", {})
+    if not isinstance(checksums, dict) or set(checksums) != set(members):
+        raise ValueError(f"{path} is altered: its members {sorted(members)} do not match the "
+                         f"recorded ones {sorted(checksums)}")
+    for name, data in members.items():
+        if hashlib.sha256(data).hexdigest() != checksums[name]:
+            raise ValueError(f"{path} is altered or damaged: checksum mismatch in {name}")
+
+
+def _estimator_from(metadata, members, path):
+    from .estimators import MLPClassifier, MLPRegressor
+    from .model import MLP
+
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise ValueError(f"{path} is not a fastmlp model file (format "
                          f"{metadata.get('format') if isinstance(metadata, dict) else None!r})")

@@ -1,6 +1,8 @@
 """The `fastmlp` command: train on a CSV and save, config, bench reports."""
 import csv
 
+import numpy as np
+import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 
@@ -21,15 +23,18 @@ def test_train_on_a_csv_saves_a_model_that_loads(tmp_path, capsys):
                  "--quiet", "--no-compare", "--save", str(model)]) == 0
     out = capsys.readouterr().out
     assert "test accuracy" in out and "saved to" in out
-    est = fastmlp.load(model)
-    assert set(est.classes_) == {"setosa", "versicolor", "virginica"} and est.n_iter_ == 30
+    est = fastmlp.load(model)  # the whole pipeline: scaler and network
+    assert set(est.classes_) == {"setosa", "versicolor", "virginica"}
+    assert est[-1].n_iter_ == 30
+    raw = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    assert est.score(raw, np.array(["setosa", "versicolor", "virginica"])[y]) > 0.8
 
 
 def test_train_rejects_a_missing_column_and_a_lone_csv_or_target(tmp_path, capsys):
     path = tmp_path / "t.csv"
     path.write_text("a,b\n1,2\n3,4\n")
-    with pytest.raises(SystemExit, match="no column 'label'"):
-        main(["train", "--csv", str(path), "--target", "label"])
+    assert main(["train", "--csv", str(path), "--target", "label"]) == 2
+    assert "no column 'label'" in capsys.readouterr().err
     for args in (["--csv", str(path)], ["--target", "a"]):  # the rule, not a later failure
         with pytest.raises(SystemExit) as exit_info:
             main(["train", *args, "--max-iter", "1", "--quiet", "--no-compare"])
@@ -65,3 +70,103 @@ def test_bench_fits_only_writes_a_fit_report(tmp_path, capsys):
     report = (out_dir / "report.md").read_text()
     assert "| digits | float32 | sklearn |" in report and "| workload |" not in report
     assert (out_dir / "results.json").exists() and not (out_dir / "steps.png").exists()
+
+
+def messy_penguins(n=160, seed=0):
+    """What a spreadsheet exports: categorical columns, gaps, a quoted field with the
+    separator in it."""
+    rng = np.random.default_rng(seed)
+    island = rng.choice(["Biscoe", "Dream", "Torgersen"], n)
+    species = np.where(island == "Dream", "Chinstrap", np.where(
+        rng.random(n) < 0.5, "Adelie", "Gentoo"))
+    bill = np.round(rng.normal(44, 2, n) + 10 * (species == "Gentoo"), 1)
+    frame = pd.DataFrame({"species": species, "island": island, "bill_length_mm": bill,
+                          "sex": rng.choice(["male", "female"], n),
+                          "note": rng.choice(["seen; twice", "ok"], n)})
+    frame.loc[::9, "bill_length_mm"] = np.nan
+    frame.loc[::11, "sex"] = None
+    return frame
+
+
+@pytest.mark.parametrize("sep, encoding, tail", [
+    (",", "utf-8", ""), (";", "utf-8-sig", "\n\n;;;;\n\n"), ("\t", "cp1252", "\n\n")])
+def test_train_takes_a_real_csv_and_the_saved_pipeline_predicts_raw_rows(
+        tmp_path, capsys, sep, encoding, tail):
+    frame = messy_penguins()
+    frame.loc[3, "island"] = "Biscoë" if encoding == "cp1252" else "Biscoe"
+    path = tmp_path / "penguins.csv"
+    path.write_bytes((frame.to_csv(index=False, sep=sep) + tail).encode(encoding))
+    model = tmp_path / "p.fastmlp"
+    assert main(["train", "--csv", str(path), "--target", "species", "--max-iter", "400",
+                 "--quiet", "--no-compare", "--save", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "OneHotEncoder" in out and "SimpleImputer" in out  # the pipeline is shown
+    accuracy = float(out.split("test accuracy ")[1].split(",")[0])
+    assert accuracy > 0.8  # chance: 0.4; the gaps in bill_length_mm cost the rest
+    raw = tmp_path / "raw.csv"  # raw rows, gaps and all, in plain CSV and without the target
+    frame.drop(columns="species").to_csv(raw, index=False)
+    predictions = tmp_path / "predicted.csv"
+    assert main(["predict", "--model", str(model), "--csv", str(raw), "--out",
+                 str(predictions), "--proba"]) == 0
+    got = pd.read_csv(predictions)
+    assert len(got) == len(frame) and (got["prediction"] == frame["species"]).mean() > 0.8
+    assert np.allclose(got.filter(like="proba_").sum(axis=1), 1)
+
+
+def test_train_regress_scales_the_target(tmp_path, capsys):
+    from sklearn.datasets import load_diabetes
+
+    data = load_diabetes(as_frame=True, scaled=False).frame
+    path = tmp_path / "diabetes.csv"
+    data.to_csv(path, index=False)
+    assert main(["train", "--csv", str(path), "--target", "target", "--regress",
+                 "--max-iter", "200", "--quiet", "--no-compare"]) == 0
+    out, err = capsys.readouterr()
+    assert "TransformedTargetRegressor" in out
+    assert float(out.split("test R^2 ")[1].split(",")[0]) > 0.1  # unscaled: -1.4
+    assert "ConvergenceWarning" in err  # shown, not hidden
+
+
+@pytest.mark.parametrize("content, args, says", [
+    (None, [], "no such file"),
+    ("", [], "the file is empty"),
+    ("a,b\n", [], "a header row but no data rows"),
+    ("a,label\n1,x\n2,x\n3,y\n", [], "class 'y' of 'label' has a single row"),
+    ("a,label\n1,x\n2,x\n", [], "a single class 'x'"),
+    ("a,label\n" + "".join(f"{i},{i * 0.37}\n" for i in range(40)), [], "pass --regress"),
+    ("a,label\n1,x\n2,y\n", ["--regress"], "--regress needs a numeric target"),
+    ("a,Label\n1,x\n", [], "did you mean 'Label'"),
+    ("a,label\n1,x\n", ["--hidden", "0"], "hidden_layer_sizes must be > 0"),
+    ("a,label\n1,x\n", ["--backend", "fortran"], "unknown backend 'fortran'"),
+    ("a,label\n1,x\n", ["--save", "/no/such/dir/m.fastmlp"], "no directory"),
+])
+def test_train_user_mistakes_are_one_line_and_exit_status_2(tmp_path, capsys, content, args,
+                                                            says):
+    path = tmp_path / "t.csv"
+    if content is not None:
+        path.write_text(content)
+    code = main(["train", "--csv", str(path), "--target", "label", "--max-iter", "2",
+                 "--quiet", "--no-compare", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and says in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_predict_mistakes_are_one_line_and_exit_status_2(tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{'xy'[i % 2]}\n" for i in range(20)))
+    model = tmp_path / "m.fastmlp"
+    assert main(["train", "--csv", str(path), "--target", "label", "--max-iter", "2",
+                 "--quiet", "--no-compare", "--save", str(model)]) == 0
+    (tmp_path / "less.csv").write_text("a\n1\n")
+    (tmp_path / "text.csv").write_text("a,b\n1,many\n")
+    (tmp_path / "junk.fastmlp").write_text("not a model")
+    capsys.readouterr()
+    for model_path, csv_path, says in [
+            (model, tmp_path / "less.csv", "needs columns ['b']"),
+            (model, tmp_path / "text.csv", "column 'b' is numeric in the model"),
+            (tmp_path / "junk.fastmlp", path, "not a fastmlp model file"),
+            (tmp_path / "none.fastmlp", path, "--model")]:
+        assert main(["predict", "--model", str(model_path), "--csv", str(csv_path)]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err, err
