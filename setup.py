@@ -1,7 +1,15 @@
 """Builds the Cython sources in csrc/ into extensions inside the fastmlp package.
 
 OpenMP is used when the compiler accepts it; otherwise the extensions are built serial
-and `fastmlp.show_config()` says so.
+and `fastmlp.show_config()` says so. Without a working C compiler (or with
+FASTMLP_NO_EXTENSIONS=1) nothing is compiled: fastmlp installs with its numba and numpy
+backends, and the build says so.
+
+Where the build runs decides the CPU it targets. A local build — `pip install -e .`,
+`setup.py build_ext --inplace` — is for this machine: `-march=native`. A wheel — `python -m
+build`, `pip wheel`, and `pip install .`, which builds one — may be copied to another
+machine, so it targets the architecture's baseline (x86-64: SSE2) unless FASTMLP_NATIVE=1;
+FASTMLP_PORTABLE=1 makes any build portable.
 """
 import os
 import subprocess
@@ -66,13 +74,27 @@ def compiler_has_openmp(compiler):
     return compiler_builds(compiler, OPENMP_PROBE, [flag], [flag])
 
 
+def targets_this_machine(distribution):
+    """-march=native only for a build that stays where it is built (not a wheel)."""
+    if os.environ.get("FASTMLP_PORTABLE"):
+        return False
+    return bool(os.environ.get("FASTMLP_NATIVE")) or "bdist_wheel" not in distribution.commands
+
+
 class BuildExt(build_ext):
     def build_extensions(self):
+        if os.environ.get("FASTMLP_NO_EXTENSIONS") or not compiler_builds(
+                self.compiler, "int main(void) { return 0; }\n", [], []):
+            print("fastmlp: no working C compiler (or FASTMLP_NO_EXTENSIONS=1): building "
+                  "without the compiled extensions; the numba and numpy backends work, the "
+                  "cython backend is not available (fastmlp config shows it)", file=sys.stderr)
+            self.extensions = []
+            return
         use_openmp = compiler_has_openmp(self.compiler)
         msvc = self.compiler.compiler_type == "msvc"
-        # Built from source on the machine that runs it: let the compiler use its vector
-        # units (AVX-512 here), as Numba does. FASTMLP_PORTABLE=1 builds for any CPU of the arch.
-        native = (not msvc and not os.environ.get("FASTMLP_PORTABLE")
+        # Built on the machine that runs it: let the compiler use its vector units, as
+        # Numba does; a wheel targets any CPU of the architecture (the module docstring).
+        native = (not msvc and targets_this_machine(self.distribution)
                   and compiler_accepts(self.compiler, "-march=native"))
         libmvec = compiler_has_libmvec(self.compiler, ["-march=native"] if native else [])
         # A developer's option: the cython kernel times its phases (bench/phases.py reads them)
@@ -92,6 +114,7 @@ class BuildExt(build_ext):
                     ext.extra_link_args.append("-fopenmp")
             ext.define_macros.append(("FASTMLP_OPENMP", "1" if use_openmp else "0"))
             ext.define_macros.append(("FASTMLP_PHASE_TIMERS", "1" if timers else "0"))
+            ext.define_macros.append(("FASTMLP_NATIVE", "1" if native else "0"))
         print(f"fastmlp: building with OpenMP={'yes' if use_openmp else 'no'}, "
               f"-march=native={'yes' if native else 'no'}, "
               f"libmvec={'yes' if libmvec else 'no'}"

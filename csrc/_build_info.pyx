@@ -10,11 +10,13 @@ cdef extern from *:
     static int fastmlp_openmp_max_threads(void) { return 1; }
     #endif
     static int fastmlp_libmvec_enabled(void) { return FASTMLP_LIBMVEC; }
+    static int fastmlp_native(void) { return FASTMLP_NATIVE; }
     static int fastmlp_phase_timers_enabled(void) {
         return FASTMLP_PHASE_TIMERS && FASTMLP_OPENMP;
     }
     """
     int fastmlp_libmvec_enabled() nogil
+    int fastmlp_native() nogil
     int fastmlp_phase_timers_enabled() nogil
     int fastmlp_openmp_enabled() nogil
     int fastmlp_openmp_max_threads() nogil
@@ -39,3 +41,9 @@ def phase_timers_enabled():
     """True when built with FASTMLP_PHASE_TIMERS=1 (and OpenMP): the cython kernel then times
     its phases (fastmlp._cython_kernels.phase_times, read by bench/phases.py)."""
     return bool(fastmlp_phase_timers_enabled())
+
+
+def native():
+    """True when built with -march=native (for the building machine's CPU only); False for a
+    portable build (a wheel, or FASTMLP_PORTABLE=1)."""
+    return bool(fastmlp_native())

@@ -5,6 +5,8 @@ The flat parameter vector holds every layer's weights and biases in one contiguo
 θ = [W₀ (n₀·n₁, C order), b₀ (n₁), W₁, b₁, …]. coefs_/intercepts_ are views into θ, so an
 optimizer updates all parameters in one sweep and L-BFGS sees the vector it expects.
 """
+from __future__ import annotations
+
 import numpy as np
 
 from . import activations, losses
@@ -27,9 +29,25 @@ def layout(layer_sizes):
 
 
 class Architecture:
-    """Validated once, then immutable (attributes cannot be set, the arrays cannot be
-    written): backends read codes and offsets from it instead of re-checking, and the kernel
-    contract checks it against its own layer sizes (_contract.check_architecture)."""
+    """A network's layer sizes, activations and loss, validated once, then immutable.
+
+    Attributes cannot be set and the arrays cannot be written: backends read codes and
+    offsets from it instead of re-checking, and the kernel contract checks it against its
+    own layer sizes (_contract.check_architecture).
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        Units per layer, input first, output last.
+    hidden_activation : str, default="relu"
+        The hidden layers' activation (fastmlp.ACTIVATIONS).
+    output_activation : str, default="softmax"
+        The output layer's activation.
+    loss : str, default="cross_entropy"
+        The loss (fastmlp.LOSSES).
+    leaky_slope : float in (0, 1), default=0.01
+        Slope of leaky_relu for negative inputs.
+    """
 
     def __init__(self, layer_sizes, hidden_activation="relu", output_activation="softmax",
                  loss="cross_entropy", leaky_slope=0.01):
@@ -64,12 +82,23 @@ class Architecture:
         return (Architecture, (self.layer_sizes, self.hidden_activation,
                                self.output_activation, self.loss, self.leaky_slope))
 
-    def activation(self, layer):
-        """Activation applied to the output of layer `layer` (0-based)."""
+    def activation(self, layer: int) -> str:
+        """Name the activation applied to the output of a layer.
+
+        Parameters
+        ----------
+        layer : int
+            The layer, 0-based.
+
+        Returns
+        -------
+        name : str
+            Its activation.
+        """
         return self.output_activation if layer == self.n_layers - 1 else self.hidden_activation
 
     @property
-    def codes(self):
+    def codes(self) -> tuple[int, int, int]:
         """(hidden, output, loss) integer codes for compiled kernels."""
         return (activations.CODES[self.hidden_activation],
                 activations.CODES[self.output_activation], losses.CODES[self.loss])
@@ -79,19 +108,44 @@ class Architecture:
                 f"{self.output_activation!r}, {self.loss!r}, leaky_slope={self.leaky_slope})")
 
     @property
-    def n_layers(self):
+    def n_layers(self) -> int:
+        """The number of weight layers (layer sizes minus one)."""
         return len(self.layer_sizes) - 1
 
-    def views(self, theta):
-        """(coefs, intercepts): lists of views of θ with shapes (n_in, n_out) and (n_out,)."""
+    def views(self, theta: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """View θ as weight matrices and bias vectors.
+
+        Parameters
+        ----------
+        theta : ndarray of shape (n_params,)
+            The flat parameter vector.
+
+        Returns
+        -------
+        coefs : list of ndarray of shape (n_in, n_out)
+            Views of the weights.
+        intercepts : list of ndarray of shape (n_out,)
+            Views of the biases.
+        """
         coefs, intercepts = [], []
         for (w0, b0), n_in, n_out in zip(self.offsets, self.layer_sizes[:-1], self.layer_sizes[1:]):
             coefs.append(theta[w0:b0].reshape(n_in, n_out))
             intercepts.append(theta[b0:b0 + n_out])
         return coefs, intercepts
 
-    def coef_mask(self, dtype=bool):
-        """1 where θ holds a weight (penalised by L2), 0 where it holds a bias."""
+    def coef_mask(self, dtype: type = bool) -> np.ndarray:
+        """Mark where θ holds weights.
+
+        Parameters
+        ----------
+        dtype : dtype, default=bool
+            The mask's dtype.
+
+        Returns
+        -------
+        mask : ndarray of shape (n_params,)
+            1 where θ holds a weight (penalised by L2), 0 where it holds a bias.
+        """
         mask = np.zeros(self.n_params, dtype=dtype)
         for (w0, b0) in self.offsets:
             mask[w0:b0] = 1

@@ -9,11 +9,14 @@ the README ("What is still different from scikit-learn"): a divergence raises at
 and keeps the last finite weights, a failed fit keeps the model it had, lbfgs minimises the
 loss it reports the gradient of, Poisson targets are validated.
 """
+from __future__ import annotations
+
 import copy
 import sys
 from numbers import Integral, Real
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelBinarizer
@@ -68,6 +71,101 @@ def _is_stochastic(estimator):
         raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
                              f"{estimator.solver} is not stochastic.")
     return True
+
+
+_PARAMETERS = """    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        The number of units in each hidden layer.
+    activation : {"identity", "logistic", "tanh", "relu", "leaky_relu"}, default="relu"
+        The hidden layers' activation (`leaky_relu`: fastmlp's own, see `leaky_slope`).
+    solver : {"lbfgs", "sgd", "adam"}, default="adam"
+        The weight optimizer.
+    alpha : float, default=0.0001
+        Strength of the L2 penalty, divided by the sample count in the loss.
+    batch_size : int or "auto", default="auto"
+        Minibatch size for sgd and adam; "auto" is min(200, n_samples).
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        The sgd step schedule.
+    learning_rate_init : float, default=0.001
+        The initial step size (sgd, adam).
+    power_t : float, default=0.5
+        The exponent of the "invscaling" schedule.
+    max_iter : int, default=200
+        The most epochs (sgd, adam) or iterations (lbfgs).
+    shuffle : bool, default=True
+        Whether rows are shuffled every epoch (sgd, adam).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weights, the shuffles and the early-stopping split.
+    tol : float, default=1e-4
+        The least improvement of loss or score that counts, over `n_iter_no_change`
+        epochs.
+    verbose : bool or int, default=False
+        Show a progress bar with the loss.
+    warm_start : bool, default=False
+        Whether `fit` continues from the current weights.
+    momentum : float, default=0.9
+        The sgd momentum.
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum for sgd.
+    early_stopping : bool, default=False
+        Hold out `validation_fraction` of the rows and stop when their score stalls.
+    validation_fraction : float, default=0.1
+        The held-out fraction for early stopping.
+    beta_1 : float, default=0.9
+        Adam's decay rate of the first moment.
+    beta_2 : float, default=0.999
+        Adam's decay rate of the second moment.
+    epsilon : float, default=1e-8
+        Adam's numerical stability term.
+    n_iter_no_change : int, default=10
+        Epochs without `tol` improvement before stopping (sgd, adam).
+    max_fun : int, default=15000
+        The most loss evaluations of lbfgs.
+"""
+
+_OWN_PARAMETERS = """    leaky_slope : float in (0, 1), default=0.01
+        Slope of `activation="leaky_relu"` for negative inputs.
+    backend : {"auto", "cython", "numba", "numpy"}, default="auto"
+        Which kernels train the network; "auto" the fastest available (or what
+        `fastmlp.set_config(backend=...)` chose); `backend_` says which ran.
+    n_threads : int or None, default=None
+        Threads for BLAS and the compiled kernels. None: the library defaults, adapted to
+        the machine's load (`fastmlp.set_config(adaptive_threads=...)`). Negative counts back
+        from the CPUs this process may use, as scikit-learn's n_jobs: -1 all of them, -2
+        all but one. Capped at those CPUs (the affinity mask and the cgroup quota); 0 is an
+        error. A child forked after its parent trained with several threads trains on one.
+"""
+
+_ATTRIBUTES = """    loss_ : float
+        The loss at the end of the fit.
+    best_loss_ : float or None
+        The least loss reached (None with early stopping).
+    loss_curve_ : list of float
+        The loss after each epoch (sgd, adam).
+    validation_scores_ : list of float or None
+        The held-out score after each epoch, with early stopping.
+    best_validation_score_ : float or None
+        The best held-out score, with early stopping.
+    t_ : int
+        The samples seen by the solver.
+    coefs_ : list of ndarray of shape (n_in, n_out)
+        The weight matrices, layer by layer.
+    intercepts_ : list of ndarray of shape (n_out,)
+        The bias vectors, layer by layer.
+    n_features_in_ : int
+        The input width seen in `fit`.
+    feature_names_in_ : ndarray of shape (n_features,)
+        The input's column names, when it had string column names.
+    n_iter_ : int
+        The epochs (or lbfgs iterations) run.
+    n_layers_ : int
+        The layer count, input and output included.
+    n_outputs_ : int
+        The output width.
+    out_activation_ : str
+        The output layer's activation.
+    backend_ : str
+        The backend that trained the network.
+"""
 
 
 class _BaseMLP(BaseEstimator):
@@ -165,18 +263,22 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"verbose must be a bool or an integer; got {self.verbose!r}")
 
     # -- fitting --------------------------------------------------------------------------
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> _BaseMLP:
         """Fit the model to data matrix X and target(s) y.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data; a sparse matrix is used as CSR, never densified.
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets: class labels (or a label indicator matrix), or numbers.
         sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in the loss; None weighs them equally.
 
         Returns
         -------
-        self
+        self : object
+            The fitted estimator.
 
         Notes
         -----
@@ -470,25 +572,23 @@ def _binarized(binarizer, y, dtype):
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """Multi-layer perceptron classifier, scikit-learn's API, trained by a compiled backend.
+    __doc__ = """Multi-layer perceptron classifier, scikit-learn's API, trained by a compiled backend.
 
     Binary and multilabel problems use a logistic output with binary cross-entropy,
-    multiclass a softmax output with cross-entropy. Parameters are scikit-learn's
-    MLPClassifier's, plus:
+    multiclass a softmax output with cross-entropy. The parameters, attributes and
+    training trajectory are scikit-learn's MLPClassifier's; `class_weight`, `leaky_slope`,
+    `backend` and `n_threads` are fastmlp's own.
 
-    class_weight : dict, "balanced" or None
-        Weights per class, multiplied into sample_weight.
-    leaky_slope : float in (0, 1), default=0.01
-        Slope of activation="leaky_relu" for negative inputs.
-    backend : {"auto", "numpy", "numba", ...}, default="auto"
-        Which kernels train the network; `backend_` says which ran.
-    n_threads : int or None
-        Threads for BLAS and compiled kernels; None leaves the library defaults (OpenMP's,
-        Numba's). Negative counts back from the CPUs this process may use, as scikit-learn's
-        n_jobs: -1 all of them, -2 all but one. Capped at those CPUs (the affinity mask and
-        the cgroup quota); 0 is an error. A child forked after its parent trained with
-        several threads trains on one (a thread team does not survive fork).
-    """
+    Parameters
+    ----------
+""" + _PARAMETERS + """    class_weight : dict, "balanced" or None, default=None
+        Weights per class, multiplied into `sample_weight`.
+""" + _OWN_PARAMETERS + """
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+""" + _ATTRIBUTES
 
     _loss = "log_loss"
     _score_function = staticmethod(accuracy_score)
@@ -561,29 +661,79 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._label_binarizer.inverse_transform(out)
 
     @available_if(_is_stochastic)
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch over (X, y). `classes` is required on the first call (sgd and adam only:
-        lbfgs has no partial_fit, as scikit-learn's)."""
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
+                    classes: ArrayLike | None = None) -> MLPClassifier:
+        """Update the model with one epoch over (X, y) (sgd and adam; lbfgs has none).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            The class labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in the loss.
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the problem; required on the first call, ignored after.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel")
                                       else classes)
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def predict(self, X):
-        """Predicted classes, shape (n_samples,) or (n_samples, n_labels) for multilabel."""
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Predict the classes of X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            The predicted classes (a label indicator matrix for multilabel problems).
+        """
         return self._predict_from_output(self._forward(X))
 
-    def predict_proba(self, X):
-        """Probability of each class (columns in the order of classes_)."""
+    def predict_proba(self, X: ArrayLike) -> np.ndarray:
+        """Predict the probability of each class.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            The probabilities, columns in the order of `classes_`.
+        """
         out = self._forward(X)
         if self.n_outputs_ == 1:
             p = out.ravel()
             return np.vstack([1 - p, p]).T
         return out
 
-    def predict_log_proba(self, X):
-        """Logarithm of predict_proba."""
+    def predict_log_proba(self, X: ArrayLike) -> np.ndarray:
+        """Predict the logarithm of each class's probability.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            The log-probabilities, columns in the order of `classes_`.
+        """
         p = self.predict_proba(X)
         with np.errstate(divide="ignore"):
             return np.log(p, out=p)
@@ -595,12 +745,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """Multi-layer perceptron regressor, scikit-learn's API.
+    __doc__ = """Multi-layer perceptron regressor, scikit-learn's API, trained by a compiled backend.
 
-    loss="squared_error" (identity output) or "poisson" (half the Poisson deviance, exp
-    output, y >= 0). Parameters are scikit-learn's MLPRegressor's, plus `leaky_slope`,
-    `backend` and `n_threads` as for MLPClassifier.
-    """
+    The parameters, attributes and training trajectory are scikit-learn's MLPRegressor's;
+    `leaky_slope`, `backend` and `n_threads` are fastmlp's own.
+
+    Parameters
+    ----------
+    loss : {"squared_error", "poisson"}, default="squared_error"
+        Squared error with an identity output, or half the Poisson deviance with an exp
+        output (a log link; y >= 0).
+""" + _PARAMETERS + _OWN_PARAMETERS + """
+    Attributes
+    ----------
+""" + _ATTRIBUTES
 
     _loss = "squared_error"
     _score_function = staticmethod(r2_score)
@@ -660,11 +818,37 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return out.ravel() if out.shape[1] == 1 else out
 
     @available_if(_is_stochastic)
-    def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y) (sgd and adam only: lbfgs has no partial_fit, as
-        scikit-learn's)."""
+    def partial_fit(self, X: ArrayLike, y: ArrayLike,
+                    sample_weight: ArrayLike | None = None) -> MLPRegressor:
+        """Update the model with one epoch over (X, y) (sgd and adam; lbfgs has none).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in the loss.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def predict(self, X):
-        """Predicted targets, shape (n_samples,) or (n_samples, n_outputs)."""
+    def predict(self, X: ArrayLike) -> np.ndarray:
+        """Predict the targets of X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predicted values.
+        """
         return self._predict_from_output(self._forward(X))

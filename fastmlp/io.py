@@ -17,6 +17,8 @@ together, and raises ValueError naming what is wrong; sizes and shapes are check
 anything is inflated or allocated (load's docstring), so a hostile file costs neither time
 nor memory. Version 1 files (no metadata digest) are still read, with every other check.
 """
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import io
@@ -28,6 +30,7 @@ import stat
 import zipfile
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.preprocessing import LabelBinarizer
 
 from .architecture import layout
@@ -76,13 +79,32 @@ def _params(estimator):
     return params
 
 
-def save(model, path):
-    """Write a fitted model to `path`, atomically; returns `path`.
+def save(model: BaseEstimator, path: str | os.PathLike[str]) -> str:
+    """Write a fitted model to `path`, atomically.
 
-    `model` is a fastmlp MLPClassifier/MLPRegressor, or a scikit-learn Pipeline,
-    ColumnTransformer or TransformedTargetRegressor built of them and scikit-learn's
-    standard preprocessing (pipeline_io.SUPPORTED); anything else raises TypeError naming
-    the step that cannot be stored. No pickle: every step's parameters and fitted arrays.
+    No pickle: the file holds every step's parameters and fitted arrays, with checksums.
+
+    Parameters
+    ----------
+    model : MLPClassifier, MLPRegressor, Pipeline, ColumnTransformer or \
+TransformedTargetRegressor
+        A fitted fastmlp estimator, or a scikit-learn composite of them and scikit-learn's
+        standard preprocessing (`fastmlp.pipeline_io.SUPPORTED`).
+    path : str or path-like
+        Where to write.
+
+    Returns
+    -------
+    path : str
+        The path written.
+
+    Raises
+    ------
+    TypeError
+        Naming the first step that cannot be stored, before anything is written.
+
+    Notes
+    -----
 
     The file is written beside its target and renamed over it only when complete, so an
     error, a crash or Ctrl-C mid-save leaves whatever was at `path` as it was. A symlink at
@@ -362,8 +384,28 @@ def _read(path, limit=MAX_BYTES, file=None):
     return metadata, members
 
 
-def load(path, max_bytes=MAX_BYTES):
-    """Read a model written by save(); raises ValueError if the file is not intact.
+def load(path: str | os.PathLike[str], max_bytes: int = MAX_BYTES) -> BaseEstimator:
+    """Read a model written by `save`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The model file.
+    max_bytes : int, default=MAX_BYTES
+        The most bytes the file may inflate to (4 GiB: raise it for a larger model).
+
+    Returns
+    -------
+    model : MLPClassifier, MLPRegressor or scikit-learn composite
+        The model as it was saved: it predicts what it predicted then.
+
+    Raises
+    ------
+    ValueError
+        When the file is not intact, naming what is wrong.
+
+    Notes
+    -----
 
     Before anything is inflated or allocated, every member's declared size, the parameter
     count the metadata's layer sizes imply and each array header's shape are checked against

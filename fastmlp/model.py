@@ -3,7 +3,13 @@
 Parameters live in one flat vector (see architecture.py); `coefs_[l]` (n_in, n_out) and
 `intercepts_[l]` (n_out,) are views of it, in scikit-learn's layout.
 """
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
 
 from . import interrupts, optim
@@ -13,6 +19,9 @@ from .architecture import Architecture
 from .backends import get_backend
 from .backends._contract import (check_architecture, check_disjoint, check_schedule, data_of,
                                  output_array, row_orders)
+
+if TYPE_CHECKING:
+    from .stopping import Plateau
 
 
 def _buffer(scratch, key, rows, cols, dtype):
@@ -26,7 +35,10 @@ def _buffer(scratch, key, rows, cols, dtype):
 
 
 class DivergenceError(ValueError, FloatingPointError):
-    """Training produced NaN/inf; the model keeps the weights from before the failing epoch."""
+    """Training produced NaN/inf; the model keeps the weights from before the failing epoch.
+
+    A ValueError, so code that catches scikit-learn's errors catches it too.
+    """
 
 
 class MLP:
@@ -64,8 +76,21 @@ class MLP:
         self.initialize(random_state)
 
     # -- parameters -------------------------------------------------------------------
-    def initialize(self, random_state=None):
-        """Glorot-uniform weights and biases, in scikit-learn's order of draws; resets optimizer."""
+    def initialize(self, random_state: int | np.random.RandomState | None = None) -> MLP:
+        """Draw Glorot-uniform weights and biases, in scikit-learn's order of draws.
+
+        The optimizer's moments are reset.
+
+        Parameters
+        ----------
+        random_state : None, int or RandomState, default=None
+            Seeds the draws.
+
+        Returns
+        -------
+        self : MLP
+            The network, initialised.
+        """
         rng = check_random_state(random_state)
         factor = 2.0 if self.arch.hidden_activation == "logistic" else 6.0
         coefs, intercepts = self.arch.views(self.theta)
@@ -77,7 +102,8 @@ class MLP:
         return self
 
     @property
-    def coefs_(self):
+    def coefs_(self) -> list[np.ndarray]:
+        """The weight matrices, views of θ of shape (n_in, n_out); assigning copies in."""
         return self.arch.views(self.theta)[0]
 
     @coefs_.setter
@@ -85,16 +111,26 @@ class MLP:
         self.set_parameters(values, self.intercepts_)
 
     @property
-    def intercepts_(self):
+    def intercepts_(self) -> list[np.ndarray]:
+        """The bias vectors, views of θ of shape (n_out,); assigning copies in."""
         return self.arch.views(self.theta)[1]
 
     @intercepts_.setter
     def intercepts_(self, values):
         self.set_parameters(self.coefs_, values)
 
-    def set_parameters(self, coefs, intercepts):
-        """Copy weights and biases (lists of arrays, scikit-learn's shapes) into θ, all of
-        them checked first: a wrong count, shape or dtype, or a NaN/inf, changes nothing."""
+    def set_parameters(self, coefs: Sequence[ArrayLike], intercepts: Sequence[ArrayLike]) -> None:
+        """Copy weights and biases into θ, all of them checked first.
+
+        A wrong count, shape or dtype, or a NaN/inf, raises and changes nothing.
+
+        Parameters
+        ----------
+        coefs : list of ndarray of shape (n_in, n_out)
+            The weight matrices, layer by layer (scikit-learn's shapes).
+        intercepts : list of ndarray of shape (n_out,)
+            The bias vectors, layer by layer.
+        """
         checked = []
         for name, values, targets in (("coefs_", coefs, self.coefs_),
                                       ("intercepts_", intercepts, self.intercepts_)):
@@ -116,12 +152,12 @@ class MLP:
             if value is not target:
                 target[...] = value  # (numpy copies overlapping memory correctly)
 
-    def reset_optimizer(self):
+    def reset_optimizer(self) -> None:
         """Forget momentum/Adam moments (the next train_epoch starts a fresh optimizer)."""
         self.optimizer_state = None
         self._optimizer_name = None
 
-    def release_workspace(self):
+    def release_workspace(self) -> None:
         """Free the training buffers kept between calls (the gradient, the guard's snapshot
         of θ and the moments: up to four times θ's size); the next call allocates them anew."""
         if self.optimizer_state is not None:
@@ -163,24 +199,68 @@ class MLP:
             acts.append(out)
         return acts
 
-    def forward(self, X):
-        """Output activations, shape (n_samples, n_outputs). Raises OverflowError (naming the
-        layer) when finite inputs overflow to NaN/inf on the way, rather than returning them."""
+    def forward(self, X: ArrayLike) -> np.ndarray:
+        """Compute the output activations.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_inputs)
+            The input rows.
+
+        Returns
+        -------
+        out : ndarray of shape (n_samples, n_outputs)
+            The output layer's activations.
+
+        Raises
+        ------
+        OverflowError
+            Naming the layer, when finite inputs overflow to NaN/inf on the way.
+        """
         X = self._check_X(X)
         with thread_limit(self.n_threads):
             return self.finite_output(X)
 
-    def output(self, X):
-        """forward on a checked X (C-contiguous, this network's dtype and width, finite): the
-        trainer's entry, after its own validation (a non-finite output is the trainer's to
-        judge: a diverging validation score)."""
+    def output(self, X: ArrayLike) -> np.ndarray:
+        """Compute `forward` on an X checked already (the trainer's entry).
+
+        X must be C-contiguous (or CSR), in this network's dtype and width, and finite; a
+        non-finite output is the trainer's to judge (a diverging validation score).
+
+        Parameters
+        ----------
+        X : ndarray or CSR matrix of shape (n_samples, n_inputs)
+            The checked input rows.
+
+        Returns
+        -------
+        out : ndarray of shape (n_samples, n_outputs)
+            The output layer's activations.
+        """
         return self._forward_all(X)[-1]
 
-    def finite_output(self, X):
-        """output, or OverflowError naming the first layer whose activations are not finite
-        (the weights are finite, so the inputs were too large for the dtype). The output is
-        tested always, the hidden layers only to name the culprit, or where a saturating
-        activation (logistic, tanh) could have hidden an overflow below it."""
+    def finite_output(self, X: ArrayLike) -> np.ndarray:
+        """Compute `output`, or raise OverflowError naming the first non-finite layer.
+
+        The weights are finite, so a non-finite layer means inputs too large for the dtype.
+        The output is tested always, the hidden layers only to name the culprit, or where a
+        saturating activation (logistic, tanh) could have hidden an overflow below it.
+
+        Parameters
+        ----------
+        X : ndarray or CSR matrix of shape (n_samples, n_inputs)
+            The checked input rows.
+
+        Returns
+        -------
+        out : ndarray of shape (n_samples, n_outputs)
+            The output layer's activations, all finite.
+
+        Raises
+        ------
+        OverflowError
+            Naming the first layer whose activations are not finite.
+        """
         with np.errstate(over="ignore", invalid="ignore"):  # tested and reported below
             acts = self._forward_all(X)
         suspect = (not np.isfinite(acts[-1]).all()
@@ -194,12 +274,51 @@ class MLP:
                     f"{float(np.abs(data_of(X)).max(initial=0)):.3g}); scale the inputs")
         return acts[-1]
 
-    def loss(self, X, Y, sample_weight=None):
-        """Summed (sample-weighted) loss over the batch."""
+    def loss(self, X: ArrayLike, Y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
+        """Compute the summed (sample-weighted) loss over the batch.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_inputs)
+            The input rows.
+        Y : array-like of shape (n_samples, n_outputs)
+            The targets, in the output layer's encoding.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows.
+
+        Returns
+        -------
+        loss : float
+            The summed loss.
+        """
         return self.gradients(X, Y, sample_weight)[0]
 
-    def gradients(self, X, Y, sample_weight=None, reduction="sum"):
-        """(loss, grad_coefs, grad_intercepts) of the summed loss; "mean" divides all by Σ weights.
+    def gradients(self, X: ArrayLike, Y: ArrayLike, sample_weight: ArrayLike | None = None,
+                  reduction: str = "sum") -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+        """Compute the loss and its gradient with respect to every weight and bias.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_inputs)
+            The input rows.
+        Y : array-like of shape (n_samples, n_outputs)
+            The targets, in the output layer's encoding.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows.
+        reduction : {"sum", "mean"}, default="sum"
+            "mean" divides the loss and the gradients by the summed weights.
+
+        Returns
+        -------
+        loss : float
+            The summed (or mean) loss.
+        grad_coefs : list of ndarray of shape (n_in, n_out)
+            ∂L/∂W per layer.
+        grad_intercepts : list of ndarray of shape (n_out,)
+            ∂L/∂b per layer.
+
+        Notes
+        -----
 
         The sums are the article's matrix form: ∂L/∂W_l = A_{l-1}ᵀ δ_l, ∂L/∂b_l = Σ_i δ_{l,i}.
         """
@@ -216,10 +335,29 @@ class MLP:
         grad_coefs, grad_intercepts = self.arch.views(grad)
         return loss, grad_coefs, grad_intercepts
 
-    def loss_and_gradient(self, X, Y, sample_weight, grad, scratch=None):
-        """Summed loss of checked X, Y, sample_weight; writes the summed gradient into the
-        flat vector `grad`. scratch: a dict this method keeps its activation and δ buffers
-        in, reused by the next call (a repeated call then allocates nothing)."""
+    def loss_and_gradient(self, X: ArrayLike, Y: np.ndarray, sample_weight: np.ndarray | None,
+                          grad: np.ndarray, scratch: dict | None = None) -> float:
+        """Compute the summed loss of checked inputs, the summed gradient into `grad`.
+
+        Parameters
+        ----------
+        X : ndarray or CSR matrix of shape (n_samples, n_inputs)
+            The checked input rows.
+        Y : ndarray of shape (n_samples, n_outputs)
+            The checked targets.
+        sample_weight : ndarray of shape (n_samples,) or None
+            Weights of the rows.
+        grad : ndarray of shape (n_params,)
+            Receives the gradient, laid out as θ.
+        scratch : dict, default=None
+            Where this method keeps its activation and δ buffers, reused by the next call
+            (a repeated call then allocates nothing).
+
+        Returns
+        -------
+        loss : float
+            The summed loss.
+        """
         arch, kernels = self.arch, self.backend.unchecked
         acts = self._forward_all(X, scratch)
         delta = _buffer(scratch, ("delta", arch.n_layers), *acts[-1].shape, self.dtype)
@@ -237,12 +375,62 @@ class MLP:
             delta = delta_in
         return loss
 
-    def train_epoch(self, X, Y, batch_size=32, learning_rate=0.01, optimizer="sgd",
-                    momentum=0.0, nesterov=False, l2=0.0, beta_1=0.9, beta_2=0.999,
-                    epsilon=1e-8, shuffle=False, random_state=None, sample_weight=None,
-                    order=None):
-        """One pass over (X, Y) in minibatches; returns the epoch's mean loss (L2 included).
+    def train_epoch(self, X: ArrayLike, Y: ArrayLike, batch_size: int = 32,
+                    learning_rate: float = 0.01, optimizer: str = "sgd",
+                    momentum: float = 0.0, nesterov: bool = False, l2: float = 0.0,
+                    beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+                    shuffle: bool = False,
+                    random_state: int | np.random.RandomState | None = None,
+                    sample_weight: ArrayLike | None = None,
+                    order: ArrayLike | None = None) -> float:
+        """Train one pass over (X, Y) in minibatches.
 
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_inputs)
+            The input rows.
+        Y : array-like of shape (n_samples, n_outputs)
+            The targets, in the output layer's encoding.
+        batch_size : int, default=32
+            Rows per minibatch.
+        learning_rate : float, default=0.01
+            The step size.
+        optimizer : {"sgd", "adam"}, default="sgd"
+            The update rule.
+        momentum : float, default=0.0
+            The sgd momentum.
+        nesterov : bool, default=False
+            Nesterov's momentum for sgd.
+        l2 : float, default=0.0
+            The L2 penalty's strength.
+        beta_1 : float, default=0.9
+            Adam's decay of the first moment.
+        beta_2 : float, default=0.999
+            Adam's decay of the second moment.
+        epsilon : float, default=1e-8
+            Adam's stability term.
+        shuffle : bool, default=False
+            Permute the rows (seeded by `random_state`) when `order` is None.
+        random_state : None, int or RandomState, default=None
+            Seeds the permutation.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows.
+        order : array-like of shape (n_samples,), default=None
+            The row order.
+
+        Returns
+        -------
+        loss : float
+            The epoch's mean loss, L2 included.
+
+        Raises
+        ------
+        DivergenceError
+            If the loss or the weights turn NaN/inf; the weights and optimizer state from
+            before the epoch are put back.
+
+        Notes
+        -----
         Each step uses the minibatch *mean* gradient, as scikit-learn does. The optimizer's
         moments persist between calls (reset_optimizer() forgets them; changing the optimizer
         name resets them). `order` gives the row order explicitly; otherwise rows are taken in
@@ -264,11 +452,55 @@ class MLP:
         self.last_epoch_terms = self.last_epochs_terms[0]
         return float(losses[0])
 
-    def train_epochs(self, X, Y, learning_rates, batch_size=32, optimizer="sgd", momentum=0.0,
-                     nesterov=False, l2=0.0, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                     sample_weight=None, orders=None, plateau=None):
-        """Several epochs in one backend call (for the compiled backends, one compiled call):
-        epoch e runs at learning_rates[e] with its rows in orders[e] (a single order: the same
+    def train_epochs(self, X: ArrayLike, Y: ArrayLike, learning_rates: ArrayLike,
+                     batch_size: int = 32, optimizer: str = "sgd", momentum: float = 0.0,
+                     nesterov: bool = False, l2: float = 0.0, beta_1: float = 0.9,
+                     beta_2: float = 0.999, epsilon: float = 1e-8,
+                     sample_weight: ArrayLike | None = None, orders: ArrayLike | None = None,
+                     plateau: Plateau | None = None) -> tuple[np.ndarray, str]:
+        """Train several epochs in one backend call (compiled backends: one compiled call).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_inputs)
+            The input rows.
+        Y : array-like of shape (n_samples, n_outputs)
+            The targets, in the output layer's encoding.
+        learning_rates : array-like of shape (n_epochs,)
+            Each epoch's step size.
+        batch_size : int, default=32
+            Rows per minibatch.
+        optimizer : {"sgd", "adam"}, default="sgd"
+            The update rule.
+        momentum : float, default=0.0
+            The sgd momentum.
+        nesterov : bool, default=False
+            Nesterov's momentum for sgd.
+        l2 : float, default=0.0
+            The L2 penalty's strength.
+        beta_1 : float, default=0.9
+            Adam's decay of the first moment.
+        beta_2 : float, default=0.999
+            Adam's decay of the second moment.
+        epsilon : float, default=1e-8
+            Adam's stability term.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows.
+        orders : array-like of shape (n_epochs, n_samples) or (n_samples,), default=None
+            Each epoch's row order (one order: the same every epoch; None: rows in order).
+        plateau : fastmlp.stopping.Plateau, default=None
+            Fed each epoch's loss; the call stops after the epoch that completes a plateau.
+
+        Returns
+        -------
+        losses : ndarray of shape (n_completed,)
+            The mean loss of each completed epoch.
+        event : {"completed", "plateau", "diverged"}
+            How the call ended.
+
+        Notes
+        -----
+        Epoch e runs at learning_rates[e] with its rows in orders[e] (a single order: the same
         every epoch; None: rows in order). Otherwise as train_epoch.
 
         plateau: an optional fastmlp.stopping.Plateau, fed each epoch's loss; the call stops
@@ -298,12 +530,43 @@ class MLP:
             stop.check()
         return (sums[:, 0] + sums[:, 1]) / n, event
 
-    def run_epochs(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
-                   plateau=None, stop=None, time_budget=np.inf):
-        """train_epochs on arguments checked already — the trainer's entry (it validated the
-        data at the estimator's edge and drew the orders itself; orders None: rows in order);
-        opt an optim.Optimizer. Returns (terms, event): terms (k, 2), each completed epoch's
-        (mean data loss, mean L2 penalty). See _solvers.Network."""
+    def run_epochs(self, X: ArrayLike, Y: np.ndarray, sample_weight: np.ndarray | None,
+                   orders: np.ndarray | None, learning_rates: np.ndarray, batch_size: int,
+                   opt: optim.Optimizer, plateau: Plateau | None = None,
+                   stop: np.ndarray | None = None,
+                   time_budget: float = np.inf) -> tuple[np.ndarray, str]:
+        """Run `train_epochs` on arguments checked already (the trainer's entry).
+
+        Parameters
+        ----------
+        X : ndarray or CSR matrix of shape (n_samples, n_inputs)
+            The checked input rows.
+        Y : ndarray of shape (n_samples, n_outputs)
+            The checked targets.
+        sample_weight : ndarray of shape (n_samples,) or None
+            Weights of the rows.
+        orders : ndarray of shape (n_epochs, n_samples) or None
+            Each epoch's row order (None: rows in order).
+        learning_rates : ndarray of shape (n_epochs,)
+            Each epoch's step size.
+        batch_size : int
+            Rows per minibatch.
+        opt : fastmlp.optim.Optimizer
+            The update rule and its hyperparameters.
+        plateau : fastmlp.stopping.Plateau, default=None
+            The stopping rule fed each epoch's loss.
+        stop : ndarray, default=None
+            The stop flag (fastmlp.interrupts) the kernels read.
+        time_budget : float, default=inf
+            Seconds after which the call returns between epochs.
+
+        Returns
+        -------
+        terms : ndarray of shape (n_completed, 2)
+            Each completed epoch's (mean data loss, mean L2 penalty).
+        event : str
+            How the call ended (see `train_epochs`).
+        """
         sums, event = self._epoch_sums(X, Y, sample_weight, orders, learning_rates,
                                        batch_size, opt, plateau, stop, time_budget)
         return sums / X.shape[0], event

@@ -10,6 +10,10 @@
 Each thread has its own settings, starting from the process's defaults when it first reads
 them, as scikit-learn's: a config_context in one thread does not change another's fits.
 """
+from __future__ import annotations
+
+from collections.abc import Iterator
+
 import contextlib
 import os
 import threading
@@ -36,12 +40,18 @@ def _check_backend(name, source):
     return name
 
 
-def get_config():
-    """This thread's settings, as a new dict: {"backend": ..., "adaptive_threads": ...}."""
+def get_config() -> dict[str, object]:
+    """Return this thread's settings.
+
+    Returns
+    -------
+    config : dict
+        A new dict, ``{"backend": ..., "adaptive_threads": ...}`` (see `set_config`).
+    """
     return dict(_settings())
 
 
-def set_config(backend=None, adaptive_threads=None):
+def set_config(backend: str | None = None, adaptive_threads: bool | None = None) -> None:
     """Change this thread's settings; None leaves a setting as it is.
 
     Parameters
@@ -66,8 +76,26 @@ def set_config(backend=None, adaptive_threads=None):
 
 
 @contextlib.contextmanager
-def config_context(*, backend=None, adaptive_threads=None):
-    """Settings for the duration of a `with` block (this thread), restored after it.
+def config_context(*, backend: str | None = None,
+                   adaptive_threads: bool | None = None) -> Iterator[None]:
+    """Change this thread's settings for the duration of a `with` block.
+
+    The settings before the block are restored after it, however it ends.
+
+    Parameters
+    ----------
+    backend : str, default=None
+        As for `set_config`; None leaves it as it is.
+    adaptive_threads : bool, default=None
+        As for `set_config`; None leaves it as it is.
+
+    Yields
+    ------
+    None
+        The block runs with the settings changed.
+
+    Examples
+    --------
 
     >>> import fastmlp
     >>> with fastmlp.config_context(backend="numpy"):

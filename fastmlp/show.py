@@ -1,9 +1,18 @@
 """show_config(): what this installation has (backends, BLAS, OpenMP, vector exp, threads)."""
+from __future__ import annotations
+
 import platform
 
 
-def config():
-    """A dict describing the installation; the same facts show_config() prints."""
+def config() -> dict[str, object]:
+    """Describe the installation.
+
+    Returns
+    -------
+    facts : dict
+        The versions, CPUs, compiled extension, OpenMP, BLAS and backends, as
+        `show_config` prints them.
+    """
     import numpy as np
     from threadpoolctl import threadpool_info
 
@@ -17,8 +26,10 @@ def config():
 
         openmp, libmvec = _build_info.openmp_enabled(), _build_info.libmvec_enabled()
         timers, extension = _build_info.phase_timers_enabled(), True
-    except ImportError:
+        target = "this machine's CPU (-march=native)" if _build_info.native() else "portable"
+    except ImportError:  # built without a C compiler
         openmp, libmvec, timers, extension = False, False, False, False
+        target = "not built (no C compiler at install: the numba and numpy backends only)"
     blas = [
         {k: info.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
         for info in threadpool_info() if info.get("user_api") == "blas"
@@ -33,6 +44,7 @@ def config():
                              else round(_cpu_load.free_cpus(cpu_count()), 2)),
         "adaptive_threads": get_config()["adaptive_threads"],
         "compiled_extension": extension,
+        "compiled_for": target,
         "openmp": openmp,
         "vector_exp": "libmvec" if libmvec else "scalar",
         "phase_timers": timers,
@@ -42,7 +54,7 @@ def config():
     }
 
 
-def show_config():
-    """Print the installation's backends, BLAS, OpenMP and thread counts."""
+def show_config() -> None:
+    """Print the installation's backends, BLAS, OpenMP and thread counts (see `config`)."""
     for key, value in config().items():
         print(f"{key:>20}: {value}")

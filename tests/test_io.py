@@ -115,7 +115,7 @@ def test_save_rejects_unfitted_and_foreign_objects(tmp_path):
 
     with pytest.raises(NotFittedError):
         fastmlp.save(MLPClassifier(), tmp_path / "x")
-    with pytest.raises(TypeError, match="takes a fastmlp"):
+    with pytest.raises(TypeError, match="builtins.object, which fastmlp.save cannot store"):
         fastmlp.save(object(), tmp_path / "x")
     assert not os.listdir(tmp_path)
 

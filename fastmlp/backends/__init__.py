@@ -18,6 +18,10 @@ the same four on arguments validated already (_contract.Kernels): MLP validates 
 edge, then calls those. Models resolve a backend once with `get_backend`; nowhere else
 branches on its name.
 """
+from __future__ import annotations
+
+from types import ModuleType
+
 import importlib
 
 from ..settings import configured_backend
@@ -47,14 +51,39 @@ def _load(name):
     return _loaded.get(name)
 
 
-def available_backends():
-    """Names of the backends that import on this machine, fastest first."""
+def available_backends() -> list[str]:
+    """Name the backends that import on this machine.
+
+    Returns
+    -------
+    names : list of str
+        The available backends, fastest first.
+    """
     return [name for name in _AUTO_ORDER if _load(name) is not None]
 
 
-def get_backend(name="auto"):
-    """The backend module called `name`; "auto" is what fastmlp.set_config(backend=...) or
-    the FASTMLP_BACKEND environment variable set, by default the fastest available one."""
+def get_backend(name: str | ModuleType = "auto") -> ModuleType:
+    """Return the backend module called `name`.
+
+    Parameters
+    ----------
+    name : str or module, default="auto"
+        "cython", "numba", "numpy", or "auto": what `fastmlp.set_config(backend=...)` or the
+        FASTMLP_BACKEND environment variable set, by default the fastest available backend.
+        A backend module is returned as it is.
+
+    Returns
+    -------
+    backend : module
+        The module implementing the kernel contract.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    ImportError
+        For a backend this machine cannot load (the message says why).
+    """
     if not isinstance(name, str):
         if all(hasattr(name, f) for f in ("forward_layer", "backward_layer", "output_delta",
                                           "train_epochs", "unchecked")):
