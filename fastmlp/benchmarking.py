@@ -385,13 +385,42 @@ class _Compiled:
         return self.jax_fit.score(X, y)
 
 
+class _FloorFit:
+    """A fit's GEMM floor in the estimators' shape for fit_table: fit(X, y) runs only the
+    GEMMs of every step of `epochs` epochs (gemm_floor or kernels_blas_floor over X's
+    minibatches, in order); it predicts nothing (score: NaN)."""
+
+    def __init__(self, floor, layers, batch, epochs, X):
+        self.epochs = epochs
+        self.run = floor(Workload("fit", layers, batch, X.shape[0] // batch, "a fit's GEMMs"),
+                         X.dtype, X, None)
+
+    def set_params(self, **params):
+        return self
+
+    def fit(self, X, y):
+        for _ in range(self.epochs):
+            self.run()
+        self.n_iter_ = self.epochs
+        return self
+
+    def score(self, X, y):
+        return float("nan")
+
+
+#: The contenders that are a floor, not a model, in the fit tables.
+FIT_FLOORS = ("gemm floor", "kernels' BLAS floor")
+
+
 def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, backends=None,
               progress=None, with_jax=True):
     """Rows {problem, dtype, contender, fit_s, epochs, test_score}: fits side by side.
 
     digits: scikit-learn's default hyperparameters (100 hidden relu units, adam, 200
     epochs at most), and JAX's 200 adam epochs (jax_peer.DigitsFit, compile apart) when JAX
-    is installed. mnist-shaped: 784-100-100-10, adam, batch 200, 2 epochs timed.
+    is installed. mnist-shaped: 784-100-100-10, adam, batch 200, 2 epochs timed, beside
+    its GEMM floor: the GEMMs of every step of those 2 epochs, bare (FIT_FLOORS: through
+    NumPy's BLAS and through SciPy's, which the compiled kernels call).
     """
     import warnings
 
@@ -408,6 +437,10 @@ def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, b
                 params = dict(hidden_layer_sizes=(100, 100), batch_size=200, max_iter=2,
                               random_state=0)
             runs = fit_contenders(params, backends)
+            if problem == "mnist-shaped":
+                for name, floor in zip(FIT_FLOORS, (gemm_floor, kernels_blas_floor)):
+                    runs[name] = lambda floor=floor, X=X_train: _FloorFit(
+                        floor, (784, 100, 100, 10), 200, 2, X)
             compile_s = {}
             if problem == "digits" and with_jax:
                 from . import jax_peer
@@ -440,16 +473,30 @@ def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, b
     return rows
 
 
+def _fit_floor(rows):
+    """(problem, dtype) -> the fastest GEMM floor's fit time, where one was measured."""
+    floors = {}
+    for r in rows:
+        if r["contender"] in FIT_FLOORS:
+            key = (r["problem"], r["dtype"])
+            floors[key] = min(floors.get(key, np.inf), r["fit_s"])
+    return floors
+
+
 def fit_text(rows):
-    lines = [f"{'problem':13} {'dtype':8} {'contender':15} {'fit s':>8} {'epochs':>6} "
-             f"{'accuracy':>8} {'vs sklearn':>10}"]
+    lines = [f"{'problem':13} {'dtype':8} {'contender':20} {'fit s':>8} {'epochs':>6} "
+             f"{'accuracy':>8} {'vs sklearn':>10} {'÷ floor':>8}"]
     lines.append("-" * len(lines[0]))
     sk = {(r["problem"], r["dtype"]): r["fit_s"] for r in rows if r["contender"] == "sklearn"}
+    floors = _fit_floor(rows)
     for r in rows:
-        ratio = sk[(r["problem"], r["dtype"])] / r["fit_s"]
-        lines.append(f"{r['problem']:13} {r['dtype']:8} {r['contender']:15} {r['fit_s']:8.3f} "
-                     f"{r['epochs']:6d} {r['test_score']:8.4f} {ratio:9.2f}x")
-    lines.append("vs sklearn: how many times faster than scikit-learn's MLPClassifier.fit")
+        key = (r["problem"], r["dtype"])
+        ratio = sk[key] / r["fit_s"]
+        floor = f"{r['fit_s'] / floors[key]:8.2f}" if key in floors else f"{'-':>8}"
+        lines.append(f"{r['problem']:13} {r['dtype']:8} {r['contender']:20} {r['fit_s']:8.3f} "
+                     f"{r['epochs']:6d} {r['test_score']:8.4f} {ratio:9.2f}x {floor}")
+    lines.append("vs sklearn: how many times faster than scikit-learn's MLPClassifier.fit; "
+                 "÷ floor: fit time ÷ the fastest bare-GEMM floor of the same steps")
     return "\n".join(lines)
 
 
@@ -495,14 +542,22 @@ def markdown_report(steps, forward, fits, machine, command):
     if groups or forward:
         out.append("")
     out += ["| fit | dtype | contender | seconds | epochs | test accuracy | × faster than "
-            "sklearn | × faster than jax |", "|---|---|---|---|---|---|---|---|"]
+            "sklearn | × faster than jax | ÷ GEMM floor |", "|---|---|---|---|---|---|---|---|---|"]
     sk = {(r["problem"], r["dtype"]): r["fit_s"] for r in fits if r["contender"] == "sklearn"}
     jx = {(r["problem"], r["dtype"]): r["fit_s"] for r in fits if r["contender"] == "jax scan"}
+    floors = _fit_floor(fits)
+
+    def ratio(table, r, of):
+        key = (r["problem"], r["dtype"])
+        return f"{of(table[key], r['fit_s']):.2f}" if key in table else "-"
     out += [f"| {r['problem']} | {r['dtype']} | {r['contender']} | {r['fit_s']:.3f} | "
-            f"{r['epochs']} | {r['test_score']:.4f} | "
-            f"{sk[(r['problem'], r['dtype'])] / r['fit_s']:.2f} | "
-            + (f"{jx[(r['problem'], r['dtype'])] / r['fit_s']:.2f} |"
-               if (r["problem"], r["dtype"]) in jx else "- |") for r in fits]
+            f"{r['epochs']} | {r['test_score']:.4f} | {ratio(sk, r, lambda t, f: t / f)} | "
+            f"{ratio(jx, r, lambda t, f: t / f)} | {ratio(floors, r, lambda t, f: f / t)} |"
+            for r in fits]
+    if floors:
+        out += ["", "The MNIST-shaped fit's GEMM floor is the GEMMs of every step of its 2 "
+                "epochs, bare (`gemm floor`: NumPy's BLAS; `kernels' BLAS floor`: SciPy's, "
+                "which the compiled kernels call); ÷ GEMM floor divides by the faster one."]
     compiles = [f"{r['problem']} {r['dtype']}: {r['compile_s']:.2f} s" for r in fits
                 if r.get("compile_s") is not None]
     if compiles:

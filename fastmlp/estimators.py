@@ -347,6 +347,8 @@ class _BaseMLP(BaseEstimator):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
                                                  ensure_non_negative=True)
+            if not np.any(sample_weight):  # scikit-learn >= 1.7's check, for every version
+                raise ValueError("Sample weights must contain at least one non-zero number.")
         sample_weight = self._class_weighted(sample_weight, y, X.dtype)
         if sample_weight is not None and not np.sum(sample_weight, dtype=np.float64) > 0:
             raise ValueError(_solvers.ZERO_WEIGHTS)

@@ -58,6 +58,13 @@ def test_markdown_report_has_every_contender():
     text = B.markdown_report(steps, [], fits, fastmlp.show.config(), "fastmlp bench")
     assert "| W1 | float32 | cython | 1.00 | 40.00 | 0.25 | - |" in text
     assert "| digits | float32 | fastmlp-cython | 0.200 | 200 | 0.9800 | 3.00 |" in text
+    fits = [dict(problem="mnist-shaped", dtype="float64", contender=c, fit_s=s, epochs=2,
+                 test_score=0.6) for c, s in [("fastmlp-cython", 1.2), ("sklearn", 3.0),
+                                              ("gemm floor", 1.0), ("kernels' BLAS floor", 0.8)]]
+    text = B.markdown_report([], [], fits, fastmlp.show.config(), "fastmlp bench")
+    assert "| mnist-shaped | float64 | fastmlp-cython | 1.200 | 2 | 0.6000 | 2.50 | - | 1.50 |" in text
+    (line,) = [ln.split() for ln in B.fit_text(fits).splitlines() if "fastmlp-cython" in ln]
+    assert line[-3:] == ["0.6000", "2.50x", "1.50"]
 
 
 def test_bench_fits_only_writes_a_fit_report(tmp_path, capsys):
