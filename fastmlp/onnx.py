@@ -161,8 +161,85 @@ def regressor_shapes(operator: Operator) -> None:
                                     operator.raw_operator.n_outputs_])
 
 
+def _affine_inverse(transformer):
+    """(a, b) with transformer.inverse_transform(y) = y * a + b, for the scalers a
+    TransformedTargetRegressor can hold here; TypeError for any other transformer."""
+    name = type(transformer).__name__
+    ones = np.ones(transformer.n_features_in_)
+    zeros = np.zeros(transformer.n_features_in_)
+    if name == "StandardScaler":
+        a = ones if transformer.scale_ is None else transformer.scale_
+        return a, zeros if transformer.mean_ is None else transformer.mean_
+    if name == "MinMaxScaler":
+        return 1 / transformer.scale_, -transformer.min_ / transformer.scale_
+    if name == "MaxAbsScaler":
+        return transformer.scale_, zeros
+    if name == "RobustScaler":
+        a = ones if transformer.scale_ is None else transformer.scale_
+        return a, zeros if transformer.center_ is None else transformer.center_
+    raise TypeError(f"ONNX export of a TransformedTargetRegressor takes a scaler as its "
+                    f"transformer (StandardScaler, MinMaxScaler, MaxAbsScaler, RobustScaler), "
+                    f"not {name}")
+
+
+def convert_target_regressor(scope: Scope, operator: Operator,
+                             container: ModelComponentContainer) -> None:
+    """Write a TransformedTargetRegressor's graph: its regressor's, then the scaler undone.
+
+    scikit-learn's TransformedTargetRegressor (as ``fastmlp train --regress`` saves it),
+    with a scaler as its transformer: the target's scaling is affine, so its inverse is a
+    Mul and an Add on the regressor's output.
+
+    Parameters
+    ----------
+    scope : skl2onnx.common._topology.Scope
+        Names the graph's variables.
+    operator : skl2onnx.common._topology.Operator
+        The estimator's node; `operator.raw_operator` is the estimator.
+    container : skl2onnx.common._container.ModelComponentContainer
+        Receives the nodes and initializers.
+    """
+    from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
+    from skl2onnx.algebra.onnx_ops import OnnxAdd, OnnxMul, OnnxReshapeApi13
+
+    est = operator.raw_operator
+    a, b = _affine_inverse(est.transformer_)
+    dtype = np.float64 if _proto_dtype(operator) == onnx_proto.TensorProto.DOUBLE else np.float32
+    version = container.target_opset
+    width = len(a)
+    y = OnnxReshapeApi13(OnnxSubEstimator(est.regressor_, operator.inputs[0],
+                                          op_version=version),
+                         np.array([-1, width], dtype=np.int64), op_version=version)
+    out = OnnxAdd(OnnxMul(y, a.astype(dtype).reshape(1, -1), op_version=version),
+                  b.astype(dtype).reshape(1, -1), op_version=version,
+                  output_names=[operator.outputs[0]])
+    out.add_to(scope=scope, container=container)
+
+
+def target_regressor_shapes(operator: Operator) -> None:
+    """Set a TransformedTargetRegressor node's output type (skl2onnx shape calculator).
+
+    Parameters
+    ----------
+    operator : skl2onnx.common._topology.Operator
+        The estimator's node.
+    """
+    kind = operator.inputs[0].type
+    cls = type(kind) if isinstance(kind, (FloatTensorType, DoubleTensorType)) else FloatTensorType
+    operator.outputs[0].type = cls([operator.inputs[0].get_first_dimension(),
+                                    operator.raw_operator.transformer_.n_features_in_])
+
+
 def register() -> None:
-    """Register fastmlp's converters with skl2onnx (again is harmless)."""
+    """Register fastmlp's converters with skl2onnx (again is harmless).
+
+    Besides fastmlp's estimators, scikit-learn's TransformedTargetRegressor, which
+    skl2onnx has no converter for, with a scaler as its transformer.
+    """
+    from sklearn.compose import TransformedTargetRegressor
+
+    update_registered_converter(TransformedTargetRegressor, "FastmlpTransformedTarget",
+                                target_regressor_shapes, convert_target_regressor)
     update_registered_converter(
         MLPClassifier, "FastmlpMLPClassifier", calculate_linear_classifier_output_shapes,
         convert_classifier, options={"zipmap": [True, False, "columns"],

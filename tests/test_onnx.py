@@ -64,3 +64,59 @@ def test_a_pipeline_with_a_leaky_relu_network_exports():
     labels, proba = run(onnx_model, X.astype(np.float32))
     np.testing.assert_allclose(proba, model.predict_proba(X), atol=TOLERANCE[np.float32])
     assert (labels == model.predict(X)).mean() > 0.99
+
+
+def test_a_saved_regression_pipeline_exports_with_its_target_scaling(tmp_path):
+    """What `fastmlp train --csv F --regress` saves: columns imputed and scaled, the target
+    standardised by a TransformedTargetRegressor (a converter fastmlp.onnx registers). In
+    float32: onnxruntime's Imputer, which skl2onnx writes for a SimpleImputer, has no
+    float64 kernel."""
+    from sklearn.datasets import load_diabetes
+
+    import fastmlp
+    from fastmlp import tabular
+
+    dtype = np.float32
+    data = load_diabetes(as_frame=True, scaled=False)
+    X = tabular.as_features(data.data, dtype)
+    X.iloc[::7, 2] = np.nan  # a gap the imputer fills
+    model, _ = tabular.pipeline(X, MLPRegressor(hidden_layer_sizes=(8,), max_iter=30,
+                                                random_state=0), regress=True, dtype=dtype)
+    model.fit(X, data.target)
+    model = fastmlp.load(fastmlp.save(model, tmp_path / "m.fastmlp"))
+    onnx_model = to_onnx(model, X[:1])
+    session = ort.InferenceSession(onnx_model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    feeds = {i.name: X[[i.name]].to_numpy() for i in session.get_inputs()}
+    (out,) = session.run(None, feeds)
+    expected = model.predict(X)
+    np.testing.assert_allclose(out.ravel(), expected, rtol=TOLERANCE[dtype] * 10,
+                               atol=TOLERANCE[dtype] * np.abs(expected).max())
+
+
+def test_a_target_transformer_that_is_not_a_scaler_is_named():
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.preprocessing import QuantileTransformer
+
+    X, y = make_regression(60, 3, random_state=0)
+    model = TransformedTargetRegressor(
+        MLPRegressor(hidden_layer_sizes=(3,), max_iter=5, random_state=0),
+        transformer=QuantileTransformer(n_quantiles=10)).fit(X, y)
+    with pytest.raises(TypeError, match="not QuantileTransformer"):
+        to_onnx(model, X[:1].astype(np.float32))
+
+
+@pytest.mark.parametrize("scaler", ["StandardScaler", "MinMaxScaler", "MaxAbsScaler",
+                                    "RobustScaler"])
+@pytest.mark.parametrize("n_targets", [1, 2])
+def test_target_scaling_is_undone_in_the_graph(scaler, n_targets):
+    from sklearn import preprocessing
+    from sklearn.compose import TransformedTargetRegressor
+
+    X, y = make_regression(80, 4, n_targets=n_targets, random_state=0)
+    model = TransformedTargetRegressor(
+        MLPRegressor(hidden_layer_sizes=(6,), max_iter=20, random_state=0),
+        transformer=getattr(preprocessing, scaler)()).fit(X, y + 50)
+    (out,) = run(to_onnx(model, X[:1]), X)
+    np.testing.assert_allclose(out, model.predict(X).reshape(len(X), n_targets),
+                               rtol=1e-10, atol=1e-8)
