@@ -258,7 +258,7 @@ class _Reader:
             if str(exc).startswith(str(self.path)):
                 raise
             self.broken(f"{where} ({name}) cannot be rebuilt: {exc}")
-        except (TypeError, KeyError, IndexError, AttributeError) as exc:
+        except (TypeError, KeyError, IndexError, AttributeError, RecursionError) as exc:
             self.broken(f"{where} ({name}) cannot be rebuilt: {type(exc).__name__}: {exc}")
 
     def _MLPClassifier(self, node, name, where):
