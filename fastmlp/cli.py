@@ -1,4 +1,4 @@
-"""The `fastmlp` command: `fastmlp train` (the main job), `fastmlp predict`, `fastmlp bench`, `fastmlp config`."""
+"""The `fastmlp` command: `fastmlp train` (the main job), `predict`, `bench`, `config`."""
 import argparse
 import os
 import sys
