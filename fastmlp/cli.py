@@ -300,8 +300,15 @@ def config(args):
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake in the options told in one line (and where help is)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog="fastmlp", description=__doc__)
+    parser = _Parser(prog="fastmlp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train on the built-in digits data set or a CSV file")
     p.add_argument("--csv", help="a CSV file with a header row (default: the digits data set)")

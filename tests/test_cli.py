@@ -159,6 +159,17 @@ def test_train_user_mistakes_are_one_line_and_exit_status_2(tmp_path, capsys, co
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args", [["train", "--max-iter", "x"], ["train", "--dtype", "half"],
+                                  ["train", "--csv", "a.csv"], ["predict", "--csv", "a.csv"],
+                                  ["trian"]])
+def test_a_bad_option_is_one_line_and_exit_status_2(capsys, args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "error:" in err and "--help" in err
+
+
 def test_predict_mistakes_are_one_line_and_exit_status_2(tmp_path, capsys):
     path = tmp_path / "t.csv"
     path.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{'xy'[i % 2]}\n" for i in range(20)))
