@@ -4,6 +4,7 @@ A contender is a callable that runs `steps` SGD steps of one workload; its time 
 the median over interleaved rounds (every contender once per round, so machine noise hits
 all of them alike). Warm-up calls, which include JIT compilation, are outside the timing.
 """
+import os
 import time
 from dataclasses import dataclass
 
@@ -502,8 +503,11 @@ def fit_text(rows):
 
 def markdown_report(steps, forward, fits, machine, command):
     """The README's performance section, from one run's figures (tables for what was run)."""
-    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['num_threads']} threads)"
-                     for b in machine["blas"])
+    blas = ", ".join(f"{b['internal_api']} {b['version']} {b.get('architecture') or ''} "
+                     f"kernels ({b['num_threads']} threads)" for b in machine["blas"])
+    forced = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
+    if forced:  # a core type forced by the environment changes every BLAS figure
+        blas += " — set in the environment: " + ", ".join(f"{k}={v}" for k, v in forced.items())
     out = ["# Performance", "",
            f"Written by `{command}`: rerun it to refresh this page (figures live here, not in "
            "the code's comments).", "",
