@@ -430,12 +430,14 @@ def estimator_from_bytes(data, path, max_bytes=MAX_BYTES):
     return _estimator_from(metadata, members, path)
 
 
-def _check_archive(metadata, members, path, versions):
-    """The version, the metadata's digest and every member's checksum."""
+def _check_archive(metadata, members, path, versions, digest_since=1):
+    """The version, the metadata's digest (from format version `digest_since` on) and every
+    member's checksum."""
     if metadata.get("version") not in versions:
         raise ValueError(f"{path} has format version {metadata.get('version')!r}; this "
                          f"fastmlp reads versions {list(versions)}")
-    if metadata.get("metadata_sha256") != _metadata_digest(metadata):
+    if metadata["version"] >= digest_since and metadata.get(
+            "metadata_sha256") != _metadata_digest(metadata):
         raise ValueError(f"{path} is altered or damaged: checksum mismatch in metadata.json")
     checksums = metadata.get("sha256", {})
     if not isinstance(checksums, dict) or set(checksums) != set(members):
@@ -453,18 +455,7 @@ def _estimator_from(metadata, members, path):
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise ValueError(f"{path} is not a fastmlp model file (format "
                          f"{metadata.get('format') if isinstance(metadata, dict) else None!r})")
-    if metadata.get("version") not in READABLE_VERSIONS:
-        raise ValueError(f"{path} has format version {metadata.get('version')!r}; this "
-                         f"fastmlp reads versions {list(READABLE_VERSIONS)}")
-    if metadata["version"] >= 2 and metadata.get("metadata_sha256") != _metadata_digest(metadata):
-        raise ValueError(f"{path} is altered or damaged: checksum mismatch in metadata.json")
-    checksums = metadata.get("sha256", {})
-    if not isinstance(checksums, dict) or set(checksums) != set(members):
-        raise ValueError(f"{path} is altered: its arrays {sorted(members)} do not match the "
-                         f"recorded ones {sorted(checksums)}")
-    for name, data in members.items():
-        if hashlib.sha256(data).hexdigest() != checksums[name]:
-            raise ValueError(f"{path} is altered or damaged: checksum mismatch in {name}")
+    _check_archive(metadata, members, path, READABLE_VERSIONS, digest_since=2)
     arrays = {name[:-4]: np.load(io.BytesIO(data), allow_pickle=False)
               for name, data in members.items()}
 
