@@ -491,3 +491,28 @@ def test_a_minibatch_whose_weights_are_all_zero_makes_no_step(name, optimizer):
     np.testing.assert_array_equal(nets[0].theta, nets[1].theta)
     assert nets[0].optimizer_state.t == nets[1].optimizer_state.t
     np.testing.assert_allclose(with_zero[0] * 40, without[0] * 30, rtol=1e-12)
+
+
+@pytest.mark.parametrize("weight_sum", [3, 4, 5, 8, 6.5, 0.5])
+@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
+def test_the_mean_gradient_rounds_as_the_division(backend, dtype, weight_sum):
+    """(∂L/∂θ + l2·θ) / Σw is the division's own rounding for any Σw: the kernels multiply
+    by 1/Σw only where that reciprocal is exact (a power of two). Integer inputs and weights
+    make every product and sum before the division exact, so one SGD step at learning rate 1
+    must equal the reference's bit for bit (a kernel multiplying by a rounded 1/3 does not)."""
+    rng = np.random.default_rng(7)
+    sizes = [9, 6]
+    n = int(np.ceil(weight_sum))
+    X = rng.integers(-8, 9, (n, sizes[0])).astype(dtype)
+    Y = rng.integers(-8, 9, (n, sizes[1])).astype(dtype)
+    w = np.ones(n)
+    w[-1] = weight_sum - (n - 1)  # Σw = weight_sum: a power of two or not
+    nets = [MLP(sizes, "relu", "identity", "squared_error", dtype=dtype, backend=name,
+                random_state=0) for name in ("numpy", backend.name)]
+    theta = rng.integers(-8, 9, nets[0].theta.shape).astype(dtype)
+    for net in nets:
+        net.theta[:] = theta
+        net.train_epochs(X, Y, [1.0], batch_size=n, optimizer="sgd", l2=0.25,
+                         sample_weight=w.astype(dtype), orders=np.arange(n)[None])
+    np.testing.assert_array_equal(nets[1].theta, nets[0].theta)
+    assert not np.array_equal(nets[1].theta, theta)

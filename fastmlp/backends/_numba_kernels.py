@@ -23,6 +23,7 @@ Compiled functions are cached on disk (cache=True): in __pycache__ beside this f
 is writable, otherwise in Numba's per-user cache directory (NUMBA_CACHE_DIR overrides).
 """
 import functools
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -47,7 +48,7 @@ SGD, MOMENTUM, NESTEROV, ADAM = (int(u) for u in Update)
 
 #: One minibatch's update constants, each in θ's dtype (the cython twin's Step struct).
 Step = namedtuple("Step", "rule lr momentum l2 beta_1 one_minus_beta_1 beta_2 "
-                          "one_minus_beta_2 epsilon adam_step weight_sum")
+                          "one_minus_beta_2 epsilon adam_step weight_sum inverse")
 
 
 def _cast(like, x):
@@ -344,25 +345,41 @@ def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
 
 # -- the compiled epoch -------------------------------------------------------------------
 @jit
+def _exact_inverse(x):
+    """1 / x if x is a power of two (so the reciprocal is exact), else 0."""
+    return 1.0 / x if x > 0 and math.frexp(x)[0] == 0.5 else 0.0
+
+
+@jit
+def _mean(x, wsum, inverse):
+    """x / wsum. For a power-of-two wsum (a batch of 1, 32, 128 ...) x · (1 / wsum) is the
+    same correctly rounded number, and a multiply costs a fraction of a divide, which bounds
+    the update of small batches (LLVM unswitches the loop-invariant test)."""
+    if inverse != 0:
+        return x * inverse
+    return x / wsum
+
+
+@jit
 def _update(theta, grad, first, second, lo, hi, l2, step):
     """Mirrors reference.minibatch_step's tail and optim.step on θ[lo:hi]:
     g = (∂L/∂θ + l2·θ) / Σw, then the step's update. One branch-free loop per rule, so LLVM
     vectorises each."""
-    lr, momentum, wsum = step.lr, step.momentum, step.weight_sum
+    lr, momentum, wsum, inverse = step.lr, step.momentum, step.weight_sum, step.inverse
     th, gr, m1, m2 = theta[lo:hi], grad[lo:hi], first[lo:hi], second[lo:hi]
     n = hi - lo
     if step.rule == SGD:  # plain SGD: no velocity to read or write
         for p in range(n):
-            th[p] -= lr * ((gr[p] + l2 * th[p]) / wsum)
+            th[p] -= lr * _mean(gr[p] + l2 * th[p], wsum, inverse)
     elif step.rule == MOMENTUM:
         for p in range(n):
-            g = (gr[p] + l2 * th[p]) / wsum
+            g = _mean(gr[p] + l2 * th[p], wsum, inverse)
             v = momentum * m1[p] - lr * g
             m1[p] = v
             th[p] += v
     elif step.rule == NESTEROV:
         for p in range(n):
-            g = (gr[p] + l2 * th[p]) / wsum
+            g = _mean(gr[p] + l2 * th[p], wsum, inverse)
             v = momentum * m1[p] - lr * g
             m1[p] = v
             th[p] += momentum * v - lr * g
@@ -370,7 +387,7 @@ def _update(theta, grad, first, second, lo, hi, l2, step):
         b1, omb1, b2, omb2 = step.beta_1, step.one_minus_beta_1, step.beta_2, step.one_minus_beta_2
         eps, size = step.epsilon, step.adam_step
         for p in range(n):
-            g = (gr[p] + l2 * th[p]) / wsum
+            g = _mean(gr[p] + l2 * th[p], wsum, inverse)
             m = b1 * m1[p] + omb1 * g
             s = b2 * m2[p] + omb2 * g * g
             m1[p] = m
@@ -625,7 +642,8 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
         # the update's constants in θ's dtype (the L2 gradient: _update_slice)
         step = Step(h.rule, lr, _cast(theta, h.momentum), l2, _cast(theta, beta_1),
                     _cast(theta, 1 - beta_1), _cast(theta, beta_2), _cast(theta, 1 - beta_2),
-                    _cast(theta, h.epsilon), adam_step, _cast(theta, weight_sum))
+                    _cast(theta, h.epsilon), adam_step, _cast(theta, weight_sum),
+                    _cast(theta, _exact_inverse(weight_sum)))
         squared_norm = 0.0  # of the weights before this step's update
         if l2 != 0:
             for l in range(n_layers):
