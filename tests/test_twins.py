@@ -31,7 +31,6 @@ ENGINE_SPECIFIC = {
         "_bias_softmax_rows": "fuses bias, row max and shift of a softmax layer in one pass",
         "_derivative_and_sum": "fuses δ ⊙ g' with the layer below's bias-gradient sum",
         "_softmax_cross_entropy_delta": "fuses the usual classifier's loss, δ and bias sum",
-        "_summed": "sums two threads' gradient buffers inside the update (no extra pass)",
         "_keep": "the guard's snapshot and restore, each thread its own slices",
         "_weights_at": "reads Run.offsets (numba indexes the offsets array)",
         "_biases_at": "reads Run.offsets (as _weights_at)",

@@ -15,9 +15,8 @@ Two regimes, chosen by size (_layout.SMALL_WORK):
 
 Precision (both twins): activations, derivatives and δ round to θ's dtype at every
 operation, as NumPy's arithmetic on θ does in the reference; losses accumulate in float64.
-Two numba exceptions, kept so its trajectories stay bitwise what they were: a softmax row is
-summed (and divided) in float64, and the update forms its L2-penalised gradient in float64
-(_update_slice).
+One numba exception, kept so its trajectories stay bitwise what they were: a softmax row is
+summed (and divided) in float64.
 
 Compiled functions are cached on disk (cache=True): in __pycache__ beside this file when it
 is writable, otherwise in Numba's per-user cache directory (NUMBA_CACHE_DIR overrides).
@@ -361,33 +360,42 @@ def _mean(x, wsum, inverse):
 
 
 @jit
-def _update(theta, grad, first, second, lo, hi, l2, step):
-    """Mirrors reference.minibatch_step's tail and optim.step on θ[lo:hi]:
-    g = (∂L/∂θ + l2·θ) / Σw, then the step's update. One branch-free loop per rule, so LLVM
-    vectorises each."""
+def _summed(g0, g1, p):
+    """The raw gradient: g0[p], or g0[p] + g1[p] for two chunks' buffers (g1 None is typed
+    away at compile time: one specialisation each)."""
+    if g1 is None:
+        return g0[p]
+    return g0[p] + g1[p]
+
+
+@jit
+def _update(theta, g0, g1, first, second, lo, hi, l2, step):
+    """Mirrors reference.minibatch_step's tail and optim.step on θ[lo:hi], the raw gradient
+    being g0 (+ g1): g = (∂L/∂θ + l2·θ) / Σw, then the step's update. Summing two chunks'
+    buffers here saves a pass over them. One branch-free loop per rule, so LLVM vectorises
+    each."""
     lr, momentum, wsum, inverse = step.lr, step.momentum, step.weight_sum, step.inverse
-    th, gr, m1, m2 = theta[lo:hi], grad[lo:hi], first[lo:hi], second[lo:hi]
-    n = hi - lo
+    th, m1, m2 = theta, first, second
     if step.rule == SGD:  # plain SGD: no velocity to read or write
-        for p in range(n):
-            th[p] -= lr * _mean(gr[p] + l2 * th[p], wsum, inverse)
+        for p in range(lo, hi):
+            th[p] -= lr * _mean(_summed(g0, g1, p) + l2 * th[p], wsum, inverse)
     elif step.rule == MOMENTUM:
-        for p in range(n):
-            g = _mean(gr[p] + l2 * th[p], wsum, inverse)
+        for p in range(lo, hi):
+            g = _mean(_summed(g0, g1, p) + l2 * th[p], wsum, inverse)
             v = momentum * m1[p] - lr * g
             m1[p] = v
             th[p] += v
     elif step.rule == NESTEROV:
-        for p in range(n):
-            g = _mean(gr[p] + l2 * th[p], wsum, inverse)
+        for p in range(lo, hi):
+            g = _mean(_summed(g0, g1, p) + l2 * th[p], wsum, inverse)
             v = momentum * m1[p] - lr * g
             m1[p] = v
             th[p] += momentum * v - lr * g
     else:
         b1, omb1, b2, omb2 = step.beta_1, step.one_minus_beta_1, step.beta_2, step.one_minus_beta_2
         eps, size = step.epsilon, step.adam_step
-        for p in range(n):
-            g = _mean(gr[p] + l2 * th[p], wsum, inverse)
+        for p in range(lo, hi):
+            g = _mean(_summed(g0, g1, p) + l2 * th[p], wsum, inverse)
             m = b1 * m1[p] + omb1 * g
             s = b2 * m2[p] + omb2 * g * g
             m1[p] = m
@@ -471,7 +479,7 @@ def _slice_start(c, n_chunks, n_params):
 
 
 @jit
-def _update_slice(theta, grad, first, second, lo, hi, offsets, sizes, step):
+def _update_slice(theta, g0, g1, first, second, lo, hi, offsets, sizes, step):
     """_update on θ[lo:hi], layer by layer: L2 on the weights, none on the biases; every
     operation in θ's dtype, as the cython twin's."""
     l2, no_l2 = step.l2, _cast(theta, 0.0)
@@ -479,9 +487,9 @@ def _update_slice(theta, grad, first, second, lo, hi, offsets, sizes, step):
         w0, b0 = offsets[l, 0], offsets[l, 1]
         b1 = b0 + sizes[l + 1]
         if max(w0, lo) < min(b0, hi):
-            _update(theta, grad, first, second, max(w0, lo), min(b0, hi), l2, step)
+            _update(theta, g0, g1, first, second, max(w0, lo), min(b0, hi), l2, step)
         if max(b0, lo) < min(b1, hi):
-            _update(theta, grad, first, second, max(b0, lo), min(b1, hi), no_l2, step)
+            _update(theta, g0, g1, first, second, max(b0, lo), min(b1, hi), no_l2, step)
 
 
 @jit
@@ -505,10 +513,15 @@ def _chunk_update(net, opt, ws, step, c):
     n_chunks, n_params = parts.shape
     lo = _slice_start(c, n_chunks, n_params)
     hi = _slice_start(c + 1, n_chunks, n_params)
+    if n_chunks == 2:  # summed inside the update, in the same order
+        _update_slice(net.theta, parts[0], parts[1], opt.first, opt.second, lo, hi,
+                      net.offsets, net.sizes, step)
+        return
     grad[lo:hi] = parts[0, lo:hi]
-    for k in range(1, n_chunks):
+    for k in range(1, n_chunks - 1):
         grad[lo:hi] += parts[k, lo:hi]
-    _update_slice(net.theta, grad, opt.first, opt.second, lo, hi, net.offsets, net.sizes, step)
+    _update_slice(net.theta, grad, parts[n_chunks - 1], opt.first, opt.second, lo, hi,
+                  net.offsets, net.sizes, step)
 
 
 @jit
@@ -653,7 +666,7 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
         elif split:
             _update_chunks_here(net, opt, ws, step)
         else:
-            _update_slice(theta, ws.grad, opt.first, opt.second, 0, theta.shape[0], offsets,
+            _update_slice(theta, ws.grad, None, opt.first, opt.second, 0, theta.shape[0], offsets,
                           sizes, step)
         data_term += batch_loss / weight_sum * nb
         penalty_term += 0.5 * l2 * squared_norm / weight_sum * nb
