@@ -32,6 +32,10 @@ ENGINE_SPECIFIC = {
         "_derivative_and_sum": "fuses δ ⊙ g' with the layer below's bias-gradient sum",
         "_softmax_cross_entropy_delta": "fuses the usual classifier's loss, δ and bias sum",
         "_keep": "the guard's snapshot and restore, each thread its own slices",
+        "_fuses": "plain SGD's update of W inside its gradient GEMM (beta, alpha): numba's "
+                  "np.dot takes neither",
+        "_fuse_plain_sgd": "the constants of that fused update, before the backward pass",
+        "_penalty_norm": "the L2 norm taken before the fused update writes any weight",
         "_weights_at": "reads Run.offsets (numba indexes the offsets array)",
         "_biases_at": "reads Run.offsets (as _weights_at)",
         "_train_epochs": "the typed entry that packs the bundles into a Run for nogil code",

@@ -156,19 +156,18 @@ def phase_times(int threads):
 
 
 cdef inline void _gemm_into(char transa, char transb, Py_ssize_t m, Py_ssize_t n,
-                            Py_ssize_t k, floating* a, Py_ssize_t lda, floating* b,
-                            Py_ssize_t ldb, floating beta, floating* c,
+                            Py_ssize_t k, floating alpha, floating* a, Py_ssize_t lda,
+                            floating* b, Py_ssize_t ldb, floating beta, floating* c,
                             Py_ssize_t ldc) noexcept nogil:
-    """c = a·b + beta·c. BLAS takes 32-bit sizes: the callers keep every size below 2³¹
+    """c = alpha·a·b + beta·c. BLAS takes 32-bit sizes: the callers keep every size below 2³¹
     (units per layer: the contract's MAX_UNITS; rows: blocks, or slices of BLAS_ROWS)."""
     cdef int m_ = <int>m, n_ = <int>n, k_ = <int>k
     cdef int lda_ = <int>lda, ldb_ = <int>ldb, ldc_ = <int>ldc
-    cdef floating one = 1
     cdef double since = fastmlp_clock()
     if floating is float:
-        sgemm(&transa, &transb, &m_, &n_, &k_, &one, a, &lda_, b, &ldb_, &beta, c, &ldc_)
+        sgemm(&transa, &transb, &m_, &n_, &k_, &alpha, a, &lda_, b, &ldb_, &beta, c, &ldc_)
     else:
-        dgemm(&transa, &transb, &m_, &n_, &k_, &one, a, &lda_, b, &ldb_, &beta, c, &ldc_)
+        dgemm(&transa, &transb, &m_, &n_, &k_, &alpha, a, &lda_, b, &ldb_, &beta, c, &ldc_)
     fastmlp_phase_add(PHASE_GEMM, since)
 
 
@@ -176,7 +175,7 @@ cdef inline void _gemm(char transa, char transb, Py_ssize_t m, Py_ssize_t n, Py_
                        floating* a, Py_ssize_t lda, floating* b, Py_ssize_t ldb, floating* c,
                        Py_ssize_t ldc) noexcept nogil:
     """c = a·b."""
-    _gemm_into(transa, transb, m, n, k, a, lda, b, ldb, 0, c, ldc)
+    _gemm_into(transa, transb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
 
 
 cdef void _weight_gradient(floating* A, floating* delta, floating* gW, Py_ssize_t n,
@@ -188,8 +187,8 @@ cdef void _weight_gradient(floating* A, floating* delta, floating* gW, Py_ssize_
     r0 = rows
     while r0 < n:
         rows = n - r0 if n - r0 < BLAS_ROWS else BLAS_ROWS
-        _gemm_into(c'N', c'T', n_out, n_in, rows, delta + r0 * n_out, n_out, A + r0 * n_in,
-                   n_in, 1, gW, n_out)
+        _gemm_into(c'N', c'T', n_out, n_in, rows, 1, delta + r0 * n_out, n_out,
+                   A + r0 * n_in, n_in, 1, gW, n_out)
         r0 += rows
 
 
@@ -343,6 +342,16 @@ cdef void _times_derivative(floating* d, floating* a, Py_ssize_t r0, Py_ssize_t 
             d[k] *= (1 if a[k] > 0 else slope)
 
 
+# One minibatch's update constants (numba's Step), in θ's dtype where they are read.
+cdef struct Step:
+    int rule
+    double lr, momentum, l2, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon
+    double adam_step, weight_sum
+    double inverse  # 1 / weight_sum where that is exact (a power of two), else 0
+    Py_ssize_t fused_rows  # > 0: a plain SGD step of this many rows, fused (_fuses)
+    double alpha, beta     # its W = beta·W + alpha·Aᵀδ: -lr/Σw and 1 - lr·l2/Σw
+
+
 # -- layer kernels ---------------------------------------------------------------------------
 cdef void _forward(floating* A, floating* W, floating* b, floating* out, Py_ssize_t n, Py_ssize_t n_in,
                    Py_ssize_t n_out, int act, floating slope) noexcept nogil:
@@ -397,11 +406,14 @@ cdef void _derivative_and_sum(floating* d, floating* a, Py_ssize_t r0, Py_ssize_
 cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, floating* gb,
                     floating* delta_in, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int act_in,
                     floating slope, bint want_delta_in, bint gb_ready,
-                    floating* gb_in) noexcept nogil:
+                    floating* gb_in, const Step* fused) noexcept nogil:
     """Mirrors reference.backward_layer: gW = Aᵀδ, gb = Σ_rows δ, δ_in = (δWᵀ) ⊙ g'(A).
 
     gb_ready: gb already holds Σ_rows δ (summed by the layer above as it made δ). gb_in (or
-    NULL): where to sum δ_in's rows, i.e. the layer below's bias gradient, in the same pass."""
+    NULL): where to sum δ_in's rows, i.e. the layer below's bias gradient, in the same pass.
+    fused (or NULL): a plain SGD step whose update of W rides on the gradient's GEMM
+    (_fuses), W = fused.beta·W + fused.alpha·Aᵀδ, after δ_in has read the old W; gW is then
+    not written."""
     cdef Py_ssize_t i, j, k, r0, r1, block
     cdef floating a, s
     cdef floating wt[NARROW_WORDS]
@@ -432,7 +444,8 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
                     delta_in[<Py_ssize_t>i * n_in + k] = s
             _derivative_and_sum(delta_in, A, 0, n, n_in, act_in, slope, gb_in)
         return
-    _weight_gradient(A, delta, gW, n, n_in, n_out)
+    if fused == NULL:
+        _weight_gradient(A, delta, gW, n, n_in, n_out)
     if want_delta_in:
         # A narrow δ (a classifier's output layer): Wᵀ copied to the stack turns δWᵀ into a
         # gemm('N', 'N'), which OpenBLAS runs faster than gemm('T', 'N') on W, copy included
@@ -454,6 +467,9 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
                       n_out, delta_in + <Py_ssize_t>r0 * n_in, n_in)
             _derivative_and_sum(delta_in, A, r0, r1, n_in, act_in, slope, gb_in)
             r0 = r1
+    if fused != NULL:
+        _gemm_into(c'N', c'T', n_out, n_in, n, <floating>fused.alpha, delta, n_out, A, n_in,
+                   <floating>fused.beta, W, n_out)
 
 
 cdef inline Py_ssize_t _index(const void* index, bint wide, Py_ssize_t k) noexcept nogil:
@@ -633,12 +649,6 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
 # -- the compiled epoch ----------------------------------------------------------------------
 # One minibatch's update constants (numba's Step), each a value of θ's dtype held as a
 # double: the kernels cast them back to θ's dtype, exactly.
-cdef struct Step:
-    int rule
-    double lr, momentum, l2, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon
-    double adam_step, weight_sum
-    double inverse  # 1 / weight_sum where that is exact (a power of two), else 0
-
 
 # One train_epochs call: _layout's five bundles as raw pointers and sizes (the arrays were
 # checked in Python; the floating ones are cast to θ's dtype where they are read).
@@ -759,14 +769,28 @@ cdef void _update(floating* theta, floating* g0, floating* g1, floating* first,
             theta[p] -= size * m / (_sqrt(s) + eps)
 
 
+cdef inline bint _fuses(const Run* r, int l, const Step* step) noexcept nogil:
+    """Whether layer l's plain SGD update of W rides on its gradient's GEMM (beta = the L2
+    decay, alpha = -lr/Σw): a minibatch not split (step.fused_rows of them, set by _epoch),
+    a dense layer on the BLAS side of SMALL_WORK, one BLAS slice. That saves the gradient's
+    write and the update's pass over W, which run on one thread while BLAS's run the GEMMs
+    (python bench/phases.py --problems W3 W4); the rounding is BLAS's, not the reference's
+    (θ·beta + alpha·Σ, each rounded once), as a BLAS-threaded GEMM's sums already are."""
+    cdef Py_ssize_t rows = step.fused_rows if step != NULL else 0
+    return (rows > 0 and not (l == 0 and r.sparse) and rows <= BLAS_ROWS
+            and rows * r.sizes[l] * r.sizes[l + 1] >= SMALL_WORK)
+
+
 cdef double _forward_backward(const Run* r, floating* theta, const int64_t* rows,
                               floating* xb, floating* yb,
                               floating* wb, floating* acts, floating* deltas, floating* grad,
-                              Py_ssize_t nb, Py_ssize_t r0, Py_ssize_t r1) noexcept nogil:
+                              Py_ssize_t nb, Py_ssize_t r0, Py_ssize_t r1,
+                              const Step* step) noexcept nogil:
     """Mirrors reference.minibatch_step's forward and backward passes (numba's
     _forward_backward), on rows r0:r1 of a gathered minibatch of nb rows: the gradient
     summed over them into grad; returns their summed loss. A sparse X is not gathered: the
-    first layer reads its rows rows[r0:r1] (the minibatch's rows of X) in place."""
+    first layer reads its rows rows[r0:r1] (the minibatch's rows of X) in place. A layer
+    that _fuses(r, l, step) gets its plain SGD update of W here instead (_backward)."""
     cdef int n_layers = r.n_layers, l
     cdef Py_ssize_t n_in, n_out, n_rows = r1 - r0
     cdef Py_ssize_t n0 = r.n0, n_last = r.n_last
@@ -804,7 +828,8 @@ cdef double _forward_backward(const Run* r, floating* theta, const int64_t* rows
             _backward(acts + prev + <Py_ssize_t>r0 * n_in, deltas + pos + <Py_ssize_t>r0 * n_out,
                       theta + _weights_at(r, l), grad + _weights_at(r, l),
                       grad + _biases_at(r, l), deltas + prev + <Py_ssize_t>r0 * n_in, n_rows, n_in,
-                      n_out, r.hidden, slope, True, True, grad + _biases_at(r, l - 1))
+                      n_out, r.hidden, slope, True, True, grad + _biases_at(r, l - 1),
+                      step if _fuses(r, l, step) else NULL)
             pos = prev
         elif r.sparse:
             _sparse_gradient(<const floating*>r.X_values, r.X_indices, r.wide_indices,
@@ -816,7 +841,7 @@ cdef double _forward_backward(const Run* r, floating* theta, const int64_t* rows
             _backward(xb + <Py_ssize_t>r0 * n0, deltas + pos + <Py_ssize_t>r0 * n_out,
                       theta + _weights_at(r, l), grad + _weights_at(r, l),
                       grad + _biases_at(r, l), NULL, n_rows, n_in, n_out, r.hidden, slope,
-                      False, True, NULL)
+                      False, True, NULL, step if _fuses(r, l, step) else NULL)
     return batch_loss
 
 
@@ -827,7 +852,8 @@ cdef inline Py_ssize_t _slice_start(int c, int n_chunks, Py_ssize_t n_params) no
 
 cdef void _update_slice(const Run* r, floating* theta, floating* g0, floating* g1, Py_ssize_t lo,
                         Py_ssize_t hi, const Step* step) noexcept nogil:
-    """_update on θ[lo:hi], layer by layer: L2 on the weights, none on the biases."""
+    """_update on θ[lo:hi], layer by layer: L2 on the weights, none on the biases; the
+    weights of a layer that _fuses were updated by its backward pass already."""
     cdef int l
     cdef Py_ssize_t w0, b0, b1
     cdef floating* first = <floating*>r.first
@@ -841,7 +867,7 @@ cdef void _update_slice(const Run* r, floating* theta, floating* g0, floating* g
             w0 = lo
         if b0 > hi:
             b0 = hi
-        if w0 < b0:
+        if w0 < b0 and not _fuses(r, l, step):
             _update(theta, g0, g1, first, second, w0, b0, l2, step)
         b0 = _biases_at(r, l)
         if b0 < lo:
@@ -867,6 +893,34 @@ cdef void _gather(const Run* r, const floating* X, const int64_t* order, Py_ssiz
         for j in range(n_last):
             yb[<Py_ssize_t>i * n_last + j] = Y[src * n_last + j]
         wb[i] = sw[src]
+
+
+cdef double _penalty_norm(const Run* r, floating* theta, floating l2) noexcept nogil:
+    """Σ‖W_l‖² over the layers (0 without L2): the penalty's norm."""
+    cdef double total = 0.0
+    cdef int l
+    if l2 != 0:
+        for l in range(r.n_layers):
+            total += _squared_norm(&theta[_weights_at(r, l)], _biases_at(r, l) - _weights_at(r, l))
+    return total
+
+
+cdef void _fuse_plain_sgd(Step* step, const floating* wb, Py_ssize_t nb, bint has_sw,
+                          double lr, double l2) noexcept nogil:
+    """Before an unsplit minibatch's backward pass: for plain SGD with a non-zero weight sum,
+    the constants of W = beta·W + alpha·Aᵀδ (_fuses); otherwise no fusion."""
+    cdef Py_ssize_t i
+    cdef double weight_sum = 0.0
+    step.fused_rows = 0
+    if step.rule != SGD:
+        return
+    for i in range(nb):
+        weight_sum += wb[i] if has_sw else 1.0
+    if weight_sum == 0:
+        return
+    step.fused_rows = nb
+    step.alpha = -lr / weight_sum
+    step.beta = 1.0 - lr * l2 / weight_sum
 
 
 cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floating lr, Py_ssize_t t,
@@ -897,7 +951,7 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
     cdef Py_ssize_t nb, i, r0, r1
     cdef Py_ssize_t start, p, lo, hi, n = r.n, n_params = r.n_params
     cdef bint split, stepped
-    cdef double weight_sum, batch_loss = 0.0, squared_norm
+    cdef double weight_sum, batch_loss = 0.0, squared_norm = 0.0
     cdef floating l2 = <floating>r.hyper.l2
     cdef double beta_1 = r.hyper.beta_1, beta_2 = r.hyper.beta_2
     cdef double since
@@ -912,6 +966,7 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
     step.one_minus_beta_2 = <floating>(1 - beta_2)
     step.epsilon = <floating>r.hyper.epsilon
     step.adam_step = 0
+    step.fused_rows = 0
     if tid == 0:
         terms[0] = 0.0
         terms[1] = 0.0
@@ -933,22 +988,21 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
                     r, theta, order + start + r0, &xb[c * r.x_stride], &yb[c * r.y_stride],
                     &wb[r0],
                     &acts[c * r.a_stride], &deltas[c * r.a_stride], &parts[c * n_params],
-                    r1 - r0, 0, r1 - r0)
+                    r1 - r0, 0, r1 - r0, NULL)
                 fastmlp_phase_add(PHASE_FORWARD_BACKWARD, since)
                 c += team
         elif tid == 0:
             since = fastmlp_clock()
             _gather(r, X, order, start, nb, xb, yb, wb)
             fastmlp_phase_add(PHASE_GATHER, since)
+            squared_norm = _penalty_norm(r, theta, l2)  # before _fuses writes any weight
+            _fuse_plain_sgd(&step, wb, nb, r.has_sw, lr, l2)
             since = fastmlp_clock()
             batch_loss = _forward_backward(r, theta, order + start, xb, yb, wb, acts, deltas,
-                                           grad, nb, 0, nb)
+                                           grad, nb, 0, nb, &step)
             fastmlp_phase_add(PHASE_FORWARD_BACKWARD, since)
-        squared_norm = 0.0  # of the weights before this step's update (none is written yet)
-        if tid == 0 and l2 != 0:
-            for l in range(n_layers):
-                squared_norm += _squared_norm(&theta[_weights_at(r, l)],
-                                              _biases_at(r, l) - _weights_at(r, l))
+        if split and tid == 0:  # of the weights before this step's update (none written yet)
+            squared_norm = _penalty_norm(r, theta, l2)
         since = fastmlp_clock()
         if team > 1:
             fastmlp_barrier()  # every chunk's gradient and rows are in
@@ -1244,7 +1298,7 @@ def backward_layer(const floating[:, ::1] A, const floating[:, ::1] delta,
     with nogil:
         _backward(<floating*>&A[0, 0], <floating*>&delta[0, 0], <floating*>&W[0, 0],
                   &grad_W[0, 0], &grad_b[0], d_in, n, n_in, n_out, act_in, slope, want, False,
-                  NULL)
+                  NULL, NULL)
 
 
 cdef tuple _index_of(index):
