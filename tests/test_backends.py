@@ -131,6 +131,7 @@ def test_model_forward_and_gradients(backend, dtype, hidden, output, loss):
 
 TRAINING = [
     dict(optimizer="sgd", learning_rate=0.05),
+    dict(optimizer="sgd", learning_rate=0.05, l2=1e-2),  # cython: the update fused (_fuses)
     dict(optimizer="sgd", learning_rate=0.05, momentum=0.9, l2=1e-3),
     dict(optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True),
     dict(optimizer="adam", learning_rate=0.01),
@@ -138,8 +139,8 @@ TRAINING = [
 ]
 
 
-@pytest.mark.parametrize("opt", TRAINING, ids=["sgd", "momentum-l2", "nesterov", "adam",
-                                               "adam-l2"])
+@pytest.mark.parametrize("opt", TRAINING, ids=["sgd", "sgd-l2", "momentum-l2", "nesterov",
+                                               "adam", "adam-l2"])
 @pytest.mark.parametrize("hidden,output,loss", [("relu", "softmax", "cross_entropy"),
                                                 ("tanh", "logistic", "binary_cross_entropy"),
                                                 ("logistic", "identity", "squared_error"),
@@ -315,8 +316,8 @@ def _orders(n, n_epochs, seed):
     return np.array([rng.permutation(n) for _ in range(n_epochs)])
 
 
-@pytest.mark.parametrize("opt", TRAINING, ids=["sgd", "momentum-l2", "nesterov", "adam",
-                                               "adam-l2"])
+@pytest.mark.parametrize("opt", TRAINING, ids=["sgd", "sgd-l2", "momentum-l2", "nesterov",
+                                               "adam", "adam-l2"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
 def test_train_epochs_follows_the_reference(backend, dtype, opt):
     """Per-epoch orders and learning rates, one call, against the reference's train_epochs
