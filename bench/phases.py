@@ -12,8 +12,8 @@ SGD, as in the step tables) — prints µs per epoch per phase and thread: the r
 forward and backward passes split into their GEMMs and the rest (bias, activations, softmax,
 loss, δ epilogues), the waits at the two barriers of each minibatch, the update, and the
 whole epoch; then the share outside the kernel (fit time minus the kernel's epochs: Python,
-validation, the per-fit work). Medians over --fits fits. The GEMM row beside the bare GEMM
-floor says how far a fit is from it and what the rest costs.
+validation, the per-fit work). Medians over --fits fits. Compare the GEMM row with the bare
+GEMM floor of `fastmlp bench` to see how far a workload is from it and what the rest costs.
 """
 import argparse
 import time
@@ -51,7 +51,12 @@ def _step_runner(workload_id, dtype, threads):
     workload = WORKLOADS[workload_id]
     X, Y = data(workload, dtype)
     epoch = fastmlp_step("cython", workload, dtype, X, Y, n_threads=threads)
-    return lambda: (epoch(), 1)[1]
+
+    def run():
+        epoch()
+        return 1
+
+    return run
 
 
 def measure(problem, dtype, fits, threads=2):

@@ -77,7 +77,7 @@ def free_cpus(n_cpus):
     """Of n_cpus (this process's), how many other processes left free lately: a float, the
     last interval's figure (n_cpus until the first interval of MIN_INTERVAL has passed)."""
     global _last, _free
-    with _lock:  # within an interval the answer is the last one: no reading (~60 µs) needed
+    with _lock:  # within an interval the answer is the last one: no /proc/stat reading
         if _last is not None and time.monotonic() - _last[0] < MIN_INTERVAL:
             return float(n_cpus) if _free is None else min(float(n_cpus), _free)
     now = reading()

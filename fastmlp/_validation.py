@@ -36,7 +36,7 @@ def check_matrix(a, name, dtype, n_cols=None, allow_empty=False, accept_sparse=F
 def _ready(a, dtype, allow_empty):
     """True if `a` is what check_array would return unchanged — a non-empty, C-contiguous
     2-D ndarray of `dtype` whose sum is finite, so every element is (scikit-learn's own first
-    test) — so the call can be skipped: it costs ~70 µs, most of a small train_epoch call
+    test) — so the call can be skipped: it is most of a small train_epoch call's cost
     (online learning). Anything else, a NaN included, goes through check_array, which
     raises scikit-learn's own errors."""
     if not (type(a) is np.ndarray and a.dtype == dtype and a.ndim == 2

@@ -35,7 +35,6 @@ ENGINE_SPECIFIC = {
         "_fuses": "plain SGD's update of W inside its gradient GEMM (beta, alpha): numba's "
                   "np.dot takes neither",
         "_fuse_plain_sgd": "the constants of that fused update, before the backward pass",
-        "_penalty_norm": "the L2 norm taken before the fused update writes any weight",
         "_weights_at": "reads Run.offsets (numba indexes the offsets array)",
         "_biases_at": "reads Run.offsets (as _weights_at)",
         "_train_epochs": "the typed entry that packs the bundles into a Run for nogil code",

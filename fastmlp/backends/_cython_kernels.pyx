@@ -905,17 +905,23 @@ cdef double _penalty_norm(const Run* r, floating* theta, floating l2) noexcept n
     return total
 
 
+cdef double _weight_sum(const floating* wb, Py_ssize_t nb, bint has_sw) noexcept nogil:
+    """Σw over a gathered minibatch's nb rows (nb when unweighted)."""
+    cdef Py_ssize_t i
+    cdef double total = 0.0
+    for i in range(nb):
+        total += wb[i] if has_sw else 1.0
+    return total
+
+
 cdef void _fuse_plain_sgd(Step* step, const floating* wb, Py_ssize_t nb, bint has_sw,
                           double lr, double l2) noexcept nogil:
     """Before an unsplit minibatch's backward pass: for plain SGD with a non-zero weight sum,
     the constants of W = beta·W + alpha·Aᵀδ (_fuses); otherwise no fusion."""
-    cdef Py_ssize_t i
-    cdef double weight_sum = 0.0
-    step.fused_rows = 0
+    cdef double weight_sum
     if step.rule != SGD:
         return
-    for i in range(nb):
-        weight_sum += wb[i] if has_sw else 1.0
+    weight_sum = _weight_sum(wb, nb, has_sw)
     if weight_sum == 0:
         return
     step.fused_rows = nb
@@ -966,7 +972,6 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
     step.one_minus_beta_2 = <floating>(1 - beta_2)
     step.epsilon = <floating>r.hyper.epsilon
     step.adam_step = 0
-    step.fused_rows = 0
     if tid == 0:
         terms[0] = 0.0
         terms[1] = 0.0
@@ -974,6 +979,7 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
     while start < n:
         nb = r.batch_size if start + r.batch_size <= n else n - start
         split = n_chunks > 1 and nb >= n_chunks * r.min_chunk_rows
+        step.fused_rows = 0  # _fuse_plain_sgd may set it for an unsplit minibatch
         if split:
             c = tid
             while c < n_chunks:  # chunks tid, tid + team, ...
@@ -1008,9 +1014,7 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
             fastmlp_barrier()  # every chunk's gradient and rows are in
         fastmlp_phase_add(PHASE_WAIT_GRADIENTS, since)
         since = fastmlp_clock()
-        weight_sum = 0.0  # every thread: the same sum, the same step size
-        for i in range(nb):
-            weight_sum += wb[i] if r.has_sw else 1.0
+        weight_sum = _weight_sum(wb, nb, r.has_sw)  # every thread: the same sum and step
         step.weight_sum = <floating>weight_sum
         step.inverse = _exact_inverse(weight_sum)
         stepped = weight_sum != 0  # every weight zero: no mean gradient (0/0), so no step

@@ -598,6 +598,25 @@ def _monotonic(typingctx):
 
 
 @jit
+def _weight_sum(wb, nb, has_sw):
+    """Σw over a gathered minibatch's nb rows (nb when unweighted)."""
+    total = 0.0
+    for r in range(nb):
+        total += wb[r] if has_sw else 1.0
+    return total
+
+
+@jit
+def _penalty_norm(theta, offsets, l2):
+    """Σ‖W_l‖² over the layers (0 without L2): the penalty's norm."""
+    total = 0.0
+    if l2 != 0:
+        for l in range(offsets.shape[0]):
+            total += _squared_norm(theta[offsets[l, 0]:offsets[l, 1]])
+    return total
+
+
+@jit
 def _squared_norm(x):
     """Σ x² through BLAS dot (a plain loop would be a latency-bound serial reduction), in
     slices of BLAS_ROWS elements past BLAS's 32-bit sizes."""
@@ -641,9 +660,7 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
             _gather(data, order, start, 0, nb, xv, yv, ws.wb)
             batch_loss = _forward_backward(net, data, ws, order[start:start + nb], xv, yv,
                                            ws.grad, nb, 0, nb)
-        weight_sum = 0.0
-        for r in range(nb):
-            weight_sum += ws.wb[r] if data.has_sample_weight else 1.0
+        weight_sum = _weight_sum(ws.wb, nb, data.has_sample_weight)
         if weight_sum == 0:  # every weight zero: no mean gradient (0/0), so no step
             if _stop_requested(ctrl.stop):
                 return t, True
@@ -657,10 +674,7 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
                     _cast(theta, 1 - beta_1), _cast(theta, beta_2), _cast(theta, 1 - beta_2),
                     _cast(theta, h.epsilon), adam_step, _cast(theta, weight_sum),
                     _cast(theta, _exact_inverse(weight_sum)))
-        squared_norm = 0.0  # of the weights before this step's update
-        if l2 != 0:
-            for l in range(n_layers):
-                squared_norm += _squared_norm(theta[offsets[l, 0]:offsets[l, 1]])
+        squared_norm = _penalty_norm(theta, offsets, l2)  # before this step's update
         if split and ctrl.threads > 1:
             _update_chunks(net, opt, ws, step)
         elif split:
