@@ -14,6 +14,7 @@ while SIGINT's handler is Python's default one. Elsewhere — another thread, a 
 the extension not built — the flag is never raised and signals stay Python's: the trainer's
 calls return often enough (_solvers' time budget) for it to act between them.
 """
+import _signal
 import contextlib
 import signal
 import threading
@@ -46,8 +47,10 @@ class Deferral:
 
 
 def _can_defer():
+    # _signal.getsignal: signal.getsignal's own answer without its conversion to an enum,
+    # which for a function handler is a raised and caught ValueError at every call
     return (_sigint is not None and threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+            and _signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
 
 @contextlib.contextmanager

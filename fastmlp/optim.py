@@ -9,6 +9,7 @@ epochs. `step` is the reference update every backend mirrors. Plain SGD (μ = 0,
 is θ ← θ - η g exactly as above, but keeps no velocity: it would only hold -η g, and not
 reading and writing it saves a third of the update's memory traffic on large nets.
 """
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,7 +43,7 @@ class Optimizer:
         }
         for name, ok in checks.items():
             value = getattr(self, name)
-            if not (ok and np.isfinite(value)):
+            if not (ok and math.isfinite(value)):
                 raise ValueError(f"invalid optimizer setting {name}={value!r}")
 
     @property

@@ -115,6 +115,27 @@ def test_the_team_follows_the_free_cpus_only_when_asked(backend, teams):
         assert seen == [2, 1, 2]
 
 
+@pytest.mark.parametrize("backend", COMPILED)
+def test_a_step_on_one_thread_does_not_measure_the_load(backend, monkeypatch):
+    """An unsplit minibatch whose products BLAS keeps to one thread runs on one thread
+    whatever the team: the call skips the /proc/stat reading (most of a small call's cost)."""
+    readings = []
+    monkeypatch.setattr(_cpu_load, "free_cpus", lambda n: readings.append(n) or 0.3)
+    monkeypatch.setattr(_config, "cpu_count", lambda: 2)
+    small = (64, 32, 10)
+    X, Y = problem(3, 64, small, dtype=np.float64)
+    net = MLP(small, backend=backend, random_state=0)
+    with fastmlp.config_context(adaptive_threads=True):
+        for batch_size in (1, 32):  # 32·64·32 = 65536 multiply-adds: one thread
+            net.train_epoch(X, Y, batch_size=batch_size)
+        assert readings == []
+        wide = (64, 128, 10)  # 33·64·128 is past OpenBLAS's one-thread size
+        net = MLP(wide, backend=backend, random_state=0)
+        X, Y = problem(3, 66, wide, dtype=np.float64)
+        net.train_epoch(X, Y, batch_size=33)
+        assert readings == [2]
+
+
 def test_adaptive_threads_is_a_setting():
     assert fastmlp.get_config()["adaptive_threads"] is False  # tests/conftest.py
     with pytest.raises(ValueError, match="adaptive_threads must be True or False"):

@@ -122,7 +122,8 @@ def kernels(forward, backward, sparse_forward, sparse_gradient, output_delta_ker
         requested = n_threads()
         n_chunks = 1 if sparse else _layout.data_parallel_chunks(arch.layer_sizes, batch_size,
                                                                  requested)
-        team = _config.team_threads(requested)
+        team = (requested if _layout.one_thread(arch.layer_sizes, batch_size, n_chunks)
+                else _config.team_threads(requested))
         if n_chunks > 1:
             team = min(team, n_chunks)
         cache = state.meta.get("workspace")

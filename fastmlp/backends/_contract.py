@@ -5,6 +5,7 @@ instead of reaching a kernel that skips bounds checks. Inputs that are merely no
 or read-only are copied/accepted; outputs must be writable C-contiguous buffers of the exact
 shape and dtype, because a kernel writes into them.
 """
+import weakref
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -200,11 +201,46 @@ def check_architecture(arch):
     """arch as the kernels trust it: an Architecture whose offsets, sizes and n_params are
     those its layer_sizes imply, whose activations, loss and slope are valid. An Architecture
     cannot be changed after construction, but an object may be altered around that, or be
-    something else: a mismatch here would have the kernels read and write outside θ."""
-    from ..architecture import Architecture, layout
+    something else: a mismatch here would have the kernels read and write outside θ.
+
+    Checked in full once per object; after that only that its attributes are still the
+    objects checked (every call of a fit passes here). That suffices because each of them is
+    immutable: ints, strings, a float, a tuple of ints, and arrays over immutable bytes
+    (`_immutable`); an object holding anything else is checked in full at every call."""
+    from ..architecture import Architecture
 
     if not isinstance(arch, Architecture):
         raise TypeError(f"arch must be a fastmlp Architecture, got {type(arch).__name__}")
+    attributes = _attributes(arch)
+    checked = _checked_architectures.get(arch)
+    if checked is not None and all(a is b for a, b in zip(attributes, checked)):
+        return arch
+    _check_architecture(arch)
+    if (_immutable(arch.offsets) and _immutable(arch.sizes) and type(arch.leaky_slope) is float
+            and all(type(name) is str for name in attributes[4:7])):
+        _checked_architectures[arch] = attributes
+    return arch
+
+
+#: Architecture -> its attributes as checked (weak keys: nothing is kept alive by this).
+_checked_architectures = weakref.WeakKeyDictionary()
+
+
+def _attributes(arch):
+    return (arch.layer_sizes, arch.n_params, arch.offsets, arch.sizes, arch.hidden_activation,
+            arch.output_activation, arch.loss, arch.leaky_slope)
+
+
+def _immutable(a):
+    """True if no one can write a's elements: its memory is a bytes object's."""
+    while isinstance(a, np.ndarray):
+        a = a.base
+    return type(a) is bytes
+
+
+def _check_architecture(arch):
+    from ..architecture import layout
+
     sizes = arch.layer_sizes
     if (not isinstance(sizes, tuple) or len(sizes) < 2
             or not all(type(n) is int and 1 <= n <= MAX_UNITS for n in sizes)):
@@ -226,7 +262,6 @@ def check_architecture(arch):
     activations.check_activation(arch.output_activation)
     losses.check_loss(arch.loss, arch.output_activation)
     activations.check_leaky_slope(arch.leaky_slope)
-    return arch
 
 
 def check_train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, state,
@@ -261,7 +296,7 @@ def check_schedule(orders, learning_rates, batch_size, n):
     if learning_rates.ndim != 1 or learning_rates.shape[0] < 1:
         raise ValueError("learning_rates must be a non-empty 1-D sequence (one per epoch), "
                          f"got shape {learning_rates.shape}")
-    if not (np.all(np.isfinite(learning_rates)) and np.all(learning_rates > 0)):
+    if not (learning_rates.min() > 0 and learning_rates.max() < np.inf):  # NaN fails both
         raise ValueError("learning_rates must be finite and > 0")
     n_epochs = learning_rates.shape[0]
     given = orders is not None

@@ -180,6 +180,20 @@ def data_parallel_chunks(layer_sizes, batch_size, n_threads):
     return 1
 
 
+#: OpenBLAS runs a GEMM of at most this many multiply-adds on one thread, whatever its thread
+#: count (interface/gemm.c: SMP_THRESHOLD_MIN × GEMM_MULTITHREAD_THRESHOLD, 65536 × 4 unless
+#: built otherwise).
+BLAS_ONE_THREAD_WORK = 65536 * 4
+
+
+def one_thread(layer_sizes, batch_size, n_chunks):
+    """True if a step runs on one thread whatever the thread count: an unsplit minibatch
+    whose every product is small enough for BLAS to keep to one thread (the busy machine's
+    team then need not be measured)."""
+    return n_chunks == 1 and batch_size * max(
+        a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])) <= BLAS_ONE_THREAD_WORK
+
+
 def chunk_rows(batch_size, n_chunks, width):
     """Length of a workspace buffer holding a minibatch's rows of `width`, split in n_chunks
     row blocks, each in a region of its own, CHUNK_GAP words apart (one region: no gap)."""
