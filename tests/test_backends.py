@@ -13,8 +13,10 @@ from fastmlp.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
 from fastmlp.backends import reference
 
 COMPILED = [name for name in fastmlp.available_backends() if name != "numpy"]
-# Shapes on both sides of the small-loop / BLAS switch, with batch 1 and odd sizes.
-SHAPES = [(1, 7, 33), (7, 33, 129), (33, 1, 7), (129, 7, 33), (129, 257, 129), (300, 64, 70)]
+# Shapes on both sides of the small-loop / BLAS switch, with batch 1 and odd sizes; the last
+# two past _layout.BLOCK_BYTES of output, so the forward GEMM, then δ_in's, runs in row blocks.
+SHAPES = [(1, 7, 33), (7, 33, 129), (33, 1, 7), (129, 7, 33), (129, 257, 129), (300, 64, 70),
+          (600, 9, 520), (600, 520, 9)]
 LAYOUTS = ["C", "F", "strided", "readonly"]
 
 pytestmark = pytest.mark.skipif(not COMPILED, reason="no compiled backend installed")

@@ -208,8 +208,13 @@ cdef inline double _squared_norm(floating* x, Py_ssize_t n) noexcept nogil:
     return total
 
 
-cdef inline Py_ssize_t _block_rows(Py_ssize_t n_cols, Py_ssize_t itemsize) noexcept nogil:
+cdef inline Py_ssize_t _block_rows(Py_ssize_t n_cols, Py_ssize_t n_inner,
+                                   Py_ssize_t itemsize) noexcept nogil:
+    """Rows per GEMM block of an output n_cols wide over an inner dimension n_inner: about
+    BLOCK_BYTES of output, at least MIN_BLOCK_ROWS and BLOCK_DEPTHS · n_inner."""
     cdef Py_ssize_t rows = BLOCK_BYTES // (n_cols * itemsize if n_cols * itemsize > 0 else 1)
+    if rows < BLOCK_DEPTHS * n_inner:
+        rows = BLOCK_DEPTHS * n_inner
     return (rows if rows > MIN_BLOCK_ROWS else MIN_BLOCK_ROWS)
 
 
@@ -370,7 +375,7 @@ cdef void _forward(floating* A, floating* W, floating* b, floating* out, Py_ssiz
                     row[j] += a * W[<Py_ssize_t>k * n_out + j]
         _bias_activate(out, b, 0, n, n_out, act, slope)
         return
-    block = _block_rows(n_out, sizeof(floating))
+    block = _block_rows(n_out, n_in, sizeof(floating))
     r0 = 0
     while r0 < n:
         r1 = r0 + block if r0 + block < n else n
@@ -455,7 +460,7 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
             for j in range(n_out):
                 for k in range(n_in):
                     wt[j * n_in + k] = W[<Py_ssize_t>k * n_out + j]
-        block = _block_rows(n_in, sizeof(floating))
+        block = _block_rows(n_in, n_out, sizeof(floating))
         r0 = 0
         while r0 < n:
             r1 = r0 + block if r0 + block < n else n

@@ -139,9 +139,13 @@ def network_bundle(arch, theta):
 SMALL_WORK = 1024
 #: A GEMM's output is made in row blocks of about BLOCK_BYTES, so its epilogue (bias and
 #: activation, or δ ⊙ g') finds the block in L2; never fewer than MIN_BLOCK_ROWS rows (smaller
-#: GEMMs lose more to BLAS threading than the cache saves: `python bench/data_parallel.py`).
+#: GEMMs lose more to BLAS threading than the cache saves: `python bench/data_parallel.py`)
+#: nor fewer than BLOCK_DEPTHS times the GEMM's inner dimension: each block's GEMM packs all
+#: of W again, which costs more than the cache saves unless the block is taller than W is
+#: deep (`python bench/block_rows.py`).
 BLOCK_BYTES = 1 << 20
 MIN_BLOCK_ROWS = 256
+BLOCK_DEPTHS = 2
 #: The cython twin turns δ Wᵀ into gemm('N', 'N') on a transposed stack copy of W when W is
 #: at most NARROW_OUT wide and NARROW_WORDS big (`python bench/crossover.py` measures it).
 NARROW_OUT = 16
@@ -168,6 +172,7 @@ CHUNK_MAX_WORK = 20_000_000
 #: The constants each compiled twin restates (the extension checks them at import, the
 #: parity test for numba).
 SIZE_RULES = dict(SMALL_WORK=SMALL_WORK, BLOCK_BYTES=BLOCK_BYTES, MIN_BLOCK_ROWS=MIN_BLOCK_ROWS,
+                  BLOCK_DEPTHS=BLOCK_DEPTHS,
                   NARROW_OUT=NARROW_OUT, NARROW_WORDS=NARROW_WORDS, SLICE_ALIGN=SLICE_ALIGN,
                   BLAS_ROWS=BLAS_ROWS)
 

@@ -32,7 +32,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from .._config import FASTMATH
-from ._layout import (BLAS_ROWS, BLOCK_BYTES, MIN_BLOCK_ROWS, SLICE_ALIGN, SMALL_WORK,
+from ._layout import (BLAS_ROWS, BLOCK_BYTES, BLOCK_DEPTHS, MIN_BLOCK_ROWS, SLICE_ALIGN, SMALL_WORK,
                       Activation, Event, Loss, Update)
 
 # error_model="numpy": IEEE division (x/0 = inf, checked by the callers) instead of Python's
@@ -73,9 +73,10 @@ def _tiny_overload(theta):
 
 
 @jit
-def _block_rows(n_cols, itemsize):
-    """Rows per GEMM block: about BLOCK_BYTES of output, at least MIN_BLOCK_ROWS."""
-    return max(MIN_BLOCK_ROWS, BLOCK_BYTES // max(1, n_cols * itemsize))
+def _block_rows(n_cols, n_inner, itemsize):
+    """Rows per GEMM block of an output n_cols wide over an inner dimension n_inner: about
+    BLOCK_BYTES of output, at least MIN_BLOCK_ROWS and BLOCK_DEPTHS · n_inner."""
+    return max(MIN_BLOCK_ROWS, BLOCK_DEPTHS * n_inner, BLOCK_BYTES // max(1, n_cols * itemsize))
 
 
 # -- elementwise pieces -------------------------------------------------------------------
@@ -179,7 +180,7 @@ def _forward(A_in, W, b, act, slope, out):
                     row[j] += a * w[j]
         _bias_activate(out, b, act, slope, 0, n)
     else:
-        block = _block_rows(n_out, out.itemsize)
+        block = _block_rows(n_out, n_in, out.itemsize)
         for r0 in range(0, n, block):
             r1 = min(r0 + block, n)
             np.dot(A_in[r0:r1], W, out[r0:r1])
@@ -227,7 +228,7 @@ def _backward(A_in, delta, W, grad_W, grad_b, delta_in, act_in, slope, want_delt
     else:
         _weight_gradient(A_in, delta, grad_W)
         if want_delta_in:
-            block = _block_rows(n_in, delta_in.itemsize)
+            block = _block_rows(n_in, n_out, delta_in.itemsize)
             for r0 in range(0, n, block):
                 r1 = min(r0 + block, n)
                 np.dot(delta[r0:r1], W.T, delta_in[r0:r1])
