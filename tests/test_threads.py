@@ -118,7 +118,7 @@ def test_the_team_follows_the_free_cpus_only_when_asked(backend, teams):
 @pytest.mark.parametrize("backend", COMPILED)
 def test_a_step_on_one_thread_does_not_measure_the_load(backend, monkeypatch):
     """An unsplit minibatch whose products BLAS keeps to one thread runs on one thread
-    whatever the team: the call skips the /proc/stat reading (most of a small call's cost)."""
+    whatever the team: the call skips the /proc/stat reading (a large part of its cost)."""
     readings = []
     monkeypatch.setattr(_cpu_load, "free_cpus", lambda n: readings.append(n) or 0.3)
     monkeypatch.setattr(_config, "cpu_count", lambda: 2)

@@ -347,7 +347,8 @@ cdef void _times_derivative(floating* d, floating* a, Py_ssize_t r0, Py_ssize_t 
             d[k] *= (1 if a[k] > 0 else slope)
 
 
-# One minibatch's update constants (numba's Step), in θ's dtype where they are read.
+# One minibatch's update constants (numba's Step), each a value of θ's dtype held as a
+# double: the kernels cast them back to θ's dtype, exactly.
 cdef struct Step:
     int rule
     double lr, momentum, l2, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon
@@ -652,9 +653,6 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
 
 
 # -- the compiled epoch ----------------------------------------------------------------------
-# One minibatch's update constants (numba's Step), each a value of θ's dtype held as a
-# double: the kernels cast them back to θ's dtype, exactly.
-
 # One train_epochs call: _layout's five bundles as raw pointers and sizes (the arrays were
 # checked in Python; the floating ones are cast to θ's dtype where they are read).
 cdef struct Run:
