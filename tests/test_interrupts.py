@@ -193,8 +193,8 @@ print(seen)
 
 
 # -- the stop flag and the time budget, on every backend's train_epochs ------------------------
-def _network(backend, dtype=np.float64, sizes=(20, 64, 3)):
-    return MLP(list(sizes), dtype=dtype, backend=backend, random_state=0)
+def _network(backend, dtype=np.float64, sizes=(20, 64, 3), n_threads=None):
+    return MLP(list(sizes), dtype=dtype, backend=backend, random_state=0, n_threads=n_threads)
 
 
 def _call(net, X, Y, n_epochs, batch_size, stop=None, time_budget=None, guard=True):
@@ -226,7 +226,9 @@ def test_a_raised_flag_ends_the_call_and_undoes_the_epoch_under_way(backend, dty
     _call(_network(backend, dtype), X[:512], Y[:512], 1, batch_size)  # compiled (numba)
     net = _network(backend, dtype)
     stop = np.zeros(1, np.int64)
-    timer = threading.Timer(0.3, stop.__setitem__, (0, 1))
+    # 1 s: an epoch (milliseconds idle) completes first even where a loaded machine stalls a
+    # two-thread team at its barriers (the tests run with adaptive_threads off)
+    timer = threading.Timer(1.0, stop.__setitem__, (0, 1))
     timer.start()
     try:
         # the budget only bounds a failure: a flag not read shows as "completed"
@@ -368,16 +370,18 @@ def test_mlp_train_epochs_raises_keyboard_interrupt_after_keeping_its_epochs(mon
                                                                              backend):
     """Ctrl-C in MLP.train_epochs (the flag raised from a timer thread here): the epochs that
     completed are kept (last_epochs_terms), the one under way undone, KeyboardInterrupt
-    raised."""
+    raised. One thread and a 1 s timer: at least one epoch (milliseconds) completes before the
+    flag even on a loaded machine, where a two-thread team's barriers could stall for longer
+    than a shorter timer (the tests run with adaptive_threads off)."""
     X, Y = problem(4, 4096, (20, 64, 3))
-    net = _network(backend)
+    net = _network(backend, n_threads=1)
     net.train_epochs(X[:64], Y[:64], [1e-3], 64, "adam")  # compiled (numba) before the timer
-    net = _network(backend)
+    net = _network(backend, n_threads=1)
 
     @contextlib.contextmanager
     def armed():  # a deferral whose flag a timer raises, as Ctrl-C would
         deferral = interrupts.Deferral(np.zeros(1, np.int64))
-        timer = threading.Timer(0.3, deferral.flag.__setitem__, (0, 1))
+        timer = threading.Timer(1.0, deferral.flag.__setitem__, (0, 1))
         timer.start()
         try:
             yield deferral
@@ -390,7 +394,7 @@ def test_mlp_train_epochs_raises_keyboard_interrupt_after_keeping_its_epochs(mon
     monkeypatch.undo()
     k = len(net.last_epochs_terms)
     assert 0 < k < 100_000
-    fresh = _network(backend)
+    fresh = _network(backend, n_threads=1)
     fresh.train_epochs(X, Y, np.full(k, 1e-3), 64, "adam")
     np.testing.assert_array_equal(net.theta, fresh.theta)
 
