@@ -725,7 +725,9 @@ cdef inline floating _summed(floating* g0, floating* g1, Py_ssize_t p) noexcept 
 cdef inline floating _mean(floating x, floating wsum, floating inverse) noexcept nogil:
     """x / wsum. For a power-of-two wsum (a batch of 1, 32, 128 ...) x · (1 / wsum) is the
     same correctly rounded number, and a multiply costs a fraction of a divide, which bounds
-    the update of small batches (both loop-invariant tests are unswitched by gcc)."""
+    the update of small batches (both loop-invariant tests are unswitched by gcc). A float32
+    quotient through a double reciprocal, <float>(<double>x * (1.0 / wsum)), is not this
+    number: it differs at exact ties below FLT_MIN (x a multiple of 2**-149)."""
     return x * inverse if inverse != 0 else x / wsum
 
 
