@@ -39,7 +39,7 @@ def test_step(benchmark, wid, contender, dtype):
     if contender == "gemm-floor":
         run = B.gemm_floor(workload, dtype, X, Y)
     elif contender == "kernels-blas-floor":
-        run = B.kernels_blas_floor(workload, dtype, X, Y)
+        run = B.scipy_blas_floor(workload, dtype, X, Y)
     elif contender == "jax-scan":
         run = jax_peer.step(workload, dtype, X, Y)
         if run is None:

@@ -76,9 +76,9 @@ def gemm_floor(workload, dtype, X, Y):
     return run
 
 
-def kernels_blas_floor(workload, dtype, X, Y):
-    """Contender: the same GEMMs as gemm_floor through SciPy's BLAS — the library the compiled
-    kernels call (scipy.linalg.cython_blas), which need not be NumPy's build. The f2py
+def scipy_blas_floor(workload, dtype, X, Y):
+    """Contender: the same GEMMs as gemm_floor through SciPy's BLAS — the library numba's
+    kernels call, and cython's unless it links NumPy's (_blas.py). The f2py
     wrappers are Fortran-ordered, so each product is taken transposed (C-ordered arrays are
     their own transposes in Fortran order) into the preallocated output: no copies."""
     from scipy.linalg import blas
@@ -144,7 +144,7 @@ def contenders(workload, dtype, backends=None, with_torch=True, n_threads=None, 
     for backend in backends or available_backends():
         runs[backend] = fastmlp_step(backend, workload, dtype, X, Y, n_threads)
     runs["gemm floor"] = gemm_floor(workload, dtype, X, Y)
-    runs["kernels' BLAS floor"] = kernels_blas_floor(workload, dtype, X, Y)
+    runs["scipy BLAS floor"] = scipy_blas_floor(workload, dtype, X, Y)
     if with_jax:
         from . import jax_peer
 
@@ -159,7 +159,7 @@ def contenders(workload, dtype, backends=None, with_torch=True, n_threads=None, 
 
 
 #: Pause before each timed call. OpenBLAS worker threads spin for ~0.1 s after a call; NumPy
-#: and SciPy (whose BLAS the compiled kernels call) each load their own OpenBLAS, so without a
+#: and SciPy each load their own OpenBLAS, so without a
 #: pause one contender's spinning threads would steal the cores of the next one.
 COOLDOWN = 0.15
 
@@ -260,7 +260,7 @@ def forward_vs_gemm(shape=(128, 784, 256), dtypes=(np.float32, np.float64), roun
 #: "faster": other's time / this one's; "floor": this one's time / the other's.
 RATIOS = (("× faster than numpy", "numpy", "faster"),
           ("÷ GEMM floor", "gemm floor", "floor"),
-          ("÷ kernels' BLAS floor", "kernels' BLAS floor", "floor"),
+          ("÷ scipy BLAS floor", "scipy BLAS floor", "floor"),
           ("× faster than jax", "jax scan", "faster"),
           ("× faster than torch", "torch eager", "faster"))
 
@@ -297,7 +297,7 @@ def ratio_table(rows):
                 for r in rows if r.get("compile_s") is not None]
     lines.append("vs numpy / jax / torch: how many times faster than that contender; vs "
                  "floor: time ÷ the bare GEMMs through NumPy's BLAS (vs BLAS fl: through "
-                 "SciPy's, the kernels' own); 1.00 = nothing added.")
+                 "SciPy's); 1.00 = nothing added.")
     if compiles:
         lines.append("compile, apart from the timings: " + "; ".join(compiles))
     return "\n".join(lines)
@@ -388,7 +388,7 @@ class _Compiled:
 
 class _FloorFit:
     """A fit's GEMM floor in the estimators' shape for fit_table: fit(X, y) runs only the
-    GEMMs of every step of `epochs` epochs (gemm_floor or kernels_blas_floor over X's
+    GEMMs of every step of `epochs` epochs (gemm_floor or scipy_blas_floor over X's
     minibatches, in order); it predicts nothing (score: NaN)."""
 
     def __init__(self, floor, layers, batch, epochs, X):
@@ -410,7 +410,7 @@ class _FloorFit:
 
 
 #: The contenders that are a floor, not a model, in the fit tables.
-FIT_FLOORS = ("gemm floor", "kernels' BLAS floor")
+FIT_FLOORS = ("gemm floor", "scipy BLAS floor")
 
 
 def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, backends=None,
@@ -421,7 +421,7 @@ def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, b
     epochs at most), and JAX's 200 adam epochs (jax_peer.DigitsFit, compile apart) when JAX
     is installed. mnist-shaped: 784-100-100-10, adam, batch 200, 2 epochs timed, beside
     its GEMM floor: the GEMMs of every step of those 2 epochs, bare (FIT_FLOORS: through
-    NumPy's BLAS and through SciPy's, which the compiled kernels call).
+    NumPy's BLAS and through SciPy's).
     """
     import warnings
 
@@ -439,7 +439,7 @@ def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, b
                               random_state=0)
             runs = fit_contenders(params, backends)
             if problem == "mnist-shaped":
-                for name, floor in zip(FIT_FLOORS, (gemm_floor, kernels_blas_floor)):
+                for name, floor in zip(FIT_FLOORS, (gemm_floor, scipy_blas_floor)):
                     runs[name] = lambda floor=floor, X=X_train: _FloorFit(
                         floor, (784, 100, 100, 10), 200, 2, X)
             compile_s = {}
@@ -508,20 +508,22 @@ def markdown_report(steps, forward, fits, machine, command):
     forced = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
     if forced:  # a core type forced by the environment changes every BLAS figure
         blas += " — set in the environment: " + ", ".join(f"{k}={v}" for k, v in forced.items())
+    gemms = (f"the cython kernels' GEMMs call {machine['cython_gemms']} BLAS, numba's SciPy's"
+             if machine.get("cython_gemms") else "numba's kernels' GEMMs call SciPy's BLAS")
     out = ["# Performance", "",
            f"Written by `{command}`: rerun it to refresh this page (figures live here, not in "
            "the code's comments).", "",
            f"Measured on {machine['cpus']} cores ({machine['machine']}), "
            f"Python {machine['python']}, NumPy {machine['numpy']}, BLAS: {blas}; "
-           f"OpenMP: {machine['openmp']}. Medians of interleaved rounds, one run: only ratios "
+           f"OpenMP: {machine['openmp']}; {gemms}. Medians of interleaved rounds, one run: only ratios "
            "within one run compare, the machine's speed drifts between runs.", ""]
     if steps:
         out += ["Workloads: " + "; ".join(
             f"{w.id} {'-'.join(map(str, w.layers))} batch {w.batch} ({w.what})"
             for w in WORKLOADS.values() if any(r["workload"] == w.id for r in steps))
             + ". ReLU hidden layers, softmax + cross-entropy, plain SGD; `gemm floor` is only "
-            "the GEMMs a step needs, called from Python through NumPy's BLAS, `kernels' BLAS "
-            "floor` the same GEMMs through SciPy's BLAS, which the compiled kernels call; "
+            "the GEMMs a step needs, called from Python through NumPy's BLAS, `scipy BLAS "
+            "floor` the same GEMMs through SciPy's BLAS; "
             "`jax scan` is one `jax.jit` call over `jax.lax.scan` for all the steps.", ""]
     groups = _groups(steps)
     if groups:
@@ -560,8 +562,8 @@ def markdown_report(steps, forward, fits, machine, command):
             for r in fits]
     if floors:
         out += ["", "The MNIST-shaped fit's GEMM floor is the GEMMs of every step of its 2 "
-                "epochs, bare (`gemm floor`: NumPy's BLAS; `kernels' BLAS floor`: SciPy's, "
-                "which the compiled kernels call); ÷ GEMM floor divides by the faster one."]
+                "epochs, bare (`gemm floor`: NumPy's BLAS; `scipy BLAS floor`: SciPy's); "
+                "÷ GEMM floor divides by the faster one."]
     compiles = [f"{r['problem']} {r['dtype']}: {r['compile_s']:.2f} s" for r in fits
                 if r.get("compile_s") is not None]
     if compiles:

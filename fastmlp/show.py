@@ -51,7 +51,17 @@ def config() -> dict[str, object]:
         "backends": available_backends(),
         "auto_backend": get_backend("auto").name,
         "blas": blas,
+        "cython_gemms": _cython_gemms(),
     }
+
+
+def _cython_gemms():
+    """Whose BLAS the cython kernels' GEMMs call, and why (backends/_blas.py), or None."""
+    try:
+        from .backends import cython_backend
+    except ImportError:  # built without a C compiler
+        return None
+    return cython_backend.blas.describe()
 
 
 def show_config() -> None:

@@ -60,7 +60,7 @@ def test_markdown_report_has_every_contender():
     assert "| digits | float32 | fastmlp-cython | 0.200 | 200 | 0.9800 | 3.00 |" in text
     fits = [dict(problem="mnist-shaped", dtype="float64", contender=c, fit_s=s, epochs=2,
                  test_score=0.6) for c, s in [("fastmlp-cython", 1.2), ("sklearn", 3.0),
-                                              ("gemm floor", 1.0), ("kernels' BLAS floor", 0.8)]]
+                                              ("gemm floor", 1.0), ("scipy BLAS floor", 0.8)]]
     text = B.markdown_report([], [], fits, fastmlp.show.config(), "fastmlp bench")
     assert "| mnist-shaped | float64 | fastmlp-cython | 1.200 | 2 | 0.6000 | 2.50 | - | 1.50 |" in text
     (line,) = [ln.split() for ln in B.fit_text(fits).splitlines() if "fastmlp-cython" in ln]

@@ -22,7 +22,7 @@ BACKENDS = Path(fastmlp.__file__).parent / "backends"
 #: Kernels one engine has and the other has not, and why.
 ENGINE_SPECIFIC = {
     "cython": {
-        "_gemm": "the BLAS call through scipy.linalg.cython_blas (numba calls np.dot)",
+        "_gemm": "the BLAS call through SciPy's or NumPy's BLAS (numba calls np.dot)",
         "_gemm_into": "_gemm with beta, to sum a product's row slices (numba adds np.dot's)",
         "_exp": "exp in θ's dtype (numba's np.exp follows its argument's type)",
         "_log": "log in θ's dtype (as _exp)",
@@ -50,6 +50,8 @@ ENGINE_SPECIFIC = {
         "_check_layout": "checks _records.pxd against _layout at import",
         "max_threads": "OpenMP's thread count",
         "phase_times": "the phase timers of a FASTMLP_PHASE_TIMERS=1 build",
+        "use_ilp64_gemm": "NumPy's OpenBLAS GEMMs by address (_blas.py; numba's np.dot is "
+                          "SciPy's)",
     },
     "numba": {
         "_cast": "rounds a value to an array's dtype inside @njit code",

@@ -7,9 +7,10 @@ which reference function they mirror; tests/test_twins.py fails when one engine 
 or a constant the other lacks, unless it is on that test's engine-specific list with its
 reason (what this twin fuses beyond numba's is listed there). The interface — records,
 codes, size rules — is _layout.py's, declared for C in _records.pxd and checked against it
-at import. GEMMs come from scipy.linalg.cython_blas (SciPy's BLAS); everything else runs
-without the GIL, the whole epoch included. The arrays reaching these functions have been
-checked by _contract.py (shapes, dtypes, contiguity), so bounds checks are off.
+at import. GEMMs come from scipy.linalg.cython_blas (SciPy's BLAS) or NumPy's OpenBLAS, as
+_blas.py chooses; everything else runs without the GIL, the whole epoch included. The
+arrays reaching these functions have been checked by _contract.py (shapes, dtypes,
+contiguity), so bounds checks are off.
 
 Precision (both twins): activations, derivatives and δ round to θ's dtype at every
 operation, as NumPy's arithmetic on θ does in the reference; losses accumulate in double
@@ -133,6 +134,24 @@ cdef enum:
     PHASE_WAIT_UPDATE = 5
     PHASE_EPOCH = 6
 
+# NumPy's OpenBLAS, when _blas.py chose it: its ILP64 Fortran GEMMs (64-bit sizes), called in
+# place of scipy.linalg.cython_blas's. NULL: SciPy's.
+ctypedef void (*sgemm64_fn)(char*, char*, int64_t*, int64_t*, int64_t*, float*, float*,
+                            int64_t*, float*, int64_t*, float*, float*, int64_t*) noexcept nogil
+ctypedef void (*dgemm64_fn)(char*, char*, int64_t*, int64_t*, int64_t*, double*, double*,
+                            int64_t*, double*, int64_t*, double*, double*, int64_t*) noexcept nogil
+cdef sgemm64_fn _sgemm64 = NULL
+cdef dgemm64_fn _dgemm64 = NULL
+
+
+def use_ilp64_gemm(size_t sgemm_address, size_t dgemm_address):
+    """GEMMs from now on through the ILP64 Fortran GEMMs at these addresses (0: SciPy's, through
+    cython_blas). Called at import (cython_backend.py) and by tests, between calls only."""
+    global _sgemm64, _dgemm64
+    _sgemm64 = <sgemm64_fn>sgemm_address
+    _dgemm64 = <dgemm64_fn>dgemm_address
+
+
 def max_threads():
     """OpenMP's thread count (1 when built without OpenMP)."""
     return fastmlp_max_threads()
@@ -163,8 +182,15 @@ cdef inline void _gemm_into(char transa, char transb, Py_ssize_t m, Py_ssize_t n
     (units per layer: the contract's MAX_UNITS; rows: blocks, or slices of BLAS_ROWS)."""
     cdef int m_ = <int>m, n_ = <int>n, k_ = <int>k
     cdef int lda_ = <int>lda, ldb_ = <int>ldb, ldc_ = <int>ldc
+    cdef int64_t m64 = m, n64 = n, k64 = k, lda64 = lda, ldb64 = ldb, ldc64 = ldc
     cdef double since = fastmlp_clock()
-    if floating is float:
+    if floating is float and _sgemm64 != NULL:
+        _sgemm64(&transa, &transb, &m64, &n64, &k64, &alpha, a, &lda64, b, &ldb64, &beta, c,
+                 &ldc64)
+    elif floating is double and _dgemm64 != NULL:
+        _dgemm64(&transa, &transb, &m64, &n64, &k64, &alpha, a, &lda64, b, &ldb64, &beta, c,
+                 &ldc64)
+    elif floating is float:
         sgemm(&transa, &transb, &m_, &n_, &k_, &alpha, a, &lda_, b, &ldb_, &beta, c, &ldc_)
     else:
         dgemm(&transa, &transb, &m_, &n_, &k_, &alpha, a, &lda_, b, &ldb_, &beta, c, &ldc_)

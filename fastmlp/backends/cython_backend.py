@@ -1,17 +1,19 @@
 """The cython backend: the kernels of _cython_kernels.pyx behind the checked contract.
 
 The kernels are compiled at install time: no JIT warm-up, the GIL released for the whole
-call, one OpenMP team for a split minibatch, BLAS from scipy.linalg.cython_blas. This module
-only says how they run threads and hands them to _compiled.py, which the numba backend
-shares.
+call, one OpenMP team for a split minibatch, GEMMs from SciPy's or NumPy's BLAS (`blas`: as
+_blas.py chose at import). This module only says how they run threads and which BLAS, and
+hands them to _compiled.py, which the numba backend shares.
 """
 import contextlib
 
 from .._config import blas_thread_limit, current_thread_limit, default_threads, threads_for
-from . import _compiled, _contract
+from . import _blas, _compiled, _contract
 from . import _cython_kernels as _ck
 
 name = "cython"
+blas = _blas.choose()
+_ck.use_ilp64_gemm(blas.sgemm, blas.dgemm)
 
 
 def _threads(n_chunks, team):
@@ -32,5 +34,5 @@ unchecked = _compiled.kernels(_ck.forward_layer, _ck.backward_layer, _ck.sparse_
                               _threads, _n_threads)
 forward_layer, backward_layer, output_delta, train_epochs = _contract.checked(unchecked)
 
-__all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epochs",
+__all__ = ["name", "blas", "forward_layer", "backward_layer", "output_delta", "train_epochs",
            "unchecked"]
