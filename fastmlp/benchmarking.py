@@ -508,7 +508,7 @@ def markdown_report(steps, forward, fits, machine, command):
     forced = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}
     if forced:  # a core type forced by the environment changes every BLAS figure
         blas += " — set in the environment: " + ", ".join(f"{k}={v}" for k, v in forced.items())
-    gemms = (f"the cython kernels' GEMMs call {machine['cython_gemms']} BLAS, numba's SciPy's"
+    gemms = (f"the cython kernels' GEMMs call {machine['cython_gemms']}, numba's SciPy's"
              if machine.get("cython_gemms") else "numba's kernels' GEMMs call SciPy's BLAS")
     out = ["# Performance", "",
            f"Written by `{command}`: rerun it to refresh this page (figures live here, not in "

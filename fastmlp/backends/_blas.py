@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 
 CHOICES = ("auto", "numpy", "scipy")
+_NAMES = {"numpy": "NumPy", "scipy": "SciPy"}
 #: NumPy's scipy-openblas64 build: its symbols' prefix and ILP64 suffix.
 _NUMPY_GEMMS = ("scipy_sgemm_64_", "scipy_dgemm_64_")
 _NUMPY_CONFIG = "scipy_openblas_get_config64_"
@@ -38,7 +39,7 @@ class Choice:
     dgemm: int = 0
 
     def describe(self):
-        return f"{self.library}'s ({self.reason})"
+        return f"{_NAMES[self.library]}'s BLAS ({self.reason})"
 
 
 def _symbol(handle, name):
