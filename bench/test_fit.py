@@ -60,3 +60,23 @@ def test_digits_fit_jax_scan(benchmark, dtype):
         reference = B.fit_contenders(dict(random_state=0, max_iter=epochs))["sklearn"]()
         reference.fit(X_train, y_train)
     assert fit.score(X_test, y_test) >= reference.score(X_test, y_test) - 0.01
+
+
+#: problem -> the fit's layers, minibatch and epochs, for its GEMM floors.
+FLOOR_SHAPES = {"digits": ((64, 100, 10), 200, 200), "mnist-shaped": ((784, 100, 100, 10), 200, 2)}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("floor", B.FIT_FLOORS)
+@pytest.mark.parametrize("problem", list(PROBLEMS))
+def test_fit_floor(benchmark, problem, floor, dtype):
+    """The fit's GEMMs alone, beside its fits in the same group (benchmarking.fit_floors)."""
+    layers, batch, epochs = FLOOR_SHAPES[problem]
+    X_train = PROBLEMS[problem][0](dtype)[0]
+    if benchmark.disabled:  # smoke mode: an epoch of a slice is enough
+        X_train, epochs = X_train[:4000], 1
+    make = B.fit_floors(layers, batch, epochs, X_train)[floor]
+    make().fit(X_train, None)  # warm-up: first-touch pages, BLAS threads
+    benchmark.group = f"fit-{problem}-{dtype_id(dtype)}"
+    est = benchmark.pedantic(lambda: make().fit(X_train, None), rounds=3, iterations=1)
+    assert est.n_iter_ == epochs

@@ -53,19 +53,22 @@ def fastmlp_step(backend, workload, dtype, X, Y, n_threads=None):
     return run
 
 
-def gemm_floor(workload, dtype, X, Y):
+def gemm_floor(workload, dtype, X, Y, rows=None):
     """Contender: only the GEMMs a step needs — A@W per layer, Aᵀδ per layer, δWᵀ per layer
-    but the first — on preallocated buffers. No bias, activation, loss or update."""
+    but the first — on preallocated buffers. No bias, activation, loss or update.
+
+    rows (lo, hi): only those rows of every minibatch, a core's share of a split one."""
     rng = np.random.default_rng(1)
     sizes, b = workload.layers, workload.batch
+    lo, hi = rows or (0, b)
     Ws = [rng.standard_normal((i, o)).astype(dtype) for i, o in zip(sizes[:-1], sizes[1:])]
-    acts = [np.empty((b, n), dtype) for n in sizes]
-    deltas = [rng.standard_normal((b, n)).astype(dtype) for n in sizes]
+    acts = [np.empty((hi - lo, n), dtype) for n in sizes]
+    deltas = [rng.standard_normal((hi - lo, n)).astype(dtype) for n in sizes]
     grads = [np.empty_like(W) for W in Ws]
 
     def run():
         for s in range(workload.steps):
-            acts[0] = X[s * b:(s + 1) * b]
+            acts[0] = X[s * b + lo:s * b + hi]
             for l, W in enumerate(Ws):
                 np.dot(acts[l], W, out=acts[l + 1])
             for l in range(len(Ws) - 1, -1, -1):
@@ -388,20 +391,52 @@ class _Compiled:
 
 class _FloorFit:
     """A fit's GEMM floor in the estimators' shape for fit_table: fit(X, y) runs only the
-    GEMMs of every step of `epochs` epochs (gemm_floor or scipy_blas_floor over X's
-    minibatches, in order); it predicts nothing (score: NaN)."""
+    GEMMs of every step of `epochs` epochs over X's minibatches in order, the last partial one
+    included; it predicts nothing (score: NaN).
 
-    def __init__(self, floor, layers, batch, epochs, X):
-        self.epochs = epochs
-        self.run = floor(Workload("fit", layers, batch, X.shape[0] // batch, "a fit's GEMMs"),
-                         X.dtype, X, None)
+    floor: gemm_floor or scipy_blas_floor, with the BLAS's own threads. parts > 1: every
+    minibatch's rows split over `parts` Python threads, one per core, each running its share
+    through gemm_floor with one BLAS thread (NumPy's dot releases the GIL) — the floor of a
+    kernel that splits a minibatch over the cores, as fastmlp's do. The threads never wait for
+    each other between steps, as a real step must, but take turns at the GIL between GEMMs:
+    close to a bound, not a strict one."""
+
+    def __init__(self, floor, layers, batch, epochs, X, parts=1):
+        self.epochs, self.parts = epochs, parts
+        full, last = divmod(X.shape[0], batch)
+        pieces = [(Workload("fit", layers, batch, full, "a fit's GEMMs"), X)] if full else []
+        if last:
+            pieces.append((Workload("fit", layers, last, 1, "its last minibatch"),
+                           X[full * batch:]))
+        self.epoch_runs = []  # per part: one epoch's GEMMs
+        for p in range(parts):
+            runs = [floor(w, X.dtype, Xw, None, rows=_share(w.batch, p, parts)) if parts > 1
+                    else floor(w, X.dtype, Xw, None) for w, Xw in pieces]
+            self.epoch_runs.append(runs)
 
     def set_params(self, **params):
         return self
 
-    def fit(self, X, y):
+    def _epochs(self, runs):
         for _ in range(self.epochs):
-            self.run()
+            for run in runs:
+                run()
+
+    def fit(self, X, y):
+        if self.parts == 1:
+            self._epochs(self.epoch_runs[0])
+        else:
+            import threading
+
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):
+                threads = [threading.Thread(target=self._epochs, args=(runs,))
+                           for runs in self.epoch_runs]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
         self.n_iter_ = self.epochs
         return self
 
@@ -409,8 +444,22 @@ class _FloorFit:
         return float("nan")
 
 
+def _share(rows, part, parts):
+    """Rows (lo, hi) of part `part` when `rows` are split as evenly as can be."""
+    return rows * part // parts, rows * (part + 1) // parts
+
+
+def fit_floors(layers, batch, epochs, X):
+    """name -> a _FloorFit maker: the fit's GEMMs through NumPy's BLAS, through SciPy's, and
+    split over the cores (FIT_FLOORS, in that order)."""
+    parts = os.cpu_count() or 1
+    return {"gemm floor": lambda: _FloorFit(gemm_floor, layers, batch, epochs, X),
+            "scipy BLAS floor": lambda: _FloorFit(scipy_blas_floor, layers, batch, epochs, X),
+            "gemm floor, split": lambda: _FloorFit(gemm_floor, layers, batch, epochs, X, parts)}
+
+
 #: The contenders that are a floor, not a model, in the fit tables.
-FIT_FLOORS = ("gemm floor", "scipy BLAS floor")
+FIT_FLOORS = ("gemm floor", "scipy BLAS floor", "gemm floor, split")
 
 
 def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, backends=None,
@@ -419,9 +468,8 @@ def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, b
 
     digits: scikit-learn's default hyperparameters (100 hidden relu units, adam, 200
     epochs at most), and JAX's 200 adam epochs (jax_peer.DigitsFit, compile apart) when JAX
-    is installed. mnist-shaped: 784-100-100-10, adam, batch 200, 2 epochs timed, beside
-    its GEMM floor: the GEMMs of every step of those 2 epochs, bare (FIT_FLOORS: through
-    NumPy's BLAS and through SciPy's).
+    is installed. mnist-shaped: 784-100-100-10, adam, batch 200, 2 epochs timed. Each
+    beside its GEMM floors (fit_floors): the GEMMs of every step of those epochs, bare.
     """
     import warnings
 
@@ -438,10 +486,8 @@ def fit_table(problems=("digits",), dtypes=(np.float64, np.float32), rounds=3, b
                 params = dict(hidden_layer_sizes=(100, 100), batch_size=200, max_iter=2,
                               random_state=0)
             runs = fit_contenders(params, backends)
-            if problem == "mnist-shaped":
-                for name, floor in zip(FIT_FLOORS, (gemm_floor, scipy_blas_floor)):
-                    runs[name] = lambda floor=floor, X=X_train: _FloorFit(
-                        floor, (784, 100, 100, 10), 200, 2, X)
+            runs.update(fit_floors((64, 100, 10), 200, 200, X_train) if problem == "digits"
+                        else fit_floors((784, 100, 100, 10), 200, 2, X_train))
             compile_s = {}
             if problem == "digits" and with_jax:
                 from . import jax_peer
@@ -561,9 +607,12 @@ def markdown_report(steps, forward, fits, machine, command):
             f"{ratio(jx, r, lambda t, f: t / f)} | {ratio(floors, r, lambda t, f: f / t)} |"
             for r in fits]
     if floors:
-        out += ["", "The MNIST-shaped fit's GEMM floor is the GEMMs of every step of its 2 "
-                "epochs, bare (`gemm floor`: NumPy's BLAS; `scipy BLAS floor`: SciPy's); "
-                "÷ GEMM floor divides by the faster one."]
+        out += ["", "A fit's GEMM floor is the GEMMs of every step of its epochs (digits: "
+                "200, MNIST-shaped: 2), bare: `gemm floor` through NumPy's BLAS, `scipy BLAS "
+                "floor` through SciPy's, each with its BLAS's own threads; `gemm floor, split` "
+                "splits every minibatch over the cores as fastmlp's kernels do, one BLAS "
+                "thread per core, without the wait between steps that a real step needs (its "
+                "threads do take turns at the GIL between GEMMs). ÷ GEMM floor divides by the fastest of the three."]
     compiles = [f"{r['problem']} {r['dtype']}: {r['compile_s']:.2f} s" for r in fits
                 if r.get("compile_s") is not None]
     if compiles:
