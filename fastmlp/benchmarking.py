@@ -451,8 +451,10 @@ def _share(rows, part, parts):
 
 def fit_floors(layers, batch, epochs, X):
     """name -> a _FloorFit maker: the fit's GEMMs through NumPy's BLAS, through SciPy's, and
-    split over the cores (FIT_FLOORS, in that order)."""
-    parts = os.cpu_count() or 1
+    split over the CPUs this process may use (FIT_FLOORS, in that order)."""
+    from ._config import cpu_count
+
+    parts = cpu_count()
     return {"gemm floor": lambda: _FloorFit(gemm_floor, layers, batch, epochs, X),
             "scipy BLAS floor": lambda: _FloorFit(scipy_blas_floor, layers, batch, epochs, X),
             "gemm floor, split": lambda: _FloorFit(gemm_floor, layers, batch, epochs, X, parts)}
@@ -612,7 +614,8 @@ def markdown_report(steps, forward, fits, machine, command):
                 "floor` through SciPy's, each with its BLAS's own threads; `gemm floor, split` "
                 "splits every minibatch over the cores as fastmlp's kernels do, one BLAS "
                 "thread per core, without the wait between steps that a real step needs (its "
-                "threads do take turns at the GIL between GEMMs). ÷ GEMM floor divides by the fastest of the three."]
+                "threads do take turns at the GIL between GEMMs). ÷ GEMM floor divides by "
+                "the fastest of the three."]
     compiles = [f"{r['problem']} {r['dtype']}: {r['compile_s']:.2f} s" for r in fits
                 if r.get("compile_s") is not None]
     if compiles:
