@@ -18,9 +18,30 @@ NO_SAVED = {np.dtype(t): np.empty((3, 1), t) for t in (np.float32, np.float64)}
 # The stop flag of a call that nothing interrupts (writable, as the signal's flag is: numba
 # would compile a second specialisation for a read-only one).
 NO_STOP = np.zeros(1, np.int64)
-# A dense X's stand-ins for the CSR arrays of a sparse one (values, indices, row pointers).
-NO_CSR = {np.dtype(t): (np.empty(0, t), np.empty(0, np.int64), np.zeros(1, np.int64))
+# A dense X's stand-ins for the CSR arrays of a sparse one (values, indices, row pointers):
+# int32 indices, as scipy keeps all but the largest matrices, so a dense fit and a sparse
+# one share the kernels numba compiled.
+NO_CSR = {np.dtype(t): (np.empty(0, t), np.empty(0, np.int32), np.zeros(1, np.int32))
           for t in (np.float32, np.float64)}
+for _arrays in NO_CSR.values():
+    for _a in _arrays:
+        _a.setflags(write=False)
+
+
+def readonly(a):
+    """`a`, or a read-only view of it: what the numba kernels are compiled for, for every
+    array they only read. Numba compiles a specialisation per argument type, writability
+    included, so a writable X and a read-only (memory-mapped) one would each cost a
+    compilation of the whole epoch; read-only views of both share one."""
+    if not a.flags.writeable:
+        return a
+    view = a.view()
+    view.setflags(write=False)
+    return view
+
+
+def _as_is(a):
+    return a
 
 
 class WorkspaceCache:
@@ -49,10 +70,13 @@ class WorkspaceCache:
         self.outcome = np.zeros(1, _layout.OUTCOME)
         self.ones = np.empty(0, dtype)  # unit sample weights, grown to the data's row count
 
-    def network(self, arch, theta):
-        """The Network bundle of (arch, θ), kept while θ is the same array."""
+    def network(self, arch, theta, inputs):
+        """The Network bundle of (arch, θ), kept while θ is the same array; its layout arrays
+        through `inputs` (readonly or _as_is)."""
         if self._network is None or self._network.theta is not theta:
-            self._network = _layout.network_bundle(arch, theta)
+            network = _layout.network_bundle(arch, theta)
+            self._network = network._replace(offsets=inputs(network.offsets),
+                                              sizes=inputs(network.sizes))
         return self._network
 
     def bundle(self, guard):
@@ -78,7 +102,7 @@ def _blas_team(n_chunks, team, requested):
 
 
 def kernels(forward, backward, sparse_forward, sparse_gradient, output_delta_kernel,
-            epochs_kernel, threads, n_threads):
+            epochs_kernel, threads, n_threads, read_only_inputs=False):
     """A compiled backend's unchecked _contract.Kernels around its raw kernels:
     forward(A, W, b, act, slope, out), backward(A, δ, W, gW, gb, δ_in, act_in, slope, want),
     for a CSR input sparse_forward(values, indices, indptr, rows, W, b, act, slope, out) and
@@ -86,30 +110,36 @@ def kernels(forward, backward, sparse_forward, sparse_gradient, output_delta_ker
     output_delta(A, Y, act, loss, δ, sw, has_sw, slope, tiny) and
     epochs_kernel(network, data, optimizer, workspace, control) (_layout's bundles).
     `threads(n_chunks, team)` is the backend's context manager for a minibatch split over
-    n_chunks chunks run by a team of `team` threads, `n_threads()` the thread count in force."""
+    n_chunks chunks run by a team of `team` threads, `n_threads()` the thread count in force.
+    read_only_inputs: pass every array a kernel only reads as a read-only view (numba's
+    kernels are compiled per writability; Cython's const memoryviews take either)."""
+    ro = readonly if read_only_inputs else _as_is
 
     def forward_layer(A_in, W, b, activation, out, leaky_slope):
         if _contract.is_sparse(A_in):
-            sparse_forward(A_in.data, A_in.indices, A_in.indptr, _all_rows(A_in), W, b,
-                           activations.CODES[activation], leaky_slope, out)
+            sparse_forward(ro(A_in.data), ro(A_in.indices), ro(A_in.indptr),
+                           ro(_all_rows(A_in)), ro(W), ro(b), activations.CODES[activation],
+                           leaky_slope, out)
         else:
-            forward(A_in, W, b, activations.CODES[activation], leaky_slope, out)
+            forward(ro(A_in), ro(W), ro(b), activations.CODES[activation], leaky_slope, out)
         return out
 
     def backward_layer(A_in, delta, W, grad_W, grad_b, delta_in, activation_in, leaky_slope):
         if _contract.is_sparse(A_in):  # the input layer: no delta_in
-            sparse_gradient(A_in.data, A_in.indices, A_in.indptr, _all_rows(A_in), delta,
-                            grad_W, grad_b)
+            sparse_gradient(ro(A_in.data), ro(A_in.indices), ro(A_in.indptr),
+                            ro(_all_rows(A_in)), ro(delta), grad_W, grad_b)
             return
         want = delta_in is not None
-        backward(A_in, delta, W, grad_W, grad_b, delta_in if want else NO_DELTA[A_in.dtype],
+        backward(ro(A_in), ro(delta), ro(W), grad_W, grad_b,
+                 delta_in if want else NO_DELTA[A_in.dtype],
                  activations.CODES[activation_in] if want else 0, leaky_slope, want)
 
     def output_delta(A_out, Y, activation, loss, delta, sample_weight, leaky_slope):
         has_sw = sample_weight is not None
         sw = sample_weight if has_sw else np.ones(1, A_out.dtype)
-        return output_delta_kernel(A_out, Y, activations.CODES[activation], losses.CODES[loss],
-                                   delta, sw, has_sw, leaky_slope, np.finfo(A_out.dtype).tiny)
+        return output_delta_kernel(ro(A_out), ro(Y), activations.CODES[activation],
+                                   losses.CODES[loss], delta, ro(sw), has_sw, leaky_slope,
+                                   np.finfo(A_out.dtype).tiny)
 
     def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                      learning_rates, guard, plateau, stop=None, time_budget=np.inf):
@@ -142,12 +172,13 @@ def kernels(forward, backward, sparse_forward, sparse_gradient, output_delta_ker
             _config.teams_start()
         with threads(n_chunks, team), _blas_team(n_chunks, team, requested):
             epochs_kernel(
-                cache.network(arch, theta),
-                _layout.Data(cache.no_rows if sparse else X, Y,
-                             sample_weight if has_sw else cache.unit_weights(X.shape[0]),
-                             has_sw, orders, sparse,
-                             *((X.data, X.indices, X.indptr) if sparse else NO_CSR[dtype])),
-                _layout.Optimizer(_layout.hyper_record(opt), learning_rates, state.first,
+                cache.network(arch, theta, ro),
+                _layout.Data(ro(cache.no_rows if sparse else X), ro(Y),
+                             ro(sample_weight if has_sw else cache.unit_weights(X.shape[0])),
+                             has_sw, ro(orders), sparse,
+                             *(map(ro, (X.data, X.indices, X.indptr)) if sparse
+                               else NO_CSR[dtype])),
+                _layout.Optimizer(_layout.hyper_record(opt), ro(learning_rates), state.first,
                                   state.second),
                 cache.bundle(guard), control)
         epochs, state.t, event = cache.outcome.item()

@@ -63,7 +63,7 @@ def _n_threads():
 
 unchecked = _compiled.kernels(_nk._forward, _nk._backward, _nk._sparse_forward,
                               _nk._sparse_gradient, _nk._output_delta, _nk.train_epochs,
-                              _threads, _n_threads)
+                              _threads, _n_threads, read_only_inputs=True)
 forward_layer, backward_layer, output_delta, train_epochs = _contract.checked(unchecked)
 
 __all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epochs",
