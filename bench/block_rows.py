@@ -7,7 +7,7 @@ times, through SciPy's BLAS (the one the compiled kernels call), the whole GEMM 
 epilogue pass against the same work in blocks of 256 rows and of BLOCK_DEPTHS · n_in rows,
 for shapes whose output is past BLOCK_BYTES. Medians of interleaved rounds, ms per layer.
 
-    python bench/block_rows.py [--rounds 7]
+    python -m bench.block_rows [--rounds 7]
 """
 import argparse
 import time

@@ -1,13 +1,13 @@
 """What one small training call costs: MLP.train_epoch on a single row (W1's 64-32-10 net),
 the price of online learning, per backend.
 
-Timed back to back (warm caches) and after a pause (COOLDOWN, as `fastmlp bench` pauses
+Timed back to back (warm caches) and after a pause (COOLDOWN, as `python -m bench` pauses
 before each call): on a VM the first Python work after an idle spell runs several times
 slower, so the paused figure is what a call between other work costs. The step itself is
 about a microsecond; the rest is the call's checks, the thread and Ctrl-C set-up, and the
 kernel's entry. Medians, µs per call.
 
-    python bench/call_overhead.py [--calls 25]
+    python -m bench.call_overhead [--calls 25]
 """
 import argparse
 import time
@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from fastmlp import MLP, available_backends
-from fastmlp.benchmarking import COOLDOWN
+from bench.harness import COOLDOWN
 
 
 def call_times(backend, calls, pause):

@@ -4,7 +4,7 @@ For each backend and dtype, a fresh Python process imports fastmlp and fits MLPC
 digits for 10 epochs; numba is run twice against one empty cache directory (cold: compiles
 everything; cached: loads the first run's machine code). cython is compiled at install time.
 
-Run: python bench/cold_start.py
+Run: python -m bench.cold_start
 """
 import argparse
 import json

@@ -6,15 +6,6 @@ Run: pytest bench/ --benchmark-only            (full timings)
 import numpy as np
 import pytest
 
-from fastmlp import available_backends
-
-BACKENDS = available_backends()
-DTYPES = [np.float32, np.float64]
-
-
-def dtype_id(dtype):
-    return np.dtype(dtype).name
-
 
 @pytest.fixture(autouse=True)
 def _seeded():

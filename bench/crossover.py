@@ -2,7 +2,7 @@
 or on a transposed copy: the measurements behind _layout.SMALL_WORK and _layout.NARROW_OUT
 (the second with one BLAS thread, as in a split minibatch).
 
-    python bench/crossover.py    # µs per call, per shape and dtype
+    python -m bench.crossover    # µs per call, per shape and dtype
 """
 import time
 

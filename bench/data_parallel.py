@@ -6,7 +6,7 @@
 * _layout.MIN_BLOCK_ROWS: one GEMM over the whole minibatch or 128-row blocks, for
   forward_layer at 200 x 64 -> 100.
 
-Run: python bench/data_parallel.py [--rounds 7]
+Run: python -m bench.data_parallel [--rounds 7]
 """
 import argparse
 import time

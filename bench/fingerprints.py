@@ -6,8 +6,8 @@ split, sample weights, L2, a plateau stop and a divergence — and prints one li
 its name and a hash of the final θ, the moments, t and the event. Run it before and after a
 change, on the same machine, and compare:
 
-    python bench/fingerprints.py > before.txt   # (old code)
-    python bench/fingerprints.py > after.txt    # (new code)
+    python -m bench.fingerprints > before.txt   # (old code)
+    python -m bench.fingerprints > after.txt    # (new code)
     diff before.txt after.txt
 
 A case prints `error: ...` instead of a hash where the installed code cannot run it.

@@ -2,7 +2,7 @@
 (float64) as a user calls it (checked), and through the backend's unchecked kernels as MLP
 and the estimators call it, side by side.
 
-    python bench/input_scan.py
+    python -m bench.input_scan
 """
 import timeit
 

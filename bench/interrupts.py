@@ -1,6 +1,6 @@
 """How promptly Ctrl-C stops a fit, and what sizing the compiled calls by time costs.
 
-    python bench/interrupts.py [--busy] [--rounds 5]
+    python -m bench.interrupts [--busy] [--rounds 5]
 
 1. SIGINT 2 s into a fit on 200k rows × 32 features (4 classes, adam, batch 200) of
    (64,), (128,128), (512,) and (16384,) networks, each in a fresh child process: seconds
@@ -73,7 +73,7 @@ def sigint_latency(library, hidden):
 def call_pace(problem, rounds):
     """Per-call seconds and epochs of a fit, time-sized against fixed 64-epoch chunks."""
     from fastmlp import MLP, MLPClassifier, _solvers
-    from fastmlp.benchmarking import digits_problem, mnist_shaped_problem
+    from bench.harness import digits_problem, mnist_shaped_problem
 
     if problem == "digits":
         X, _, y, _ = digits_problem(np.float64)

@@ -2,14 +2,14 @@
 encoding (estimators._binarized), on the digits training labels, as a fit meets them (a short
 pause first, so the caches are as cold as between two fits).
 
-    python bench/label_encoding.py
+    python -m bench.label_encoding
 """
 import time
 
 import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 
-from fastmlp.benchmarking import digits_problem
+from bench.harness import digits_problem
 from fastmlp.estimators import _binarized
 
 

@@ -3,17 +3,17 @@
 The timers are a build option (they cost nothing when off, the default):
 
     FASTMLP_PHASE_TIMERS=1 pip install -e . --no-build-isolation
-    python bench/phases.py [--problems digits mnist-shaped W3 ...] [--fits 3]
+    python -m bench.phases [--problems digits mnist-shaped W3 ...] [--fits 3]
     pip install -e . --no-build-isolation     # back to the untimed build
 
 For each problem — scikit-learn's default digits fit and the MNIST-shaped fit of
-`fastmlp bench` (MLPClassifier, 2 threads), or a step workload W1-W4 (MLP.train_epoch, plain
+`python -m bench` (MLPClassifier, 2 threads), or a step workload W1-W4 (MLP.train_epoch, plain
 SGD, as in the step tables) — prints µs per epoch per phase and thread: the row gather, the
 forward and backward passes split into their GEMMs and the rest (bias, activations, softmax,
 loss, δ epilogues), the waits at the two barriers of each minibatch, the update, and the
 whole epoch; then the share outside the kernel (fit time minus the kernel's epochs: Python,
 validation, the per-fit work). Medians over --fits fits. Compare the GEMM row with the bare
-GEMM floor of `fastmlp bench` to see how far a workload is from it and what the rest costs.
+GEMM floor of `python -m bench` to see how far a workload is from it and what the rest costs.
 """
 import argparse
 import time
@@ -24,7 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from fastmlp import MLPClassifier, _build_info
 from fastmlp.backends import _cython_kernels
-from fastmlp.benchmarking import (WORKLOADS, data, digits_problem, fastmlp_step,
+from bench.harness import (WORKLOADS, data, digits_problem, fastmlp_step,
                                   mnist_shaped_problem)
 
 ROWS = ("gather", "forward_backward", "gemm", "epilogues", "wait_gradients", "update",

@@ -2,7 +2,7 @@
 checkout's build (a local one: -march=native) against a portable build of the same sources
 (FASTMLP_PORTABLE=1, what a wheel gets), each fit in a fresh process, interleaved.
 
-    python bench/portable_build.py [--rounds 7]
+    python -m bench.portable_build [--rounds 7]
 """
 import argparse
 import json
@@ -18,7 +18,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = r"""
 import json, time, warnings, numpy as np
-from fastmlp import MLPClassifier, _build_info, benchmarking as B
+from fastmlp import MLPClassifier, _build_info
+
+from bench import harness as B
 warnings.simplefilter("ignore")
 out = {"native": _build_info.native()}
 for dtype in (np.float32, np.float64):

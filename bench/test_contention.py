@@ -1,10 +1,10 @@
-"""Fits beside a CPU-bound neighbour process (fastmlp/contention_bench.py): default threads,
+"""Fits beside a CPU-bound neighbour process (bench/contention.py): default threads,
 n_threads=1 and scikit-learn, the neighbour started and stopped by the benchmark.
 
 Under --benchmark-only the digits fit (scikit-learn's defaults) and the MNIST-shaped fit
 (784-100-100-10, adam, batch 200, 2 epochs); in smoke mode (--benchmark-disable) the digits
 fit for 20 epochs and a 6 000-row MNIST-shaped fit. Every fit must score as scikit-learn's
-does, so a fast wrong fit fails here. `fastmlp bench --contention` reports the ratios, the
+does, so a fast wrong fit fails here. `python -m bench --contention` reports the ratios, the
 idle machine beside the busy one, each fit in a process of its own.
 """
 import warnings
@@ -14,7 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SkClassifier
 
 import fastmlp
-from fastmlp import contention_bench as C
+from bench import contention as C
 
 CONTENDERS = [c for c in ("cython", "cython n_threads=1", "numba", "numba n_threads=1",
                           "sklearn") if C.CONTENDERS[c][1] in set(fastmlp.available_backends())
@@ -50,7 +50,7 @@ def test_fit_beside_a_busy_neighbour(benchmark, neighbour, contender, problem):
 
 
 def test_the_contention_report_is_complete():
-    """fastmlp bench --contention's machinery: both machines, the ratios, the table."""
+    """python -m bench --contention's machinery: both machines, the ratios, the table."""
     result = C.run(contenders=("cython", "cython n_threads=1", "sklearn"), problems=("digits",),
                    rounds=1, quick=True)
     rows = {(r["condition"], r["contender"]): r for r in result["summary"]}

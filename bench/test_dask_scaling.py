@@ -1,4 +1,4 @@
-"""The Dask scaling benchmark (fastmlp/dask_bench.py), small: it runs, its fits agree with the
+"""The Dask scaling benchmark (bench/dask_scaling.py), small: it runs, its fits agree with the
 single-process fit, and its report and model are complete. Its timings are not judged."""
 import pytest
 
@@ -6,7 +6,7 @@ pytest.importorskip("distributed")
 
 
 def test_the_dask_scaling_benchmark_runs_and_agrees():
-    from fastmlp import dask_bench
+    from bench import dask_scaling as dask_bench
 
     measured = dask_bench.run(rows=8_000, batches=(2_000, 8_000), epochs=1, workers=2,
                               rounds=1)

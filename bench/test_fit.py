@@ -8,10 +8,10 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import DTYPES, dtype_id
+from bench.harness import DTYPES, dtype_id
 from sklearn.exceptions import ConvergenceWarning
 
-from fastmlp import benchmarking as B
+from bench import harness as B
 
 PROBLEMS = {"digits": (B.digits_problem, dict(random_state=0)),
             "mnist-shaped": (B.mnist_shaped_problem,
@@ -43,9 +43,9 @@ def test_fit(benchmark, problem, contender, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_digits_fit_jax_scan(benchmark, dtype):
-    """JAX's 200 adam epochs of the digits fit in one compiled call (fastmlp/jax_peer.py),
+    """JAX's 200 adam epochs of the digits fit in one compiled call (bench/jax_peer.py),
     the compile apart; it must score as scikit-learn's fit does (within a point)."""
-    from fastmlp import jax_peer
+    from bench import jax_peer
 
     if not jax_peer.available():
         pytest.skip("JAX is not installed (pip install 'jax[cpu]' to compare)")

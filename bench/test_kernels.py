@@ -1,7 +1,7 @@
 """forward_layer and backward_layer of every backend against a bare GEMM of the same shape."""
 import numpy as np
 import pytest
-from conftest import BACKENDS, DTYPES, dtype_id
+from bench.harness import BACKENDS, DTYPES, dtype_id
 
 from fastmlp import get_backend
 from fastmlp.backends import reference

@@ -1,21 +1,21 @@
-"""MLPClassifier on a sparse TF-IDF corpus (fastmlp/sparse_bench.py), fastmlp beside scikit-learn.
+"""MLPClassifier on a sparse TF-IDF corpus (bench/sparse_text.py), fastmlp beside scikit-learn.
 
 The full workload — 20 000 documents x 50 000 terms, hidden (100,), adam, 10 epochs — under
 --benchmark-only; in smoke mode (--benchmark-disable) a 2 000 x 10 000 slice for 2 epochs.
 Each fastmlp fit must reach scikit-learn's test accuracy minus one point, so a fast wrong fit
-fails here. `fastmlp bench --sparse` reports the same workload with peak memory, each fit in
+fails here. `python -m bench --sparse` reports the same workload with peak memory, each fit in
 a process of its own.
 """
 import warnings
 
 import pytest
-from conftest import DTYPES, dtype_id
+from bench.harness import DTYPES, dtype_id
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as SkClassifier
 
 from fastmlp import MLPClassifier, available_backends
-from fastmlp import sparse_bench as S
+from bench import sparse_text as S
 
 CONTENDERS = [f"fastmlp-{b}" for b in available_backends() if b != "numpy"] + ["sklearn"]
 
@@ -49,7 +49,7 @@ def test_sparse_text_fit(benchmark, contender, dtype):
 
 
 def test_the_sparse_report_is_complete():
-    """fastmlp bench --sparse's machinery on a tiny corpus: every contender, both dtypes."""
+    """python -m bench --sparse's machinery on a tiny corpus: every contender, both dtypes."""
     result = S.run(contenders=("fastmlp-cython", "sklearn"), rounds=1,
                    corpus_params=dict(S.CORPUS, n_docs=600, n_terms=3000),
                    fit_params=dict(S.FIT, max_iter=2))

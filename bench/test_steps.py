@@ -7,11 +7,11 @@ so a fast wrong path fails here.
 """
 import numpy as np
 import pytest
-from conftest import BACKENDS, DTYPES, dtype_id
+from bench.harness import BACKENDS, DTYPES, dtype_id
 
 from fastmlp import MLP
-from fastmlp import benchmarking as B
-from fastmlp import jax_peer
+from bench import harness as B
+from bench import jax_peer
 
 WORKLOADS = list(B.WORKLOADS)
 

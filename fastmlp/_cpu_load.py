@@ -3,7 +3,7 @@
 A thread team whose threads meet at a barrier after every minibatch runs at the pace of its
 slowest thread: when another process keeps one of two cores busy, the thread that shares a
 core with it is descheduled for whole time slices while its partner waits, and a default fit
-becomes slower than a one-thread fit (`fastmlp bench --contention`). So before each compiled
+becomes slower than a one-thread fit (`python -m bench --contention`). So before each compiled
 call a default fit asks `free_cpus()` and runs no bigger a team than that.
 
 The figure is the CPU time the machine spent on everything but this process, over the

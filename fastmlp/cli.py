@@ -207,89 +207,32 @@ def predict(args):
 
 
 def bench(args):
-    """Time W1-W4 steps of every backend beside the reference, the GEMM floor and PyTorch."""
-    import json
-    import os
-
+    """The digits fit, fastmlp beside scikit-learn on this machine (fastmlp/comparison.py)."""
     from tqdm import tqdm
 
-    from . import benchmarking as B
-    from .show import config as machine
+    from . import comparison
+    from .backends import get_backend
 
-    def write(name, **measured):
-        os.makedirs(args.out, exist_ok=True)
-        path = os.path.join(args.out, f"{name}.json")
-        with open(path, "w") as f:
-            json.dump({"machine": machine(), "command": " ".join(["fastmlp", "bench",
-                                                                   *args.argv]),
-                       **measured}, f, indent=2, default=str)
-        print(f"wrote {path}")
-        return 0
-
-    if args.dask:
-        from . import dask_bench
-
-        measured = dask_bench.run(rows=100_000 if args.quick else 400_000,
-                                  rounds=1 if args.quick else 3)
-        print(dask_bench.text(measured))
-        return write("dask", dask=measured, model=dask_bench.model(measured))
-    if args.contention:
-        from . import contention_bench
-
-        measured = contention_bench.run(rounds=1 if args.quick else 3, quick=args.quick,
-                                        dtypes=[np.dtype(d) for d in args.dtypes])
-        print(contention_bench.text(measured))
-        return write("contention", contention=measured)
-    if args.sparse:
-        from . import sparse_bench
-
-        corpus = dict(sparse_bench.CORPUS, **(dict(n_docs=4000, n_terms=20_000)
-                                              if args.quick else {}))
-        measured = sparse_bench.run(dtypes=[np.dtype(d) for d in args.dtypes],
-                                    rounds=1 if args.quick else 3, corpus_params=corpus)
-        print(sparse_bench.text(measured))
-        return write("sparse", sparse=measured)
-    workloads = args.workloads or (["W1", "W2", "W3"] if args.quick else list(B.WORKLOADS))
-    dtypes = [np.dtype(d) for d in args.dtypes]
-    rows, forward = [], []
-    if not args.fits_only:
-        bar = tqdm(total=len(workloads) * len(dtypes), desc="bench", unit="case",
-                   disable=args.quiet)
-        rows = B.step_table(workloads, dtypes, rounds=3 if args.quick else args.rounds,
-                            quick=args.quick, n_threads=args.n_threads,
-                            progress=lambda w, d: (bar.set_postfix_str(f"{w} {d}"),
-                                                   bar.update()))
-        bar.close()
-        forward = B.forward_vs_gemm(dtypes=dtypes, rounds=5 if args.quick else 15)
-    fits = B.fit_table(("digits",) if args.quick or args.fits_only else
-                       ("digits", "mnist-shaped"), dtypes, rounds=1 if args.quick else args.rounds)
-    if rows:
-        print(B.ratio_table(rows))
-        print()
-    for r in forward:
-        print(f"forward_layer {r['shape']} {r['dtype']:8} {r['contender']:10} "
-              f"{r['us_per_call']:9.1f} us")
-    print()
-    print(B.fit_text(fits))
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "results.json")
-    with open(path, "w") as f:
-        json.dump({"machine": machine(), "command": " ".join(["fastmlp", "bench", *args.argv]),
-                   "steps": rows, "forward_layer": forward, "fits": fits}, f, indent=2)
-    print(f"wrote {path}")
-    report = args.report or os.path.join(args.out, "report.md")
-    os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
-    with open(report, "w") as f:
-        f.write(B.markdown_report(rows, forward, fits, machine(),
-                                  " ".join(["fastmlp", "bench", *args.argv])))
-    print(f"wrote {report}")
-    if not rows:
-        return 0
     try:
-        png = B.plot(rows, os.path.join(args.out, "steps.png"))
-        print(f"wrote {png}")
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install -e '.[bench]')")
+        get_backend(args.backend)
+    except (ValueError, ImportError) as exc:
+        raise UsageError(str(exc)) from None
+    busy = comparison.others_busy()
+    bar = tqdm(total=len(args.dtypes), desc="bench", unit="dtype", disable=args.quiet)
+    rows = comparison.run(args.dtypes, args.rounds, args.backend, args.n_threads, busy,
+                          progress=lambda dtype: bar.update())
+    bar.close()
+    print(comparison.text(rows, busy, args.rounds))
+    if args.out:
+        import json
+
+        from .show import config as machine
+
+        with open(args.out, "w") as f:
+            json.dump({"command": " ".join(["fastmlp", "bench", *args.argv]),
+                       "machine": machine(), "others_busy_cpus": busy, "fits": rows}, f,
+                      indent=2)
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -335,29 +278,17 @@ def build_parser():
     p.add_argument("--proba", action="store_true",
                    help="a classifier's class probabilities too, a column per class")
     p.set_defaults(func=predict)
-    p = sub.add_parser("bench", help="time training steps against the reference, GEMMs, torch")
-    p.add_argument("--quick", action="store_true", help="W1-W3, fewer steps and rounds")
-    p.add_argument("--fits-only", action="store_true",
-                   help="only the digits fits against scikit-learn's, --rounds of them")
-    p.add_argument("--workloads", nargs="+", choices=["W1", "W2", "W3", "W4"])
+    p = sub.add_parser("bench", help="fastmlp against scikit-learn on this machine: the "
+                                     "digits fit and a one-row prediction")
     p.add_argument("--dtypes", nargs="+", default=["float32", "float64"],
-                   choices=["float32", "float64"])
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--n-threads", type=int, default=None)
-    p.add_argument("--out", default="bench-results", help="directory for results.json and the plot")
-    p.add_argument("--report", help="write the markdown report here (default: OUT/report.md); "
-                                    "docs/performance.md is this report")
-    p.add_argument("--dask", action="store_true",
-                   help="only the Dask scaling benchmark (2 workers against 1 process, "
-                        "global batch 20k and 100k) and its scaling model")
-    p.add_argument("--contention", action="store_true",
-                   help="only the busy-machine benchmark: digits and MNIST-shaped fits, idle "
-                        "and beside a CPU-bound process it starts, default threads vs "
-                        "n_threads=1 vs scikit-learn")
-    p.add_argument("--sparse", action="store_true",
-                   help="only the sparse text benchmark: a TF-IDF corpus (20k documents x "
-                        "50k terms, 20 classes) fitted by fastmlp and scikit-learn")
-    p.add_argument("--quiet", action="store_true")
+                   choices=["float32", "float64"], help="default: both")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds; the median counts (default: 3)")
+    p.add_argument("--backend", default="auto", help="fastmlp's backend (default: auto)")
+    p.add_argument("--n-threads", type=int, default=None,
+                   help="fastmlp's threads (default: adapted to the machine's load)")
+    p.add_argument("--out", help="also write the figures as JSON here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=bench)
     p = sub.add_parser("config", help="show backends, BLAS, OpenMP and threads")
     p.set_defaults(func=config)

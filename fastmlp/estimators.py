@@ -560,7 +560,7 @@ def _network_input(X, dtype):
 def _binarized(binarizer, y, dtype):
     """binarizer.transform(y) as `dtype`. Multiclass labels (the usual case) are one-hot
     encoded here directly: LabelBinarizer builds a sparse matrix first, a measurable share of
-    a short fit (`python bench/label_encoding.py`)."""
+    a short fit (`python -m bench.label_encoding`)."""
     classes = binarizer.classes_
     if (binarizer.y_type_ == "multiclass" and y.ndim == 1 and y.dtype.kind in "biuf"
             and classes.dtype.kind in "biuf"):

@@ -1,6 +1,6 @@
 """The bad-input table: every public entry point, every way in which input can be wrong.
 
-Run as a script (`python tests/_bad_inputs.py BACKEND`) so that a crash in compiled code kills
+Run as a script (`python tests/_bad_inputs.py BACKEND...`) so that a crash in compiled code kills
 only this process: it prints one JSON line per case and exits 0 only if every case raised the
 expected exception with a message that says what is wrong.
 """
@@ -128,6 +128,8 @@ def cases(backend):
 def run(backend):
     failures = 0
     for name, call, errors, pattern in cases(backend):
+        name = f"{backend}: {name}"
+        print(json.dumps({"case": name}), flush=True)  # a crash's culprit is the last printed
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -140,9 +142,9 @@ def run(backend):
         else:
             ok, outcome = False, "no error"
         failures += not ok
-        print(json.dumps({"case": name, "ok": ok, "outcome": outcome[:300]}))
+        print(json.dumps({"case": name, "ok": ok, "outcome": outcome[:300]}), flush=True)
     return failures
 
 
 if __name__ == "__main__":
-    sys.exit(1 if run(sys.argv[1]) else 0)
+    sys.exit(1 if sum(run(backend) for backend in sys.argv[1:]) else 0)

@@ -1,10 +1,19 @@
 """Shared test helpers: the per-dtype tolerances (stated once) and problem generators."""
+import os
+
 import numpy as np
 
+import fastmlp
 from fastmlp.activations import HIDDEN_ACTIVATIONS
 from fastmlp.losses import VALID_OUTPUTS
 
+#: The installed backends (the reference first), and the compiled ones among them; the
+#: fixtures `backend` and `compiled_backend` (conftest.py) take each in turn.
+BACKENDS = ("numpy", *(b for b in ("cython", "numba") if b in fastmlp.available_backends()))
+COMPILED = BACKENDS[1:]
 DTYPES = (np.float32, np.float64)
+#: The full products of the layer-kernel tests, instead of their crossings (conftest.py).
+FULL_PRODUCTS = os.environ.get("FASTMLP_FULL_PRODUCTS", "") not in ("", "0")
 
 #: Agreement between two implementations of the same maths (backend vs reference).
 TOL = {

@@ -5,14 +5,13 @@ Fortran-ordered, strided and read-only: a backend may copy them, never misread t
 """
 import numpy as np
 import pytest
-from helpers import COMBOS, DTYPES, PAIRS, problem, targets, tol
+from helpers import COMBOS, COMPILED, DTYPES, FULL_PRODUCTS, PAIRS, problem, targets, tol
 
 import fastmlp
 from fastmlp import MLP
 from fastmlp.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
 from fastmlp.backends import reference
 
-COMPILED = [name for name in fastmlp.available_backends() if name != "numpy"]
 # Shapes on both sides of the small-loop / BLAS switch, with batch 1 and odd sizes; the last
 # two past _layout.BLOCK_BYTES of output, so the forward GEMM, then δ_in's, runs in row blocks.
 SHAPES = [(1, 7, 33), (7, 33, 129), (33, 1, 7), (129, 7, 33), (129, 257, 129), (300, 64, 70),
@@ -22,9 +21,26 @@ LAYOUTS = ["C", "F", "strided", "readonly"]
 pytestmark = pytest.mark.skipif(not COMPILED, reason="no compiled backend installed")
 
 
-@pytest.fixture(params=COMPILED)
-def backend(request):
-    return fastmlp.get_backend(request.param)
+def crossing(activations, common):
+    """(activation, shape, layout) cases: every layout × shape on the `common` activation and
+    every activation × shape in C order — each path through a layer kernel (its regime by
+    shape, its epilogue by activation, its input handling by layout) — or, with
+    FASTMLP_FULL_PRODUCTS=1, their full product."""
+    if FULL_PRODUCTS:
+        return [(a, s, l) for a in activations for s in SHAPES for l in LAYOUTS]
+    return ([(common, s, l) for s in SHAPES for l in LAYOUTS]
+            + [(a, s, "C") for a in activations if a != common for s in SHAPES])
+
+
+def case_id(case):
+    activation, shape, layout = case
+    return f"{activation}-{'x'.join(map(str, shape))}-{layout}"
+
+
+@pytest.fixture
+def kernels(compiled_backend):
+    """A compiled backend's checked kernel functions (its module)."""
+    return fastmlp.get_backend(compiled_backend)
 
 
 def as_layout(a, layout):
@@ -41,15 +57,9 @@ def as_layout(a, layout):
     return a
 
 
-def ids(values):
-    return [np.dtype(v).name if isinstance(v, type) else str(v) for v in values]
-
-
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("activation", ACTIVATIONS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
-def test_forward_layer(backend, dtype, activation, shape, layout):
+@pytest.mark.parametrize("case", crossing(ACTIVATIONS, "relu"), ids=case_id)
+def test_forward_layer(kernels, dtype, case):
+    activation, shape, layout = case
     n, n_in, n_out = shape
     rng = np.random.default_rng(0)
     A = rng.normal(size=(n, n_in)).astype(dtype)
@@ -57,17 +67,15 @@ def test_forward_layer(backend, dtype, activation, shape, layout):
     b = rng.normal(size=n_out).astype(dtype)
     expected = reference.forward_layer(A, W, b, activation, np.empty((n, n_out), dtype), 0.1)
     out = np.full((n, n_out), np.nan, dtype)
-    result = backend.forward_layer(as_layout(A, layout), as_layout(W, layout),
+    result = kernels.forward_layer(as_layout(A, layout), as_layout(W, layout),
                                    as_layout(b, layout), activation, out, 0.1)
     assert result is out
     np.testing.assert_allclose(out, expected, **tol(dtype))
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("activation_in", HIDDEN_ACTIVATIONS + (None,))
-@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
-def test_backward_layer(backend, dtype, activation_in, shape, layout):
+@pytest.mark.parametrize("case", crossing(HIDDEN_ACTIVATIONS + (None,), "relu"), ids=case_id)
+def test_backward_layer(kernels, dtype, case):
+    activation_in, shape, layout = case
     n, n_in, n_out = shape
     rng = np.random.default_rng(1)
     A = rng.uniform(-1, 1, size=(n, n_in)).astype(dtype)
@@ -85,7 +93,7 @@ def test_backward_layer(backend, dtype, activation_in, shape, layout):
         return gW, gb, d_in
 
     expected = run(reference, A, delta, W)
-    got = run(backend, as_layout(A, layout), as_layout(delta, layout), as_layout(W, layout))
+    got = run(kernels, as_layout(A, layout), as_layout(delta, layout), as_layout(W, layout))
     scale = np.sqrt(n)  # sums over the batch grow like √n
     for e, g in zip(expected, got):
         if e is not None:
@@ -95,8 +103,7 @@ def test_backward_layer(backend, dtype, activation_in, shape, layout):
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("n", [1, 7, 129])
 @pytest.mark.parametrize("output,loss", PAIRS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
-def test_output_delta(backend, dtype, output, loss, n, weighted):
+def test_output_delta(kernels, dtype, output, loss, n, weighted):
     rng = np.random.default_rng(2)
     Z = rng.normal(0, 3, size=(n, 5)).astype(dtype)
     from fastmlp.activations import activate
@@ -106,7 +113,7 @@ def test_output_delta(backend, dtype, output, loss, n, weighted):
     w = rng.uniform(0.1, 2, n).astype(dtype) if weighted else None
     d_ref, d = np.empty_like(A), np.full_like(A, np.nan)
     expected = reference.output_delta(A, Y, output, loss, d_ref, w, 0.1)
-    got = backend.output_delta(as_layout(A, "F"), Y, output, loss, d, w, 0.1)
+    got = kernels.output_delta(as_layout(A, "F"), Y, output, loss, d, w, 0.1)
     assert got == pytest.approx(expected, rel=tol(dtype)["rtol"] * 10, abs=tol(dtype)["atol"])
     np.testing.assert_allclose(d, d_ref, **tol(dtype))
 
@@ -118,10 +125,9 @@ def pair_of_nets(backend, sizes, hidden, output, loss, dtype, seed=0):
 
 
 @pytest.mark.parametrize("hidden,output,loss", COMBOS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
-def test_model_forward_and_gradients(backend, dtype, hidden, output, loss):
+def test_model_forward_and_gradients(kernels, dtype, hidden, output, loss):
     sizes = [7, 33, 5] if hidden in ("relu", "tanh") else [7, 9, 8, 6, 5]  # 1 and 3 hidden
-    ref, net = pair_of_nets(backend.name, sizes, hidden, output, loss, dtype)
+    ref, net = pair_of_nets(kernels.name, sizes, hidden, output, loss, dtype)
     X, Y = problem(3, 33, sizes, output, loss, dtype)
     np.testing.assert_allclose(net.forward(X), ref.forward(X), **tol(dtype))
     l_ref, gc_ref, gi_ref = ref.gradients(X, Y)
@@ -147,10 +153,9 @@ TRAINING = [
                                                 ("tanh", "logistic", "binary_cross_entropy"),
                                                 ("logistic", "identity", "squared_error"),
                                                 ("leaky_relu", "logistic", "squared_error")])
-@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
-def test_training_follows_the_reference_trajectory(backend, dtype, hidden, output, loss, opt):
+def test_training_follows_the_reference_trajectory(kernels, dtype, hidden, output, loss, opt):
     sizes = [6, 17, 9, 4]
-    ref, net = pair_of_nets(backend.name, sizes, hidden, output, loss, dtype)
+    ref, net = pair_of_nets(kernels.name, sizes, hidden, output, loss, dtype)
     X, Y = problem(4, 101, sizes, output, loss, dtype)
     w = np.random.default_rng(5).uniform(0.2, 2, 101).astype(dtype)
     for epoch in range(4):
@@ -165,9 +170,9 @@ def test_training_follows_the_reference_trajectory(backend, dtype, hidden, outpu
 
 
 @pytest.mark.parametrize("batch_size", [1, 7, 128, 1000])
-def test_large_and_uneven_batches_follow_the_reference(backend, batch_size):
+def test_large_and_uneven_batches_follow_the_reference(kernels, batch_size):
     sizes = [40, 300, 20]  # the hidden layer crosses the BLAS switch at batch 128
-    ref, net = pair_of_nets(backend.name, sizes, "relu", "softmax", "cross_entropy", np.float64)
+    ref, net = pair_of_nets(kernels.name, sizes, "relu", "softmax", "cross_entropy", np.float64)
     X, Y = problem(6, 301, sizes)
     for epoch in range(2):
         kw = dict(batch_size=batch_size, optimizer="adam", learning_rate=1e-3)
@@ -175,13 +180,12 @@ def test_large_and_uneven_batches_follow_the_reference(backend, batch_size):
     np.testing.assert_allclose(net.theta, ref.theta, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
-def test_same_seed_same_threads_is_bitwise_identical(backend, dtype):
+def test_same_seed_same_threads_is_bitwise_identical(kernels, dtype):
     sizes = [64, 256, 128, 10]
     X, Y = problem(7, 600, sizes, dtype=dtype)
     thetas = {}
     for n_threads in (1, 2, 2, 3, 3):  # 3: more gradient buffers than the fused pair
-        net = MLP(sizes, dtype=dtype, backend=backend.name, random_state=0, n_threads=n_threads)
+        net = MLP(sizes, dtype=dtype, backend=kernels.name, random_state=0, n_threads=n_threads)
         for epoch in range(2):
             net.train_epoch(X, Y, batch_size=128, optimizer="adam", learning_rate=1e-3,
                             shuffle=True, random_state=epoch)
@@ -191,30 +195,30 @@ def test_same_seed_same_threads_is_bitwise_identical(backend, dtype):
         np.testing.assert_allclose(thetas[1][0], thetas[n_threads][0], **tol(dtype, 10))
 
 
-def test_wrong_shapes_and_dtypes_are_rejected_before_the_kernel(backend):
+def test_wrong_shapes_and_dtypes_are_rejected_before_the_kernel(kernels):
     A, W, b = np.ones((4, 3)), np.ones((3, 2)), np.ones(2)
     with pytest.raises(ValueError, match="A_in has shape"):
-        backend.forward_layer(np.ones((4, 5)), W, b, "relu", np.empty((4, 2)))
+        kernels.forward_layer(np.ones((4, 5)), W, b, "relu", np.empty((4, 2)))
     with pytest.raises(ValueError, match="out has shape"):
-        backend.forward_layer(A, W, b, "relu", np.empty((4, 3)))
+        kernels.forward_layer(A, W, b, "relu", np.empty((4, 3)))
     with pytest.raises(TypeError, match="dtype mismatch"):
-        backend.forward_layer(A.astype(np.float32), W, b, "relu", np.empty((4, 2)))
+        kernels.forward_layer(A.astype(np.float32), W, b, "relu", np.empty((4, 2)))
     with pytest.raises(ValueError, match="read-only"):
         out = np.empty((4, 2))
         out.flags.writeable = False
-        backend.forward_layer(A, W, b, "relu", out)
+        kernels.forward_layer(A, W, b, "relu", out)
     with pytest.raises(ValueError, match="C-contiguous"):
-        backend.forward_layer(A, W, b, "relu", np.empty((2, 4)).T)
+        kernels.forward_layer(A, W, b, "relu", np.empty((2, 4)).T)
     with pytest.raises(ValueError, match="grad_W has shape"):
-        backend.backward_layer(A, np.ones((4, 2)), W, np.empty((2, 3)), np.empty(2))
+        kernels.backward_layer(A, np.ones((4, 2)), W, np.empty((2, 3)), np.empty(2))
     with pytest.raises(ValueError, match="activation_in is required"):
-        backend.backward_layer(A, np.ones((4, 2)), W, np.empty((3, 2)), np.empty(2),
+        kernels.backward_layer(A, np.ones((4, 2)), W, np.empty((3, 2)), np.empty(2),
                                np.empty((4, 3)))
     with pytest.raises(ValueError, match="Y has shape"):
-        backend.output_delta(np.ones((4, 2)) / 2, np.ones((3, 2)), "softmax", "cross_entropy",
+        kernels.output_delta(np.ones((4, 2)) / 2, np.ones((3, 2)), "softmax", "cross_entropy",
                              np.empty((4, 2)))
     with pytest.raises(TypeError, match="float32 or float64"):
-        backend.forward_layer(A.astype(int), W.astype(int), b.astype(int), "relu",
+        kernels.forward_layer(A.astype(int), W.astype(int), b.astype(int), "relu",
                               np.empty((4, 2), int))
 
 
@@ -236,6 +240,7 @@ print(counts[0], counts[1])
 """
 
 
+@pytest.mark.process
 @pytest.mark.skipif("numba" not in COMPILED, reason="numba backend not installed")
 def test_numba_epoch_allocates_nothing_per_minibatch():
     import os
@@ -250,7 +255,6 @@ def test_numba_epoch_allocates_nothing_per_minibatch():
 
 
 @pytest.mark.skipif(not {"numba", "cython"} <= set(COMPILED), reason="needs both backends")
-@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_numba_and_cython_train_alike(dtype, optimizer):
     sizes = [20, 70, 30, 6]
@@ -266,47 +270,58 @@ def test_numba_and_cython_train_alike(dtype, optimizer):
 
 
 CRASH_PROBE = r"""
+import sys
 import numpy as np, fastmlp
-kernels = fastmlp.get_backend("{backend}")
-A, W, b = np.ones((4, 3)), np.ones((3, 2)), np.ones(2)
-cases = {{
-    "short A": lambda: kernels.forward_layer(np.ones((4, 1)), W, b, "relu", np.empty((4, 2))),
-    "short out": lambda: kernels.forward_layer(A, W, b, "relu", np.empty((1, 2))),
-    "float32 W": lambda: kernels.forward_layer(A, W.astype(np.float32), b, "relu",
+
+
+def cases(kernels):
+    A, W, b = np.ones((4, 3)), np.ones((3, 2)), np.ones(2)
+    return {
+        "short A": lambda: kernels.forward_layer(np.ones((4, 1)), W, b, "relu",
+                                                 np.empty((4, 2))),
+        "short out": lambda: kernels.forward_layer(A, W, b, "relu", np.empty((1, 2))),
+        "float32 W": lambda: kernels.forward_layer(A, W.astype(np.float32), b, "relu",
+                                                   np.empty((4, 2))),
+        "1-d A": lambda: kernels.forward_layer(np.ones(12), W, b, "relu", np.empty((4, 2))),
+        "list A": lambda: kernels.forward_layer([[1.0] * 3] * 4, W, b, "relu",
                                                 np.empty((4, 2))),
-    "1-d A": lambda: kernels.forward_layer(np.ones(12), W, b, "relu", np.empty((4, 2))),
-    "list A": lambda: kernels.forward_layer([[1.0] * 3] * 4, W, b, "relu", np.empty((4, 2))),
-    "short bias": lambda: kernels.forward_layer(A, W, np.ones(1), "relu", np.empty((4, 2))),
-    "bad activation": lambda: kernels.forward_layer(A, W, b, "gelu", np.empty((4, 2))),
-    "short grad_b": lambda: kernels.backward_layer(A, np.ones((4, 2)), W, np.empty((3, 2)),
-                                                   np.empty(1)),
-    "short delta_in": lambda: kernels.backward_layer(A, np.ones((4, 2)), W, np.empty((3, 2)),
-                                                     np.empty(2), np.empty((2, 3)), "relu"),
-    "short Y": lambda: kernels.output_delta(np.ones((4, 2)) / 2, np.ones((9, 2)), "softmax",
-                                            "cross_entropy", np.empty((4, 2))),
-    "short weights": lambda: kernels.output_delta(np.ones((4, 2)) / 2, np.ones((4, 2)),
-                                                  "softmax", "cross_entropy", np.empty((4, 2)),
-                                                  np.ones(2)),
-}}
-for name, call in cases.items():
-    try:
-        call()
-    except (ValueError, TypeError) as exc:
-        assert str(exc), name
-        print("ok", name, "->", type(exc).__name__, exc)
-    else:
-        raise SystemExit(f"{{name}}: no error")
+        "short bias": lambda: kernels.forward_layer(A, W, np.ones(1), "relu", np.empty((4, 2))),
+        "bad activation": lambda: kernels.forward_layer(A, W, b, "gelu", np.empty((4, 2))),
+        "short grad_b": lambda: kernels.backward_layer(A, np.ones((4, 2)), W, np.empty((3, 2)),
+                                                       np.empty(1)),
+        "short delta_in": lambda: kernels.backward_layer(A, np.ones((4, 2)), W,
+                                                         np.empty((3, 2)), np.empty(2),
+                                                         np.empty((2, 3)), "relu"),
+        "short Y": lambda: kernels.output_delta(np.ones((4, 2)) / 2, np.ones((9, 2)), "softmax",
+                                                "cross_entropy", np.empty((4, 2))),
+        "short weights": lambda: kernels.output_delta(np.ones((4, 2)) / 2, np.ones((4, 2)),
+                                                      "softmax", "cross_entropy",
+                                                      np.empty((4, 2)), np.ones(2)),
+    }
+
+
+for backend in sys.argv[1:]:
+    for name, call in cases(fastmlp.get_backend(backend)).items():
+        print("case", backend, name, flush=True)  # the last printed is a crash's culprit
+        try:
+            call()
+        except (ValueError, TypeError) as exc:
+            assert str(exc), name
+            print("ok", backend, name, "->", type(exc).__name__, exc)
+        else:
+            raise SystemExit(f"{backend} {name}: no error")
 print("all rejected")
 """
 
 
-@pytest.mark.parametrize("name", COMPILED)
-def test_bad_kernel_arguments_raise_in_a_subprocess(name):
-    """A wrong shape or dtype must raise before compiled code; a crash would kill the child."""
+@pytest.mark.process
+def test_bad_kernel_arguments_raise_in_a_subprocess():
+    """A wrong shape or dtype must raise before compiled code; a crash would kill the child
+    (one child runs the table for every compiled backend)."""
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "-c", CRASH_PROBE.format(backend=name)],
+    run = subprocess.run([sys.executable, "-c", CRASH_PROBE, *COMPILED],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout.strip().endswith("all rejected")
@@ -320,14 +335,13 @@ def _orders(n, n_epochs, seed):
 
 @pytest.mark.parametrize("opt", TRAINING, ids=["sgd", "sgd-l2", "momentum-l2", "nesterov",
                                                "adam", "adam-l2"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
-def test_train_epochs_follows_the_reference(backend, dtype, opt):
+def test_train_epochs_follows_the_reference(kernels, dtype, opt):
     """Per-epoch orders and learning rates, one call, against the reference's train_epochs
     and against one train_epoch per epoch."""
     sizes = [6, 17, 4]
-    ref, net = pair_of_nets(backend.name, sizes, "relu", "softmax", "cross_entropy", dtype)
+    ref, net = pair_of_nets(kernels.name, sizes, "relu", "softmax", "cross_entropy", dtype)
     one_by_one = MLP(sizes, "relu", "softmax", "cross_entropy", leaky_slope=0.1, dtype=dtype,
-                     backend=backend.name, random_state=0)
+                     backend=kernels.name, random_state=0)
     X, Y = problem(4, 101, sizes, "softmax", "cross_entropy", dtype)
     orders = _orders(101, 5, 1)
     rates = opt["learning_rate"] * np.array([1.0, 0.5, 0.25, 0.5, 1.0])
@@ -345,12 +359,11 @@ def test_train_epochs_follows_the_reference(backend, dtype, opt):
     assert net.optimizer_state.t == ref.optimizer_state.t
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
-def test_train_epochs_stops_on_the_same_plateau_as_the_reference(backend, dtype):
+def test_train_epochs_stops_on_the_same_plateau_as_the_reference(kernels, dtype):
     from fastmlp.stopping import Plateau
 
     sizes = [6, 9, 3]
-    ref, net = pair_of_nets(backend.name, sizes, "tanh", "softmax", "cross_entropy", dtype)
+    ref, net = pair_of_nets(kernels.name, sizes, "tanh", "softmax", "cross_entropy", dtype)
     X, Y = problem(8, 60, sizes, "softmax", "cross_entropy", dtype)
     rules = [Plateau(tol=0.05, patience=2), Plateau(tol=0.05, patience=2)]
     runs = [m.train_epochs(X, Y, [0.05] * 40, batch_size=10, optimizer="adam", plateau=rule)
@@ -368,14 +381,14 @@ def test_train_epochs_stops_on_the_same_plateau_as_the_reference(backend, dtype)
 @pytest.mark.parametrize("optimizer", [dict(optimizer="sgd", momentum=0.9),
                                        dict(optimizer="adam")], ids=["momentum", "adam"])
 @pytest.mark.parametrize("n_threads,batch_size", [(1, 8), (2, 64)], ids=["serial", "split"])
-def test_train_epochs_undoes_the_diverging_epoch(backend, optimizer, n_threads, batch_size):
+def test_train_epochs_undoes_the_diverging_epoch(kernels, optimizer, n_threads, batch_size):
     """The guard: the epoch that turns the weights non-finite is undone (weights, moments and
     t as after the last finite epoch), and the call says so; also when each thread of a split
     minibatch keeps the snapshot of the slice it updates."""
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(256, 5)), rng.normal(size=(256, 2))
     nets = [MLP([5, 8, 2], "relu", "identity", "squared_error", backend=b, random_state=0,
-                n_threads=n_threads) for b in (backend.name, "numpy")]
+                n_threads=n_threads) for b in (kernels.name, "numpy")]
     rates = [1e-3] * 3 + [1e305] * 27  # three calm epochs, then a rate that overflows
     for net in nets:
         losses, event = net.train_epochs(X, Y, rates, batch_size=batch_size, **optimizer)
@@ -392,9 +405,9 @@ def test_train_epochs_undoes_the_diverging_epoch(backend, optimizer, n_threads, 
     assert len(nets[0].last_epochs_terms) == len(nets[1].last_epochs_terms)
 
 
-def test_train_epochs_rejects_bad_orders_and_rates(backend):
+def test_train_epochs_rejects_bad_orders_and_rates(kernels):
     sizes = [4, 5, 3]
-    net = MLP(sizes, backend=backend.name, random_state=0)
+    net = MLP(sizes, backend=kernels.name, random_state=0)
     X, Y = problem(1, 20, sizes)
     good = _orders(20, 3, 0)
     bad = good.copy()
@@ -415,6 +428,7 @@ def test_train_epochs_rejects_bad_orders_and_rates(backend):
     np.testing.assert_array_equal(net.theta, before)  # nothing reached the kernel
 
 
+@pytest.mark.process
 def test_auto_imports_only_the_backend_it_picks():
     """A process's first fit should not pay for importing backends it does not use."""
     import subprocess
@@ -428,11 +442,10 @@ def test_auto_imports_only_the_backend_it_picks():
     assert out[1] == str(out[0] == "numba")
 
 
-@pytest.mark.parametrize("name", fastmlp.available_backends())
-def test_outputs_that_share_memory_with_an_input_are_rejected(name):
+def test_outputs_that_share_memory_with_an_input_are_rejected(backend):
     """A kernel reads its inputs while it writes its outputs: an overlap would give wrong
     values silently (the compiled ones differed from the reference by up to 36.6)."""
-    kernels = fastmlp.get_backend(name)
+    kernels = fastmlp.get_backend(backend)
     rng = np.random.default_rng(0)
     A, W, b = rng.normal(size=(6, 4)), rng.normal(size=(4, 4)), rng.normal(size=4)
     delta = rng.normal(size=(6, 4))
@@ -455,7 +468,7 @@ def test_outputs_that_share_memory_with_an_input_are_rejected(name):
     for written, read, call in cases:
         with pytest.raises(ValueError, match=f"{written} shares memory with {read}"):
             call()
-    net = MLP([4, 3], backend=name, random_state=0)
+    net = MLP([4, 3], backend=backend, random_state=0)
     opt, state = fastmlp.optim.Optimizer("sgd", 0.1), fastmlp.optim.OptimizerState.zeros(15,
                                                                                    np.float64)
     before = net.theta.copy()
@@ -476,9 +489,8 @@ def test_outputs_that_share_memory_with_an_input_are_rejected(name):
                                                              np.empty((6, 4))), **tol(A.dtype))
 
 
-@pytest.mark.parametrize("name", fastmlp.available_backends())
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_a_minibatch_whose_weights_are_all_zero_makes_no_step(name, optimizer):
+def test_a_minibatch_whose_weights_are_all_zero_makes_no_step(backend, optimizer):
     """Its mean gradient is 0/0: the step is skipped (θ, moments and Adam's t as if the
     minibatch were not there) and it adds nothing to the epoch's loss — never a NaN."""
     sizes = [5, 7, 3]
@@ -486,7 +498,7 @@ def test_a_minibatch_whose_weights_are_all_zero_makes_no_step(name, optimizer):
     w = np.linspace(0.5, 1.5, 40)
     w[10:20] = 0  # the second minibatch of 10, rows in order
     kept = np.r_[0:10, 20:40]
-    nets = [MLP(sizes, backend=name, random_state=0) for _ in range(2)]
+    nets = [MLP(sizes, backend=backend, random_state=0) for _ in range(2)]
     with_zero = nets[0].train_epochs(X, Y, [0.1, 0.1], 10, optimizer, sample_weight=w)
     without = nets[1].train_epochs(X[kept], Y[kept], [0.1, 0.1], 10, optimizer,
                                    sample_weight=w[kept])
@@ -497,8 +509,7 @@ def test_a_minibatch_whose_weights_are_all_zero_makes_no_step(name, optimizer):
 
 
 @pytest.mark.parametrize("weight_sum", [3, 4, 5, 8, 6.5, 0.5])
-@pytest.mark.parametrize("dtype", DTYPES, ids=ids(DTYPES))
-def test_the_mean_gradient_rounds_as_the_division(backend, dtype, weight_sum):
+def test_the_mean_gradient_rounds_as_the_division(kernels, dtype, weight_sum):
     """(∂L/∂θ + l2·θ) / Σw is the division's own rounding for any Σw: the kernels multiply
     by 1/Σw only where that reciprocal is exact (a power of two). Integer inputs and weights
     make every product and sum before the division exact, so one SGD step at learning rate 1
@@ -511,7 +522,7 @@ def test_the_mean_gradient_rounds_as_the_division(backend, dtype, weight_sum):
     w = np.ones(n)
     w[-1] = weight_sum - (n - 1)  # Σw = weight_sum: a power of two or not
     nets = [MLP(sizes, "relu", "identity", "squared_error", dtype=dtype, backend=name,
-                random_state=0) for name in ("numpy", backend.name)]
+                random_state=0) for name in ("numpy", kernels.name)]
     theta = rng.integers(-8, 9, nets[0].theta.shape).astype(dtype)
     for net in nets:
         net.theta[:] = theta

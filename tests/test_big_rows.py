@@ -12,10 +12,10 @@ import subprocess
 import sys
 
 import pytest
+from helpers import COMPILED
 
-import fastmlp
+pytestmark = [pytest.mark.slow, pytest.mark.process]  # 2³¹ rows, in a child
 
-COMPILED = [b for b in ("cython", "numba") if b in fastmlp.available_backends()]
 NEEDED_BYTES = 12 << 30
 MAPPED_BYTES = 9 << 30  # the training probe's X (a heuristic overcommit refuses more than RAM)
 
@@ -95,7 +95,6 @@ def test_rows_past_two_to_the_31_are_all_computed(backend):
 
 @pytest.mark.skipif(_available_bytes() < MAPPED_BYTES,
                     reason=f"needs {MAPPED_BYTES >> 30} GiB of available memory to map X")
-@pytest.mark.parametrize("backend", fastmlp.available_backends())
 def test_training_reads_rows_past_element_two_to_the_31(backend):
     """Only the last row has a target and an input: every zero row's δ is 0, so one SGD
     epoch moves the last weight and the bias by lr·1/5 in the last minibatch (5 rows)."""

@@ -1,4 +1,4 @@
-"""The `fastmlp` command: train on a CSV and save, config, bench reports."""
+"""The `fastmlp` command: train on a CSV and save, predict, config, bench."""
 import csv
 
 import numpy as np
@@ -46,37 +46,6 @@ def test_config_lists_the_backends(capsys):
     assert main(["config"]) == 0
     out = capsys.readouterr().out
     assert "backends" in out and fastmlp.get_backend("auto").name in out
-
-
-def test_markdown_report_has_every_contender():
-    from fastmlp import benchmarking as B
-
-    steps = [dict(workload="W1", dtype="float32", contender=c, us_per_step=v)
-             for c, v in [("cython", 1.0), ("numpy", 40.0), ("gemm floor", 4.0)]]
-    fits = [dict(problem="digits", dtype="float32", contender=c, fit_s=s, epochs=200,
-                 test_score=0.98) for c, s in [("fastmlp-cython", 0.2), ("sklearn", 0.6)]]
-    text = B.markdown_report(steps, [], fits, fastmlp.show.config(), "fastmlp bench")
-    assert "| W1 | float32 | cython | 1.00 | 40.00 | 0.25 | - |" in text
-    assert "| digits | float32 | fastmlp-cython | 0.200 | 200 | 0.9800 | 3.00 |" in text
-    fits = [dict(problem="mnist-shaped", dtype="float64", contender=c, fit_s=s, epochs=2,
-                 test_score=0.6) for c, s in [("fastmlp-cython", 1.2), ("sklearn", 3.0),
-                                              ("gemm floor", 1.0), ("scipy BLAS floor", 0.8)]]
-    text = B.markdown_report([], [], fits, fastmlp.show.config(), "fastmlp bench")
-    assert "| mnist-shaped | float64 | fastmlp-cython | 1.200 | 2 | 0.6000 | 2.50 | - | 1.50 |" in text
-    (line,) = [ln.split() for ln in B.fit_text(fits).splitlines() if "fastmlp-cython" in ln]
-    assert line[-3:] == ["0.6000", "2.50x", "1.50"]
-
-
-def test_bench_fits_only_writes_a_fit_report(tmp_path, capsys):
-    """`fastmlp bench --fits-only`: the digits fits side by side, their report, no step plot."""
-    out_dir = tmp_path / "fits"
-    assert main(["bench", "--fits-only", "--dtypes", "float32", "--rounds", "1", "--quiet",
-                 "--out", str(out_dir)]) == 0
-    out = capsys.readouterr().out
-    assert "digits" in out and "sklearn" in out and "workload" not in out
-    report = (out_dir / "report.md").read_text()
-    assert "| digits | float32 | sklearn |" in report and "| workload |" not in report
-    assert (out_dir / "results.json").exists() and not (out_dir / "steps.png").exists()
 
 
 def messy_penguins(n=160, seed=0):
@@ -188,3 +157,24 @@ def test_predict_mistakes_are_one_line_and_exit_status_2(tmp_path, capsys):
         assert main(["predict", "--model", str(model_path), "--csv", str(csv_path)]) == 2
         err = capsys.readouterr().err
         assert says in err and "Traceback" not in err, err
+
+
+def test_bench_compares_with_scikit_learn_and_names_the_load(tmp_path, capsys, monkeypatch):
+    """`fastmlp bench`: the digits fit by fastmlp and scikit-learn, the load beside it; on a
+    busy machine scikit-learn also runs with one BLAS thread and its faster run counts."""
+    import json
+
+    from fastmlp import comparison
+
+    monkeypatch.setattr(comparison, "others_busy", lambda seconds=0.5: 1.2)
+    out_file = tmp_path / "bench.json"
+    assert main(["bench", "--rounds", "1", "--dtypes", "float32", "--quiet", "--out",
+                 str(out_file)]) == 0
+    out = capsys.readouterr().out
+    assert "busy: other processes kept 1.2 of" in out
+    fits = {r["contender"]: r for r in json.loads(out_file.read_text())["fits"]}
+    assert set(fits) == {"fastmlp", "sklearn", "sklearn, 1 BLAS thread"}
+    assert fits["fastmlp"]["accuracy"] > 0.95 and fits["fastmlp"]["epochs"] == 200
+    faster = min(fits["sklearn"]["fit_s"], fits["sklearn, 1 BLAS thread"]["fit_s"])
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("float32  fastmlp")]
+    assert f"{faster / fits['fastmlp']['fit_s']:7.2f}x" in line

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from sklearn.exceptions import ConvergenceWarning
 
+pytestmark = pytest.mark.process  # a LocalCluster's worker processes
+
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 

@@ -15,10 +15,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from helpers import BACKENDS
+
 import fastmlp
 from fastmlp import MLPClassifier, MLPRegressor
 
-BACKENDS = fastmlp.available_backends()
 
 
 def _checked_estimators():
@@ -55,7 +56,6 @@ TRAJECTORIES = [
 @pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("params", TRAJECTORIES,
                          ids=["sgd", "momentum", "nesterov-invscaling", "adam", "adam-l2"])
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("task", ["multiclass", "binary", "multilabel", "regression"])
 def test_fit_follows_scikit_learns_trajectory(task, backend, params, shuffle):
     rng = np.random.default_rng(0)
@@ -78,7 +78,6 @@ def test_fit_follows_scikit_learns_trajectory(task, backend, params, shuffle):
         np.testing.assert_allclose(mine, theirs_, rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_lbfgs_and_early_stopping_follow_scikit_learn(backend):
     X, y = datasets.load_iris(return_X_y=True)
     kw = dict(hidden_layer_sizes=(8,), max_iter=40, random_state=0)
@@ -229,7 +228,6 @@ CHUNKED = [
 ]
 
 
-@pytest.mark.parametrize("backend", fastmlp.available_backends())
 @pytest.mark.parametrize("params", CHUNKED, ids=["adam-plateau", "adam-noshuffle",
                                                  "sgd-adaptive", "sgd-invscaling", "max_iter"])
 def test_epochs_in_chunks_equal_epoch_by_epoch(monkeypatch, backend, params):

@@ -24,11 +24,9 @@ import fastmlp
 from fastmlp import MLP, MLPClassifier, MLPRegressor, _solvers, interrupts, optim
 from fastmlp._config import cpu_count
 
-from helpers import problem
+from helpers import COMPILED, FULL_PRODUCTS, problem
 
 CHILD = Path(__file__).parent / "_child_fits.py"
-COMPILED = [b for b in ("cython", "numba") if b in fastmlp.available_backends()]
-ALL = ["numpy", *COMPILED]
 #: How soon after SIGINT a fit must have returned.
 PROMPT = 1.0
 
@@ -82,6 +80,7 @@ class Child:
 # -- in child processes ------------------------------------------------------------------------
 # (16384,): an epoch takes several seconds, so only the flag read after each minibatch can
 # stop it in time (the calls' time budget is checked between epochs)
+@pytest.mark.process
 @pytest.mark.parametrize("hidden", ["64", "128,128", "512", "16384"])
 @pytest.mark.parametrize("backend", COMPILED)
 def test_sigint_returns_within_a_second_with_a_consistent_state(backend, hidden):
@@ -102,6 +101,7 @@ def test_sigint_returns_within_a_second_with_a_consistent_state(backend, hidden)
         assert out["continues"], "a warm start does not continue as from that epoch"
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("backend", COMPILED)
 def test_sigint_during_lbfgs_raises_keyboard_interrupt_at_an_accepted_iterate(backend):
     """scikit-learn lets Ctrl-C end an lbfgs fit with KeyboardInterrupt; the model holds the
@@ -115,6 +115,7 @@ def test_sigint_during_lbfgs_raises_keyboard_interrupt_at_an_accepted_iterate(ba
     assert out["finite"] and out["loss_matches"]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("backend", COMPILED)
 def test_sigterm_ends_the_process_during_a_fit(backend):
     child = Child("sigterm", backend)
@@ -129,6 +130,7 @@ def test_sigterm_ends_the_process_during_a_fit(backend):
     assert child.process.returncode == -signal.SIGTERM
 
 
+@pytest.mark.process
 @pytest.mark.skipif(cpu_count() < 2, reason="a thread team needs two CPUs")
 @pytest.mark.parametrize("how", ["os.fork", "multiprocessing", "gridsearch"])
 @pytest.mark.parametrize("backend", COMPILED)
@@ -140,6 +142,7 @@ def test_a_child_forked_after_a_threaded_fit_trains(backend, how):
     assert out == {"completed": True, "same": True}
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("backend", COMPILED)
 def test_thread_counts_never_end_the_process(backend):
     out = Child("threads", backend).result()
@@ -149,6 +152,7 @@ def test_thread_counts_never_end_the_process(backend):
     assert out["-1000"] is True, "a count below one CPU is not one"
 
 
+@pytest.mark.process
 def test_load_refuses_a_fifo(tmp_path):
     fifo = tmp_path / "model.fastmlp"
     os.mkfifo(fifo)
@@ -156,6 +160,7 @@ def test_load_refuses_a_fifo(tmp_path):
     assert out["error"] == f"{fifo} is not a regular file, so not a fastmlp model file"
 
 
+@pytest.mark.process
 def test_sigint_outside_a_fit_is_pythons(tmp_path):
     """The deferral is scoped: inside, SIGINT only raises the flag (KeyboardInterrupt comes
     from check(), or on leaving when not consumed); outside, Python's handler is back."""
@@ -216,9 +221,14 @@ def _replay(backend, dtype, X, Y, orders, n_epochs, batch_size, sizes=(20, 64, 3
     return net.theta, state
 
 
-@pytest.mark.parametrize("batch_size", [16, 256])  # one thread / split across threads
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("backend", ALL)
+#: (dtype, batch size): each dtype's kernels and both paths — one thread (16) and a
+#: minibatch split across threads (256) — crossed, or their product (FASTMLP_FULL_PRODUCTS).
+FLAG_CASES = ([(d, b) for d in (np.float32, np.float64) for b in (16, 256)] if FULL_PRODUCTS
+              else [(np.float32, 16), (np.float64, 256)])
+
+
+@pytest.mark.parametrize("dtype, batch_size", FLAG_CASES,
+                         ids=[f"{np.dtype(d).name}-{b}" for d, b in FLAG_CASES])
 def test_a_raised_flag_ends_the_call_and_undoes_the_epoch_under_way(backend, dtype, batch_size):
     """The flag, raised from another thread while the call runs, ends it after a minibatch:
     event "interrupted"; θ, the moments and t are those after the epochs it reports."""
@@ -244,7 +254,6 @@ def test_a_raised_flag_ends_the_call_and_undoes_the_epoch_under_way(backend, dty
     assert state.t == replayed.t == len(terms) * -(-4096 // batch_size)
 
 
-@pytest.mark.parametrize("backend", ALL)
 def test_a_flag_raised_before_the_call_runs_one_minibatch_and_undoes_it(backend):
     X, Y = problem(1, 300, (20, 64, 3))
     net = _network(backend)
@@ -255,7 +264,6 @@ def test_a_flag_raised_before_the_call_runs_one_minibatch_and_undoes_it(backend)
     assert not state.first.any() and not state.second.any()
 
 
-@pytest.mark.parametrize("backend", ALL)
 def test_without_the_guard_an_interrupted_epoch_stays_as_far_as_it_got(backend):
     """Documented: unguarded, nothing is kept to undo it with; t counts completed epochs."""
     X, Y = problem(1, 300, (20, 64, 3))
@@ -266,7 +274,6 @@ def test_without_the_guard_an_interrupted_epoch_stays_as_far_as_it_got(backend):
     assert not np.array_equal(net.theta, before)
 
 
-@pytest.mark.parametrize("backend", ALL)
 def test_the_time_budget_ends_the_call_after_an_epoch(backend):
     """No epoch starts after time_budget seconds: "completed" with the epochs that ran,
     exactly those epochs' result."""
@@ -326,7 +333,6 @@ def _fit_params(backend, **extra):
 
 
 @pytest.mark.parametrize("early_stopping", [False, True])
-@pytest.mark.parametrize("backend", ALL)
 def test_an_interrupted_fit_is_the_fit_of_its_completed_epochs(monkeypatch, backend,
                                                                early_stopping):
     X, y = _digits()
@@ -350,7 +356,6 @@ def test_an_interrupted_fit_is_the_fit_of_its_completed_epochs(monkeypatch, back
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("backend", ALL)
 def test_an_interrupted_partial_fit_leaves_the_model_as_it_was(monkeypatch, backend):
     X, y = _digits()
     model = MLPClassifier(hidden_layer_sizes=(32,), random_state=0, backend=backend)
@@ -365,7 +370,6 @@ def test_an_interrupted_partial_fit_leaves_the_model_as_it_was(monkeypatch, back
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("backend", ALL)
 def test_mlp_train_epochs_raises_keyboard_interrupt_after_keeping_its_epochs(monkeypatch,
                                                                              backend):
     """Ctrl-C in MLP.train_epochs (the flag raised from a timer thread here): the epochs that
@@ -431,7 +435,6 @@ def test_epochs_per_call_follows_the_pace():
     assert epochs._epochs_per_call() == 1
 
 
-@pytest.mark.parametrize("backend", ALL)
 def test_a_fit_is_the_same_however_its_calls_are_sized(monkeypatch, backend):
     """One epoch per call, or calls that the kernels' time budget ends after every epoch
     (the draws of the epochs not run handed back): the same weights as the default."""
@@ -458,6 +461,7 @@ def test_n_threads_must_be_a_non_zero_integer(n_threads):
         MLPRegressor(n_threads=n_threads, max_iter=1).fit(X[:50], y[:50])
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("compare, partial", [(False, False), (True, False), (True, True)])
 def test_ctrl_c_during_fastmlp_train_stops_it_and_keeps_the_saved_model(tmp_path, compare,
                                                                          partial):

@@ -18,10 +18,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SkClassifier
 from sklearn.neural_network import MLPRegressor as SkRegressor
 
+from helpers import COMPILED
+
 import fastmlp
 from fastmlp import MLPClassifier, MLPRegressor
 
-BACKENDS = fastmlp.available_backends()
 
 
 def _iris():
@@ -30,7 +31,6 @@ def _iris():
 
 
 # -- the tests left out of scikit-learn's file -------------------------------------------
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("activation", ["identity", "logistic", "tanh", "relu"])
 @pytest.mark.parametrize("n_labels", [2, 3])
 def test_gradient_matches_finite_differences(backend, activation, n_labels):
@@ -59,7 +59,6 @@ def test_gradient_matches_finite_differences(backend, activation, n_labels):
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("schedule", ["invscaling", "constant"])
 def test_invscaling_rate_continues_across_warm_starts(backend, schedule):
     """scikit-learn's test_learning_rate_warmstart: a warm start keeps the schedule's
@@ -81,7 +80,6 @@ def test_invscaling_rate_continues_across_warm_starts(backend, schedule):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_adaptive_rate_falls_below_its_floor_before_stopping(backend):
     """scikit-learn's test_adaptive_learning_rate: 'adaptive' divides the rate by 5 on each
     plateau and stops once it is below 1e-6 — at scikit-learn's epoch."""
@@ -113,7 +111,6 @@ def _new_weights(est, seed):
             [rng.normal(size=b.shape) for b in est.intercepts_])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("how", ["attributes", "items"])
 def test_assigned_weights_are_what_predict_uses(backend, how):
     ours, theirs, X, _ = _fitted_pair(backend)
@@ -133,7 +130,6 @@ def test_assigned_weights_are_what_predict_uses(backend, how):
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-12)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("Estimator,Sk", [(MLPClassifier, SkClassifier),
                                           (MLPRegressor, SkRegressor)])
 @pytest.mark.parametrize("how", ["partial_fit", "warm_start"])
@@ -151,7 +147,6 @@ def test_training_continues_from_assigned_weights(backend, Estimator, Sk, how):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_fresh_fit_draws_new_weights_whatever_was_assigned(backend):
     ours, _, X, y = _fitted_pair(backend)
     first = [W.copy() for W in ours.coefs_]
@@ -171,7 +166,6 @@ def test_a_fresh_fit_draws_new_weights_whatever_was_assigned(backend):
     (lambda c, b: ([c[0], np.full_like(c[1], np.nan)], b), r"coefs_\[1\] contains NaN"),
     (lambda c, b: (c, [b[0].astype(str), b[1]]), r"intercepts_\[0\] has dtype <U"),
 ])
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_assigned_weights_that_do_not_fit_are_a_clear_error(backend, bad, message):
     ours, _, X, y = _fitted_pair(backend)
     before = ours.predict_proba(X)
@@ -186,7 +180,6 @@ def test_assigned_weights_that_do_not_fit_are_a_clear_error(backend, bad, messag
     np.testing.assert_array_equal(ours.predict_proba(X), before)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_assigned_weights_survive_pickle_save_and_clone(backend, tmp_path):
     ours, _, X, _ = _fitted_pair(backend)
     coefs, intercepts = _new_weights(ours, 3)
@@ -202,7 +195,6 @@ def test_assigned_weights_survive_pickle_save_and_clone(backend, tmp_path):
     assert clone(ours).get_params() == ours.get_params()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_an_unfitted_estimator_given_weights_predicts_and_trains_with_them(backend):
     X, y = _iris()
     ours, theirs, _, _ = _fitted_pair(backend)
@@ -223,7 +215,6 @@ def test_an_unfitted_estimator_given_weights_predicts_and_trains_with_them(backe
 
 
 # -- n_iter_, n_iter_no_change, partial_fit, verbose, divergence ---------------------------
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
 def test_n_iter_counts_the_epochs_of_each_call_as_scikit_learn(backend, solver):
     X, y = _iris()
@@ -244,7 +235,6 @@ def test_n_iter_counts_the_epochs_of_each_call_as_scikit_learn(backend, solver):
             assert ours.n_iter_ == theirs.n_iter_ == 1 and ours.t_ == theirs.t_
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_n_iter_no_change_inf_never_stops_and_counts(backend):
     X, y = _iris()
     params = dict(solver="sgd", tol=1e9, max_iter=60, n_iter_no_change=np.inf, random_state=0)
@@ -264,7 +254,6 @@ def test_partial_fit_is_absent_for_lbfgs():
             Estimator(solver="lbfgs").partial_fit
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_multilabel_partial_fit_follows_scikit_learn(backend):
     X, Y = datasets.make_multilabel_classification(n_samples=50, random_state=0)
     params = dict(solver="sgd", hidden_layer_sizes=8, random_state=0, activation="logistic",
@@ -278,7 +267,6 @@ def test_multilabel_partial_fit_follows_scikit_learn(backend):
     np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_verbose_prints_scikit_learns_lines_to_stdout(backend, capsys):
     X, y = _iris()
     ours = MLPClassifier(solver="sgd", max_iter=3, verbose=True, random_state=0,
@@ -298,7 +286,6 @@ def test_verbose_prints_scikit_learns_lines_to_stdout(backend, capsys):
     assert "Iteration" not in err  # the bar (stderr) only shows the loss
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_early_stopping_survives_a_divergence_with_the_best_weights(backend):
     X, y = _iris()
     est = MLPRegressor(hidden_layer_sizes=100, activation="identity", solver="sgd",
@@ -325,7 +312,7 @@ def test_config_context_sets_the_backend_auto_means_in_this_thread_only():
     with fastmlp.config_context(backend="numpy"):
         assert fastmlp.get_config()["backend"] == "numpy"
         assert MLPClassifier(max_iter=2).fit(X, y).backend_ == "numpy"
-        assert MLPClassifier(max_iter=2, backend=BACKENDS[0]).fit(X, y).backend_ == BACKENDS[0]
+        assert MLPClassifier(max_iter=2, backend=COMPILED[0]).fit(X, y).backend_ == COMPILED[0]
         thread = threading.Thread(target=lambda: seen.update(fastmlp.get_config()))
         thread.start()
         thread.join()
@@ -334,6 +321,7 @@ def test_config_context_sets_the_backend_auto_means_in_this_thread_only():
         fastmlp.set_config(backend="gpu")
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("value,expected", [("numpy", "numpy"), ("bogus", "error")])
 def test_fastmlp_backend_environment_variable(value, expected):
     import subprocess
@@ -358,7 +346,6 @@ def _counts(seed=0, n=120, n_targets=1):
     return X, (y.ravel() if n_targets == 1 else y)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
 @pytest.mark.parametrize("n_targets", [1, 2])
 def test_poisson_follows_scikit_learns_trajectory(backend, solver, n_targets):
@@ -380,7 +367,6 @@ def test_poisson_follows_scikit_learns_trajectory(backend, solver, n_targets):
     assert np.all(ours.predict(X) > 0)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_poisson_in_float32_trains_in_float32(backend):
     X, y = _counts()
     est = MLPRegressor(loss="poisson", hidden_layer_sizes=(6,), max_iter=20, random_state=0,
@@ -404,7 +390,6 @@ def test_poisson_rejects_negative_targets_with_scikit_learns_message():
         MLPRegressor(loss="gamma").fit(X, np.abs(y))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_poisson_model_saves_pickles_and_warm_starts(backend, tmp_path):
     X, y = _counts()
     est = MLPRegressor(loss="poisson", hidden_layer_sizes=(6,), max_iter=5, random_state=0,

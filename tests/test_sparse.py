@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from helpers import COMBOS, DTYPES, problem, tol
+from helpers import COMBOS, problem, tol
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SkClassifier
 
@@ -20,7 +20,6 @@ from fastmlp import MLP, MLPClassifier, MLPRegressor
 from fastmlp.activations import ACTIVATIONS
 from fastmlp.backends import reference
 
-BACKENDS = fastmlp.available_backends()
 SHAPES = [(1, 7, 33), (7, 33, 129), (33, 1, 7), (129, 257, 129), (300, 64, 70)]
 
 
@@ -51,12 +50,10 @@ def variants(X):
             "lil": X.tolil(), "unsorted": unsorted, "int64": wide, "readonly": readonly}
 
 
-@pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("activation", ACTIVATIONS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_sparse_forward_layer_equals_the_dense_one(name, dtype, activation, shape):
-    backend = fastmlp.get_backend(name)
+def test_sparse_forward_layer_equals_the_dense_one(backend, dtype, activation, shape):
+    kernels = fastmlp.get_backend(backend)
     n, n_in, n_out = shape
     rng = np.random.default_rng(0)
     X = sparse_matrix(rng, n, n_in, dtype)
@@ -66,15 +63,13 @@ def test_sparse_forward_layer_equals_the_dense_one(name, dtype, activation, shap
                                        np.empty((n, n_out), dtype), 0.1)
     for label, A in variants(X).items():
         out = np.full((n, n_out), np.nan, dtype)
-        assert backend.forward_layer(A, W, b, activation, out, 0.1) is out
+        assert kernels.forward_layer(A, W, b, activation, out, 0.1) is out
         np.testing.assert_allclose(out, expected, err_msg=label, **tol(dtype))
 
 
-@pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_sparse_weight_gradient_equals_the_dense_one(name, dtype, shape):
-    backend = fastmlp.get_backend(name)
+def test_sparse_weight_gradient_equals_the_dense_one(backend, dtype, shape):
+    kernels = fastmlp.get_backend(backend)
     n, n_in, n_out = shape
     rng = np.random.default_rng(1)
     X = sparse_matrix(rng, n, n_in, dtype)
@@ -84,19 +79,17 @@ def test_sparse_weight_gradient_equals_the_dense_one(name, dtype, shape):
     reference.backward_layer(X.toarray(), delta, W, gW, gb)
     for label, A in variants(X).items():
         got_W, got_b = np.full_like(gW, np.nan), np.full_like(gb, np.nan)
-        backend.backward_layer(A, delta, W, got_W, got_b)
+        kernels.backward_layer(A, delta, W, got_W, got_b)
         np.testing.assert_allclose(got_W, gW, err_msg=label, **tol(dtype, 10))
         np.testing.assert_allclose(got_b, gb, err_msg=label, **tol(dtype, 10))
     with pytest.raises(ValueError, match="sparse A_in is the network's input"):
-        backend.backward_layer(X, delta, W, gW, gb, np.empty((n, n_in), dtype), "relu")
+        kernels.backward_layer(X, delta, W, gW, gb, np.empty((n, n_in), dtype), "relu")
 
 
-@pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("hidden,output,loss", COMBOS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_sparse_gradients_equal_the_dense_paths(name, dtype, hidden, output, loss):
+def test_sparse_gradients_equal_the_dense_paths(backend, dtype, hidden, output, loss):
     sizes = [40, 9, 5]
-    net = MLP(sizes, hidden, output, loss, leaky_slope=0.1, dtype=dtype, backend=name,
+    net = MLP(sizes, hidden, output, loss, leaky_slope=0.1, dtype=dtype, backend=backend,
               random_state=0)
     rng = np.random.default_rng(2)
     X = sparse_matrix(rng, 33, sizes[0], dtype, density=0.2)
@@ -108,19 +101,17 @@ def test_sparse_gradients_equal_the_dense_paths(name, dtype, hidden, output, los
         np.testing.assert_allclose(g, e, **tol(dtype, 10 * max(1, np.abs(e).max())))
 
 
-@pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("optimizer", [dict(optimizer="sgd", momentum=0.9, l2=1e-3),
                                        dict(optimizer="adam", l2=1e-2)], ids=["sgd", "adam"])
 @pytest.mark.parametrize("batch_size", [1, 7, 64, 200])
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_sparse_training_follows_the_dense_trajectory(name, dtype, batch_size, optimizer):
+def test_sparse_training_follows_the_dense_trajectory(backend, dtype, batch_size, optimizer):
     sizes = [300, 17, 4]
     rng = np.random.default_rng(3)
     X = sparse_matrix(rng, 150, sizes[0], dtype, density=0.05)
     _, Y = problem(4, 150, sizes, "softmax", "cross_entropy", dtype)
     weights = rng.uniform(0.2, 2, 150).astype(dtype)
     orders = np.stack([rng.permutation(150) for _ in range(3)])
-    nets = [MLP(sizes, dtype=dtype, backend=name, random_state=0) for _ in range(2)]
+    nets = [MLP(sizes, dtype=dtype, backend=backend, random_state=0) for _ in range(2)]
     with fastmlp._config.thread_limit(2):  # a dense X this size would split the minibatch
         results = [net.train_epochs(data, Y, [0.01] * 3, batch_size=batch_size,
                                     sample_weight=weights, orders=orders, **optimizer)
@@ -131,19 +122,17 @@ def test_sparse_training_follows_the_dense_trajectory(name, dtype, batch_size, o
     assert nets[1].optimizer_state.t == nets[0].optimizer_state.t
 
 
-@pytest.mark.parametrize("name", [b for b in BACKENDS if b != "numpy"])
-def test_sparse_training_is_bitwise_repeatable(name):
+def test_sparse_training_is_bitwise_repeatable(compiled_backend):
     X = sparse_matrix(np.random.default_rng(4), 200, 500, np.float64, density=0.02)
     y = np.arange(200) % 3
     fits = [MLPClassifier(hidden_layer_sizes=(20,), max_iter=5, random_state=0,
-                          backend=name, n_threads=n).fit(X, y) for n in (1, 2, 2)]
+                          backend=compiled_backend, n_threads=n).fit(X, y) for n in (1, 2, 2)]
     for other in fits[1:]:
         np.testing.assert_array_equal(other._net.theta, fits[0]._net.theta)
 
 
-@pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
-def test_estimators_fit_sparse_as_dense_and_as_scikit_learn(name, solver):
+def test_estimators_fit_sparse_as_dense_and_as_scikit_learn(backend, solver):
     rng = np.random.default_rng(5)
     X = sparse_matrix(rng, 120, 80, np.float64, density=0.1)
     y = rng.integers(0, 3, 120)
@@ -151,10 +140,10 @@ def test_estimators_fit_sparse_as_dense_and_as_scikit_learn(name, solver):
                   batch_size=16)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        dense = MLPClassifier(backend=name, **params).fit(X.toarray(), y)
+        dense = MLPClassifier(backend=backend, **params).fit(X.toarray(), y)
         theirs = SkClassifier(**params).fit(X, y)
         for label, A in variants(X).items():
-            ours = MLPClassifier(backend=name, **params).fit(A, y)
+            ours = MLPClassifier(backend=backend, **params).fit(A, y)
             np.testing.assert_allclose(ours._net.theta, dense._net.theta, rtol=1e-9,
                                        atol=1e-12, err_msg=label)
             np.testing.assert_allclose(ours.predict_proba(A), theirs.predict_proba(X),
@@ -162,21 +151,19 @@ def test_estimators_fit_sparse_as_dense_and_as_scikit_learn(name, solver):
             np.testing.assert_array_equal(ours.predict(A), dense.predict(X.toarray()))
             assert ours.score(A, y) == dense.score(X.toarray(), y)
         if solver != "lbfgs":
-            ours = MLPClassifier(backend=name, **params)
+            ours = MLPClassifier(backend=backend, **params)
             ours.partial_fit(X, y, classes=[0, 1, 2])
-            ref = MLPClassifier(backend=name, **params).partial_fit(X.toarray(), y,
+            ref = MLPClassifier(backend=backend, **params).partial_fit(X.toarray(), y,
                                                                     classes=[0, 1, 2])
             np.testing.assert_allclose(ours._net.theta, ref._net.theta, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", BACKENDS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_regressor_and_early_stopping_on_sparse_input(name, dtype):
+def test_regressor_and_early_stopping_on_sparse_input(backend, dtype):
     rng = np.random.default_rng(6)
     X = sparse_matrix(rng, 200, 60, dtype, density=0.1)
     y = (X @ rng.normal(size=60)).astype(dtype)
     params = dict(hidden_layer_sizes=(8,), max_iter=6, random_state=0, early_stopping=True,
-                  backend=name)
+                  backend=backend)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         ours = MLPRegressor(**params).fit(X, y)
@@ -188,9 +175,8 @@ def test_regressor_and_early_stopping_on_sparse_input(name, dtype):
                                **tol(dtype, 100))
 
 
-@pytest.mark.parametrize("name", BACKENDS)
-def test_bad_sparse_input_is_a_clear_error_before_any_kernel(name):
-    net = MLP([10, 4, 3], backend=name, random_state=0)
+def test_bad_sparse_input_is_a_clear_error_before_any_kernel(backend):
+    net = MLP([10, 4, 3], backend=backend, random_state=0)
     X = sparse_matrix(np.random.default_rng(7), 20, 10, np.float64, density=0.3)
     Y = np.eye(3)[np.arange(20) % 3]
     bad_value = X.copy()
@@ -203,24 +189,23 @@ def test_bad_sparse_input_is_a_clear_error_before_any_kernel(name):
         net.gradients(out_of_range, Y)
     with pytest.raises(ValueError, match="expected \\(n, 10\\)|10 features|columns"):
         net.forward(sparse_matrix(np.random.default_rng(8), 5, 11, np.float64))
-    est = MLPClassifier(backend=name, max_iter=2).fit(X, np.arange(20) % 3)
+    est = MLPClassifier(backend=backend, max_iter=2).fit(X, np.arange(20) % 3)
     with pytest.raises(ValueError, match="features"):
         est.predict(sp.csr_matrix((3, 9)))
     empty = sp.csr_matrix((20, 10))  # no non-zero at all: trains on the biases alone
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        MLPClassifier(backend=name, max_iter=2).fit(empty, np.arange(20) % 3).predict(empty)
+        MLPClassifier(backend=backend, max_iter=2).fit(empty, np.arange(20) % 3).predict(empty)
 
 
-@pytest.mark.parametrize("name", BACKENDS)
-def test_sparse_input_is_never_densified(name):
+def test_sparse_input_is_never_densified(backend):
     """A wide matrix (4 000 × 100 000, 0.05 % dense) trains in memory proportional to its
     non-zeros and the weights: its dense form would be 3.2 GB."""
     rng = np.random.default_rng(9)
     rows, cols = np.repeat(np.arange(4000), 50), rng.integers(0, 100_000, 4000 * 50)
     X = sp.csr_matrix((rng.random(rows.size, np.float32), (rows, cols)), shape=(4000, 100_000))
     y = rng.integers(0, 2, 4000)
-    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, backend=name, random_state=0)
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, backend=backend, random_state=0)
     tracemalloc.start()
     try:
         with warnings.catch_warnings():
@@ -233,16 +218,15 @@ def test_sparse_input_is_never_densified(name):
     assert peak < 20 * weights + 20 * X.data.nbytes, f"peak {peak / 1e6:.1f} MB"
 
 
-@pytest.mark.parametrize("name", BACKENDS)
-def test_a_fitted_model_keeps_no_training_buffers(name):
+def test_a_fitted_model_keeps_no_training_buffers(backend):
     """After fit, the model holds θ and the optimizer's moments, not the gradient and the
     guard's snapshot (four more copies of θ); partial_fit keeps them for the next call."""
     X = sparse_matrix(np.random.default_rng(10), 100, 50, np.float64)
     y = np.arange(100) % 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, backend=name).fit(X, y)
+        est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, backend=backend).fit(X, y)
     assert "workspace" not in est._net.optimizer_state.meta
     est.partial_fit(X, y)
-    if name != "numpy":  # the reference allocates per call
+    if backend != "numpy":  # the reference allocates per call
         assert "workspace" in est._net.optimizer_state.meta

@@ -6,13 +6,12 @@ import time
 
 import numpy as np
 import pytest
-from helpers import DTYPES, problem
+from helpers import COMPILED, DTYPES, problem
 
 import fastmlp
 from fastmlp import MLP, _config, _cpu_load
 from fastmlp.backends import _layout
 
-COMPILED = [name for name in fastmlp.available_backends() if name != "numpy"]
 pytestmark = pytest.mark.skipif(not COMPILED, reason="no compiled backend installed")
 
 SPLIT = [64, 128, 10]  # batch 128: a split minibatch (data-parallel) on two threads
@@ -45,6 +44,7 @@ def busy_machine():
             p.wait()
 
 
+@pytest.mark.process
 @pytest.mark.skipif(_cpu_load.reading() is None, reason="no /proc/stat here")
 def test_a_busy_machine_gets_a_team_of_one(busy_machine):
     assert _cpu_load.free_cpus(busy_machine) < 0.5
@@ -136,6 +136,7 @@ def test_a_step_on_one_thread_does_not_measure_the_load(backend, monkeypatch):
         assert readings == [2]
 
 
+@pytest.mark.process
 def test_adaptive_threads_is_a_setting():
     assert fastmlp.get_config()["adaptive_threads"] is False  # tests/conftest.py
     with pytest.raises(ValueError, match="adaptive_threads must be True or False"):

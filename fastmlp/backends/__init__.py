@@ -33,9 +33,9 @@ _MODULES = {
     "cython": "fastmlp.backends.cython_backend",
 }
 # "auto" takes the first available. cython first: it needs no JIT warm-up (numba's first
-# fit in a fresh process compiles its kernels: python bench/cold_start.py) and it is ahead of
+# fit in a fresh process compiles its kernels: python -m bench.cold_start) and it is ahead of
 # numba on the small workloads and the digits fit, level on the GEMM-bound ones
-# (`fastmlp bench`, docs/performance.md).
+# (`python -m bench`, docs/performance.md).
 _AUTO_ORDER = ("cython", "numba", "numpy")
 BACKEND_NAMES = tuple(_MODULES)
 _loaded = {}

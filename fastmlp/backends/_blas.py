@@ -1,7 +1,7 @@
 """Which BLAS the cython kernels' GEMMs call: SciPy's (scipy.linalg.cython_blas) or NumPy's.
 
 NumPy and SciPy wheels each bundle their own OpenBLAS, often of different versions, and
-their GEMMs differ in speed (`fastmlp bench` shows both floors side by side). NumPy's
+their GEMMs differ in speed (`python -m bench` shows both floors side by side). NumPy's
 bundled OpenBLAS (scipy-openblas64) exports ILP64 Fortran GEMMs, `scipy_sgemm_64_` and
 `scipy_dgemm_64_`, that the cython kernels can call through a function pointer in place of
 cython_blas's. Numba's kernels call SciPy's BLAS in every case (numba's own np.dot binding).

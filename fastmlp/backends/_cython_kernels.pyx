@@ -481,7 +481,7 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
     if want_delta_in:
         # A narrow δ (a classifier's output layer): Wᵀ copied to the stack turns δWᵀ into a
         # gemm('N', 'N'), which OpenBLAS runs faster than gemm('T', 'N') on W, copy included
-        # (`python bench/crossover.py` measures both).
+        # (`python -m bench.crossover` measures both).
         narrow = n_out <= NARROW_OUT and n_in * n_out <= NARROW_WORDS
         if narrow:
             for j in range(n_out):
@@ -805,7 +805,7 @@ cdef inline bint _fuses(const Run* r, int l, const Step* step) noexcept nogil:
     decay, alpha = -lr/Σw): a minibatch not split (step.fused_rows of them, set by _epoch),
     a dense layer on the BLAS side of SMALL_WORK, one BLAS slice. That saves the gradient's
     write and the update's pass over W, which run on one thread while BLAS's run the GEMMs
-    (python bench/phases.py --problems W3 W4); the rounding is BLAS's, not the reference's
+    (python -m bench.phases --problems W3 W4); the rounding is BLAS's, not the reference's
     (θ·beta + alpha·Σ, each rounded once), as a BLAS-threaded GEMM's sums already are."""
     cdef Py_ssize_t rows = step.fused_rows if step != NULL else 0
     return (rows > 0 and not (l == 0 and r.sparse) and rows <= BLAS_ROWS
@@ -972,7 +972,7 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
     minibatch replace two fork/joins (numba's twin, which has no barrier, forks per phase).
     Chunk c's rows of xb, yb, acts and deltas are a region of their own (the buffers hold
     n_chunks regions, a gap apart: _layout.chunk_rows), so no thread streams through lines
-    another writes; wb stays in minibatch order. `python bench/phases.py` shows the two
+    another writes; wb stays in minibatch order. `python -m bench.phases` shows the two
     threads' phases side by side. A minibatch whose sample weights are all zero makes no
     step and adds nothing to terms."""
     cdef const floating* X = <const floating*>r.X

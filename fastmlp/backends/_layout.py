@@ -135,19 +135,19 @@ def network_bundle(arch, theta):
 
 # -- size rules ------------------------------------------------------------------------------
 #: Below this many multiply-adds a layer's product runs as plain loops, above it as BLAS
-#: GEMMs (a call costs more than the loop at tiny, batch-1 shapes: `python bench/crossover.py`).
+#: GEMMs (a call costs more than the loop at tiny, batch-1 shapes: `python -m bench.crossover`).
 SMALL_WORK = 1024
 #: A GEMM's output is made in row blocks of about BLOCK_BYTES, so its epilogue (bias and
 #: activation, or δ ⊙ g') finds the block in L2; never fewer than MIN_BLOCK_ROWS rows (smaller
-#: GEMMs lose more to BLAS threading than the cache saves: `python bench/data_parallel.py`)
+#: GEMMs lose more to BLAS threading than the cache saves: `python -m bench.data_parallel`)
 #: nor fewer than BLOCK_DEPTHS times the GEMM's inner dimension: each block's GEMM packs all
 #: of W again, which costs more than the cache saves unless the block is taller than W is
-#: deep (`python bench/block_rows.py`).
+#: deep (`python -m bench.block_rows`).
 BLOCK_BYTES = 1 << 20
 MIN_BLOCK_ROWS = 256
 BLOCK_DEPTHS = 2
 #: The cython twin turns δ Wᵀ into gemm('N', 'N') on a transposed stack copy of W when W is
-#: at most NARROW_OUT wide and NARROW_WORDS big (`python bench/crossover.py` measures it).
+#: at most NARROW_OUT wide and NARROW_WORDS big (`python -m bench.crossover` measures it).
 NARROW_OUT = 16
 NARROW_WORDS = 4096
 #: BLAS takes 32-bit sizes: a product or dot over more than BLAS_ROWS rows (or elements) is
@@ -165,7 +165,7 @@ SLICE_ALIGN = 16
 #: A minibatch is split across threads (each its own rows and gradient buffer, BLAS single
 #: threaded) when each thread gets at least CHUNK_MIN_ROWS rows and its forward GEMMs total at
 #: most CHUNK_MAX_WORK multiply-adds; past that BLAS's own threads use the cores as well
-#: (`python bench/data_parallel.py` measures both sides).
+#: (`python -m bench.data_parallel` measures both sides).
 CHUNK_MIN_ROWS = 32
 CHUNK_MAX_WORK = 20_000_000
 

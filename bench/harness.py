@@ -1,4 +1,4 @@
-"""Side-by-side timing of training steps: the machinery behind `fastmlp bench` and bench/.
+"""Side-by-side timing of training steps and fits: the machinery behind `python -m bench`.
 
 A contender is a callable that runs `steps` SGD steps of one workload; its time per step is
 the median over interleaved rounds (every contender once per round, so machine noise hits
@@ -10,7 +10,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import MLP, available_backends
+from fastmlp import MLP, available_backends
+
+#: What the benchmarks run over: the installed backends (fastest first) and both dtypes.
+BACKENDS = available_backends()
+DTYPES = (np.float32, np.float64)
+
+
+def dtype_id(dtype):
+    return np.dtype(dtype).name
 
 
 @dataclass(frozen=True)
@@ -232,7 +240,7 @@ def step_table(workload_ids=("W1", "W2", "W3", "W4"), dtypes=(np.float32, np.flo
 def forward_vs_gemm(shape=(128, 784, 256), dtypes=(np.float32, np.float64), rounds=15,
                     reps=50, backends=None):
     """Fused forward_layer (GEMM + bias + ReLU) of each backend against a bare np.dot."""
-    from .backends import get_backend
+    from fastmlp.backends import get_backend
 
     n, n_in, n_out = shape
     rows = []
@@ -248,7 +256,7 @@ def forward_vs_gemm(shape=(128, 784, 256), dtypes=(np.float32, np.float64), roun
 
             def run(k=kernel):
                 # as MLP calls it: inputs already validated, so no checks and no NaN/inf scan
-                # (a public call adds one read of A, W and b: python bench/input_scan.py)
+                # (a public call adds one read of A, W and b: python -m bench.input_scan)
                 for _ in range(reps):
                     k(A, W, b, "relu", out, 0.01)
 
@@ -361,7 +369,7 @@ def fit_contenders(params, backends=None):
     """name -> estimator factory: fastmlp's MLPClassifier per backend, and scikit-learn's."""
     from sklearn.neural_network import MLPClassifier as SkClassifier
 
-    from . import MLPClassifier
+    from fastmlp import MLPClassifier
 
     runs = {f"fastmlp-{b}": (lambda b=b: MLPClassifier(backend=b, **params))
             for b in (backends or [n for n in available_backends() if n != "numpy"])}
@@ -452,7 +460,7 @@ def _share(rows, part, parts):
 def fit_floors(layers, batch, epochs, X):
     """name -> a _FloorFit maker: the fit's GEMMs through NumPy's BLAS, through SciPy's, and
     split over the CPUs this process may use (FIT_FLOORS, in that order)."""
-    from ._config import cpu_count
+    from fastmlp._config import cpu_count
 
     parts = cpu_count()
     return {"gemm floor": lambda: _FloorFit(gemm_floor, layers, batch, epochs, X),

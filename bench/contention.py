@@ -10,7 +10,7 @@ scikit-learn, first with the machine as it is, then beside one process that spin
 started and stopped here. Each fit runs in a fresh process (a warm-up fit first: numba's
 cached kernels load, apart), the contenders interleaved round after round.
 
-`python -m fastmlp.contention_bench` (or `fastmlp bench --contention`) prints the table.
+`python -m bench --contention` (or `python -m bench.contention`) prints the table.
 """
 import contextlib
 import json
@@ -36,7 +36,7 @@ CONDITIONS = ("idle", "busy")
 
 
 def _problem(problem, dtype, quick):
-    from . import benchmarking as B
+    from . import harness as B
 
     if problem == "digits":
         return B.digits_problem(dtype), dict(random_state=0)
@@ -89,8 +89,8 @@ def run(contenders=tuple(CONTENDERS), problems=PROBLEMS, dtypes=(np.float64,), r
         conditions=CONDITIONS, quick=False, progress=None):
     """Every contender, problem and dtype `rounds` times per condition, interleaved; rows keep
     each fit, `summary` the medians and the ratios."""
-    from . import available_backends
-    from .benchmarking import in_child
+    from fastmlp import available_backends
+    from .harness import in_child
 
     have = set(available_backends())
     contenders = [c for c in contenders if CONTENDERS[c][1] in have | {None}]

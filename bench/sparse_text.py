@@ -7,7 +7,7 @@ TfidfTransformer. Both estimators fit the same CSR matrix with the same paramete
 `epochs` epochs, one hidden layer of 100), each in its own child process so that its peak
 resident memory is its own; the JIT compile of the numba backend is a warm-up fit, apart.
 
-`python -m fastmlp.sparse_bench` (or `fastmlp bench --sparse`) prints the table.
+`python -m bench --sparse` (or `python -m bench.sparse_text`) prints the table.
 """
 import json
 import time
@@ -109,7 +109,7 @@ def _fit_in_child(which, corpus_params, fit_params, dtype, test_fraction):
 
 def fit_once(which, dtype, corpus_params=CORPUS, fit_params=FIT, test_fraction=0.2):
     """One contender's fit in a fresh child process (spawned: nothing inherited)."""
-    from .benchmarking import in_child
+    from .harness import in_child
 
     return in_child(_fit_in_child, which, corpus_params, fit_params, dtype, test_fraction,
                     what=f"the {which} fit")
