@@ -16,6 +16,7 @@ turns the adaptation on where it is under test.
 """
 import os
 import subprocess
+import sys
 
 os.environ.setdefault("FASTMLP_ADAPTIVE_THREADS", "0")
 
@@ -50,12 +51,19 @@ def rng():
 
 @pytest.fixture(autouse=True)
 def _processes_only_in_their_tier(request, monkeypatch):
-    """The fast tier starts no process: a test that does belongs to the `process` tier."""
+    """The fast tier starts no Python process (each pays for importing fastmlp, and numba's
+    kernels): a test that does belongs to the `process` tier. Other programs a library runs
+    (Dask asks `uname`) are let through."""
     if any(request.node.get_closest_marker(m) for m in SLOW_TIERS):
         return
+    popen_init = subprocess.Popen.__init__
 
-    def refused(self, args, *rest, **kwargs):
-        raise AssertionError(f"{request.node.nodeid} starts a process ({args!r}): mark it "
-                             "@pytest.mark.process (tests/conftest.py)")
+    def guarded(self, args, *rest, **kwargs):
+        program = args if isinstance(args, (str, bytes, os.PathLike)) else args[0]
+        if os.path.basename(os.fsdecode(program)).startswith("python") or os.fsdecode(
+                program) == sys.executable:
+            raise AssertionError(f"{request.node.nodeid} starts a Python process: mark it "
+                                 "@pytest.mark.process (tests/conftest.py)")
+        popen_init(self, args, *rest, **kwargs)
 
-    monkeypatch.setattr(subprocess.Popen, "__init__", refused)
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded)
