@@ -6,7 +6,6 @@ accuracy minus one point (on digits), so a fast wrong fit fails here.
 """
 import warnings
 
-import numpy as np
 import pytest
 from bench.harness import DTYPES, dtype_id
 from sklearn.exceptions import ConvergenceWarning

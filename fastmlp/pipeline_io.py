@@ -1,7 +1,7 @@
 """save / load for a fitted scikit-learn composite of fastmlp estimators and scikit-learn's
 standard preprocessing, without pickle.
 
-A pipeline file is a model archive (io.py: a zip, metadata.json with every member's
+A pipeline file is a model archive (_archive.py: a zip, metadata.json with every member's
 SHA-256 and its own digest) whose metadata holds the composite as a tree: each node names
 its class, its constructor parameters and its fitted state — small lists (categories,
 text statistics) inline as JSON, numeric arrays as `arrays/N.npy` members, each fastmlp
@@ -18,6 +18,8 @@ import io
 import numbers
 
 import numpy as np
+
+from . import _archive, estimator_file
 
 FORMAT = "fastmlp-pipeline"
 VERSION = 1
@@ -103,10 +105,9 @@ class _Writer:
         self.members = {}
 
     def array(self, value):
-        from .io import _npy_bytes
 
         name = f"arrays/{len(self.members)}.npy"
-        self.members[name] = _npy_bytes(np.asarray(value))
+        self.members[name] = _archive.npy_bytes(np.asarray(value))
         return {"__member__": name}
 
     def node(self, est, where):
@@ -121,10 +122,9 @@ class _Writer:
                 f"store; it stores {', '.join(SUPPORTED)}")
         node = {"class": name}
         if name in ("MLPClassifier", "MLPRegressor"):
-            from .io import estimator_bytes
 
             member = f"models/{len(self.members)}.fastmlp"
-            self.members[member] = estimator_bytes(est)
+            self.members[member] = estimator_file.to_bytes(est)
             return dict(node, model=member)
         if name == "Pipeline":
             if est.memory is not None:
@@ -208,12 +208,11 @@ def _column_list(columns):
 
 
 def writer(model):
-    """A function writing `model`'s pipeline file (io.archive_writer); TypeError naming the
+    """A function writing `model`'s pipeline file (_archive.writer); TypeError naming the
     first step that cannot be stored, before anything is written."""
     from sklearn import __version__ as sklearn_version
 
     from . import __version__
-    from .io import archive_writer
 
     w = _Writer()
     try:
@@ -224,7 +223,7 @@ def writer(model):
         raise TypeError(f"fastmlp.save takes a fitted model, got {model!r}")
     metadata = {"format": FORMAT, "version": VERSION, "fastmlp_version": __version__,
                 "sklearn_version": sklearn_version, "root": root}
-    return archive_writer(metadata, w.members)
+    return _archive.writer(metadata, w.members)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -262,12 +261,11 @@ class _Reader:
             self.broken(f"{where} ({name}) cannot be rebuilt: {type(exc).__name__}: {exc}")
 
     def _MLPClassifier(self, node, name, where):
-        from .io import estimator_from_bytes
 
         member = node.get("model")
         if member not in self.members:
             self.broken(f"{where} names no stored model")
-        est = estimator_from_bytes(self.members[member], f"{self.path}:{member}",
+        est = estimator_file.from_bytes(self.members[member], f"{self.path}:{member}",
                                    self.max_bytes)
         if type(est).__name__ != name:
             self.broken(f"{where} is a {name}, its model file holds a {type(est).__name__}")

@@ -18,6 +18,10 @@ import contextlib
 import os
 import threading
 
+#: The names a backend setting may take besides "auto": the backends fastmlp has, each
+#: registered with its module in backends/__init__.py.
+BACKEND_NAMES = ("numpy", "numba", "cython")
+
 _defaults = {"backend": os.environ.get("FASTMLP_BACKEND", "auto") or "auto",
              "adaptive_threads": os.environ.get("FASTMLP_ADAPTIVE_THREADS", "1").strip().lower()
              not in ("0", "false", "no", "off")}
@@ -32,8 +36,6 @@ def _settings():
 
 
 def _check_backend(name, source):
-    from .backends import BACKEND_NAMES
-
     if name != "auto" and name not in BACKEND_NAMES:
         raise ValueError(f"{source}={name!r} is not a backend; expected 'auto' or one of "
                          f"{list(BACKEND_NAMES)}")

@@ -5,7 +5,7 @@ Fortran-ordered, strided and read-only: a backend may copy them, never misread t
 """
 import numpy as np
 import pytest
-from helpers import COMBOS, COMPILED, DTYPES, FULL_PRODUCTS, PAIRS, problem, targets, tol
+from helpers import COMBOS, COMPILED, FULL_PRODUCTS, PAIRS, problem, targets, tol
 
 import fastmlp
 from fastmlp import MLP

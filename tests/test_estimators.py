@@ -17,7 +17,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from helpers import BACKENDS
 
-import fastmlp
 from fastmlp import MLPClassifier, MLPRegressor
 
 

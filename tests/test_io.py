@@ -123,7 +123,8 @@ def test_save_rejects_unfitted_and_foreign_objects(tmp_path):
 def _remade(good, path, change_metadata=None, change_arrays=None):
     """A copy of the model file `good` with its metadata and arrays changed and every
     checksum made again: a file whose parts disagree, however it was made."""
-    from fastmlp.io import _metadata_digest, _npy_bytes
+    from fastmlp._archive import metadata_digest as _metadata_digest
+    from fastmlp._archive import npy_bytes as _npy_bytes
     import hashlib
 
     with zipfile.ZipFile(good) as src:

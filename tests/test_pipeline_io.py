@@ -161,7 +161,7 @@ def _rewrite(path, edit):
 
 
 def test_an_altered_pipeline_file_is_refused(tmp_path):
-    from fastmlp.io import _metadata_digest
+    from fastmlp._archive import metadata_digest as _metadata_digest
 
     model, *_ = fitted("classifier")
     path = fastmlp.save(model, tmp_path / "m.fastmlp")
@@ -195,5 +195,5 @@ def test_a_pipeline_file_keeps_the_nested_models_checks(tmp_path):
     path = fastmlp.save(model, tmp_path / "m.fastmlp")
     with zipfile.ZipFile(path) as z:
         inner = [n for n in z.namelist() if n.endswith(".fastmlp")]
-        est = fastmlp.io.estimator_from_bytes(z.read(inner[0]), "inner")
+        est = fastmlp.estimator_file.from_bytes(z.read(inner[0]), "inner")
     np.testing.assert_array_equal(est.coefs_[0], model[-1].coefs_[0])

@@ -15,7 +15,6 @@ from sklearn.exceptions import ConvergenceWarning
 
 from helpers import BACKENDS
 
-import fastmlp
 from fastmlp import DivergenceError, MLPClassifier, MLPRegressor
 from fastmlp.model import MLP
 

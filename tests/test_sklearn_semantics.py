@@ -4,11 +4,9 @@ tests/test_sklearn_suite.py runs scikit-learn's file as it is; the tests here co
 reads through scikit-learn's private attributes (the deselected tests), and the behaviours
 it found different, more strictly: every backend, compared with scikit-learn's estimator.
 """
-import io
 import pickle
 import threading
 import warnings
-from contextlib import redirect_stdout
 
 import numpy as np
 import pytest

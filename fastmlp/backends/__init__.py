@@ -24,7 +24,7 @@ from types import ModuleType
 
 import importlib
 
-from ..settings import configured_backend
+from ..settings import BACKEND_NAMES, configured_backend
 
 # name -> module, in order of preference for "auto" (fastest first).
 _MODULES = {
@@ -37,7 +37,7 @@ _MODULES = {
 # numba on the small workloads and the digits fit, level on the GEMM-bound ones
 # (`python -m bench`, docs/performance.md).
 _AUTO_ORDER = ("cython", "numba", "numpy")
-BACKEND_NAMES = tuple(_MODULES)
+assert tuple(_MODULES) == BACKEND_NAMES, "settings.BACKEND_NAMES names every backend"
 _loaded = {}
 _errors = {}
 
