@@ -18,6 +18,35 @@ def _machine():
     return config()
 
 
+def write_section(path, name, text):
+    """The report at `path` with its section `name` (between `<!-- name -->` and `<!-- end
+    name -->` lines) replaced by `text`, or added at its end: each study refreshes its own
+    section and keeps the others."""
+    start, end = f"<!-- {name} -->", f"<!-- end {name} -->"
+    block = f"{start}\n{text.rstrip()}\n{end}\n"
+    old = open(path).read() if os.path.exists(path) else ""
+    if start in old and end in old:
+        before, rest = old.split(start, 1)
+        new = before + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        new = (old.rstrip() + "\n\n" if old.strip() else "") + block
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(new)
+    print(f"wrote {path} ({name})")
+
+
+STUDIES = {"dask": "Data-parallel training on Dask", "contention": "A busy machine",
+           "sparse": "Sparse text (TF-IDF)"}
+
+
+def _study_section(args, name, table):
+    """A study's section of the report: its title, the command and machine, its table."""
+    machine = _machine()
+    return (f"## {STUDIES[name]}\n\nWritten by `{args.command}` on {machine['cpus']} cores "
+            f"({machine['machine']}); rerun it to refresh this section.\n\n{table}\n")
+
+
 def _write(args, name, **measured):
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f"{name}.json")
@@ -34,15 +63,19 @@ def study(args):
 
         measured = dask_scaling.run(rows=100_000 if args.quick else 400_000,
                                     rounds=1 if args.quick else 3)
-        print(dask_scaling.text(measured))
+        table = dask_scaling.text(measured)
+        print(table)
         _write(args, "dask", dask=measured, model=dask_scaling.model(measured))
+        name, table = "dask", f"```text\n{table}\n```"
     elif args.contention:
         from . import contention
 
         measured = contention.run(rounds=1 if args.quick else 3, quick=args.quick,
                                   dtypes=[np.dtype(d) for d in args.dtypes])
-        print(contention.text(measured))
+        table = contention.text(measured)
+        print(table)
         _write(args, "contention", contention=measured)
+        name = "contention"
     else:
         from . import sparse_text
 
@@ -50,8 +83,12 @@ def study(args):
                                              if args.quick else {}))
         measured = sparse_text.run(dtypes=[np.dtype(d) for d in args.dtypes],
                                    rounds=1 if args.quick else 3, corpus_params=corpus)
-        print(sparse_text.text(measured))
+        table = sparse_text.text(measured)
+        print(table)
         _write(args, "sparse", sparse=measured)
+        name = "sparse"
+    if args.report:
+        write_section(args.report, name, _study_section(args, name, table))
 
 
 def report(args):
@@ -91,9 +128,8 @@ def report(args):
     print(f"wrote {path}")
     markdown = args.report or os.path.join(args.out, "report.md")
     os.makedirs(os.path.dirname(os.path.abspath(markdown)), exist_ok=True)
-    with open(markdown, "w") as f:
-        f.write(B.markdown_report(rows, forward, fits, machine, args.command))
-    print(f"wrote {markdown}")
+    write_section(markdown, "main", B.markdown_report(rows, forward, fits, machine,
+                                                      args.command))
     if rows:
         png = B.plot(rows, os.path.join(args.out, "steps.png"))
         print(f"wrote {png}")
@@ -113,8 +149,9 @@ def build_parser():
                    help="fastmlp's and torch's threads (default: theirs)")
     p.add_argument("--out", default="bench-results",
                    help="directory for the JSON results and the plot (default: bench-results)")
-    p.add_argument("--report", help="write the markdown report here (default: OUT/report.md); "
-                                    "docs/performance.md is this report")
+    p.add_argument("--report", help="write the markdown report here (default: OUT/report.md; "
+                                    "a study: no report); docs/performance.md is this report, "
+                                    "each run refreshing its own section")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--dask", action="store_true",
                        help="only the Dask scaling study (2 workers against 1 process, "

@@ -69,3 +69,18 @@ def test_bench_fits_only_writes_a_fit_report(tmp_path, capsys):
     report = (out_dir / "report.md").read_text()
     assert "| digits | float32 | sklearn |" in report and "| workload |" not in report
     assert (out_dir / "results.json").exists() and not (out_dir / "steps.png").exists()
+
+
+def test_a_study_refreshes_its_own_section_of_the_report_and_keeps_the_others(tmp_path):
+    from bench.__main__ import write_section
+
+    report = tmp_path / "performance.md"
+    write_section(report, "main", "# Performance\nsteps v1")
+    write_section(report, "sparse", "## Sparse\nsparse v1")
+    write_section(report, "main", "# Performance\nsteps v2")
+    write_section(report, "dask", "## Dask\ndask v1")
+    write_section(report, "sparse", "## Sparse\nsparse v2")
+    text = report.read_text()
+    assert "steps v1" not in text and "sparse v1" not in text
+    assert text.index("steps v2") < text.index("sparse v2") < text.index("dask v1")
+    assert text.count("<!-- sparse -->") == text.count("<!-- end sparse -->") == 1

@@ -47,15 +47,24 @@ def _show(caught):
             print(f"warning: {w.category.__name__}: {w.message}", file=sys.stderr)
 
 
+def _seconds(start):
+    return time.perf_counter() - start
+
+
 def train(args):
     """Fit MLPClassifier/MLPRegressor (scikit-learn's defaults) and compare with scikit-learn;
-    a CSV file gets a Pipeline of the preprocessing its columns need in front."""
+    a CSV file gets a Pipeline of the preprocessing its columns need in front. Reading,
+    preprocessing and fitting are timed apart; the preprocessing is fitted once, and both
+    models fit its output."""
     import warnings
 
     from sklearn.base import clone
+    from sklearn.compose import TransformedTargetRegressor
     from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    from . import MLPClassifier, MLPRegressor, save, tabular
+    from . import MLPClassifier, MLPRegressor, comparison, config_context, save, tabular
 
     regress = args.regress
     dtype = np.dtype(args.dtype)
@@ -63,7 +72,7 @@ def train(args):
     params = dict(hidden_layer_sizes=tuple(args.hidden), max_iter=args.max_iter,
                   random_state=args.seed)
     model = Model(**params, backend=args.backend, n_threads=args.n_threads,
-                  verbose=not args.quiet)
+                  verbose=args.verbose)
     try:
         model._check_params()
         model._hidden_sizes()
@@ -74,49 +83,70 @@ def train(args):
         raise UsageError(str(exc)) from None
     if args.save:
         _check_writable(args.save)
+    start = time.perf_counter()
     if args.csv:
-        frame = tabular.read_csv(args.csv)
-        X, y, notes = tabular.split_target(frame, args.target, args.csv, regress)
+        frame, notes = tabular.read_csv(args.csv)
+        X, y, more = tabular.split_target(frame, args.target, args.csv, regress)
+        X, identifiers = tabular.without_identifiers(X)
         X = tabular.as_features(X, dtype)
+        notes += more + identifiers
         name = args.csv
     else:
         X, y = _digits(args.seed)
         X, notes, name = X.astype(dtype), [], "scikit-learn's digits"
+    read_s = _seconds(start)
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.25, random_state=args.seed, stratify=None if regress else y)
 
-    def whole(model):  # the digits are already in [0, 1]; a CSV's columns need preparing
-        if not args.csv:
-            return model
-        estimator, more = tabular.pipeline(X_train, model, regress, dtype)
+    start = time.perf_counter()
+    pre = None
+    if args.csv:  # the digits are already in [0, 1]; a CSV's columns need preparing
+        pre, more = tabular.preprocessor(X_train, dtype)
         notes.extend(more)
-        return estimator
+        X_fit = pre.fit_transform(X_train)
+    else:
+        X_fit = X_train
+    preprocess_s = _seconds(start)
 
-    estimator = whole(model)
+    def final(estimator):  # a regressor learns a standardised target
+        if not regress or not args.csv:
+            return estimator
+        return TransformedTargetRegressor(regressor=estimator, transformer=StandardScaler())
+
+    def whole(fitted):  # the model that predicts raw rows
+        return fitted if pre is None else Pipeline([("preprocess", pre), ("model", fitted)])
+
     print(f"fastmlp: {Model.__name__}{params} on {name}: {len(X_train)} train / "
           f"{len(X_test)} test rows, {X.shape[1]} columns, {dtype.name}")
     for note in dict.fromkeys(notes):
         print(f"note: {note}")
     if args.csv:
-        print(estimator)
+        print(whole(final(model)))
 
     # Warm-up on a few hundred rows (enough for the multi-threaded minibatch path): compiles
     # the kernels (or loads them from the cache) and starts the thread pools, so the fit time
-    # below is run time only; compile time is reported apart.
+    # below is run time only.
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        whole(clone(model).set_params(max_iter=1, verbose=False)).fit(X_train[:256],
+        final(clone(model).set_params(max_iter=1, verbose=False)).fit(X_fit[:256],
                                                                       y_train[:256])
-    print(f"warm-up (JIT compile or cache load): {time.perf_counter() - start:.2f} s")
+    warm_s = _seconds(start)
+    print(f"read {read_s:.2f} s, preprocess {preprocess_s:.2f} s, warm-up (JIT compile or "
+          f"cache load) {warm_s:.2f} s")
 
+    # One display: a progress bar on a terminal (none with --quiet), scikit-learn's
+    # per-epoch lines with --verbose, else the summary below.
+    bar = (not args.quiet) and sys.stderr.isatty()
+    estimator = final(model)
     start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, config_context(progress_bar=bar):
         warnings.simplefilter("always")
-        estimator.fit(X_train, y_train)
-    fit_time = time.perf_counter() - start
+        estimator.fit(X_fit, y_train)
+    fit_time = _seconds(start)
     _show(caught)
     fitted = _fastmlp_model(estimator)
+    estimator = whole(estimator)
     metric = "R^2" if regress else "accuracy"
     if any(str(w.message) == "Training interrupted by user." for w in caught):
         # Ctrl-C: the user wants to stop — no comparison, and the partial model saved only
@@ -131,26 +161,45 @@ def train(args):
           f"fit {fit_time:.3f} s ({fitted.n_iter_} epochs)")
     if args.save:
         print(f"saved to {save(estimator, args.save)}")
-
     if not args.no_compare:
-        from sklearn.neural_network import MLPClassifier as SkClassifier
-        from sklearn.neural_network import MLPRegressor as SkRegressor
+        return _compare(regress, params, final, whole, X_fit, y_train, X_test, y_test,
+                        fit_time, metric)
+    return 0
 
-        Sk = SkRegressor if regress else SkClassifier
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            whole(Sk(**dict(params, max_iter=1))).fit(X_train[:256], y_train[:256])  # warm-up
-            sk = whole(Sk(**params))
-            start = time.perf_counter()
-            sk.fit(X_train, y_train)
-            sk_time = time.perf_counter() - start
-        if any(str(w.message) == "Training interrupted by user." for w in caught):
-            print("sklearn: comparison interrupted by Ctrl-C", file=sys.stderr)
-            return 130
-        print(f"sklearn  {type(_fastmlp_model(sk)).__name__}: test {metric} "
-              f"{sk.score(X_test, y_test):.4f}, fit {sk_time:.3f} s "
-              f"({_fastmlp_model(sk).n_iter_} epochs); fastmlp is "
-              f"{sk_time / fit_time:.1f}x faster")
+
+def _compare(regress, params, final, whole, X_fit, y_train, X_test, y_test, fit_time,
+             metric):
+    """scikit-learn's own MLP on the same preprocessed rows, fairly timed
+    (fastmlp/comparison.py): on a busy machine also with one BLAS thread, the faster run
+    counting, the machine's load beside the figure."""
+    import warnings
+
+    from sklearn.neural_network import MLPClassifier as SkClassifier
+    from sklearn.neural_network import MLPRegressor as SkRegressor
+
+    from . import comparison
+
+    Sk = SkRegressor if regress else SkClassifier
+    busy = comparison.others_busy()
+    runs = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for label, limit in comparison.sklearn_runs(busy).items():
+            comparison.timed_fit(final(Sk(**dict(params, max_iter=1))), X_fit[:256],
+                                 y_train[:256], limit)  # warm-up
+            sk = final(Sk(**params))
+            runs[label] = (comparison.timed_fit(sk, X_fit, y_train, limit), sk)
+    if any(str(w.message) == "Training interrupted by user." for w in caught):
+        print("sklearn: comparison interrupted by Ctrl-C", file=sys.stderr)
+        return 130
+    sk_time, sk = min(runs.values(), key=lambda run: run[0])
+    how = {"sklearn": "with its BLAS threads", "sklearn, 1 BLAS thread": "with 1 BLAS thread"}
+    times = (f"fit {sk_time:.3f} s" if len(runs) == 1 else
+             ", ".join(f"fit {t:.3f} s {how[label]}" for label, (t, _) in runs.items()))
+    print(f"sklearn  {type(_fastmlp_model(sk)).__name__}: test {metric} "
+          f"{whole(sk).score(X_test, y_test):.4f}, {times} ({_fastmlp_model(sk).n_iter_} "
+          f"epochs); fastmlp is {sk_time / fit_time:.1f}x faster")
+    print(f"machine: {comparison.load_note(busy)}")
     return 0
 
 
@@ -176,7 +225,9 @@ def predict(args):
         raise UsageError(f"--model {args.model}: no such file") from None
     except (ValueError, OSError) as exc:
         raise UsageError(f"--model {args.model}: {exc}") from None
-    frame = tabular.read_csv(args.csv)
+    frame, notes = tabular.read_csv(args.csv)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     names = getattr(estimator, "feature_names_in_", None)
     if names is None:
         raise UsageError(f"--model {args.model} was fitted without column names (not from a "
@@ -254,21 +305,39 @@ def build_parser():
     parser = _Parser(prog="fastmlp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train on the built-in digits data set or a CSV file")
-    p.add_argument("--csv", help="a CSV file with a header row (default: the digits data set)")
-    p.add_argument("--target", help="the CSV column to predict")
-    p.add_argument("--regress", action="store_true", help="regression (default: classification)")
-    p.add_argument("--save", help="write the fitted model here (fastmlp.load reads it); "
-                                  "an interrupted fit saves nothing")
+    p.add_argument("--csv", help="a CSV file with a header row; its separator and decimal "
+                                 "mark are detected (default: scikit-learn's digits)")
+    p.add_argument("--target", help="the CSV column to predict (default: none; required with "
+                                    "--csv)")
+    p.add_argument("--regress", action="store_true",
+                   help="predict a number (default: classify)")
+    p.add_argument("--save", help="write the fitted model here, preprocessing included; "
+                                  "fastmlp predict and fastmlp.load read it (default: not "
+                                  "saved; an interrupted fit saves nothing)")
     p.add_argument("--save-partial", action="store_true",
-                   help="with --save: after Ctrl-C, save the model as far as it trained")
-    p.add_argument("--hidden", type=int, nargs="+", default=[100], help="hidden layer sizes")
-    p.add_argument("--max-iter", type=int, default=200)
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float64")
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--n-threads", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-compare", action="store_true", help="skip the scikit-learn fit")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+                   help="with --save: after Ctrl-C, save the model as far as it trained "
+                        "(default: keep what was at --save)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[100], metavar="UNITS",
+                   help="units per hidden layer, e.g. --hidden 64 32 (default: 100)")
+    p.add_argument("--max-iter", type=int, default=200,
+                   help="epochs at most, scikit-learn's max_iter (default: 200)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float64",
+                   help="the precision trained in; float32 is about twice as fast "
+                        "(default: float64)")
+    p.add_argument("--backend", default="auto",
+                   help="the kernels: cython, numba, numpy or auto, the fastest installed "
+                        "(default: auto)")
+    p.add_argument("--n-threads", type=int, default=None,
+                   help="threads for the fit (default: the CPUs other processes leave free)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random_state of the split and both fits (default: 0)")
+    p.add_argument("--no-compare", action="store_true",
+                   help="skip the scikit-learn fit (default: compare with it)")
+    p.add_argument("--verbose", action="store_true",
+                   help="print scikit-learn's line per epoch (default: a progress bar on a "
+                        "terminal, a summary otherwise)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no per-epoch lines (default: a bar on a terminal)")
     p.set_defaults(func=train)
     p = sub.add_parser("predict", help="predictions of a saved model for the rows of a CSV file")
     p.add_argument("--model", required=True, help="a file written by fastmlp train --save")

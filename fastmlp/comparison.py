@@ -53,16 +53,14 @@ def timed_fit(estimator, X, y, blas_threads=None):
     """Seconds of estimator.fit(X, y), under a BLAS thread limit if one is given."""
     from threadpoolctl import threadpool_limits
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a ConvergenceWarning of a short fit
-        if blas_threads is None:
-            start = time.perf_counter()
-            estimator.fit(X, y)
-            return time.perf_counter() - start
-        with threadpool_limits(blas_threads, user_api="blas"):
-            start = time.perf_counter()
-            estimator.fit(X, y)
-            return time.perf_counter() - start
+    if blas_threads is None:
+        start = time.perf_counter()
+        estimator.fit(X, y)
+        return time.perf_counter() - start
+    with threadpool_limits(blas_threads, user_api="blas"):
+        start = time.perf_counter()
+        estimator.fit(X, y)
+        return time.perf_counter() - start
 
 
 def _one_row_us(estimator, row, calls=200):
@@ -96,33 +94,39 @@ def run(dtypes=("float32", "float64"), rounds=3, backend="auto", n_threads=None,
     from . import MLPClassifier
 
     X_train, X_test, y_train, y_test = digits()
+    makers = {"fastmlp": (lambda: MLPClassifier(backend=backend, n_threads=n_threads,
+                                                random_state=0), None)}
+    makers.update({label: (lambda: SkClassifier(random_state=0), limit)
+                   for label, limit in sklearn_runs(busy).items()})
     rows = []
-    for dtype in dtypes:
-        Xtr, Xte = X_train.astype(dtype), X_test.astype(dtype)
-        makers = {"fastmlp": (lambda: MLPClassifier(backend=backend, n_threads=n_threads,
-                                                    random_state=0), None)}
-        makers.update({label: (lambda: SkClassifier(random_state=0), limit)
-                       for label, limit in sklearn_runs(busy).items()})
-        compile_s = {}
-        for label, (make, limit) in makers.items():  # warm-up: compile, caches, thread pools
-            compile_s[label] = timed_fit(make().set_params(max_iter=1), Xtr[:256], y_train[:256],
-                                         limit)
-        times = {label: [] for label in makers}
-        fitted = {}
-        for _ in range(rounds):
-            for label, (make, limit) in makers.items():
-                fitted[label] = make()
-                times[label].append(timed_fit(fitted[label], Xtr, y_train, limit))
-        for label, model in fitted.items():
-            rows.append(dict(dtype=np.dtype(dtype).name, contender=label,
-                             backend=getattr(model, "backend_", None),
-                             fit_s=float(np.median(times[label])), epochs=int(model.n_iter_),
-                             accuracy=float(model.score(Xte, y_test)),
-                             predict_us=_one_row_us(model, Xte[:1]),
-                             compile_s=compile_s[label] if label == "fastmlp" else None))
-        if progress:
-            progress(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the warm-up's ConvergenceWarning
+        for dtype in dtypes:
+            rows += _fits(makers, X_train.astype(dtype), X_test.astype(dtype), y_train, y_test,
+                          rounds)
+            if progress:
+                progress(dtype)
     return rows
+
+
+def _fits(makers, X_train, X_test, y_train, y_test, rounds):
+    """run()'s rows for one dtype: {label: (estimator factory, BLAS thread limit)}."""
+    compile_s = {}
+    for label, (make, limit) in makers.items():  # warm-up: compile, caches, thread pools
+        compile_s[label] = timed_fit(make().set_params(max_iter=1), X_train[:256],
+                                     y_train[:256], limit)
+    times = {label: [] for label in makers}
+    fitted = {}
+    for _ in range(rounds):
+        for label, (make, limit) in makers.items():
+            fitted[label] = make()
+            times[label].append(timed_fit(fitted[label], X_train, y_train, limit))
+    return [dict(dtype=X_train.dtype.name, contender=label,
+                 backend=getattr(model, "backend_", None), fit_s=float(np.median(times[label])),
+                 epochs=int(model.n_iter_), accuracy=float(model.score(X_test, y_test)),
+                 predict_us=_one_row_us(model, X_test[:1]),
+                 compile_s=compile_s[label] if label == "fastmlp" else None)
+            for label, model in fitted.items()]
 
 
 def text(rows, busy, rounds):

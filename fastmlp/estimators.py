@@ -36,11 +36,11 @@ SOLVERS = ("lbfgs", "sgd", "adam")
 
 
 class _Progress:
-    """tqdm bar with the running loss when verbose, nothing otherwise."""
+    """tqdm bar with the running loss when `bar` (settings.progress_bar), nothing otherwise."""
 
-    def __init__(self, verbose, total, desc):
+    def __init__(self, bar, total, desc):
         self.bar = None
-        if verbose:
+        if bar:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit="epoch", leave=False)
@@ -99,7 +99,9 @@ _PARAMETERS = """    hidden_layer_sizes : array-like of shape (n_layers - 2,), d
         The least improvement of loss or score that counts, over `n_iter_no_change`
         epochs.
     verbose : bool or int, default=False
-        Show a progress bar with the loss.
+        Print scikit-learn's ``Iteration N, loss = ...`` line after each epoch, and show a
+        progress bar with the loss (``fastmlp.set_config(progress_bar=...)`` shows the bar
+        with or without verbose lines).
     warm_start : bool, default=False
         Whether `fit` continues from the current weights.
     momentum : float, default=0.9
@@ -499,7 +501,9 @@ class _BaseMLP(BaseEstimator):
         self.backend_ = self._net.backend.name
 
     def _progress(self):
-        return _Progress(self.verbose, self.max_iter, type(self).__name__)
+        from .settings import progress_bar
+
+        return _Progress(progress_bar(self.verbose), self.max_iter, type(self).__name__)
 
     def _loss_scale(self):
         """scikit-learn's reported loss is the data term / this (+ the L2 term)."""

@@ -5,7 +5,10 @@
                       variable.
     adaptive_threads  whether a fit without n_threads runs fewer threads while other
                       processes keep cores busy (True; FASTMLP_ADAPTIVE_THREADS=0 starts it
-                      False). See the README's "Threads".
+                      False). See docs/threads.md.
+    progress_bar      whether a fit shows a progress bar on stderr: None (the default) with
+                      `verbose`, as ever; True always; False never (verbose lines still
+                      print).
 
 Each thread has its own settings, starting from the process's defaults when it first reads
 them, as scikit-learn's: a config_context in one thread does not change another's fits.
@@ -24,7 +27,9 @@ BACKEND_NAMES = ("numpy", "numba", "cython")
 
 _defaults = {"backend": os.environ.get("FASTMLP_BACKEND", "auto") or "auto",
              "adaptive_threads": os.environ.get("FASTMLP_ADAPTIVE_THREADS", "1").strip().lower()
-             not in ("0", "false", "no", "off")}
+             not in ("0", "false", "no", "off"),
+             "progress_bar": None}
+_UNSET = object()
 _local = threading.local()
 
 
@@ -48,13 +53,15 @@ def get_config() -> dict[str, object]:
     Returns
     -------
     config : dict
-        A new dict, ``{"backend": ..., "adaptive_threads": ...}`` (see `set_config`).
+        A new dict, ``{"backend": ..., "adaptive_threads": ..., "progress_bar": ...}`` (see
+        `set_config`).
     """
     return dict(_settings())
 
 
-def set_config(backend: str | None = None, adaptive_threads: bool | None = None) -> None:
-    """Change this thread's settings; None leaves a setting as it is.
+def set_config(backend: str | None = None, adaptive_threads: bool | None = None,
+               progress_bar: bool | None | object = _UNSET) -> None:
+    """Change this thread's settings; None leaves a setting as it is (but progress_bar's).
 
     Parameters
     ----------
@@ -67,7 +74,15 @@ def set_config(backend: str | None = None, adaptive_threads: bool | None = None)
         A small network's split minibatch gives the same weights either way; a large one's
         BLAS-threaded products may differ in the last bits. False: always the default
         thread count.
+    progress_bar : bool or None, default=unchanged
+        Whether a fit shows a progress bar on stderr: None, the bar with `verbose` (as
+        scikit-learn's verbose fits print their lines); True, always; False, never (the
+        verbose lines still print).
     """
+    if progress_bar is not _UNSET:
+        if progress_bar is not None and not isinstance(progress_bar, bool):
+            raise ValueError(f"progress_bar must be None, True or False, got {progress_bar!r}")
+        _settings()["progress_bar"] = progress_bar
     if backend is not None:
         _settings()["backend"] = _check_backend(backend, "backend")
     if adaptive_threads is not None:
@@ -78,8 +93,8 @@ def set_config(backend: str | None = None, adaptive_threads: bool | None = None)
 
 
 @contextlib.contextmanager
-def config_context(*, backend: str | None = None,
-                   adaptive_threads: bool | None = None) -> Iterator[None]:
+def config_context(*, backend: str | None = None, adaptive_threads: bool | None = None,
+                   progress_bar: bool | None | object = _UNSET) -> Iterator[None]:
     """Change this thread's settings for the duration of a `with` block.
 
     The settings before the block are restored after it, however it ends.
@@ -90,6 +105,8 @@ def config_context(*, backend: str | None = None,
         As for `set_config`; None leaves it as it is.
     adaptive_threads : bool, default=None
         As for `set_config`; None leaves it as it is.
+    progress_bar : bool or None, default=unchanged
+        As for `set_config`.
 
     Yields
     ------
@@ -105,11 +122,17 @@ def config_context(*, backend: str | None = None,
     'numpy'
     """
     old = get_config()
-    set_config(backend=backend, adaptive_threads=adaptive_threads)
+    set_config(backend=backend, adaptive_threads=adaptive_threads, progress_bar=progress_bar)
     try:
         yield
     finally:
         _settings().update(old)
+
+
+def progress_bar(verbose):
+    """Whether a fit with this `verbose` shows a progress bar (this thread's setting)."""
+    setting = _settings()["progress_bar"]
+    return bool(verbose) if setting is None else setting
 
 
 def adaptive_threads():

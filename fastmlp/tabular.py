@@ -2,6 +2,13 @@
 table needs — missing values imputed, categorical columns one-hot encoded, numeric columns
 and a regression target standardised — in front of a fastmlp (or any) estimator.
 
+Numbers are read as a spreadsheet writes them: a decimal point or a decimal comma (half of
+Europe's exports: `1,5;2,75`), with or without thousands separators (`1.234,5`, `1,234.5`,
+`1 234,5`), the convention decided for the whole file by which one reads more of its cells.
+A column of numbers with a few text cells is read as numbers, those cells missing, with a
+note naming them; a text column with a different value in every row is an identifier, left
+out with a note (one-hot encoding it would give the network one input per row).
+
 Every mistake a user can make with a file or a target raises `UsageError`, one line that
 says what is wrong and what to do; `fastmlp train` and `fastmlp predict` print it and exit
 with status 2.
@@ -9,6 +16,7 @@ with status 2.
 import csv
 import difflib
 import os
+import re
 
 import numpy as np
 
@@ -17,6 +25,20 @@ SEPARATORS = ",;\t|"
 #: A categorical column with more distinct values than this gets a note: one-hot encoding
 #: it adds that many inputs, and an identifier or free-text column is usually better dropped.
 MANY_CATEGORIES = 100
+#: A column whose non-missing cells are numbers but for at most this share is read as
+#: numbers (the rest missing, with a note); below it, the column is text.
+NUMERIC_SHARE = 0.9
+#: A text column with a different value in each of at least this many rows is an identifier.
+IDENTIFIER_ROWS = 20
+
+#: The two ways a spreadsheet writes numbers: (decimal mark, thousands separators), each as
+#: a pattern a whole cell must match (spaces, no-break spaces and apostrophes group digits in
+#: either).
+_GROUPS = "[ \u00a0\u202f']"
+NUMBER_FORMATS = {
+    ".": re.compile(r"^[+-]?(\d+|\d{1,3}((,|%s)\d{3})+)?(\.\d*)?([eE][+-]?\d+)?$" % _GROUPS),
+    ",": re.compile(r"^[+-]?(\d+|\d{1,3}((\.|%s)\d{3})+)?(,\d*)?([eE][+-]?\d+)?$" % _GROUPS),
+}
 
 
 class UsageError(Exception):
@@ -24,9 +46,10 @@ class UsageError(Exception):
 
 
 def read_csv(path):
-    """The table in `path` as a DataFrame: the separator sniffed, a byte-order mark and
-    blank lines skipped, quoted fields kept whole, column names stripped, and numbers,
-    blanks ("", NA, n/a, …) as missing. Raises UsageError when it cannot be read."""
+    """The table in `path` as a DataFrame, and notes on how it was read: the separator
+    sniffed, a byte-order mark and blank lines skipped, quoted fields kept whole, column names
+    stripped, numbers in the file's decimal convention (numbers_read), blanks ("", NA, n/a,
+    …) as missing. Raises UsageError when it cannot be read."""
     import pandas as pd
 
     if not os.path.exists(path):
@@ -43,8 +66,9 @@ def read_csv(path):
     except csv.Error:  # one column, or too irregular to tell: the standard separator
         sep = ","
     try:
+        # every cell as text first: the numbers are read below, in the file's convention
         frame = pd.read_csv(path, sep=sep, encoding=encoding, skip_blank_lines=True,
-                            skipinitialspace=True)
+                            skipinitialspace=True, dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
             ValueError) as exc:
         raise UsageError(f"{path}: not a readable CSV file: {_first_line(exc)}") from None
@@ -55,7 +79,74 @@ def read_csv(path):
     duplicates = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if duplicates:
         raise UsageError(f"{path}: columns named more than once: {duplicates}")
-    return frame
+    return numbers_read(frame)
+
+
+def decimal_mark(frame):
+    """"." or ",": the convention under which more of the frame's text cells are numbers
+    (a cell only one of them reads decides; "." when none does)."""
+    counts = {}
+    for mark, pattern in NUMBER_FORMATS.items():
+        other = NUMBER_FORMATS["," if mark == "." else "."]
+        counts[mark] = sum(int(cells.map(lambda v: bool(pattern.match(v))
+                                         and not other.match(v)).sum())
+                           for cells in _text_cells(frame))
+    return "," if counts[","] > counts["."] else "."
+
+
+def _text_cells(frame):
+    for c in frame.columns:
+        cells = frame[c].dropna()
+        cells = cells[cells.map(lambda v: isinstance(v, str))].str.strip()
+        yield cells[cells != ""]
+
+
+def to_number(text, mark):
+    """A cell in the convention `mark` as a float, or None if it is not a number."""
+    text = text.strip()
+    if not text or not NUMBER_FORMATS[mark].match(text) or not any(ch.isdigit() for ch in text):
+        return None
+    thousands = "," if mark == "." else "."
+    for separator in thousands + " \u00a0\u202f'":
+        text = text.replace(separator, "")
+    return float(text.replace(",", "."))
+
+
+def numbers_read(frame):
+    """The frame of text cells with its numeric columns as numbers (integers where every cell
+    is one, booleans where every cell is true or false), in the file's decimal convention;
+    notes on columns of numbers with a few text cells (read as missing)."""
+    import pandas as pd
+
+    mark = decimal_mark(frame)
+    notes = [] if mark == "." else ["numbers written with a decimal comma: read as numbers"]
+    out = frame.copy()
+    for c in frame.columns:
+        cells = frame[c].dropna().astype(str).str.strip()
+        cells = cells[cells != ""]
+        if cells.empty:
+            out[c] = np.nan
+            continue
+        if cells.str.lower().isin(("true", "false")).all():  # as pandas reads them
+            flags = frame[c].map(lambda v: np.nan if pd.isna(v) else
+                                 float(str(v).strip().lower() == "true"))
+            out[c] = flags.astype(bool) if flags.notna().all() else flags
+            continue
+        values = cells.map(lambda v: to_number(v, mark))
+        text = values.isna()
+        if text.mean() > 1 - NUMERIC_SHARE:
+            continue  # a text column
+        column = pd.Series(np.nan, index=frame.index)
+        column[values.index] = values.astype(float)
+        integral = (not text.any() and column.notna().all()
+                    and not cells.str.contains(r"[.,eE]" if mark == "." else r"[,eE]").any()
+                    and np.all(np.abs(column) < 2 ** 53))
+        out[c] = column.astype(np.int64) if integral else column
+        if text.any():
+            examples = ", ".join(repr(v) for v in dict.fromkeys(cells[text]))
+            notes.append(f"column {c!r} holds numbers but {int(text.sum())} cells of text "
+                         f"({examples[:80]}): read as missing")
+    return out, notes
 
 
 def _encoding(path):
@@ -125,6 +216,25 @@ def split_target(frame, target, path, regress):
         raise UsageError(f"{path}: class {lone[0]!r} of {target!r} has a single row; every "
                          f"class needs at least two (one to train on, one to test on){hint}")
     return X, values, notes
+
+
+def without_identifiers(X):
+    """X without its identifier columns — text with a different value in every row, at least
+    IDENTIFIER_ROWS of them (a name, a code, a free-text note): a network cannot generalise
+    from them, and one-hot encoding makes an input per row — and a note on each."""
+    notes, keep = [], []
+    for c in X.columns:
+        cells = X[c].dropna()
+        if (X[c].dtype.kind not in "biuf" and len(X) >= IDENTIFIER_ROWS
+                and cells.nunique() == len(X)):
+            notes.append(f"column {c!r} has a different value in every row: an identifier, "
+                         "left out (a model cannot learn from it)")
+        else:
+            keep.append(c)
+    if not keep:
+        raise UsageError("every feature column is an identifier (a different value in every "
+                         "row): nothing to learn from")
+    return X[keep], notes
 
 
 def preprocessor(X, dtype=np.float64):

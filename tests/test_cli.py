@@ -178,3 +178,149 @@ def test_bench_compares_with_scikit_learn_and_names_the_load(tmp_path, capsys, m
     faster = min(fits["sklearn"]["fit_s"], fits["sklearn, 1 BLAS thread"]["fit_s"])
     (line,) = [ln for ln in out.splitlines() if ln.startswith("float32  fastmlp")]
     assert f"{faster / fits['fastmlp']['fit_s']:7.2f}x" in line
+
+
+# -- European CSVs, one display, honest times (issue 40) ----------------------------------------
+def _european(frame, decimal=",", thousands=""):
+    """frame's numbers written as a spreadsheet in `decimal`/`thousands` convention, ';'
+    separated (each number with two decimals, thousands grouped where given)."""
+    def number(v):
+        text = f"{v:,.2f}"  # 1,234.57: then swapped into the convention asked for
+        return text.replace(",", "\x00").replace(".", decimal).replace("\x00", thousands)
+    out = frame.copy()
+    for c in out.columns:
+        if out[c].dtype.kind == "f":
+            out[c] = out[c].map(number)
+    return out
+
+
+def _cancer(scale=1.0):
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    frame = data.frame.copy()
+    for c in data.feature_names:
+        frame[c] = frame[c] * scale
+    frame["target"] = np.where(frame["target"] == 1, "benign", "malignant")
+    return frame
+
+
+@pytest.mark.parametrize("decimal, thousands, scale", [(",", "", 1.0), (",", ".", 1000.0),
+                                                       (".", ",", 1000.0)],
+                         ids=["decimal-comma", "decimal-comma-thousands-dot",
+                              "thousands-comma"])
+def test_numbers_in_a_european_csv_are_read_as_numbers(tmp_path, capsys, decimal, thousands,
+                                                       scale):
+    """A ';'-separated file of decimal commas (with or without thousands separators, as a
+    spreadsheet exports it) trains on numbers, not on one-hot encoded text, and the saved
+    model predicts such a file."""
+    frame = _cancer(scale)
+    path = tmp_path / "cancer.csv"
+    _european(frame, decimal, thousands).to_csv(path, sep=";", index=False)
+    assert ";" in path.read_text().splitlines()[1] and (decimal == "," or "," in
+                                                        path.read_text())
+    model = tmp_path / "m.fastmlp"
+    assert main(["train", "--csv", str(path), "--target", "target", "--max-iter", "60",
+                 "--quiet", "--no-compare", "--save", str(model)]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("test accuracy ")[1].split(",")[0])
+    assert accuracy > 0.9, out
+    est = fastmlp.load(model)
+    pre = est.steps[0][1]
+    numeric = [cols for name, _, cols in pre.transformers_ if name == "numeric"][0]
+    assert len(numeric) == 30 and "categorical" not in [n for n, *_ in pre.transformers_]
+    predictions = tmp_path / "p.csv"
+    assert main(["predict", "--model", str(model), "--csv", str(path), "--out",
+                 str(predictions)]) == 0
+    predicted = pd.read_csv(predictions)["prediction"].to_numpy()
+    written = frame.drop(columns="target").map(lambda v: float(f"{v:.2f}"))  # as in the file
+    expected = est.predict(written)
+    assert (predicted == expected).all()
+
+
+def test_a_numeric_column_with_a_few_text_cells_is_read_as_numbers_with_a_note(tmp_path,
+                                                                               capsys):
+    frame = _cancer()
+    column = frame.columns[3]
+    text = frame[column].astype(object)
+    text.iloc[[5, 17, 40]] = ["?", "n.a.", "unknown"]
+    frame[column] = text
+    path = tmp_path / "cancer.csv"
+    frame.to_csv(path, index=False)
+    assert main(["train", "--csv", str(path), "--target", "target", "--max-iter", "20",
+                 "--quiet", "--no-compare"]) == 0
+    out = capsys.readouterr().out
+    note = [line for line in out.splitlines() if line.startswith("note:") and column in line]
+    assert note and "3" in note[0] and "'?'" in note[0] and "missing" in note[0], out
+    assert "OneHotEncoder" not in out
+
+
+def test_an_identifier_column_is_left_out_with_a_note(tmp_path, capsys):
+    X, y = load_iris(return_X_y=True)
+    frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    frame.insert(0, "sample", [f"S-{i:04d}" for i in range(len(frame))])
+    frame["species"] = np.array(["setosa", "versicolor", "virginica"])[y]
+    path = tmp_path / "iris.csv"
+    frame.to_csv(path, index=False)
+    model = tmp_path / "m.fastmlp"
+    assert main(["train", "--csv", str(path), "--target", "species", "--max-iter", "20",
+                 "--quiet", "--no-compare", "--save", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert any(line.startswith("note:") and "'sample'" in line and "identifier" in line
+               for line in out.splitlines()), out
+    assert "OneHotEncoder" not in out
+    est = fastmlp.load(model)
+    assert "sample" not in list(est.feature_names_in_)
+    new = frame.drop(columns=["species"]).assign(sample="another")  # never seen: not read
+    assert (est.predict(new) == est.predict(frame.drop(columns=["species", "sample"]))).all()
+
+
+def test_output_that_is_not_a_terminal_gets_a_summary_not_every_epoch(capsys):
+    """Not a terminal: no progress bar and no per-epoch line, the times apart; --verbose adds
+    scikit-learn's per-epoch lines."""
+    assert main(["train", "--max-iter", "15", "--no-compare"]) == 0
+    captured = capsys.readouterr()
+    assert "Iteration" not in captured.out and "epoch/s" not in captured.err
+    assert "it/s" not in captured.err and "\r" not in captured.err
+    assert all(word in captured.out for word in ("read", "preprocess", "fit"))
+    assert main(["train", "--max-iter", "15", "--no-compare", "--verbose"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("Iteration ") == 15
+    assert "\r" not in captured.err
+
+
+def test_a_terminal_gets_one_progress_bar_and_no_epoch_lines(capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert main(["train", "--max-iter", "15", "--no-compare"]) == 0
+    captured = capsys.readouterr()
+    assert "Iteration" not in captured.out
+    assert "epoch" in captured.err  # tqdm's bar
+
+
+def test_every_train_option_says_what_it_does_and_its_default():
+    from fastmlp.cli import build_parser
+
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    for action in train._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{action.option_strings} has no description"
+        if action.nargs != 0:  # not a flag: it has a value, and a default to state
+            assert "default" in action.help, f"{action.option_strings}: no default stated"
+
+
+def test_the_comparison_on_a_busy_machine_counts_scikit_learns_faster_run(capsys, monkeypatch):
+    from fastmlp import comparison
+
+    monkeypatch.setattr(comparison, "others_busy", lambda seconds=0.5: 1.0)
+    assert main(["train", "--max-iter", "10", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    line = [ln for ln in out.splitlines() if ln.startswith("sklearn")][0]
+    assert "1 BLAS thread" in line and "busy: other processes kept 1.0 of" in out
+    fastmlp_s = float(out.split("fit ")[1].split(" s")[0])
+    ratio = float(line.split("fastmlp is ")[1].split("x")[0])
+    runs = [float(s.split(" s")[0]) for s in line.split("fit ")[1:]]
+    assert ratio == pytest.approx(min(runs) / fastmlp_s, rel=0.06)
