@@ -65,10 +65,10 @@ def read_csv(path):
         sep = csv.Sniffer().sniff(head, delimiters=SEPARATORS).delimiter
     except csv.Error:  # one column, or too irregular to tell: the standard separator
         sep = ","
+    mark, thousands = number_format(head, sep)
     try:
-        # every cell as text first: the numbers are read below, in the file's convention
         frame = pd.read_csv(path, sep=sep, encoding=encoding, skip_blank_lines=True,
-                            skipinitialspace=True, dtype=str)
+                            skipinitialspace=True, decimal=mark, thousands=thousands)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
             ValueError) as exc:
         raise UsageError(f"{path}: not a readable CSV file: {_first_line(exc)}") from None
@@ -79,73 +79,95 @@ def read_csv(path):
     duplicates = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if duplicates:
         raise UsageError(f"{path}: columns named more than once: {duplicates}")
-    return numbers_read(frame)
+    return numbers_read(frame, mark)
+
+
+def number_format(head, sep):
+    """(decimal mark, thousands separator or None) of a file whose first bytes are `head`:
+    the convention that reads more of their cells as numbers, and the separator its numbers
+    group digits with, if any (pandas' C parser then reads the whole file in it)."""
+    import io
+
+    import pandas as pd
+
+    lines = head.splitlines()[:-1] or head.splitlines()  # the last may be cut short
+    try:
+        sample = pd.read_csv(io.StringIO("\n".join(lines)), sep=sep, dtype=str,
+                             skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return ".", None
+    mark = decimal_mark(sample)
+    grouped = re.compile(r"\d([,. \u00a0\u202f'])\d{3}(?!\d)")
+    seen = {}
+    for c in sample.columns:
+        cells = _cells(sample[c])
+        cells = cells[cells.str.fullmatch(NUMBER_FORMATS[mark].pattern)]
+        for separator in cells.str.extract(grouped, expand=False).dropna():
+            if separator != mark:
+                seen[separator] = seen.get(separator, 0) + 1
+    thousands = max(seen, key=seen.get) if seen else None
+    return mark, (None if thousands == sep else thousands)
 
 
 def decimal_mark(frame):
     """"." or ",": the convention under which more of the frame's text cells are numbers
     (a cell only one of them reads decides; "." when none does)."""
-    counts = {}
-    for mark, pattern in NUMBER_FORMATS.items():
-        other = NUMBER_FORMATS["," if mark == "." else "."]
-        counts[mark] = sum(int(cells.map(lambda v: bool(pattern.match(v))
-                                         and not other.match(v)).sum())
-                           for cells in _text_cells(frame))
+    counts = dict.fromkeys(NUMBER_FORMATS, 0)
+    for c in frame.columns:
+        cells = _cells(frame[c])
+        digits = cells.str.contains(r"\d")
+        dot, comma = (cells.str.fullmatch(NUMBER_FORMATS[m].pattern) & digits
+                      for m in (".", ","))
+        counts["."] += int((dot & ~comma).sum())
+        counts[","] += int((comma & ~dot).sum())
     return "," if counts[","] > counts["."] else "."
 
 
-def _text_cells(frame):
-    for c in frame.columns:
-        cells = frame[c].dropna()
-        cells = cells[cells.map(lambda v: isinstance(v, str))].str.strip()
-        yield cells[cells != ""]
+def _cells(column):
+    """A column's non-blank cells, as stripped text."""
+    cells = column.dropna().astype(str).str.strip()
+    return cells[cells != ""]
 
 
-def to_number(text, mark):
-    """A cell in the convention `mark` as a float, or None if it is not a number."""
-    text = text.strip()
-    if not text or not NUMBER_FORMATS[mark].match(text) or not any(ch.isdigit() for ch in text):
-        return None
-    thousands = "," if mark == "." else "."
-    for separator in thousands + " \u00a0\u202f'":
-        text = text.replace(separator, "")
-    return float(text.replace(",", "."))
-
-
-def numbers_read(frame):
-    """The frame of text cells with its numeric columns as numbers (integers where every cell
-    is one, booleans where every cell is true or false), in the file's decimal convention;
-    notes on columns of numbers with a few text cells (read as missing)."""
+def numbers(cells, mark):
+    """Text cells as floats in the convention `mark` ("." or ","), NaN where a cell is not a
+    number written that way."""
     import pandas as pd
 
-    mark = decimal_mark(frame)
+    valid = (cells.str.fullmatch(NUMBER_FORMATS[mark].pattern)
+             & cells.str.contains(r"\d"))
+    thousands = "," if mark == "." else "\\."
+    plain = cells[valid].str.replace(f"[{thousands} \u00a0\u202f']", "", regex=True)
+    if mark == ",":
+        plain = plain.str.replace(",", ".", regex=False)
+    out = pd.Series(np.nan, index=cells.index)
+    out[valid] = pd.to_numeric(plain, errors="coerce").astype(float)
+    return out
+
+
+def numbers_read(frame, mark):
+    """The frame as pandas read it in the file's convention `mark`, with its columns of
+    numbers but for a few text cells read as numbers (those cells missing), and notes: on a
+    decimal comma, and on each column whose text cells were read as missing."""
+    import pandas as pd
+
     notes = [] if mark == "." else ["numbers written with a decimal comma: read as numbers"]
     out = frame.copy()
     for c in frame.columns:
-        cells = frame[c].dropna().astype(str).str.strip()
-        cells = cells[cells != ""]
-        if cells.empty:
-            out[c] = np.nan
-            continue
-        if cells.str.lower().isin(("true", "false")).all():  # as pandas reads them
-            flags = frame[c].map(lambda v: np.nan if pd.isna(v) else
-                                 float(str(v).strip().lower() == "true"))
-            out[c] = flags.astype(bool) if flags.notna().all() else flags
-            continue
-        values = cells.map(lambda v: to_number(v, mark))
+        if frame[c].dtype.kind in "biuf":
+            continue  # pandas read every cell as a number (or a bool)
+        cells = _cells(frame[c])
+        values = numbers(cells, mark)
         text = values.isna()
-        if text.mean() > 1 - NUMERIC_SHARE:
+        if cells.empty or text.mean() > 1 - NUMERIC_SHARE:
             continue  # a text column
         column = pd.Series(np.nan, index=frame.index)
-        column[values.index] = values.astype(float)
-        integral = (not text.any() and column.notna().all()
-                    and not cells.str.contains(r"[.,eE]" if mark == "." else r"[,eE]").any()
-                    and np.all(np.abs(column) < 2 ** 53))
-        out[c] = column.astype(np.int64) if integral else column
-        if text.any():
-            examples = ", ".join(repr(v) for v in dict.fromkeys(cells[text]))
-            notes.append(f"column {c!r} holds numbers but {int(text.sum())} cells of text "
-                         f"({examples[:80]}): read as missing")
+        column[values.index] = values
+        out[c] = column
+        examples = ", ".join(repr(v) for v in dict.fromkeys(cells[text]))
+        n = int(text.sum())
+        notes.append(f"column {c!r} holds numbers but {n} cell{'s' * (n > 1)} of text "
+                     f"({examples[:80]}): read as missing")
     return out, notes
 
 
