@@ -30,7 +30,8 @@ class Workload:
     what: str
 
 
-#: ../shared/DESIGN.md §5: ReLU hidden layers, softmax + cross-entropy, one SGD step each.
+#: The workloads speed is judged by: ReLU hidden layers, softmax + cross-entropy, one SGD
+#: step each.
 WORKLOADS = {
     "W1": Workload("W1", (64, 32, 10), 1, 2000, "per-step overhead (online learning)"),
     "W2": Workload("W2", (64, 128, 10), 32, 400, "small nets (digits-sized)"),
@@ -558,7 +559,7 @@ def fit_text(rows):
 
 
 def markdown_report(steps, forward, fits, machine, command):
-    """The README's performance section, from one run's figures (tables for what was run)."""
+    """docs/performance.md's main section, from one run's figures (tables for what was run)."""
     blas = ", ".join(f"{b['internal_api']} {b['version']} {b.get('architecture') or ''} "
                      f"kernels ({b['num_threads']} threads)" for b in machine["blas"])
     forced = {k: v for k, v in os.environ.items() if k.startswith("OPENBLAS_")}

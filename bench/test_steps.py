@@ -1,4 +1,4 @@
-"""Time per SGD step on the workloads W1-W4 of DESIGN.md, every backend, beside the floors.
+"""Time per SGD step on the workloads W1-W4 (harness.WORKLOADS), every backend, beside the floors.
 
 Each benchmark times one call of a contender (workload.steps SGD steps); pytest-benchmark
 reports it, and `extra_info["us_per_step"]` divides by the steps. Warm-up (JIT compile)

@@ -5,7 +5,7 @@ import. Beyond scikit-learn: `backend`, `n_threads`, `leaky_slope` (with
 activation="leaky_relu") and `class_weight` on the classifier; float32 input trains in float32.
 Sparse X (any scipy.sparse format) trains and predicts as CSR, never densified: the first
 layer's products run over its rows' non-zeros. What still differs, on purpose, is listed in
-the README ("What is still different from scikit-learn"): a divergence raises at its epoch
+docs/estimators.md ("What differs from scikit-learn"): a divergence raises at its epoch
 and keeps the last finite weights, a failed fit keeps the model it had, lbfgs minimises the
 loss it reports the gradient of, Poisson targets are validated.
 """

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 OPTIMIZERS = ("sgd", "adam")
-#: Integer codes used by the compiled backends.
-CODES = {name: code for code, name in enumerate(OPTIMIZERS)}
 
 
 @dataclass(frozen=True)
@@ -45,10 +43,6 @@ class Optimizer:
             value = getattr(self, name)
             if not (ok and math.isfinite(value)):
                 raise ValueError(f"invalid optimizer setting {name}={value!r}")
-
-    @property
-    def code(self):
-        return CODES[self.name]
 
 
 @dataclass
