@@ -198,7 +198,7 @@ def _compare(regress, params, final, whole, X_fit, y_train, X_test, y_test, fit_
              ", ".join(f"fit {t:.3f} s {how[label]}" for label, (t, _) in runs.items()))
     print(f"sklearn  {type(_fastmlp_model(sk)).__name__}: test {metric} "
           f"{whole(sk).score(X_test, y_test):.4f}, {times} ({_fastmlp_model(sk).n_iter_} "
-          f"epochs); fastmlp is {sk_time / fit_time:.1f}x faster")
+          f"epochs); fastmlp is {sk_time / fit_time:.2f}x faster")
     print(f"machine: {comparison.load_note(busy)}")
     return 0
 

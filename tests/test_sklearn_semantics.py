@@ -319,6 +319,23 @@ def test_config_context_sets_the_backend_auto_means_in_this_thread_only():
         fastmlp.set_config(backend="gpu")
 
 
+def test_the_progress_bar_is_a_setting_apart_from_verbose(capsys):
+    """progress_bar: None shows the bar with verbose (as before); True shows it without the
+    verbose lines, False shows the lines without it."""
+    X, y = _iris()
+    for setting, verbose, bar, lines in [(None, True, True, True), (None, False, False, False),
+                                         (True, False, True, False),
+                                         (False, True, False, True)]:
+        with fastmlp.config_context(progress_bar=setting):
+            MLPClassifier(max_iter=3, verbose=verbose, random_state=0).fit(X, y)
+        captured = capsys.readouterr()
+        assert ("epoch" in captured.err) == bar, (setting, verbose, captured.err)
+        assert ("Iteration 3" in captured.out) == lines, (setting, verbose, captured.out)
+    assert fastmlp.get_config()["progress_bar"] is None
+    with pytest.raises(ValueError, match="progress_bar must be None, True or False"):
+        fastmlp.set_config(progress_bar="yes")
+
+
 @pytest.mark.process
 @pytest.mark.parametrize("value,expected", [("numpy", "numpy"), ("bogus", "error")])
 def test_fastmlp_backend_environment_variable(value, expected):
