@@ -590,7 +590,7 @@ class MLP:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["backend"] = self.backend.name  # modules do not pickle; names do
+        state["backend"] = self.backend.name  # by name: the registry's instance comes back
         return state
 
     def __setstate__(self, state):

@@ -88,7 +88,7 @@ def test_the_kernels_match_the_reference_under_each_library(restore_blas, librar
     W = (rng.normal(size=(n_in, n_out)) / np.sqrt(n_in)).astype(dtype)
     b = rng.normal(size=n_out).astype(dtype)
     args = (A, W, b, "relu")
-    np.testing.assert_allclose(cython_backend.forward_layer(*args, np.empty((n, n_out), dtype)),
+    np.testing.assert_allclose(cython_backend.backend.forward_layer(*args, np.empty((n, n_out), dtype)),
                                reference.forward_layer(*args, np.empty((n, n_out), dtype)),
                                **tol(dtype))
     sizes = [64, 256, 128, 10]
@@ -126,10 +126,10 @@ def test_the_kernels_call_the_gemm_they_are_given(restore_blas, dtype):
     rng = np.random.default_rng(2)
     A, W = rng.normal(size=(200, 96)).astype(dtype), rng.normal(size=(96, 80)).astype(dtype)
     b = np.zeros(80, dtype)
-    out = cython_backend.forward_layer(A, W, b, "identity", np.empty((200, 80), dtype))
+    out = cython_backend.backend.forward_layer(A, W, b, "identity", np.empty((200, 80), dtype))
     assert calls and all(sorted(c) == [80, 96, 200] for c in calls)
     np.testing.assert_allclose(out, A @ W, **tol(dtype, 10))
     _ck.use_ilp64_gemm(0, 0)
     calls.clear()
-    cython_backend.forward_layer(A, W, b, "identity", np.empty((200, 80), dtype))
+    cython_backend.backend.forward_layer(A, W, b, "identity", np.empty((200, 80), dtype))
     assert calls == []

@@ -216,8 +216,16 @@ def test_loss_pairs_outside_the_domain_are_rejected():
 
 
 def test_registry():
+    from fastmlp.backends import Backend, Kernels
+
     assert "numpy" in fastmlp.available_backends()
-    assert fastmlp.get_backend("numpy") is reference
+    assert fastmlp.get_backend("numpy") is reference.backend
+    for name in fastmlp.available_backends():
+        backend = fastmlp.get_backend(name)
+        assert isinstance(backend, Backend) and isinstance(backend.unchecked, Kernels)
+        assert backend.name == name and fastmlp.get_backend(backend) is backend
     assert fastmlp.get_backend("auto").name in fastmlp.available_backends()
+    with pytest.raises(TypeError, match="Can't instantiate abstract class"):
+        Kernels()
     with pytest.raises(ValueError, match="unknown backend"):
         fastmlp.get_backend("fortran")

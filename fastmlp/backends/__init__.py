@@ -1,7 +1,7 @@
-"""The backend registry: one kernel contract, interchangeable implementations.
+"""The backend registry: one kernel contract (_backend.Backend), interchangeable backends.
 
-Every backend module exposes the same functions with the same signatures, writing into
-caller-provided buffers:
+Every backend is a `Backend`: a name, its kernels on checked arguments (`unchecked`, a
+`Kernels`), and the contract's public functions, writing into caller-provided buffers:
 
     forward_layer(A_in, W, b, activation, out, leaky_slope=0.01)
     backward_layer(A_in, delta, W, grad_W, grad_b, delta_in=None, activation_in=None, leaky_slope=0.01)
@@ -13,20 +13,20 @@ caller-provided buffers:
         scikit-learn's loss-plateau rule (fastmlp.stopping.Plateau) and the divergence
         guard applied between epochs inside it
 
-These check every argument (_contract.checked) before any kernel runs. `unchecked` holds
-the same four on arguments validated already (_contract.Kernels): MLP validates at its own
-edge, then calls those. Models resolve a backend once with `get_backend`; nowhere else
-branches on its name.
+These check every argument before any kernel runs; MLP validates at its own edge, then calls
+`unchecked`. Models resolve a backend once with `get_backend`; nowhere else branches on its
+name.
 """
 from __future__ import annotations
-
-from types import ModuleType
 
 import importlib
 
 from ..settings import BACKEND_NAMES, configured_backend
+from ._backend import Backend, Kernels
 
-# name -> module, in order of preference for "auto" (fastest first).
+__all__ = ["BACKEND_NAMES", "Backend", "Kernels", "available_backends", "get_backend"]
+
+# name -> the module holding its `backend`, in order of preference for "auto" (fastest first).
 _MODULES = {
     "numpy": "fastmlp.backends.reference",
     "numba": "fastmlp.backends.numba_backend",
@@ -62,20 +62,20 @@ def available_backends() -> list[str]:
     return [name for name in _AUTO_ORDER if _load(name) is not None]
 
 
-def get_backend(name: str | ModuleType = "auto") -> ModuleType:
-    """Return the backend module called `name`.
+def get_backend(name: str | Backend = "auto") -> Backend:
+    """Return the backend called `name`.
 
     Parameters
     ----------
-    name : str or module, default="auto"
+    name : str or Backend, default="auto"
         "cython", "numba", "numpy", or "auto": what `fastmlp.set_config(backend=...)` or the
         FASTMLP_BACKEND environment variable set, by default the fastest available backend.
-        A backend module is returned as it is.
+        A Backend is returned as it is.
 
     Returns
     -------
-    backend : module
-        The module implementing the kernel contract.
+    backend : Backend
+        The backend: its kernel contract's functions, checked, and its `unchecked` kernels.
 
     Raises
     ------
@@ -84,20 +84,19 @@ def get_backend(name: str | ModuleType = "auto") -> ModuleType:
     ImportError
         For a backend this machine cannot load (the message says why).
     """
+    if isinstance(name, Backend):
+        return name
     if not isinstance(name, str):
-        if all(hasattr(name, f) for f in ("forward_layer", "backward_layer", "output_delta",
-                                          "train_epochs", "unchecked")):
-            return name  # already a backend module
         raise TypeError(f"backend must be a name, got {type(name).__name__}")
     # "auto": the first that imports; the others are not imported (importing numba costs a
     # visible fraction of a second: python -X importtime -c "import numba")
     if name == "auto":
         name = configured_backend()
     if name == "auto":
-        return next(module for module in map(_load, _AUTO_ORDER) if module is not None)
+        return next(module for module in map(_load, _AUTO_ORDER) if module is not None).backend
     if name not in _MODULES:
         raise ValueError(f"unknown backend {name!r}; expected 'auto' or one of {list(_MODULES)}")
     module = _load(name)
     if module is None:
         raise ImportError(f"backend {name!r} is not available here: {_errors[name]}")
-    return module
+    return module.backend

@@ -1,16 +1,18 @@
 """The Python side shared by the compiled twins (numba, cython).
 
 Both compile the same kernels behind the same interface (_layout.py); this module turns a
-backend's raw kernels into its unchecked Kernels (_contract.py), packs train_epochs'
-arguments into _layout's bundles, and keeps the per-fit workspace, so the two backend
-modules hold only what differs: their kernels and how they run threads.
+twin's raw kernels into its Kernels (CompiledKernels), packs train_epochs' arguments into
+_layout's bundles, and keeps the per-fit workspace, so the two backend modules hold only
+what differs: their kernels and how they run threads.
 """
 import contextlib
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from .. import _config, activations, losses
 from . import _contract, _layout
+from ._backend import Kernels
 
 # Stand-in for an absent delta_in (the kernels are typed for arrays; they never touch it).
 NO_DELTA = {np.dtype(t): np.empty((1, 1), t) for t in (np.float32, np.float64)}
@@ -101,55 +103,76 @@ def _blas_team(n_chunks, team, requested):
     return contextlib.nullcontext()
 
 
-def kernels(forward, backward, sparse_forward, sparse_gradient, output_delta_kernel,
-            epochs_kernel, threads, n_threads, read_only_inputs=False):
-    """A compiled backend's unchecked _contract.Kernels around its raw kernels:
+class RawKernels(NamedTuple):
+    """A compiled twin's own functions, on the arrays and codes of _layout:
     forward(A, W, b, act, slope, out), backward(A, δ, W, gW, gb, δ_in, act_in, slope, want),
     for a CSR input sparse_forward(values, indices, indptr, rows, W, b, act, slope, out) and
     sparse_gradient(values, indices, indptr, rows, δ, gW, gb) over its rows `rows`,
     output_delta(A, Y, act, loss, δ, sw, has_sw, slope, tiny) and
-    epochs_kernel(network, data, optimizer, workspace, control) (_layout's bundles).
-    `threads(n_chunks, team)` is the backend's context manager for a minibatch split over
-    n_chunks chunks run by a team of `team` threads, `n_threads()` the thread count in force.
-    read_only_inputs: pass every array a kernel only reads as a read-only view (numba's
-    kernels are compiled per writability; Cython's const memoryviews take either)."""
-    ro = readonly if read_only_inputs else _as_is
+    train_epochs(network, data, optimizer, workspace, control) (_layout's bundles)."""
+    forward: Callable
+    backward: Callable
+    sparse_forward: Callable
+    sparse_gradient: Callable
+    output_delta: Callable
+    train_epochs: Callable
 
-    def forward_layer(A_in, W, b, activation, out, leaky_slope):
+
+class CompiledKernels(Kernels):
+    """A compiled twin's Kernels around its RawKernels. `threads(n_chunks, team)` is the
+    twin's context manager for a minibatch split over n_chunks chunks run by a team of `team`
+    threads, `n_threads()` the thread count in force. read_only_inputs: pass every array a
+    kernel only reads as a read-only view (numba's kernels are compiled per writability;
+    Cython's const memoryviews take either)."""
+
+    def __init__(self, raw: RawKernels, threads: Callable, n_threads: Callable,
+                 read_only_inputs: bool = False):
+        self.raw = raw
+        self.threads = threads
+        self.n_threads = n_threads
+        self.ro = readonly if read_only_inputs else _as_is
+
+    def forward_layer(self, A_in, W, b, activation, out, leaky_slope):
+        ro = self.ro
         if _contract.is_sparse(A_in):
-            sparse_forward(ro(A_in.data), ro(A_in.indices), ro(A_in.indptr),
-                           ro(_all_rows(A_in)), ro(W), ro(b), activations.CODES[activation],
-                           leaky_slope, out)
+            self.raw.sparse_forward(ro(A_in.data), ro(A_in.indices), ro(A_in.indptr),
+                                    ro(_all_rows(A_in)), ro(W), ro(b),
+                                    activations.CODES[activation], leaky_slope, out)
         else:
-            forward(ro(A_in), ro(W), ro(b), activations.CODES[activation], leaky_slope, out)
+            self.raw.forward(ro(A_in), ro(W), ro(b), activations.CODES[activation], leaky_slope,
+                             out)
         return out
 
-    def backward_layer(A_in, delta, W, grad_W, grad_b, delta_in, activation_in, leaky_slope):
+    def backward_layer(self, A_in, delta, W, grad_W, grad_b, delta_in, activation_in,
+                       leaky_slope):
+        ro = self.ro
         if _contract.is_sparse(A_in):  # the input layer: no delta_in
-            sparse_gradient(ro(A_in.data), ro(A_in.indices), ro(A_in.indptr),
-                            ro(_all_rows(A_in)), ro(delta), grad_W, grad_b)
+            self.raw.sparse_gradient(ro(A_in.data), ro(A_in.indices), ro(A_in.indptr),
+                                     ro(_all_rows(A_in)), ro(delta), grad_W, grad_b)
             return
         want = delta_in is not None
-        backward(ro(A_in), ro(delta), ro(W), grad_W, grad_b,
-                 delta_in if want else NO_DELTA[A_in.dtype],
-                 activations.CODES[activation_in] if want else 0, leaky_slope, want)
+        self.raw.backward(ro(A_in), ro(delta), ro(W), grad_W, grad_b,
+                          delta_in if want else NO_DELTA[A_in.dtype],
+                          activations.CODES[activation_in] if want else 0, leaky_slope, want)
 
-    def output_delta(A_out, Y, activation, loss, delta, sample_weight, leaky_slope):
+    def output_delta(self, A_out, Y, activation, loss, delta, sample_weight, leaky_slope):
+        ro = self.ro
         has_sw = sample_weight is not None
         sw = sample_weight if has_sw else np.ones(1, A_out.dtype)
-        return output_delta_kernel(ro(A_out), ro(Y), activations.CODES[activation],
-                                   losses.CODES[loss], delta, ro(sw), has_sw, leaky_slope,
-                                   np.finfo(A_out.dtype).tiny)
+        return self.raw.output_delta(ro(A_out), ro(Y), activations.CODES[activation],
+                                     losses.CODES[loss], delta, ro(sw), has_sw, leaky_slope,
+                                     np.finfo(A_out.dtype).tiny)
 
-    def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
+    def train_epochs(self, arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                      learning_rates, guard, plateau, stop=None, time_budget=np.inf):
+        ro = self.ro
         dtype = theta.dtype
         sparse = _contract.is_sparse(X)
         # A sparse X's minibatch is not split: each thread's own gradient buffer would be as
         # big as its first layer, zeroed and summed at every step.
         # The split follows the thread count asked for, the team what the machine has free
         # now: chunk c is thread c mod team's, so the weights do not depend on the team.
-        requested = n_threads()
+        requested = self.n_threads()
         n_chunks = 1 if sparse else _layout.data_parallel_chunks(arch.layer_sizes, batch_size,
                                                                  requested)
         team = (requested if _layout.one_thread(arch.layer_sizes, batch_size, n_chunks)
@@ -170,8 +193,8 @@ def kernels(forward, backward, sparse_forward, sparse_gradient, output_delta_ker
                                   int(team))
         if n_chunks > 1 and team > 1:
             _config.teams_start()
-        with threads(n_chunks, team), _blas_team(n_chunks, team, requested):
-            epochs_kernel(
+        with self.threads(n_chunks, team), _blas_team(n_chunks, team, requested):
+            self.raw.train_epochs(
                 cache.network(arch, theta, ro),
                 _layout.Data(ro(cache.no_rows if sparse else X), ro(Y),
                              ro(sample_weight if has_sw else cache.unit_weights(X.shape[0])),
@@ -185,8 +208,6 @@ def kernels(forward, backward, sparse_forward, sparse_gradient, output_delta_ker
         if plateau is not None:
             _, _, plateau.best, plateau.count, _ = cache.plateau.item()
         return control.terms[:epochs], _layout.EVENTS[event]
-
-    return _contract.Kernels(forward_layer, backward_layer, output_delta, train_epochs)
 
 
 def _all_rows(A):

@@ -6,7 +6,6 @@ or read-only are copied/accepted; outputs must be writable C-contiguous buffers 
 shape and dtype, because a kernel writes into them.
 """
 import weakref
-from typing import Callable, NamedTuple
 
 import numpy as np
 import scipy.sparse
@@ -345,75 +344,3 @@ def row_orders(orders, n):
         return np.arange(n, dtype=np.int64)[None]
     orders = np.ascontiguousarray(orders, dtype=np.int64)
     return orders[None] if orders.ndim == 1 else orders
-
-
-class Kernels(NamedTuple):
-    """A backend's kernels on arguments already checked (the shapes, dtypes and contiguity
-    that `checked` tests; finite inputs; orders (k, n) int64 and in bounds; learning_rates a
-    contiguous float64 array), for callers that validated them
-    at their own edge, as MLP does. Called with anything else they may crash the process.
-
-    forward_layer(A_in, W, b, activation, out, leaky_slope) -> out
-    backward_layer(A_in, delta, W, grad_W, grad_b, delta_in, activation_in, leaky_slope)
-    output_delta(A_out, Y, activation, loss, delta, sample_weight, leaky_slope) -> loss
-    train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
-                 learning_rates, guard, plateau, stop=None, time_budget=inf) -> (terms, event)
-    """
-    forward_layer: Callable
-    backward_layer: Callable
-    output_delta: Callable
-    train_epochs: Callable
-
-
-def checked(kernels):
-    """The public contract functions: each checks its arguments, then calls the kernel."""
-
-    def forward_layer(A_in, W, b, activation, out, leaky_slope=0.01):
-        """out = g(A_in @ W + b); returns out. Non-finite inputs are rejected; finite inputs
-        whose products overflow give non-finite outputs, which the caller must test."""
-        A_in, W, b = check_forward(A_in, W, b, activation, out)
-        return kernels.forward_layer(A_in, W, b, activation, out,
-                                     activations.check_leaky_slope(leaky_slope))
-
-    def backward_layer(A_in, delta, W, grad_W, grad_b, delta_in=None, activation_in=None,
-                       leaky_slope=0.01):
-        """grad_W = A_inᵀ δ, grad_b = Σ_rows δ and, if delta_in is given,
-        δ_in = (δ Wᵀ) ⊙ g'(A_in)."""
-        A_in, delta, W = check_backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in)
-        kernels.backward_layer(A_in, delta, W, grad_W, grad_b, delta_in, activation_in,
-                               activations.check_leaky_slope(leaky_slope))
-
-    def output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_slope=0.01):
-        """Write δ_out (rows scaled by sample_weight) into delta; return the (weighted) summed
-        loss."""
-        A_out, Y, sample_weight = check_output_delta(A_out, Y, activation, loss, delta,
-                                                     sample_weight)
-        return kernels.output_delta(A_out, Y, activation, loss, delta, sample_weight,
-                                    activations.check_leaky_slope(leaky_slope))
-
-    def train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
-                     learning_rates, guard=True, plateau=None, stop=None, time_budget=None):
-        """Up to len(learning_rates) epochs: epoch e takes its rows in orders[e] (orders[0]
-        every epoch when orders has one row; None: rows in order) at learning rate
-        learning_rates[e].
-
-        guard: an epoch whose loss or weights are not finite is undone — θ, the optimizer
-        moments and t put back as they were before it — and ends the call with event
-        "diverged". plateau: a stopping.Plateau updated with each epoch's loss; when it fires,
-        the call ends after that epoch with event "plateau". stop: a one-element int64
-        array read after every minibatch (fastmlp.interrupts raises it on Ctrl-C); once it
-        is non-zero the call ends with event "interrupted", the epoch under way undone when
-        guarded (left as far as it got otherwise). time_budget: seconds after which no new
-        epoch starts (the call ends "completed" with fewer epochs; None: no limit).
-        Otherwise "completed". Returns (terms, event): terms[e] = (Σ_b mean loss_b × rows_b,
-        Σ_b mean L2 penalty_b × rows_b) for each completed epoch (their sum / n_samples is
-        scikit-learn's loss). A minibatch whose sample weights are all zero has no mean
-        gradient: it makes no step (Adam's t stays) and adds nothing to terms. θ and the
-        moments may not share memory with the data (ValueError)."""
-        X, Y, sample_weight, orders, batch_size, learning_rates = check_train_epochs(
-            arch, theta, X, Y, sample_weight, orders, batch_size, state, learning_rates)
-        stop, time_budget = check_stop(stop, time_budget)
-        return kernels.train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt,
-                                    state, learning_rates, guard, plateau, stop, time_budget)
-
-    return forward_layer, backward_layer, output_delta, train_epochs

@@ -1,4 +1,4 @@
-"""The cython backend: the kernels of _cython_kernels.pyx behind the checked contract.
+"""The cython backend: the kernels of _cython_kernels.pyx as a Backend (`backend`).
 
 The kernels are compiled at install time: no JIT warm-up, the GIL released for the whole
 call, one OpenMP team for a split minibatch, GEMMs from SciPy's or NumPy's BLAS (`blas`: as
@@ -8,8 +8,9 @@ hands them to _compiled.py, which the numba backend shares.
 import contextlib
 
 from .._config import blas_thread_limit, current_thread_limit, default_threads, threads_for
-from . import _blas, _compiled, _contract
+from . import _blas, _compiled
 from . import _cython_kernels as _ck
+from ._backend import Backend
 
 name = "cython"
 blas = _blas.choose()
@@ -29,10 +30,7 @@ def _n_threads():
     return threads_for(limit) if limit is not None else default_threads(_ck.max_threads())
 
 
-unchecked = _compiled.kernels(_ck.forward_layer, _ck.backward_layer, _ck.sparse_forward_layer,
-                              _ck.sparse_weight_gradient, _ck.output_delta, _ck.train_epochs,
-                              _threads, _n_threads)
-forward_layer, backward_layer, output_delta, train_epochs = _contract.checked(unchecked)
-
-__all__ = ["name", "blas", "forward_layer", "backward_layer", "output_delta", "train_epochs",
-           "unchecked"]
+backend = Backend(name, _compiled.CompiledKernels(
+    _compiled.RawKernels(_ck.forward_layer, _ck.backward_layer, _ck.sparse_forward_layer,
+                         _ck.sparse_weight_gradient, _ck.output_delta, _ck.train_epochs),
+    _threads, _n_threads))

@@ -1,4 +1,4 @@
-"""The numba backend: the kernels of _numba_kernels.py behind the checked contract.
+"""The numba backend: the kernels of _numba_kernels.py as a Backend (`backend`).
 
 The kernels are compiled at first use and cached on disk; this module only says how they
 run threads (Numba's own thread count, BLAS single-threaded inside a split minibatch) and
@@ -10,8 +10,9 @@ import threading
 import numba
 
 from .._config import blas_thread_limit, current_thread_limit, default_threads, threads_for
-from . import _compiled, _contract
+from . import _compiled
 from . import _numba_kernels as _nk
+from ._backend import Backend
 
 name = "numba"
 
@@ -61,10 +62,7 @@ def _n_threads():
     return threads_for(n) if current_thread_limit() is not None else default_threads(n)
 
 
-unchecked = _compiled.kernels(_nk._forward, _nk._backward, _nk._sparse_forward,
-                              _nk._sparse_gradient, _nk._output_delta, _nk.train_epochs,
-                              _threads, _n_threads, read_only_inputs=True)
-forward_layer, backward_layer, output_delta, train_epochs = _contract.checked(unchecked)
-
-__all__ = ["name", "forward_layer", "backward_layer", "output_delta", "train_epochs",
-           "unchecked"]
+backend = Backend(name, _compiled.CompiledKernels(
+    _compiled.RawKernels(_nk._forward, _nk._backward, _nk._sparse_forward, _nk._sparse_gradient,
+                         _nk._output_delta, _nk.train_epochs),
+    _threads, _n_threads, read_only_inputs=True))

@@ -18,6 +18,7 @@ import numpy as np
 from .. import activations, losses, optim
 from ..stopping import Plateau
 from . import _contract
+from ._backend import Backend, Kernels
 
 name = "numpy"
 
@@ -87,7 +88,7 @@ def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
 
 def _train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                   learning_rates, guard, plateau, stop=None, time_budget=np.inf):
-    """_contract.checked's train_epochs, on checked arguments: epoch by epoch in Python,
+    """Backend.train_epochs, on checked arguments: epoch by epoch in Python,
     each epoch's loss fed to the plateau rule and tested by the divergence guard."""
     grad = np.empty_like(theta)
 
@@ -159,5 +160,15 @@ def _epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state, grad
     return data_term, penalty_term
 
 
-unchecked = _contract.Kernels(_forward, _backward, _output_delta, _train_epochs)
-forward_layer, backward_layer, output_delta, train_epochs = _contract.checked(unchecked)
+class _ReferenceKernels(Kernels):
+    """The reference's kernels: the functions above."""
+    forward_layer = staticmethod(_forward)
+    backward_layer = staticmethod(_backward)
+    output_delta = staticmethod(_output_delta)
+    train_epochs = staticmethod(_train_epochs)
+
+
+backend = Backend(name, _ReferenceKernels())
+# the reference's contract functions, checked, as the tests and benchmarks call them
+forward_layer, backward_layer = backend.forward_layer, backend.backward_layer
+output_delta, train_epochs = backend.output_delta, backend.train_epochs
