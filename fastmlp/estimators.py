@@ -12,7 +12,9 @@ loss it reports the gradient of, Poisson targets are validated.
 from __future__ import annotations
 
 import copy
+import operator
 import sys
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -33,6 +35,9 @@ from .backends._contract import is_sparse, sparse_input
 from .model import MLP
 
 SOLVERS = ("lbfgs", "sgd", "adam")
+#: Input dtypes a prediction takes as they are (validate_data would cast a float16 to
+#: float64 first: the same values; a longer float would round twice).
+_READY_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
 class _Progress:
@@ -437,7 +442,7 @@ class _BaseMLP(BaseEstimator):
             seen_coefs, seen_intercepts, seen_arrays = self._views
             if (coefs is seen_coefs and intercepts is seen_intercepts
                     and len(coefs) + len(intercepts) == len(seen_arrays)
-                    and all(a is b for a, b in zip([*coefs, *intercepts], seen_arrays))):
+                    and all(map(operator.is_, (*coefs, *intercepts), seen_arrays))):
                 return  # as the last fit left them (changed in place, if at all)
             self._net.set_parameters(coefs, intercepts)
         self._sync_attributes()
@@ -516,7 +521,35 @@ class _BaseMLP(BaseEstimator):
         return False
 
     # -- prediction ---------------------------------------------------------------------
-    def _forward(self, X):
+    def _forward(self, X, labels="output_only"):
+        """net.predictions(X, labels) for an X checked as scikit-learn's validate_data checks
+        it, with its errors and warnings. A ready ndarray — 2-D, of a float dtype, any
+        layout, this model's width — gets validate_data's feature-names warning here and its
+        finiteness test in the kernels, which report a NaN or an inf before computing
+        anything: X then goes through validate_data, for its error. Anything else goes
+        through validate_data first. An overflow is an OverflowError naming the layer."""
+        net = vars(self).get("_net")
+        if net is None or not self._ready_input(X):
+            return self._forward_validated(X, labels)
+        if hasattr(self, "feature_names_in_"):  # validate_data's warning for an ndarray
+            warnings.warn(f"X does not have valid feature names, but {type(self).__name__} "
+                          "was fitted with feature names", UserWarning)
+        self._adopt_parameters()
+        out, found, overflow = self._net.predictions(X, labels)
+        if overflow == -2:  # a NaN or inf after all (the sum's test missed it): its error
+            return self._forward_validated(X, labels)
+        if overflow >= 0:
+            raise self._net.overflow_error(X, overflow)
+        return out, found
+
+    def _ready_input(self, X):
+        """True if validate_data would pass X through as it is but for its dtype and layout
+        (and its feature-names warning), unless it holds a NaN or an inf (the kernels test
+        that)."""
+        return (type(X) is np.ndarray and X.ndim == 2 and X.dtype in _READY_DTYPES
+                and X.shape[0] > 0 and X.shape[1] == self.n_features_in_)
+
+    def _forward_validated(self, X, labels):
         check_is_fitted(self)
         self._adopt_parameters()
         with np.errstate(invalid="ignore", over="ignore"):
@@ -524,8 +557,10 @@ class _BaseMLP(BaseEstimator):
                               accept_sparse="csr")
         net = self._net
         X = _network_input(X, net.dtype)
-        with thread_limit(self.n_threads):
-            return net.finite_output(X)  # X validated above, once
+        out, found, overflow = net.predictions(X, labels)
+        if overflow >= 0:
+            raise net.overflow_error(X, overflow)
+        return out, found
 
     def _score_net(self, net, X, y, sample_weight):
         """Validation score for early stopping (accuracy or R²) on already checked data."""
@@ -666,6 +701,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             out = out.ravel()
         return self._label_binarizer.inverse_transform(out)
 
+    def _label_kind(self):
+        """How predict derives classes from the output in the kernels, as scikit-learn's
+        LabelBinarizer does: the first largest probability, or one above one half."""
+        y_type = getattr(vars(self).get("_label_binarizer"), "y_type_", None)  # None: unfitted
+        if y_type == "multiclass":
+            return "argmax"
+        return "threshold" if y_type == "binary" else "output_only"
+
     @available_if(_is_stochastic)
     def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
                     classes: ArrayLike | None = None) -> MLPClassifier:
@@ -706,7 +749,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         y : ndarray of shape (n_samples,) or (n_samples, n_classes)
             The predicted classes (a label indicator matrix for multilabel problems).
         """
-        return self._predict_from_output(self._forward(X))
+        kind = self._label_kind()
+        out, found = self._forward(X, kind)
+        if kind == "output_only":  # multilabel: scikit-learn's decision, an indicator matrix
+            return self._predict_from_output(out)
+        return self.classes_.take(found)
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Predict the probability of each class.
@@ -721,7 +768,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         proba : ndarray of shape (n_samples, n_classes)
             The probabilities, columns in the order of `classes_`.
         """
-        out = self._forward(X)
+        out, _ = self._forward(X)
         if self.n_outputs_ == 1:
             p = out.ravel()
             return np.vstack([1 - p, p]).T
@@ -857,4 +904,4 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
             The predicted values.
         """
-        return self._predict_from_output(self._forward(X))
+        return self._predict_from_output(self._forward(X)[0])

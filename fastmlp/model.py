@@ -5,6 +5,7 @@ Parameters live in one flat vector (see architecture.py); `coefs_[l]` (n_in, n_o
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -13,12 +14,14 @@ from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
 
 from . import interrupts, optim
-from ._config import check_n_threads, thread_limit
+from ._config import (blas_thread_limit, check_n_threads, resolve_n_threads, team_threads,
+                      thread_limit)
 from ._validation import check_dtype, check_matrix, check_sample_weight, check_targets
 from .architecture import Architecture
 from .backends import get_backend
 from .backends._contract import (check_architecture, check_disjoint, check_schedule, data_of,
-                                 output_array, row_orders)
+                                 is_sparse, output_array, row_orders)
+from .backends._layout import BLAS_ONE_THREAD_WORK, Labels
 
 if TYPE_CHECKING:
     from .stopping import Plateau
@@ -32,6 +35,13 @@ def _buffer(scratch, key, rows, cols, dtype):
     if kept is None or kept.shape[0] < rows or kept.shape[1] != cols or kept.dtype != dtype:
         kept = scratch[key] = np.empty((max(rows, 1), cols), dtype)
     return kept[:rows]
+
+
+#: A prediction runs in chunks of rows whose hidden activations and converted input take
+#: about this many bytes: its memory is the output's and a chunk's, whatever the batch, and
+#: Ctrl-C is seen between chunks.
+PREDICT_CHUNK_BYTES = 1 << 23
+_LABEL_KINDS = {k.name.lower(): int(k) for k in Labels}
 
 
 class DivergenceError(ValueError, FloatingPointError):
@@ -217,9 +227,7 @@ class MLP:
         OverflowError
             Naming the layer, when finite inputs overflow to NaN/inf on the way.
         """
-        X = self._check_X(X)
-        with thread_limit(self.n_threads):
-            return self.finite_output(X)
+        return self.finite_output(self._check_X(X))
 
     def output(self, X: ArrayLike) -> np.ndarray:
         """Compute `forward` on an X checked already (the trainer's entry).
@@ -237,19 +245,95 @@ class MLP:
         out : ndarray of shape (n_samples, n_outputs)
             The output layer's activations.
         """
-        return self._forward_all(X)[-1]
+        return self.predictions(X)[0]
+
+    def predictions(self, X: ArrayLike, labels: str = "output_only"
+                    ) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """Compute the output layer's activations of an X whose width and finiteness are
+        checked already, every layer in one compiled call per chunk of rows.
+
+        A chunk takes about PREDICT_CHUNK_BYTES of hidden activations (and of input
+        converted to this network's dtype and C order, where X is not), so memory stays the
+        output's and a chunk's whatever the batch, and Ctrl-C is seen between chunks. A
+        batch too small for BLAS to use threads runs without any thread setting; a larger one
+        with n_threads, or, without it, as many BLAS threads as other processes leave free
+        (as a fit's team). The results do not depend on the chunks: each runs its products
+        as the whole batch would.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_inputs), or a checked CSR matrix
+            Finite input rows, of any float dtype and memory layout.
+        labels : {"output_only", "argmax", "threshold"}, default="output_only"
+            What to derive from each row's output besides it: the index of its first
+            largest value, or whether its single value is above one half.
+
+        Returns
+        -------
+        out : ndarray of shape (n_samples, n_outputs)
+            The output layer's activations, in this network's dtype.
+        labels : ndarray of shape (n_samples,) or None
+            Each row's class index (int64), None for "output_only".
+        overflow : int
+            The first layer whose activations overflowed to NaN/inf (a logistic or tanh
+            layer's input included, which its activation would hide), -1 if none did, or
+            -2 if X held a NaN or an inf after all (the output is then not computed).
+        """
+        kind = _LABEL_KINDS[labels]
+        n = X.shape[0]
+        out = np.empty((n, self.arch.layer_sizes[-1]), self.dtype)
+        found = np.empty(n, np.int64) if kind else None
+        kernels = self.backend.unchecked
+        chunk_rows, one_thread_rows = self._prediction_sizes()
+        if n <= min(chunk_rows, one_thread_rows) and (
+                not isinstance(X, np.ndarray) or X.dtype == self.dtype and X.flags.c_contiguous):
+            return out, found, kernels.predict(self.arch, self.theta, X, out, found, kind, n)
+        overflow = -1
+        with self._prediction_threads():
+            for r0 in range(0, n, chunk_rows):
+                r1 = min(n, r0 + chunk_rows)
+                chunk = X[r0:r1] if is_sparse(X) else np.ascontiguousarray(X[r0:r1],
+                                                                           dtype=self.dtype)
+                layer = kernels.predict(self.arch, self.theta, chunk, out[r0:r1],
+                                        None if found is None else found[r0:r1], kind, n)
+                if layer == -2:
+                    return out, found, layer  # a NaN or inf in X: nothing more to compute
+                if overflow < 0:
+                    overflow = layer
+        return out, found, overflow
+
+    def _prediction_sizes(self):
+        """(rows per compiled prediction call: PREDICT_CHUNK_BYTES, the most rows whose every
+        product BLAS keeps to one thread), computed once."""
+        sizes = vars(self).get("_sizes_for_predictions")
+        if sizes is None:
+            layers = self.arch.layer_sizes
+            per_row = (2 * max(layers[1:]) + layers[0]) * self.dtype.itemsize
+            widest_product = max(a * b for a, b in zip(layers[:-1], layers[1:]))
+            sizes = self._sizes_for_predictions = (max(1, PREDICT_CHUNK_BYTES // per_row),
+                                                   BLAS_ONE_THREAD_WORK // widest_product)
+        return sizes
+
+    def _prediction_threads(self):
+        """The threads of a prediction too large for one: n_threads if set, else as many as
+        other processes leave free (the BLAS default otherwise)."""
+        if self.n_threads is not None:
+            return thread_limit(self.n_threads)
+        requested = resolve_n_threads(-1)
+        team = team_threads(requested)
+        return blas_thread_limit(team) if team < requested else contextlib.nullcontext()
 
     def finite_output(self, X: ArrayLike) -> np.ndarray:
         """Compute `output`, or raise OverflowError naming the first non-finite layer.
 
-        The weights are finite, so a non-finite layer means inputs too large for the dtype.
-        The output is tested always, the hidden layers only to name the culprit, or where a
-        saturating activation (logistic, tanh) could have hidden an overflow below it.
+        The weights are finite, so a non-finite layer means inputs too large for the dtype;
+        a logistic or tanh layer's input is tested before its activation, which would hide
+        an overflow.
 
         Parameters
         ----------
         X : ndarray or CSR matrix of shape (n_samples, n_inputs)
-            The checked input rows.
+            The checked input rows (of any float dtype and layout).
 
         Returns
         -------
@@ -261,18 +345,32 @@ class MLP:
         OverflowError
             Naming the first layer whose activations are not finite.
         """
-        with np.errstate(over="ignore", invalid="ignore"):  # tested and reported below
-            acts = self._forward_all(X)
-        suspect = (not np.isfinite(acts[-1]).all()
-                   or self.arch.hidden_activation in ("logistic", "tanh")
-                   or self.arch.output_activation == "logistic")
-        for layer, A in enumerate(acts[1:] if suspect else ()):
-            if not np.isfinite(A).all():
-                raise OverflowError(
-                    f"layer {layer} ({self.arch.activation(layer)}) overflowed: finite inputs "
-                    f"gave NaN/inf activations in {self.dtype.name} (the largest |input| is "
-                    f"{float(np.abs(data_of(X)).max(initial=0)):.3g}); scale the inputs")
-        return acts[-1]
+        out, _, overflow = self.predictions(X)
+        if overflow == -2:
+            raise ValueError("X contains NaN or inf")
+        if overflow >= 0:
+            raise self.overflow_error(X, overflow)
+        return out
+
+    def overflow_error(self, X: ArrayLike, layer: int) -> OverflowError:
+        """The error for inputs X whose activations overflowed at `layer`.
+
+        Parameters
+        ----------
+        X : ndarray or CSR matrix of shape (n_samples, n_inputs)
+            The input rows.
+        layer : int
+            The first layer whose activations were not finite.
+
+        Returns
+        -------
+        error : OverflowError
+            Naming the layer, its activation and the largest input.
+        """
+        return OverflowError(
+            f"layer {layer} ({self.arch.activation(layer)}) overflowed: finite inputs gave "
+            f"NaN/inf activations in {self.dtype.name} (the largest |input| is "
+            f"{float(np.abs(data_of(X)).max(initial=0)):.3g}); scale the inputs")
 
     def loss(self, X: ArrayLike, Y: ArrayLike, sample_weight: ArrayLike | None = None) -> float:
         """Compute the summed (sample-weighted) loss over the batch.

@@ -123,7 +123,7 @@ def test_shared_kernels_mirror_the_same_reference_function():
 def test_numba_reads_the_codes_and_size_rules_of_the_layout():
     from fastmlp.backends import _numba_kernels as nk
 
-    for enum in (_layout.Activation, _layout.Loss, _layout.Event, _layout.Update):
+    for enum in _layout.ENUMS:
         for member in enum:
             assert getattr(nk, member.name) == member
     for name, value in _layout.SIZE_RULES.items():

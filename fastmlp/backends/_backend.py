@@ -10,8 +10,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from .. import activations
-from ._contract import (check_backward, check_forward, check_output_delta, check_stop,
-                        check_train_epochs)
+from ._contract import (check_backward, check_forward, check_output_delta, check_predict,
+                        check_stop, check_train_epochs)
 
 
 class Kernels(ABC):
@@ -38,6 +38,11 @@ class Kernels(ABC):
     def train_epochs(self, arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                      learning_rates, guard, plateau, stop=None, time_budget=np.inf):
         """Backend.train_epochs on checked arguments: (terms, event)."""
+
+    @abstractmethod
+    def predict(self, arch, theta, X, out, labels, label_kind, regime_rows):
+        """Backend.predict on checked arguments; labels is an int64 (n,) array, or None when
+        label_kind is OUTPUT_ONLY. Returns out."""
 
 
 class Backend:
@@ -79,6 +84,15 @@ class Backend:
                                                      sample_weight)
         return self.unchecked.output_delta(A_out, Y, activation, loss, delta, sample_weight,
                                            activations.check_leaky_slope(leaky_slope))
+
+    def predict(self, arch, theta, X, out, labels=None, label_kind="output_only"):
+        """The network's forward pass over X, every layer in one call: the output layer's
+        activations into out (n, n_outputs) and, for label_kind "argmax" or "threshold",
+        each row's class index into labels (n,) int64 — the first largest output, or the
+        single output above one half. Returns out. Non-finite inputs are rejected; finite
+        ones that overflow give non-finite outputs, which the caller must test."""
+        theta, X, kind = check_predict(arch, theta, X, out, labels, label_kind)
+        return self.unchecked.predict(arch, theta, X, out, labels, kind, X.shape[0])
 
     def train_epochs(self, arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                      learning_rates, guard=True, plateau=None, stop=None, time_budget=None):

@@ -17,6 +17,8 @@ from ._backend import Kernels
 # Stand-in for an absent delta_in (the kernels are typed for arrays; they never touch it).
 NO_DELTA = {np.dtype(t): np.empty((1, 1), t) for t in (np.float32, np.float64)}
 NO_SAVED = {np.dtype(t): np.empty((3, 1), t) for t in (np.float32, np.float64)}
+# The labels of a prediction that asks for none (the kernels are typed for an array).
+NO_LABELS = np.empty(0, np.int64)
 # The stop flag of a call that nothing interrupts (writable, as the signal's flag is: numba
 # would compile a second specialisation for a read-only one).
 NO_STOP = np.zeros(1, np.int64)
@@ -108,14 +110,17 @@ class RawKernels(NamedTuple):
     forward(A, W, b, act, slope, out), backward(A, δ, W, gW, gb, δ_in, act_in, slope, want),
     for a CSR input sparse_forward(values, indices, indptr, rows, W, b, act, slope, out) and
     sparse_gradient(values, indices, indptr, rows, δ, gW, gb) over its rows `rows`,
-    output_delta(A, Y, act, loss, δ, sw, has_sw, slope, tiny) and
-    train_epochs(network, data, optimizer, workspace, control) (_layout's bundles)."""
+    output_delta(A, Y, act, loss, δ, sw, has_sw, slope, tiny),
+    train_epochs(network, data, optimizer, workspace, control) (_layout's bundles) and
+    predict(theta, offsets, sizes, hidden, output, slope, X, out, labels, label_kind,
+    regime_rows), every layer's forward pass in one call."""
     forward: Callable
     backward: Callable
     sparse_forward: Callable
     sparse_gradient: Callable
     output_delta: Callable
     train_epochs: Callable
+    predict: Callable
 
 
 class CompiledKernels(Kernels):
@@ -163,6 +168,16 @@ class CompiledKernels(Kernels):
                                      losses.CODES[loss], delta, ro(sw), has_sw, leaky_slope,
                                      np.finfo(A_out.dtype).tiny)
 
+    def predict(self, arch, theta, X, out, labels, label_kind, regime_rows):
+        if not isinstance(X, np.ndarray):  # a CSR matrix: its first layer reads the rows
+            return _predict_by_layers(self, arch, theta, X, out, labels, label_kind)
+        ro = self.ro
+        hidden, output, _ = arch.codes
+        return self.raw.predict(ro(theta), ro(arch.offsets), ro(arch.sizes), hidden, output,
+                                arch.leaky_slope, ro(X), out,
+                                NO_LABELS if labels is None else labels, label_kind,
+                                regime_rows)
+
     def train_epochs(self, arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                      learning_rates, guard, plateau, stop=None, time_budget=np.inf):
         ro = self.ro
@@ -208,6 +223,27 @@ class CompiledKernels(Kernels):
         if plateau is not None:
             _, _, plateau.best, plateau.count, _ = cache.plateau.item()
         return control.terms[:epochs], _layout.EVENTS[event]
+
+
+def _predict_by_layers(kernels, arch, theta, X, out, labels, label_kind):
+    """Kernels.predict one forward_layer call after the other, for a sparse X (its first
+    layer reads the CSR rows; its values are finite, checked with the matrix): the results
+    of MLP's layer-by-layer forward pass. A logistic or tanh layer's overflow is hidden by
+    its activation here."""
+    coefs, intercepts = arch.views(theta)
+    last = len(coefs) - 1
+    overflow = -1
+    A = X
+    for l, (W, b) in enumerate(zip(coefs, intercepts)):
+        dst = out if l == last else np.empty((X.shape[0], W.shape[1]), theta.dtype)
+        A = kernels.forward_layer(A, W, b, arch.activation(l), dst, arch.leaky_slope)
+        if overflow < 0 and not np.isfinite(dst).all():
+            overflow = l
+    if label_kind == _layout.Labels.ARGMAX:
+        labels[:] = np.argmax(out, axis=1)
+    elif label_kind == _layout.Labels.THRESHOLD:
+        labels[:] = out[:, 0] > 0.5
+    return overflow
 
 
 def _all_rows(A):

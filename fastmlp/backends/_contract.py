@@ -196,6 +196,32 @@ def check_output_delta(A_out, Y, activation, loss, delta, sample_weight):
     return A_out, Y, sample_weight
 
 
+def check_predict(arch, theta, X, out, labels, label_kind):
+    """Validate predict's arguments; returns (theta, X, label_kind as its _layout.Labels
+    code) ready for kernels."""
+    from ._layout import Labels
+
+    check_architecture(arch)
+    common_dtype(theta=theta, X=data_of(X), out=out)
+    theta = input_array(theta, "theta", (arch.n_params,))
+    X = matrix_input(X, "X", arch.layer_sizes[0])
+    n = X.shape[0]
+    output_array(out, "out", (n, arch.layer_sizes[-1]))
+    names = {k.name.lower(): k for k in Labels}
+    if label_kind not in names:
+        raise ValueError(f"label_kind must be one of {list(names)}, got {label_kind!r}")
+    kind = names[label_kind]
+    if kind == Labels.THRESHOLD and arch.layer_sizes[-1] != 1:
+        raise ValueError("label_kind 'threshold' needs a single output")
+    if kind != Labels.OUTPUT_ONLY:
+        if not (isinstance(labels, np.ndarray) and labels.dtype == np.int64):
+            raise TypeError("labels must be an int64 array for label_kind "
+                            f"{label_kind!r}")
+        output_array(labels, "labels", (n,))
+    check_disjoint({"out": out, "labels": labels}, {"X": data_of(X), "theta": theta})
+    return theta, X, kind
+
+
 def check_architecture(arch):
     """arch as the kernels trust it: an Architecture whose offsets, sizes and n_params are
     those its layer_sizes imply, whose activations, loss and slope are valid. An Architecture

@@ -27,6 +27,7 @@ from cython.parallel cimport parallel
 from libc.float cimport DBL_MAX as DOUBLE_MAX, DBL_MIN, FLT_MAX, FLT_MIN
 from libc.math cimport exp, expf, fabs, fabsf, frexp, log, logf, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int32_t, int64_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport ddot, dgemm, sdot, sgemm
 
@@ -388,10 +389,18 @@ cdef struct Step:
 cdef void _forward(floating* A, floating* W, floating* b, floating* out, Py_ssize_t n, Py_ssize_t n_in,
                    Py_ssize_t n_out, int act, floating slope) noexcept nogil:
     """Mirrors reference.forward_layer: out = g(A @ W + b)."""
+    _forward_as(A, W, b, out, n, n_in, n_out, act, slope, n)
+
+
+cdef void _forward_as(floating* A, floating* W, floating* b, floating* out, Py_ssize_t n,
+                      Py_ssize_t n_in, Py_ssize_t n_out, int act, floating slope,
+                      Py_ssize_t regime_rows) noexcept nogil:
+    """_forward, its products run as plain loops or as BLAS GEMMs as they would for
+    regime_rows rows: a chunk of a larger batch runs as the whole batch would."""
     cdef Py_ssize_t i, j, k, r0, r1, block
     cdef floating a
     cdef floating* row
-    if <Py_ssize_t>n * n_in * n_out < SMALL_WORK:
+    if <Py_ssize_t>regime_rows * n_in * n_out < SMALL_WORK:
         for i in range(n):
             row = out + <Py_ssize_t>i * n_out
             for j in range(n_out):
@@ -1319,6 +1328,68 @@ def forward_layer(const floating[:, ::1] A, const floating[:, ::1] W, const floa
     with nogil:
         _forward(<floating*>&A[0, 0], <floating*>&W[0, 0], <floating*>&b[0], &out[0, 0], n,
                  n_in, n_out, act, slope)
+
+
+def predict(const floating[::1] theta, const int64_t[:, ::1] offsets,
+            const int64_t[::1] sizes, int hidden, int output, floating slope,
+            const floating[:, ::1] X, floating[:, ::1] out, int64_t[::1] labels,
+            int label_kind, Py_ssize_t regime_rows):
+    """Mirrors reference.predict: the forward pass of every layer over X's rows, the output
+    layer's activations into out, and by label_kind each row's class index into labels
+    (ARGMAX: the first largest output; THRESHOLD: the single output above one half). Each
+    layer's products run as they would for regime_rows rows (_forward_as), so a batch cut in
+    chunks gives the bits of the whole. Returns -2 if X holds a NaN or an inf (nothing
+    computed), else the first layer whose activations are not finite — a logistic or tanh
+    layer's input tested, which its activation would hide — or -1. Without the GIL; the
+    hidden activations live in one buffer of two layers' rows, allocated here: concurrent
+    calls share nothing."""
+    cdef Py_ssize_t n = X.shape[0], last = offsets.shape[0] - 1, widest = 1
+    cdef Py_ssize_t l, i, j, best, n_in, n_out, overflow = -1
+    cdef int act
+    cdef bint saturates
+    cdef floating* buffer
+    cdef floating* src
+    cdef floating* dst
+    cdef floating* W = <floating*>&theta[0]
+    if n == 0:
+        return -1
+    cdef bint finite
+    with nogil:
+        finite = _all_finite(<floating*>&X[0, 0], n * X.shape[1])
+    if not finite:
+        return -2
+    for l in range(1, last + 1):
+        widest = max(widest, sizes[l])
+    buffer = <floating*>malloc(<size_t>(2 * n * widest) * sizeof(floating)) if last else NULL
+    if last and buffer == NULL:
+        raise MemoryError(f"no memory for the hidden activations of {n} rows")
+    with nogil:
+        src = <floating*>&X[0, 0]
+        for l in range(last + 1):
+            n_in, n_out = sizes[l], sizes[l + 1]
+            act = output if l == last else hidden
+            saturates = act == LOGISTIC or act == TANH
+            dst = &out[0, 0] if l == last else buffer + (l % 2) * n * widest
+            _forward_as(src, W + offsets[l, 0], W + offsets[l, 1], dst, n, n_in, n_out,
+                        IDENTITY if saturates else act, slope, regime_rows)
+            if overflow < 0 and not _all_finite(dst, n * n_out):
+                overflow = l
+            if saturates:  # the bias is in: the activation apart, its input tested above
+                for i in range(n):
+                    _activate_row(dst + i * n_out, n_out, act, slope)
+            src = dst
+        if label_kind == ARGMAX:
+            for i in range(n):
+                best = 0
+                for j in range(1, out.shape[1]):
+                    if out[i, j] > out[i, best]:
+                        best = j
+                labels[i] = best
+        elif label_kind == THRESHOLD:
+            for i in range(n):
+                labels[i] = 1 if out[i, 0] > 0.5 else 0
+    free(buffer)
+    return overflow
 
 
 def backward_layer(const floating[:, ::1] A, const floating[:, ::1] delta,

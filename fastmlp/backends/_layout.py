@@ -63,6 +63,17 @@ class Update(enum.IntEnum):
     ADAM = 3       # both moments and the step count t
 
 
+class Labels(enum.IntEnum):
+    """What a prediction kernel derives from each row's output besides the output itself."""
+    OUTPUT_ONLY = 0  # the output alone (predict_proba, a regressor's predict)
+    ARGMAX = 1       # the first largest output's index (softmax: scikit-learn's class)
+    THRESHOLD = 2    # 1 if the single output is above one half, else 0 (a binary classifier)
+
+
+#: The codes restated for C (_records.pxd) and checked by both twins.
+ENUMS = (Activation, Loss, Event, Update, Labels)
+
+
 def update_rule(opt):
     """The Update an optim.Optimizer applies (plain SGD keeps no velocity: optim.py)."""
     if opt.name == "adam":
@@ -227,7 +238,7 @@ def pxd_text():
         lines.append(f"ctypedef struct {name}:")
         lines += [f"    {_C_TYPES[dtype.fields[field][0]]} {field}" for field in dtype.names]
         lines.append("")
-    for enum_type in (Activation, Loss, Event, Update):
+    for enum_type in ENUMS:
         lines.append(f"cdef enum {enum_type.__name__}:")
         lines += [f"    {member.name} = {int(member)}" for member in enum_type]
         lines.append("")
@@ -241,7 +252,7 @@ def pxd_text():
         offsets = ", ".join(f'"{field}": <size_t>&(<{name}*>NULL).{field}'
                             for field in dtype.names)
         lines.append(f'        "{name}": (sizeof({name}), {{{offsets}}}),')
-    for enum_type in (Activation, Loss, Event, Update):
+    for enum_type in ENUMS:
         codes = ", ".join(f'"{m.name}": {m.name}' for m in enum_type)
         lines.append(f'        "{enum_type.__name__}": {{{codes}}},')
     rules = ", ".join(f'"{name}": {name}' for name in SIZE_RULES)
@@ -253,7 +264,7 @@ def expected_layout():
     """What declared_layout() must return (the extension compares the two at import)."""
     layout = {name: (dtype.itemsize, {f: dtype.fields[f][1] for f in dtype.names})
               for name, dtype in RECORDS.items()}
-    for enum_type in (Activation, Loss, Event, Update):
+    for enum_type in ENUMS:
         layout[enum_type.__name__] = {m.name: int(m) for m in enum_type}
     layout["SIZE_RULES"] = dict(SIZE_RULES)
     return layout

@@ -33,7 +33,7 @@ from numba.extending import intrinsic, overload
 
 from .._config import FASTMATH
 from ._layout import (BLAS_ROWS, BLOCK_BYTES, BLOCK_DEPTHS, MIN_BLOCK_ROWS, SLICE_ALIGN, SMALL_WORK,
-                      Activation, Event, Loss, Update)
+                      Activation, Event, Labels, Loss, Update)
 
 # error_model="numpy": IEEE division (x/0 = inf, checked by the callers) instead of Python's
 # ZeroDivisionError test, whose branch in every loop with a division blocks vectorisation.
@@ -44,6 +44,7 @@ IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, SOFTMAX, EXP = (int(a) for a in Acti
 SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY, POISSON = (int(c) for c in Loss)
 COMPLETED, PLATEAU, DIVERGED, INTERRUPTED = (int(e) for e in Event)
 SGD, MOMENTUM, NESTEROV, ADAM = (int(u) for u in Update)
+OUTPUT_ONLY, ARGMAX, THRESHOLD = (int(k) for k in Labels)
 
 #: One minibatch's update constants, each in θ's dtype (the cython twin's Step struct).
 Step = namedtuple("Step", "rule lr momentum l2 beta_1 one_minus_beta_1 beta_2 "
@@ -167,9 +168,16 @@ def _times_derivative(delta_in, A_in, act, slope, r0, r1):
 @jit
 def _forward(A_in, W, b, act, slope, out):
     """Mirrors reference.forward_layer: out = g(A_in @ W + b)."""
+    _forward_as(A_in, W, b, act, slope, out, A_in.shape[0])
+
+
+@jit
+def _forward_as(A_in, W, b, act, slope, out, regime_rows):
+    """_forward, its products run as plain loops or as BLAS GEMMs as they would for
+    regime_rows rows: a chunk of a larger batch runs as the whole batch would."""
     n, n_in = A_in.shape
     n_out = W.shape[1]
-    if n * n_in * n_out < SMALL_WORK:
+    if regime_rows * n_in * n_out < SMALL_WORK:
         for i in range(n):
             row = out[i]
             row[:] = 0
@@ -271,6 +279,56 @@ def _sparse_gradient(values, indices, indptr, rows, delta, grad_W, grad_b):
             g = grad_W[indices[k]]
             for j in range(n_out):
                 g[j] += v * d[j]
+
+
+@jit
+def predict(theta, offsets, sizes, hidden, output, slope, X, out, labels, label_kind,
+            regime_rows):
+    """Mirrors reference.predict: the forward pass of every layer over X's rows, the output
+    layer's activations into out, and by label_kind each row's class index into labels
+    (ARGMAX: the first largest output; THRESHOLD: the single output above one half). Each
+    layer's products run as they would for regime_rows rows (_forward_as), so a batch cut in
+    chunks gives the bits of the whole. Returns -2 if X holds a NaN or an inf (nothing
+    computed), else the first layer whose activations are not finite — a logistic or tanh
+    layer's input tested, which its activation would hide — or -1. The hidden activations
+    live in one buffer of two layers' rows, allocated here: concurrent calls share nothing."""
+    n = X.shape[0]
+    if not _all_finite(X.ravel()):
+        return -2
+    last = offsets.shape[0] - 1
+    widest = 1
+    for l in range(1, last + 1):
+        widest = max(widest, sizes[l])
+    buffer = np.empty(2 * n * widest, theta.dtype)
+    overflow = -1
+    for l in range(last + 1):
+        n_in, n_out = sizes[l], sizes[l + 1]
+        W = _view(theta, offsets[l, 0], n_in, n_out)
+        b = theta[offsets[l, 1]:offsets[l, 1] + n_out]
+        act = output if l == last else hidden
+        saturates = act == LOGISTIC or act == TANH
+        dst = out if l == last else _view(buffer, (l % 2) * n * widest, n, n_out)
+        if l == 0:
+            _forward_as(X, W, b, IDENTITY if saturates else act, slope, dst, regime_rows)
+        else:
+            _forward_as(_view(buffer, ((l - 1) % 2) * n * widest, n, n_in), W, b,
+                        IDENTITY if saturates else act, slope, dst, regime_rows)
+        if overflow < 0 and not _all_finite(dst.ravel()):
+            overflow = l
+        if saturates:  # the bias is in: the activation apart, its input tested above
+            for i in range(n):
+                _activate_row(dst[i], act, slope)
+    if label_kind == ARGMAX:
+        for i in range(n):
+            best = 0
+            for j in range(1, out.shape[1]):
+                if out[i, j] > out[i, best]:
+                    best = j
+            labels[i] = best
+    elif label_kind == THRESHOLD:
+        for i in range(n):
+            labels[i] = 1 if out[i, 0] > 0.5 else 0
+    return overflow
 
 
 @jit

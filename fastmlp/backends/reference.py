@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import activations, losses, optim
 from ..stopping import Plateau
-from . import _contract
+from . import _contract, _layout
 from ._backend import Backend, Kernels
 
 name = "numpy"
@@ -53,6 +53,37 @@ def _output_delta(A_out, Y, activation, loss, delta, sample_weight, leaky_slope)
         return float(per_sample.sum())
     delta *= sample_weight[:, None]
     return float(per_sample @ sample_weight)
+
+
+def predict(arch, theta, X, out, labels, label_kind, regime_rows):
+    """The forward pass of every layer over X's rows: the output layer's activations into
+    out and, by label_kind (_layout.Labels), each row's class index into labels — ARGMAX the
+    first largest output, THRESHOLD the single output above one half (scikit-learn's
+    LabelBinarizer decisions). Returns -2 if X holds a NaN or an inf (nothing computed), else
+    the first layer whose activations are not finite — a logistic or tanh layer's input
+    tested, which its activation would hide — or -1. regime_rows matters to the compiled
+    twins only."""
+    if not np.isfinite(_contract.data_of(X)).all():
+        return -2
+    coefs, intercepts = arch.views(theta)
+    last = len(coefs) - 1
+    overflow = -1
+    A = X
+    with np.errstate(over="ignore", invalid="ignore"):  # overflows are reported, not warned
+        for l, (W, b) in enumerate(zip(coefs, intercepts)):
+            dst = out if l == last else np.empty((X.shape[0], W.shape[1]), theta.dtype)
+            act = arch.activation(l)
+            saturates = act in ("logistic", "tanh")
+            A = _forward(A, W, b, "identity" if saturates else act, dst, arch.leaky_slope)
+            if overflow < 0 and not np.isfinite(dst).all():
+                overflow = l
+            if saturates:  # the bias is in: the activation apart, its input tested above
+                A = activations.activate(dst, act, arch.leaky_slope)
+    if label_kind == _layout.Labels.ARGMAX:
+        labels[:] = np.argmax(out, axis=1)
+    elif label_kind == _layout.Labels.THRESHOLD:
+        labels[:] = out[:, 0] > 0.5
+    return overflow
 
 
 def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
@@ -166,6 +197,7 @@ class _ReferenceKernels(Kernels):
     backward_layer = staticmethod(_backward)
     output_delta = staticmethod(_output_delta)
     train_epochs = staticmethod(_train_epochs)
+    predict = staticmethod(predict)
 
 
 backend = Backend(name, _ReferenceKernels())
