@@ -308,15 +308,23 @@ class _BaseMLP(BaseEstimator):
                        "_no_improvement_count")
 
     def _fit(self, X, y, sample_weight, incremental):
-        if self.warm_start or incremental:  # a fresh fit draws new weights, as scikit-learn's
-            self._adopt_parameters()
-        kept = self._fitted_state()
+        if vars(self).get("_fitting"):
+            raise RuntimeError(f"this {type(self).__name__} is being fitted in another thread; "
+                               "fit one estimator in one thread at a time")
+        self._fitting = True  # before anything changes: a prediction under way will see it
         try:
-            return self._fit_unguarded(X, y, sample_weight, incremental)
-        except BaseException:
-            if kept is not None:
-                self._restore_fitted_state(kept)
-            raise
+            if self.warm_start or incremental:  # a fresh fit draws new weights, as sklearn's
+                self._adopt_parameters()
+            kept = self._fitted_state()
+            try:
+                return self._fit_unguarded(X, y, sample_weight, incremental)
+            except BaseException:
+                if kept is not None:
+                    self._restore_fitted_state(kept)
+                raise
+        finally:
+            self._fits_done = vars(self).get("_fits_done", 0) + 1
+            self._fitting = False
 
     def _fitted_state(self):
         """What a failed refit puts back (None before the first fit): the fitted attributes,
@@ -522,25 +530,48 @@ class _BaseMLP(BaseEstimator):
 
     # -- prediction ---------------------------------------------------------------------
     def _forward(self, X, labels="output_only"):
-        """net.predictions(X, labels) for an X checked as scikit-learn's validate_data checks
-        it, with its errors and warnings. A ready ndarray — 2-D, of a float dtype, any
-        layout, this model's width — gets validate_data's feature-names warning here and its
-        finiteness test in the kernels, which report a NaN or an inf before computing
-        anything: X then goes through validate_data, for its error. Anything else goes
-        through validate_data first. An overflow is an OverflowError naming the layer."""
-        net = vars(self).get("_net")
-        if net is None or not self._ready_input(X):
-            return self._forward_validated(X, labels)
-        if hasattr(self, "feature_names_in_"):  # validate_data's warning for an ndarray
-            warnings.warn(f"X does not have valid feature names, but {type(self).__name__} "
-                          "was fitted with feature names", UserWarning)
-        self._adopt_parameters()
-        out, found, overflow = self._net.predictions(X, labels)
-        if overflow == -2:  # a NaN or inf after all (the sum's test missed it): its error
-            return self._forward_validated(X, labels)
-        if overflow >= 0:
-            raise self._net.overflow_error(X, overflow)
-        return out, found
+        """net.predictions(X, labels)'s output and labels, for an X checked as
+        scikit-learn's validate_data checks it, with its errors and warnings. A ready
+        ndarray — 2-D, of a float dtype, any layout, this model's width — gets
+        validate_data's feature-names warning here and its finiteness test in the kernels,
+        which report a NaN or an inf before computing anything: X then goes through
+        validate_data, for its error. Anything else goes through validate_data first. An
+        overflow is an OverflowError naming the layer.
+
+        Any number of threads may predict at once. A prediction that overlaps a fit of this
+        estimator in another thread raises RuntimeError rather than return a mixture of two
+        models (the fit marks itself before it changes anything, and counts itself when it
+        ends; the prediction reads both before and after)."""
+        state = vars(self)
+        fits_done = state.get("_fits_done", 0)
+        self._check_not_fitting()
+        try:
+            net = state.get("_net")
+            if net is None or not self._ready_input(X):
+                return self._forward_validated(X, labels)
+            self._adopt_parameters()
+            net = state["_net"]
+            out, found, overflow = net.predictions(X, labels)
+            if overflow == -2:  # a NaN or inf in X: validate_data's warning and error for it
+                return self._forward_validated(X, labels)
+            if hasattr(self, "feature_names_in_"):  # validate_data's warning for an ndarray
+                warnings.warn(f"X does not have valid feature names, but "
+                              f"{type(self).__name__} was fitted with feature names",
+                              UserWarning)
+            if overflow >= 0:
+                raise net.overflow_error(X, overflow)
+            return out, found
+        finally:  # also after an error: one of a model changing under us is this one
+            self._check_not_fitting(fits_done)
+
+    def _check_not_fitting(self, fits_done=None):
+        """RuntimeError if a fit of this estimator runs, or (given the count read when a
+        prediction began) ran since."""
+        state = vars(self)
+        if state.get("_fitting") or fits_done is not None and state.get(
+                "_fits_done", 0) != fits_done:
+            raise RuntimeError(f"this {type(self).__name__} was being fitted in another thread "
+                               "while it predicted; predict after the fit returns")
 
     def _ready_input(self, X):
         """True if validate_data would pass X through as it is but for its dtype and layout
@@ -552,9 +583,8 @@ class _BaseMLP(BaseEstimator):
     def _forward_validated(self, X, labels):
         check_is_fitted(self)
         self._adopt_parameters()
-        with np.errstate(invalid="ignore", over="ignore"):
-            X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False,
-                              accept_sparse="csr")
+        with np.errstate(invalid="ignore", over="ignore"):  # as scikit-learn's MLP checks it
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         net = self._net
         X = _network_input(X, net.dtype)
         out, found, overflow = net.predictions(X, labels)
@@ -749,11 +779,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         y : ndarray of shape (n_samples,) or (n_samples, n_classes)
             The predicted classes (a label indicator matrix for multilabel problems).
         """
-        kind = self._label_kind()
+        kind, classes = self._label_kind(), vars(self).get("classes_")  # the model predicting
         out, found = self._forward(X, kind)
         if kind == "output_only":  # multilabel: scikit-learn's decision, an indicator matrix
             return self._predict_from_output(out)
-        return self.classes_.take(found)
+        return classes.take(found)
 
     def predict_proba(self, X: ArrayLike) -> np.ndarray:
         """Predict the probability of each class.

@@ -21,7 +21,7 @@ from .architecture import Architecture
 from .backends import get_backend
 from .backends._contract import (check_architecture, check_disjoint, check_schedule, data_of,
                                  is_sparse, output_array, row_orders)
-from .backends._layout import BLAS_ONE_THREAD_WORK, Labels
+from .backends._layout import BLAS_ONE_THREAD_WORK, Labels, prediction_rows
 
 if TYPE_CHECKING:
     from .stopping import Plateau
@@ -37,10 +37,6 @@ def _buffer(scratch, key, rows, cols, dtype):
     return kept[:rows]
 
 
-#: A prediction runs in chunks of rows whose hidden activations and converted input take
-#: about this many bytes: its memory is the output's and a chunk's, whatever the batch, and
-#: Ctrl-C is seen between chunks.
-PREDICT_CHUNK_BYTES = 1 << 23
 _LABEL_KINDS = {k.name.lower(): int(k) for k in Labels}
 
 
@@ -252,13 +248,15 @@ class MLP:
         """Compute the output layer's activations of an X whose width and finiteness are
         checked already, every layer in one compiled call per chunk of rows.
 
-        A chunk takes about PREDICT_CHUNK_BYTES of hidden activations (and of input
-        converted to this network's dtype and C order, where X is not), so memory stays the
-        output's and a chunk's whatever the batch, and Ctrl-C is seen between chunks. A
-        batch too small for BLAS to use threads runs without any thread setting; a larger one
-        with n_threads, or, without it, as many BLAS threads as other processes leave free
-        (as a fit's team). The results do not depend on the chunks: each runs its products
-        as the whole batch would.
+        A chunk is _layout.prediction_rows rows, about a megabyte of the widest layer's
+        activations, each layer's product one GEMM over it: memory stays the output's and a
+        chunk's whatever the batch (input converted to this network's dtype and C order a
+        chunk at a time, where it is not), and Ctrl-C is seen between chunks. A row's bits
+        depend on its chunk alone, so a batch cut at multiples of these rows predicts as the
+        whole. A batch too small for BLAS to use threads runs without any thread setting; a
+        larger one with n_threads, or without it as many BLAS threads as other processes
+        leave free (as a fit's team); the last bits of a large network's products follow
+        BLAS's thread count.
 
         Parameters
         ----------
@@ -284,18 +282,18 @@ class MLP:
         out = np.empty((n, self.arch.layer_sizes[-1]), self.dtype)
         found = np.empty(n, np.int64) if kind else None
         kernels = self.backend.unchecked
-        chunk_rows, one_thread_rows = self._prediction_sizes()
-        if n <= min(chunk_rows, one_thread_rows) and (
+        rows, one_thread_rows = self._prediction_sizes()
+        if n <= min(rows, one_thread_rows) and (
                 not isinstance(X, np.ndarray) or X.dtype == self.dtype and X.flags.c_contiguous):
-            return out, found, kernels.predict(self.arch, self.theta, X, out, found, kind, n)
+            return out, found, kernels.predict(self.arch, self.theta, X, out, found, kind, rows)
         overflow = -1
         with self._prediction_threads():
-            for r0 in range(0, n, chunk_rows):
-                r1 = min(n, r0 + chunk_rows)
+            for r0 in range(0, n, rows):
+                r1 = min(n, r0 + rows)
                 chunk = X[r0:r1] if is_sparse(X) else np.ascontiguousarray(X[r0:r1],
                                                                            dtype=self.dtype)
                 layer = kernels.predict(self.arch, self.theta, chunk, out[r0:r1],
-                                        None if found is None else found[r0:r1], kind, n)
+                                        None if found is None else found[r0:r1], kind, rows)
                 if layer == -2:
                     return out, found, layer  # a NaN or inf in X: nothing more to compute
                 if overflow < 0:
@@ -303,15 +301,15 @@ class MLP:
         return out, found, overflow
 
     def _prediction_sizes(self):
-        """(rows per compiled prediction call: PREDICT_CHUNK_BYTES, the most rows whose every
-        product BLAS keeps to one thread), computed once."""
+        """(rows per compiled prediction call: _layout.prediction_rows, the most rows whose
+        every product BLAS keeps to one thread), computed once."""
         sizes = vars(self).get("_sizes_for_predictions")
         if sizes is None:
             layers = self.arch.layer_sizes
-            per_row = (2 * max(layers[1:]) + layers[0]) * self.dtype.itemsize
             widest_product = max(a * b for a, b in zip(layers[:-1], layers[1:]))
-            sizes = self._sizes_for_predictions = (max(1, PREDICT_CHUNK_BYTES // per_row),
-                                                   BLAS_ONE_THREAD_WORK // widest_product)
+            sizes = self._sizes_for_predictions = (
+                prediction_rows(layers, self.dtype.itemsize),
+                BLAS_ONE_THREAD_WORK // widest_product)
         return sizes
 
     def _prediction_threads(self):

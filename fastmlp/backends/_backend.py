@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from .. import activations
+from ._layout import prediction_rows
 from ._contract import (check_backward, check_forward, check_output_delta, check_predict,
                         check_stop, check_train_epochs)
 
@@ -40,7 +41,7 @@ class Kernels(ABC):
         """Backend.train_epochs on checked arguments: (terms, event)."""
 
     @abstractmethod
-    def predict(self, arch, theta, X, out, labels, label_kind, regime_rows):
+    def predict(self, arch, theta, X, out, labels, label_kind, block_rows):
         """Backend.predict on checked arguments; labels is an int64 (n,) array, or None when
         label_kind is OUTPUT_ONLY. Returns out."""
 
@@ -92,7 +93,9 @@ class Backend:
         single output above one half. Returns out. Non-finite inputs are rejected; finite
         ones that overflow give non-finite outputs, which the caller must test."""
         theta, X, kind = check_predict(arch, theta, X, out, labels, label_kind)
-        return self.unchecked.predict(arch, theta, X, out, labels, kind, X.shape[0])
+        self.unchecked.predict(arch, theta, X, out, labels, kind,
+                               prediction_rows(arch.layer_sizes, theta.dtype.itemsize))
+        return out
 
     def train_epochs(self, arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                      learning_rates, guard=True, plateau=None, stop=None, time_budget=None):

@@ -113,7 +113,7 @@ class RawKernels(NamedTuple):
     output_delta(A, Y, act, loss, δ, sw, has_sw, slope, tiny),
     train_epochs(network, data, optimizer, workspace, control) (_layout's bundles) and
     predict(theta, offsets, sizes, hidden, output, slope, X, out, labels, label_kind,
-    regime_rows), every layer's forward pass in one call."""
+    block_rows), every layer's forward pass in one call."""
     forward: Callable
     backward: Callable
     sparse_forward: Callable
@@ -168,7 +168,7 @@ class CompiledKernels(Kernels):
                                      losses.CODES[loss], delta, ro(sw), has_sw, leaky_slope,
                                      np.finfo(A_out.dtype).tiny)
 
-    def predict(self, arch, theta, X, out, labels, label_kind, regime_rows):
+    def predict(self, arch, theta, X, out, labels, label_kind, block_rows):
         if not isinstance(X, np.ndarray):  # a CSR matrix: its first layer reads the rows
             return _predict_by_layers(self, arch, theta, X, out, labels, label_kind)
         ro = self.ro
@@ -176,7 +176,7 @@ class CompiledKernels(Kernels):
         return self.raw.predict(ro(theta), ro(arch.offsets), ro(arch.sizes), hidden, output,
                                 arch.leaky_slope, ro(X), out,
                                 NO_LABELS if labels is None else labels, label_kind,
-                                regime_rows)
+                                block_rows)
 
     def train_epochs(self, arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                      learning_rates, guard, plateau, stop=None, time_budget=np.inf):

@@ -389,15 +389,16 @@ cdef struct Step:
 cdef void _forward(floating* A, floating* W, floating* b, floating* out, Py_ssize_t n, Py_ssize_t n_in,
                    Py_ssize_t n_out, int act, floating slope) noexcept nogil:
     """Mirrors reference.forward_layer: out = g(A @ W + b)."""
-    _forward_as(A, W, b, out, n, n_in, n_out, act, slope, n)
+    _forward_as(A, W, b, out, n, n_in, n_out, act, slope, n,
+                _block_rows(n_out, n_in, sizeof(floating)))
 
 
 cdef void _forward_as(floating* A, floating* W, floating* b, floating* out, Py_ssize_t n,
                       Py_ssize_t n_in, Py_ssize_t n_out, int act, floating slope,
-                      Py_ssize_t regime_rows) noexcept nogil:
-    """_forward, its products run as plain loops or as BLAS GEMMs as they would for
-    regime_rows rows: a chunk of a larger batch runs as the whole batch would."""
-    cdef Py_ssize_t i, j, k, r0, r1, block
+                      Py_ssize_t regime_rows, Py_ssize_t block) noexcept nogil:
+    """_forward with its products run as plain loops or as BLAS GEMMs as they would for
+    regime_rows rows, a GEMM per `block` rows."""
+    cdef Py_ssize_t i, j, k, r0, r1
     cdef floating a
     cdef floating* row
     if <Py_ssize_t>regime_rows * n_in * n_out < SMALL_WORK:
@@ -411,7 +412,6 @@ cdef void _forward_as(floating* A, floating* W, floating* b, floating* out, Py_s
                     row[j] += a * W[<Py_ssize_t>k * n_out + j]
         _bias_activate(out, b, 0, n, n_out, act, slope)
         return
-    block = _block_rows(n_out, n_in, sizeof(floating))
     r0 = 0
     while r0 < n:
         r1 = r0 + block if r0 + block < n else n
@@ -1333,13 +1333,13 @@ def forward_layer(const floating[:, ::1] A, const floating[:, ::1] W, const floa
 def predict(const floating[::1] theta, const int64_t[:, ::1] offsets,
             const int64_t[::1] sizes, int hidden, int output, floating slope,
             const floating[:, ::1] X, floating[:, ::1] out, int64_t[::1] labels,
-            int label_kind, Py_ssize_t regime_rows):
+            int label_kind, Py_ssize_t block_rows):
     """Mirrors reference.predict: the forward pass of every layer over X's rows, the output
     layer's activations into out, and by label_kind each row's class index into labels
     (ARGMAX: the first largest output; THRESHOLD: the single output above one half). Each
-    layer's products run as they would for regime_rows rows (_forward_as), so a batch cut in
-    chunks gives the bits of the whole. Returns -2 if X holds a NaN or an inf (nothing
-    computed), else the first layer whose activations are not finite — a logistic or tanh
+    layer's products run as they would for block_rows rows, a GEMM per block_rows rows
+    (_forward_as), so a batch cut at multiples of block_rows gives the bits of the whole
+    (_layout.prediction_rows). Returns -2 if X holds a NaN or an inf (nothing computed), else the first layer whose activations are not finite — a logistic or tanh
     layer's input tested, which its activation would hide — or -1. Without the GIL; the
     hidden activations live in one buffer of two layers' rows, allocated here: concurrent
     calls share nothing."""
@@ -1371,7 +1371,7 @@ def predict(const floating[::1] theta, const int64_t[:, ::1] offsets,
             saturates = act == LOGISTIC or act == TANH
             dst = &out[0, 0] if l == last else buffer + (l % 2) * n * widest
             _forward_as(src, W + offsets[l, 0], W + offsets[l, 1], dst, n, n_in, n_out,
-                        IDENTITY if saturates else act, slope, regime_rows)
+                        IDENTITY if saturates else act, slope, block_rows, block_rows)
             if overflow < 0 and not _all_finite(dst, n * n_out):
                 overflow = l
             if saturates:  # the bias is in: the activation apart, its input tested above

@@ -211,6 +211,16 @@ def one_thread(layer_sizes, batch_size, n_chunks):
         a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])) <= BLAS_ONE_THREAD_WORK
 
 
+def prediction_rows(layer_sizes, itemsize):
+    """Rows per GEMM of a prediction, and per compiled call of a large one: BLOCK_BYTES of
+    the widest layer's activations, at least MIN_BLOCK_ROWS (a cache-sized row block, as in
+    training). Each of a call's products runs per block of these rows, as plain loops or a
+    GEMM as it would for this many, so the bits of a row do not depend on the batch around
+    it beyond its block: a batch cut at multiples of these rows gives the bits of the
+    whole."""
+    return max(MIN_BLOCK_ROWS, BLOCK_BYTES // (max(layer_sizes[1:]) * itemsize))
+
+
 def chunk_rows(batch_size, n_chunks, width):
     """Length of a workspace buffer holding a minibatch's rows of `width`, split in n_chunks
     row blocks, each in a region of its own, CHUNK_GAP words apart (one region: no gap)."""

@@ -168,13 +168,14 @@ def _times_derivative(delta_in, A_in, act, slope, r0, r1):
 @jit
 def _forward(A_in, W, b, act, slope, out):
     """Mirrors reference.forward_layer: out = g(A_in @ W + b)."""
-    _forward_as(A_in, W, b, act, slope, out, A_in.shape[0])
+    n, n_in = A_in.shape
+    _forward_as(A_in, W, b, act, slope, out, n, _block_rows(W.shape[1], n_in, out.itemsize))
 
 
 @jit
-def _forward_as(A_in, W, b, act, slope, out, regime_rows):
-    """_forward, its products run as plain loops or as BLAS GEMMs as they would for
-    regime_rows rows: a chunk of a larger batch runs as the whole batch would."""
+def _forward_as(A_in, W, b, act, slope, out, regime_rows, block):
+    """_forward with its products run as plain loops or as BLAS GEMMs as they would for
+    regime_rows rows, a GEMM per `block` rows."""
     n, n_in = A_in.shape
     n_out = W.shape[1]
     if regime_rows * n_in * n_out < SMALL_WORK:
@@ -188,7 +189,6 @@ def _forward_as(A_in, W, b, act, slope, out, regime_rows):
                     row[j] += a * w[j]
         _bias_activate(out, b, act, slope, 0, n)
     else:
-        block = _block_rows(n_out, n_in, out.itemsize)
         for r0 in range(0, n, block):
             r1 = min(r0 + block, n)
             np.dot(A_in[r0:r1], W, out[r0:r1])
@@ -283,13 +283,13 @@ def _sparse_gradient(values, indices, indptr, rows, delta, grad_W, grad_b):
 
 @jit
 def predict(theta, offsets, sizes, hidden, output, slope, X, out, labels, label_kind,
-            regime_rows):
+            block_rows):
     """Mirrors reference.predict: the forward pass of every layer over X's rows, the output
     layer's activations into out, and by label_kind each row's class index into labels
     (ARGMAX: the first largest output; THRESHOLD: the single output above one half). Each
-    layer's products run as they would for regime_rows rows (_forward_as), so a batch cut in
-    chunks gives the bits of the whole. Returns -2 if X holds a NaN or an inf (nothing
-    computed), else the first layer whose activations are not finite — a logistic or tanh
+    layer's products run as they would for block_rows rows, a GEMM per block_rows rows
+    (_forward_as), so a batch cut at multiples of block_rows gives the bits of the whole
+    (_layout.prediction_rows). Returns -2 if X holds a NaN or an inf (nothing computed), else the first layer whose activations are not finite — a logistic or tanh
     layer's input tested, which its activation would hide — or -1. The hidden activations
     live in one buffer of two layers' rows, allocated here: concurrent calls share nothing."""
     n = X.shape[0]
@@ -309,10 +309,11 @@ def predict(theta, offsets, sizes, hidden, output, slope, X, out, labels, label_
         saturates = act == LOGISTIC or act == TANH
         dst = out if l == last else _view(buffer, (l % 2) * n * widest, n, n_out)
         if l == 0:
-            _forward_as(X, W, b, IDENTITY if saturates else act, slope, dst, regime_rows)
+            _forward_as(X, W, b, IDENTITY if saturates else act, slope, dst, block_rows,
+                        block_rows)
         else:
             _forward_as(_view(buffer, ((l - 1) % 2) * n * widest, n, n_in), W, b,
-                        IDENTITY if saturates else act, slope, dst, regime_rows)
+                        IDENTITY if saturates else act, slope, dst, block_rows, block_rows)
         if overflow < 0 and not _all_finite(dst.ravel()):
             overflow = l
         if saturates:  # the bias is in: the activation apart, its input tested above

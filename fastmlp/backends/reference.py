@@ -55,14 +55,15 @@ def _output_delta(A_out, Y, activation, loss, delta, sample_weight, leaky_slope)
     return float(per_sample @ sample_weight)
 
 
-def predict(arch, theta, X, out, labels, label_kind, regime_rows):
+def predict(arch, theta, X, out, labels, label_kind, block_rows):
     """The forward pass of every layer over X's rows: the output layer's activations into
     out and, by label_kind (_layout.Labels), each row's class index into labels — ARGMAX the
     first largest output, THRESHOLD the single output above one half (scikit-learn's
     LabelBinarizer decisions). Returns -2 if X holds a NaN or an inf (nothing computed), else
     the first layer whose activations are not finite — a logistic or tanh layer's input
-    tested, which its activation would hide — or -1. regime_rows matters to the compiled
-    twins only."""
+    tested, which its activation would hide — or -1. block_rows matters to the compiled
+    twins only (NumPy's products are one BLAS call per layer, whose rounding of a row may
+    depend on the rows around it)."""
     if not np.isfinite(_contract.data_of(X)).all():
         return -2
     coefs, intercepts = arch.views(theta)
