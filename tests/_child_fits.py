@@ -210,5 +210,38 @@ def load_fifo(path):
         _report(error=str(exc))
 
 
+def predict_sigint(backend):
+    """A prediction of many seconds that the parent interrupts: KeyboardInterrupt, and how
+    soon after the signal it came (a chunk's time, not the whole prediction's)."""
+    from fastmlp import MLP
+
+    net = MLP([64, 2048, 2048, 10], dtype=np.float32, backend=backend, random_state=0)
+    X = np.random.default_rng(0).standard_normal((200_000, 64), dtype=np.float32)
+    net.forward(X[:300])  # compiled (numba), thread pools started
+    print("ready", flush=True)
+    try:
+        net.forward(X)
+        _report(interrupted=False)
+    except KeyboardInterrupt:
+        _report(interrupted=True, returned=time.monotonic())
+
+
+def predict_memory(backend):
+    """Peak memory of a 1.5M-row prediction beyond its input: the output and a chunk's
+    buffers, not every row's hidden activations (ru_maxrss, before and after)."""
+    import resource
+
+    from fastmlp import MLP
+
+    net = MLP([64, 100, 10], dtype=np.float32, backend=backend, random_state=0)
+    X = np.random.default_rng(0).standard_normal((1_500_000, 64), dtype=np.float32)
+    net.forward(X[:5000])  # compiled, warmed up
+    print("ready", flush=True)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out = net.forward(X)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    _report(growth=after - before, output=out.nbytes, input=X.nbytes)
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*sys.argv[2:])

@@ -103,6 +103,28 @@ def test_sigint_returns_within_a_second_with_a_consistent_state(backend, hidden)
 
 @pytest.mark.process
 @pytest.mark.parametrize("backend", COMPILED)
+def test_sigint_during_a_long_prediction_returns_within_a_second(backend):
+    """A prediction runs a compiled call per chunk of rows: Ctrl-C 1 s into one of many
+    seconds raises KeyboardInterrupt a chunk later."""
+    child = Child("predict_sigint", backend)
+    time.sleep(1.0)
+    sent = child.signal(signal.SIGINT)
+    out = child.result()
+    assert out["interrupted"], "the prediction ran to its end"
+    assert out["returned"] - sent < PROMPT, f"returned {out['returned'] - sent:.2f} s after"
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("backend", COMPILED)
+def test_a_large_prediction_holds_its_output_and_a_chunk_not_every_row(backend):
+    """1.5M rows through 64-100-10: the hidden layer's 600 MB are never held at once; the
+    peak beyond the input is the output and at most 64 MB."""
+    out = Child("predict_memory", backend).result()
+    assert out["growth"] <= out["output"] + (64 << 20), out
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("backend", COMPILED)
 def test_sigint_during_lbfgs_raises_keyboard_interrupt_at_an_accepted_iterate(backend):
     """scikit-learn lets Ctrl-C end an lbfgs fit with KeyboardInterrupt; the model holds the
     last accepted iterate and the loss it reports is that iterate's."""
