@@ -37,7 +37,7 @@ def write_section(path, name, text):
 
 
 STUDIES = {"dask": "Data-parallel training on Dask", "contention": "A busy machine",
-           "sparse": "Sparse text (TF-IDF)"}
+           "sparse": "Sparse text (TF-IDF)", "latency": "Prediction latency"}
 
 
 def _study_section(args, name, table):
@@ -57,8 +57,19 @@ def _write(args, name, **measured):
 
 
 def study(args):
-    """--dask, --contention or --sparse: one study, its table and its JSON."""
-    if args.dask:
+    """--dask, --contention, --sparse or --latency: one study, its table and its JSON."""
+    if args.latency:
+        from . import latency
+
+        measured = latency.run(dtypes=[np.dtype(d) for d in args.dtypes],
+                               rows=(1, 32, 10_000) if args.quick else latency.ROWS,
+                               rounds=2 if args.quick else 5,
+                               progress=lambda *key: print("latency", *key, flush=True))
+        table = latency.text(measured)
+        print(table)
+        _write(args, "latency", latency=measured)
+        name = "latency"
+    elif args.dask:
         from . import dask_scaling
 
         measured = dask_scaling.run(rows=100_000 if args.quick else 400_000,
@@ -160,6 +171,10 @@ def build_parser():
                        help="only the busy-machine study: digits and MNIST-shaped fits, idle "
                             "and beside a CPU-bound process it starts, default threads vs "
                             "n_threads=1 vs scikit-learn")
+    which.add_argument("--latency", action="store_true",
+                       help="only the prediction latency study: 1, 32 and 100 000 rows, "
+                            "digits-sized and MNIST-shaped, fastmlp beside scikit-learn, "
+                            "onnxruntime, NumPy, torch and JAX, idle and busy")
     which.add_argument("--sparse", action="store_true",
                        help="only the sparse text study: a TF-IDF corpus (20k documents x "
                             "50k terms, 20 classes) fitted by fastmlp and scikit-learn")
@@ -171,7 +186,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.command = " ".join(["python -m bench", *argv])
-    if args.dask or args.contention or args.sparse:
+    if args.dask or args.contention or args.sparse or args.latency:
         study(args)
     else:
         report(args)
