@@ -24,6 +24,7 @@ ENGINE_SPECIFIC = {
     "cython": {
         "_gemm": "the BLAS call through SciPy's or NumPy's BLAS (numba calls np.dot)",
         "_gemm_into": "_gemm with beta, to sum a product's row slices (numba adds np.dot's)",
+        "_row_times": "one row's product as gemv (numba's np.dot chooses gemv itself)",
         "_exp": "exp in θ's dtype (numba's np.exp follows its argument's type)",
         "_log": "log in θ's dtype (as _exp)",
         "_sqrt": "sqrt in θ's dtype (as _exp)",

@@ -29,7 +29,7 @@ from libc.math cimport exp, expf, fabs, fabsf, frexp, log, logf, sqrt, sqrtf, ta
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport ddot, dgemm, sdot, sgemm
+from scipy.linalg.cython_blas cimport ddot, dgemm, dgemv, sdot, sgemm, sgemv
 
 import numpy as np
 
@@ -203,6 +203,20 @@ cdef inline void _gemm(char transa, char transb, Py_ssize_t m, Py_ssize_t n, Py_
                        Py_ssize_t ldc) noexcept nogil:
     """c = a·b."""
     _gemm_into(transa, transb, m, n, k, 1, a, lda, b, ldb, 0, c, ldc)
+
+
+cdef void _row_times(floating* a, floating* W, floating* out, Py_ssize_t n_in,
+                     Py_ssize_t n_out) noexcept nogil:
+    """out = a·W for one row a: BLAS's gemv through SciPy's BLAS, as numba's np.dot takes a
+    (1, k)·(k, n) product (a GEMM would pack all of W for one row)."""
+    cdef char trans = c'N'
+    cdef int m = <int>n_out, n = <int>n_in, inc = 1
+    cdef floating one = 1, zero = 0
+    # W, row-major (n_in, n_out), is column-major (n_out, n_in) with lda = n_out
+    if floating is float:
+        sgemv(&trans, &m, &n, &one, W, &m, a, &inc, &zero, out, &inc)
+    else:
+        dgemv(&trans, &m, &n, &one, W, &m, a, &inc, &zero, out, &inc)
 
 
 cdef void _weight_gradient(floating* A, floating* delta, floating* gW, Py_ssize_t n,
@@ -1370,8 +1384,13 @@ def predict(const floating[::1] theta, const int64_t[:, ::1] offsets,
             act = output if l == last else hidden
             saturates = act == LOGISTIC or act == TANH
             dst = &out[0, 0] if l == last else buffer + (l % 2) * n * widest
-            _forward_as(src, W + offsets[l, 0], W + offsets[l, 1], dst, n, n_in, n_out,
-                        IDENTITY if saturates else act, slope, block_rows, block_rows)
+            if n == 1 and block_rows * n_in * n_out >= SMALL_WORK:  # numba's np.dot: gemv
+                _row_times(src, W + offsets[l, 0], dst, n_in, n_out)
+                _bias_activate(dst, W + offsets[l, 1], 0, 1, n_out,
+                               IDENTITY if saturates else act, slope)
+            else:
+                _forward_as(src, W + offsets[l, 0], W + offsets[l, 1], dst, n, n_in, n_out,
+                            IDENTITY if saturates else act, slope, block_rows, block_rows)
             if overflow < 0 and not _all_finite(dst, n * n_out):
                 overflow = l
             if saturates:  # the bias is in: the activation apart, its input tested above
