@@ -18,6 +18,8 @@ import warnings
 
 import numpy as np
 
+from .harness import COOLDOWN
+
 PROBLEMS = {"digits": (64, 100, 10), "mnist-shaped": (784, 256, 128, 10)}
 ROWS = (1, 32, 100_000)
 CONDITIONS = ("idle", "busy")
@@ -156,7 +158,7 @@ def contenders(sizes, dtype, X):
 
 def _calls(rows):
     """Calls timed per contender and round: enough for a percentile at small batches."""
-    return 1 if rows >= 10_000 else 200 if rows >= 32 else 500
+    return 2 if rows >= 10_000 else 200 if rows >= 32 else 500
 
 
 def time_calls(runs, X, rounds, seed=0):
@@ -170,7 +172,7 @@ def time_calls(runs, X, rounds, seed=0):
     for _ in range(rounds):
         for name in order.permutation(list(runs)):
             run = runs[name]
-            time.sleep(0.05)
+            time.sleep(COOLDOWN)  # the last contender's BLAS threads stop spinning
             for _ in range(_calls(X.shape[0])):
                 start = time.perf_counter()
                 run(X)
@@ -206,8 +208,7 @@ def run(problems=tuple(PROBLEMS), dtypes=(np.float32, np.float64), rows=ROWS, ro
             for condition in conditions:
                 with Neighbour() if condition == "busy" else contextlib.nullcontext():
                     for n in rows:
-                        times = time_calls(runs, data[:n], rounds if n < 10_000 else
-                                           max(3, rounds))
+                        times = time_calls(runs, data[:n], rounds)
                         for name, t in times.items():
                             t = np.array(t) * 1e6
                             results.append(dict(problem=problem, dtype=np.dtype(dtype).name,
