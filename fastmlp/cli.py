@@ -64,7 +64,7 @@ def train(args):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from . import MLPClassifier, MLPRegressor, comparison, config_context, save, tabular
+    from . import MLPClassifier, MLPRegressor, config_context, save, tabular
 
     regress = args.regress
     dtype = np.dtype(args.dtype)
