@@ -86,13 +86,18 @@ blas_thread_limit.__doc__ = """Context manager: BLAS at most n_threads threads w
 active (process-wide, reference-counted: see _BlasLimit)."""
 
 
-@contextlib.contextmanager
+_NO_LIMIT = contextlib.nullcontext()
+
+
 def thread_limit(n_threads):
     """Limit BLAS (process-wide, reference-counted) and Numba and the cython kernels' threads
-    (in this thread) to n_threads; None leaves them alone."""
-    if n_threads is None:
-        yield
-        return
+    (in this thread) to n_threads; None leaves them alone (and costs nothing: a small call's
+    budget is microseconds)."""
+    return _NO_LIMIT if n_threads is None else _thread_limit(n_threads)
+
+
+@contextlib.contextmanager
+def _thread_limit(n_threads):
     n_threads = resolve_n_threads(n_threads)
     numba = sys.modules.get("numba")  # only if imported already (importing it is slow)
     previous = numba.get_num_threads() if numba else None

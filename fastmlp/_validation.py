@@ -47,6 +47,8 @@ def _ready(a, dtype, allow_empty):
 
 
 def check_targets(Y, n_rows, n_outputs, dtype):
+    if _ready(Y, dtype, False) and Y.shape == (n_rows, n_outputs):
+        return Y  # what the checks below would return unchanged (a small call's budget)
     Y = np.asarray(Y) if not hasattr(Y, "iloc") else Y
     if getattr(Y, "ndim", 2) == 1:
         Y = np.asarray(Y).reshape(-1, 1)

@@ -15,7 +15,6 @@ the extension not built — the flag is never raised and signals stay Python's: 
 calls return often enough (_solvers' time budget) for it to act between them.
 """
 import _signal
-import contextlib
 import signal
 import threading
 
@@ -53,23 +52,31 @@ def _can_defer():
             and _signal.getsignal(signal.SIGINT) is signal.default_int_handler)
 
 
-@contextlib.contextmanager
-def deferred():
+class deferred:
     """SIGINT raises the yielded Deferral's flag instead of KeyboardInterrupt while inside.
-    A Ctrl-C not consumed by check() by the end is raised as KeyboardInterrupt on leaving."""
-    global _depth
-    if not (_depth or _can_defer()):
-        yield Deferral(np.zeros(1, np.int64))  # never raised: signals stay Python's
-        return
-    if _depth == 0:
-        _sigint.flag[0] = 0
-        _sigint.install()
-    _depth += 1
-    deferral = Deferral(_sigint.flag)
-    try:
-        yield deferral
-    finally:
-        _depth -= 1
+    A Ctrl-C not consumed by check() by the end is raised as KeyboardInterrupt on leaving.
+    (A class, not a generator: a small training call's budget is microseconds.)"""
+
+    def __enter__(self):
+        global _depth
+        self.installs = False
+        if not (_depth or _can_defer()):
+            self.deferral = Deferral(np.zeros(1, np.int64))  # never raised: signals stay
+            return self.deferral                              # Python's
         if _depth == 0:
-            _sigint.restore()
-    deferral.check()  # reached only when nothing is raised already
+            _sigint.flag[0] = 0
+            _sigint.install()
+        _depth += 1
+        self.installs = True
+        self.deferral = Deferral(_sigint.flag)
+        return self.deferral
+
+    def __exit__(self, kind, value, traceback):
+        global _depth
+        if self.installs:
+            _depth -= 1
+            if _depth == 0:
+                _sigint.restore()
+        if kind is None:
+            self.deferral.check()  # only when nothing is raised already
+        return False

@@ -6,6 +6,7 @@ Parameters live in one flat vector (see architecture.py); `coefs_[l]` (n_in, n_o
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,12 @@ def _buffer(scratch, key, rows, cols, dtype):
 
 
 _LABEL_KINDS = {k.name.lower(): int(k) for k in Labels}
+
+
+@functools.lru_cache(maxsize=64)
+def _optimizer(*settings):
+    """optim.Optimizer(*settings), checked once per settings (it is immutable)."""
+    return optim.Optimizer(*settings)
 
 
 class DivergenceError(ValueError, FloatingPointError):
@@ -186,7 +193,12 @@ class MLP:
             output_array(array, name, (self.arch.n_params,))
             if array.dtype != self.dtype:
                 raise ValueError(f"{name} has dtype {array.dtype}, this model {self.dtype}")
-        check_disjoint(dict(arrays), {})
+        objects = tuple(array for _, array in arrays)
+        if vars(self).get("_disjoint_checked") != tuple(map(id, objects)):
+            # the same array objects stay as disjoint as they were (their memory is theirs)
+            check_disjoint(dict(arrays), {})
+            self._disjoint_checked = tuple(map(id, objects))
+            self._disjoint_arrays = objects  # kept alive: their ids stay theirs
 
     def _check_XY(self, X, Y, sample_weight):
         X = self._check_X(X)
@@ -615,16 +627,16 @@ class MLP:
                        {"X": data_of(X), "Y": Y, "sample_weight": sample_weight})
         orders, learning_rates, batch_size = check_schedule(orders, learning_rates, batch_size,
                                                             X.shape[0])
-        opt = optim.Optimizer(optimizer, float(learning_rates[0]), float(momentum),
-                              bool(nesterov), float(l2), float(beta_1), float(beta_2),
-                              float(epsilon))
+        opt = _optimizer(optimizer, float(learning_rates[0]), float(momentum), bool(nesterov),
+                         float(l2), float(beta_1), float(beta_2), float(epsilon))
         n = X.shape[0]
         with thread_limit(self.n_threads), interrupts.deferred() as stop:
             sums, event = self._epoch_sums(X, Y, sample_weight, orders, learning_rates,
                                            batch_size, opt, plateau, stop.flag)
-            self.last_epochs_terms = [(d / n, p / n) for d, p in sums.tolist()]
+            sums = sums.tolist()
+            self.last_epochs_terms = [(d / n, p / n) for d, p in sums]
             stop.check()
-        return (sums[:, 0] + sums[:, 1]) / n, event
+        return np.array([(d + p) / n for d, p in sums]), event
 
     def run_epochs(self, X: ArrayLike, Y: np.ndarray, sample_weight: np.ndarray | None,
                    orders: np.ndarray | None, learning_rates: np.ndarray, batch_size: int,

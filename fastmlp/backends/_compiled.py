@@ -6,6 +6,7 @@ _layout's bundles, and keeps the per-fit workspace, so the two backend modules h
 what differs: their kernels and how they run threads.
 """
 import contextlib
+import functools
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -71,6 +72,8 @@ class WorkspaceCache:
         # the call's in/out records, refilled each call (allocating them costs more than
         # the kernel at batch-1 sizes)
         self.plateau = np.zeros(1, _layout.PLATEAU)
+        _layout.fill_plateau(self.plateau, None)
+        self.plateau_in_use = False  # plateau holds no rule, as fill_plateau(None) leaves it
         self.outcome = np.zeros(1, _layout.OUTCOME)
         self.ones = np.empty(0, dtype)  # unit sample weights, grown to the data's row count
 
@@ -188,10 +191,8 @@ class CompiledKernels(Kernels):
         # The split follows the thread count asked for, the team what the machine has free
         # now: chunk c is thread c mod team's, so the weights do not depend on the team.
         requested = self.n_threads()
-        n_chunks = 1 if sparse else _layout.data_parallel_chunks(arch.layer_sizes, batch_size,
-                                                                 requested)
-        team = (requested if _layout.one_thread(arch.layer_sizes, batch_size, n_chunks)
-                else _config.team_threads(requested))
+        n_chunks, one_thread = _split(arch.layer_sizes, batch_size, requested, sparse)
+        team = requested if one_thread else _config.team_threads(requested)
         if n_chunks > 1:
             team = min(team, n_chunks)
         cache = state.meta.get("workspace")
@@ -199,7 +200,9 @@ class CompiledKernels(Kernels):
             cache = state.meta["workspace"] = WorkspaceCache(arch, batch_size, dtype, n_chunks,
                                                              sparse)
         has_sw = sample_weight is not None
-        _layout.fill_plateau(cache.plateau, plateau)
+        if plateau is not None or cache.plateau_in_use:  # (a rule's record, or no rule's)
+            _layout.fill_plateau(cache.plateau, plateau)
+            cache.plateau_in_use = plateau is not None
         cache.outcome[0] = (0, state.t, _layout.Event.COMPLETED)
         control = _layout.Control(int(batch_size), _layout.CHUNK_MIN_ROWS, bool(guard),
                                   cache.plateau, cache.outcome,
@@ -223,6 +226,14 @@ class CompiledKernels(Kernels):
         if plateau is not None:
             _, _, plateau.best, plateau.count, _ = cache.plateau.item()
         return control.terms[:epochs], _layout.EVENTS[event]
+
+
+@functools.lru_cache(maxsize=256)
+def _split(layer_sizes, batch_size, requested, sparse):
+    """(chunks a minibatch is split in, whether its step runs on one thread whatever the
+    team): _layout's size rules, once per shape (a small call's budget is microseconds)."""
+    n_chunks = 1 if sparse else _layout.data_parallel_chunks(layer_sizes, batch_size, requested)
+    return n_chunks, _layout.one_thread(layer_sizes, batch_size, n_chunks)
 
 
 def _predict_by_layers(kernels, arch, theta, X, out, labels, label_kind):

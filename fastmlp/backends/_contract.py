@@ -5,6 +5,7 @@ instead of reaching a kernel that skips bounds checks. Inputs that are merely no
 or read-only are copied/accepted; outputs must be writable C-contiguous buffers of the exact
 shape and dtype, because a kernel writes into them.
 """
+import functools
 import weakref
 
 import numpy as np
@@ -339,6 +340,13 @@ def check_schedule(orders, learning_rates, batch_size, n):
     return orders, learning_rates, min(int(batch_size), n)
 
 
+@functools.lru_cache(maxsize=64)
+def _rows_in_order(n):
+    order = np.arange(n, dtype=np.int64)[None]
+    order.setflags(write=False)
+    return order
+
+
 def check_stop(stop, time_budget):
     """train_epochs' stop flag (None, or a writable one-element C-contiguous int64 array: a
     signal handler writes it) and time budget (None: no limit; else seconds > 0), as the
@@ -365,8 +373,9 @@ def _permutations(orders, n):
 
 def row_orders(orders, n):
     """orders as the kernels take them, (1 or n_epochs, n) int64, for orders a caller drew
-    itself (as the estimators do): None is the rows in order; nothing else is checked."""
+    itself (as the estimators do): None is the rows in order (read-only, kept for small n:
+    a small call's budget is microseconds); nothing else is checked."""
     if orders is None:
-        return np.arange(n, dtype=np.int64)[None]
+        return _rows_in_order(n) if n <= 1024 else np.arange(n, dtype=np.int64)[None]
     orders = np.ascontiguousarray(orders, dtype=np.int64)
     return orders[None] if orders.ndim == 1 else orders
