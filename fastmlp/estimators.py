@@ -610,6 +610,7 @@ class _BaseMLP(BaseEstimator):
         if "_net" in state:  # views into θ, which _net holds: made again when unpickled
             for name in ("coefs_", "intercepts_", "_views"):
                 state.pop(name, None)
+        state.pop("_fitting", None)  # a copy is not being fitted, whatever this one does
         return state
 
     def __setstate__(self, state):

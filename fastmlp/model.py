@@ -699,6 +699,8 @@ class MLP:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["backend"] = self.backend.name  # by name: the registry's instance comes back
+        for name in ("_disjoint_checked", "_disjoint_arrays"):  # checked again when used
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state):
