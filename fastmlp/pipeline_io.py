@@ -81,21 +81,50 @@ def _value(value, where):
                        "stored without pickle")
 
 
-def _python(value):
-    """The inverse of _value."""
+#: The deepest a pipeline file's tree of steps (and a value inside it) may nest: scikit-learn
+#: composites of standard steps need a handful of levels; a file nesting deeper is hostile.
+MAX_DEPTH = 32
+#: The longest fixed-width string dtype a file may name, in characters: a fitted step's
+#: strings are its own categories and statistics, which the file's JSON holds, and these are
+#: short; a longer claim would allocate that much per element on loading.
+MAX_STRING_DTYPE = 4096
+
+
+def safe_dtype(name):
+    """The dtype a file names, if a fitted step can have it — numbers, bool, object, strings
+    of at most MAX_STRING_DTYPE characters — else ValueError (a dtype of a billion
+    characters is a way to exhaust memory, not a fitted value)."""
+    try:
+        dtype = np.dtype(name)
+    except (TypeError, ValueError):
+        raise ValueError(f"the dtype {name!r:.80} is not one") from None
+    if dtype.kind in "biuf" and not dtype.fields and not dtype.subdtype:
+        return dtype
+    if dtype.kind == "O":
+        return dtype
+    if dtype.kind in "US" and dtype.itemsize <= MAX_STRING_DTYPE * (4 if dtype.kind == "U"
+                                                                    else 1):
+        return dtype
+    raise ValueError(f"the dtype {name!r:.80} is not one a fitted step can have (numbers, "
+                     f"bool, object, strings of at most {MAX_STRING_DTYPE} characters)")
+
+
+def _python(value, depth=0):
+    """The inverse of _value, every dtype checked (safe_dtype) and nesting bounded."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"a value nests more than {MAX_DEPTH} levels deep")
     if isinstance(value, list):
-        return [_python(v) for v in value]
+        return [_python(v, depth + 1) for v in value]
     if isinstance(value, dict):
         if "__dtype__" in value:
-            return np.dtype(value["__dtype__"]).type
+            return safe_dtype(value["__dtype__"]).type
         if "__array__" in value:
-            items = [_python(v) for v in value["__array__"]]
-            return (np.array(items, dtype=object) if value["kind"] == "object"
-                    else np.array(items, dtype=np.dtype(value["kind"])))
+            items = [_python(v, depth + 1) for v in value["__array__"]]
+            return np.array(items, dtype=safe_dtype(value["kind"]))
         if "__tuple__" in value:
-            return tuple(_python(v) for v in value["__tuple__"])
+            return tuple(_python(v, depth + 1) for v in value["__tuple__"])
         if "__dict__" in value:
-            return {k: _python(v) for k, v in value["__dict__"].items()}
+            return {k: _python(v, depth + 1) for k, v in value["__dict__"].items()}
     return value
 
 
@@ -242,12 +271,24 @@ class _Reader:
 
     def fitted_value(self, value, where):
         if isinstance(value, dict) and "__member__" in value:
-            return self.array(value, where)
+            array = self.array(value, where)
+            safe_dtype(array.dtype)
+            return array
         return _python(value)
+
+    @staticmethod
+    def params(node):
+        """A step's parameters as saved, but for its parallelism: a file does not decide how
+        many processes loading and predicting start (n_jobs stays the default, None)."""
+        params = {k: _python(v) for k, v in node["params"].items()}
+        params.pop("n_jobs", None)
+        return params
 
     def node(self, node, where):
         if node is None or node in ("drop", "passthrough"):
             return node
+        if where.count("/") > MAX_DEPTH:
+            self.broken(f"{where}: steps nested more than {MAX_DEPTH} deep")
         if not isinstance(node, dict) or node.get("class") not in self.classes:
             self.broken(f"{where} is not a step this fastmlp stores: {node!r:.80}")
         name = node["class"]
@@ -275,7 +316,7 @@ class _Reader:
 
     def _Pipeline(self, node, name, where):
         steps = [(step, self.node(e, f"{where}/{step}")) for step, e in node["steps"]]
-        return self.classes["Pipeline"](steps, **node["params"])
+        return self.classes["Pipeline"](steps, **self.params(node))
 
     def _TransformedTargetRegressor(self, node, name, where):
         from sklearn.frozen import FrozenEstimator
@@ -292,7 +333,7 @@ class _Reader:
                                  transformer=transformer, check_inverse=False)
         est.fit(np.zeros((2, 1)), y)
         est.regressor_, est.transformer_ = regressor, transformer
-        return est.set_params(regressor=regressor, transformer=transformer, **node["params"])
+        return est.set_params(regressor=regressor, transformer=transformer, **self.params(node))
 
     def _ColumnTransformer(self, node, name, where):
         import pandas as pd
@@ -305,7 +346,7 @@ class _Reader:
                  for step, e, columns in node["transformers"]]
         remainder = self.node(node["remainder"], f"{where}/remainder")
         frozen = lambda e: e if e is None or isinstance(e, str) else FrozenEstimator(e)  # noqa
-        params = {k: _python(v) for k, v in node["params"].items()}
+        params = self.params(node)
         est = self.classes[name]([(s, frozen(e), c) for s, e, c in parts],
                                  remainder=frozen(remainder), **params)
         # one row every step can take: each column's first category or statistic, else 0
@@ -327,7 +368,7 @@ class _Reader:
         import pandas as pd
 
         fitted = node["fitted"]
-        params = {k: _python(v) for k, v in node["params"].items()}
+        params = self.params(node)
         n_in = fitted["n_features_in_"]
         names = fitted.get("feature_names_in_")
         if names is not None and len(names) != n_in:
@@ -347,7 +388,7 @@ class _Reader:
             return est
         if name == "SimpleImputer":  # a column of its own statistic each
             statistics = self.fitted_value(fitted["statistics_"], f"{where}.statistics_")
-            dtype = np.dtype(fitted["fit_dtype"])
+            dtype = safe_dtype(fitted["fit_dtype"])
             columns = [np.array([v], dtype=dtype) for v in statistics]
         else:  # OneHotEncoder: each column cycles through its categories, in their dtype
             categories = [_python(c) for c in fitted["categories_"]]

@@ -153,13 +153,17 @@ for path, max_bytes in json.loads(sys.argv[1]):
     print(json.dumps({"path": path}), flush=True)  # a crash's culprit is the last printed
     tracemalloc.reset_peak()
     started = time.perf_counter()
+    n_jobs = None
     try:
-        fastmlp.load(path, max_bytes=max_bytes)
+        model = fastmlp.load(path, max_bytes=max_bytes)
         outcome = "loaded"
+        n_jobs = [v for k, v in model.get_params(deep=True).items() if k.endswith("n_jobs")
+                  ] if hasattr(model, "get_params") else None
     except ValueError as exc:
         outcome = str(exc)
     print(json.dumps(dict(path=path, outcome=outcome, seconds=time.perf_counter() - started,
-                          peak=tracemalloc.get_traced_memory()[1])), flush=True)
+                          peak=tracemalloc.get_traced_memory()[1], n_jobs=n_jobs)),
+          flush=True)
 """
 MB = 1 << 20
 
@@ -261,6 +265,100 @@ def test_hostile_model_files_cost_neither_time_nor_memory(tmp_path):
     assert "parameters, over the limit" in out["architecture"]["outcome"]
     for name, result in out.items():
         assert result["seconds"] < 1.0 and result["peak"] < 8 * MB, (name, result)
+
+
+def _pipeline_file(tmp_path, name, edit):
+    """A saved pipeline (imputer and encoder for a text column, a scaler, a network) whose
+    metadata edit(metadata) changed, its checksums recomputed — as anyone can."""
+    import io as bytes_io
+    import warnings
+    import zipfile
+
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from fastmlp import _archive
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"kind": rng.choice(["ab", "cd", "ef"], 60), "x": rng.normal(size=60)})
+    y = (X["x"] > 0).astype(int)
+    pre = ColumnTransformer([("text", make_pipeline(SimpleImputer(strategy="most_frequent"),
+                                                    OneHotEncoder()), ["kind"]),
+                             ("num", StandardScaler(), ["x"])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = Pipeline([("pre", pre), ("net", fastmlp.MLPClassifier((4,), max_iter=5,
+                                                                      random_state=0))])
+        model.fit(X, y)
+    good = tmp_path / f"{name}-good.fastmlp"
+    fastmlp.save(model, good)
+    with zipfile.ZipFile(good) as archive:
+        members = {n: archive.read(n) for n in archive.namelist() if n != "metadata.json"}
+        metadata = json.loads(archive.read("metadata.json"))
+    for key in ("sha256", "metadata_sha256"):
+        metadata.pop(key)
+    edit(metadata)
+    buffer = bytes_io.BytesIO()
+    _archive.writer(metadata, members)(buffer)
+    path = tmp_path / f"{name}.fastmlp"
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def _find(node, key):
+    """Every dict in a metadata tree that has `key`."""
+    if isinstance(node, dict):
+        if key in node:
+            yield node
+        for value in node.values():
+            yield from _find(value, key)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _find(value, key)
+
+
+def _huge_fit_dtype(metadata):
+    for fitted in _find(metadata, "fit_dtype"):
+        fitted["fit_dtype"] = "U500000000"
+
+
+def _huge_kind(metadata):
+    for array in _find(metadata, "kind"):
+        array["kind"] = "U500000000"
+
+
+def _many_jobs(metadata):
+    for node in _find(metadata, "class"):
+        if node["class"] == "ColumnTransformer":
+            node["params"]["n_jobs"] = 32
+
+
+def _deep(metadata):
+    for _ in range(200):
+        metadata["root"] = {"class": "Pipeline", "params": {"verbose": False},
+                            "steps": [["inner", metadata["root"]]]}
+
+
+@pytest.mark.process
+def test_hostile_pipeline_files_cost_neither_time_nor_memory(tmp_path):
+    """A few KB that would have loaded gigabytes or started processes (each file in one
+    child with an address-space limit, refused or tamed within a second): a SimpleImputer's
+    fit_dtype of a billion characters, an array's dtype the same, a ColumnTransformer asking
+    for 32 processes (loaded, but parallelism is not taken from a file), 200 nested
+    Pipelines (refused past MAX_DEPTH)."""
+    files = {name: (_pipeline_file(tmp_path, name, edit), 1 << 32) for name, edit in (
+        ("fit_dtype", _huge_fit_dtype), ("kind", _huge_kind), ("n_jobs", _many_jobs),
+        ("deep", _deep))}
+    out = _loaded_in_child(files)
+    assert "'U500000000' is not one a fitted step can have" in out["fit_dtype"]["outcome"]
+    assert "'U500000000' is not one a fitted step can have" in out["kind"]["outcome"]
+    assert out["n_jobs"]["outcome"] == "loaded" and set(out["n_jobs"]["n_jobs"]) == {None}
+    assert "nested more than 32 deep" in out["deep"]["outcome"]
+    for name, result in out.items():
+        assert result["seconds"] < 1.0 and result["peak"] < 64 * MB, (name, result)
 
 
 def test_theta_must_have_the_length_the_layers_imply(tmp_path):
