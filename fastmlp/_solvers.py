@@ -434,6 +434,7 @@ def fit_lbfgs(params, task, state, net, X, Y, sample_weight):
         data, penalty, g = objective(theta)
         if accepted[0][2] is None:  # the first evaluation is the starting point's
             accepted[0] = (start, 0, data + penalty)
+        last[0] = (data + penalty, data, penalty)
         return data + penalty, g
 
     def reported_loss(theta, value):
@@ -444,6 +445,7 @@ def fit_lbfgs(params, task, state, net, X, Y, sample_weight):
     # the last iterate L-BFGS accepted, its number and its objective value: one tuple, so
     # Ctrl-C finds it whole
     accepted = [(start, 0, None)]
+    last = [(None, None, None)]  # the last evaluation: its value and parts
 
     def iteration_ends(intermediate_result):
         accepted[0] = (intermediate_result.x.copy(), accepted[0][1] + 1,
@@ -478,4 +480,8 @@ def fit_lbfgs(params, task, state, net, X, Y, sample_weight):
                               "weights were restored to those before this fit. Scale the "
                               "input data or raise alpha.")
     data, penalty, _ = objective(result.x)  # leaves net.theta = result.x
+    if data + penalty != result.fun and last[0][0] == result.fun:
+        # a line search that fails returns the last iterate with the last trial's value, and
+        # scikit-learn reports that value as loss_: so does fastmlp
+        _, data, penalty = last[0]
     state.loss = float(data / task.loss_scale + penalty)

@@ -24,7 +24,7 @@ column-major (c, r) matrix of its transpose, so
 """
 from cython cimport floating
 from cython.parallel cimport parallel
-from libc.float cimport DBL_MAX as DOUBLE_MAX, DBL_MIN, FLT_MAX, FLT_MIN
+from libc.float cimport DBL_EPSILON, DBL_MAX as DOUBLE_MAX, DBL_MIN, FLT_EPSILON, FLT_MAX, FLT_MIN
 from libc.math cimport exp, expf, fabs, fabsf, frexp, log, logf, sqrt, sqrtf, tanh, tanhf
 from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
@@ -585,11 +585,17 @@ cdef void _sparse_gradient(const floating* values, const void* indices, bint wid
                 g[j] += v * d[j]
 
 
+cdef inline floating _clipped(floating y) noexcept nogil:
+    """losses.clipped for one output: within [eps, 1 - eps] of its dtype."""
+    cdef floating eps = FLT_EPSILON if floating is float else DBL_EPSILON
+    return eps if y < eps else (1 - eps if y > 1 - eps else y)
+
+
 cdef double _softmax_cross_entropy_delta(floating* Y_out, floating* R, floating* D, floating* w,
                                         Py_ssize_t n, Py_ssize_t m, bint has_sw, floating tiny,
                                         floating* gb) noexcept nogil:
     """_output_delta for the usual classifier, softmax + cross-entropy: per row
-    L = -Σ r ln max(y, tiny) and δ = y Σr - r, in θ's dtype as the reference computes them.
+    L = -Σ r ln clipped(y) and δ = y Σr - r, in θ's dtype as the reference computes them.
     The logs of the whole block come first, as one loop that vectorises, into D (each row
     reads them before writing its δ there); the rows then run without a branch on r (a term
     with r = 0 adds an exact 0: the log is finite)."""
@@ -601,7 +607,7 @@ cdef double _softmax_cross_entropy_delta(floating* Y_out, floating* R, floating*
     cdef floating* r
     cdef floating* d
     for k in range(<Py_ssize_t>n * m):
-        D[k] = _log(Y_out[k] if Y_out[k] > tiny else tiny)
+        D[k] = _log(_clipped(Y_out[k]))
     for i in range(n):
         y = Y_out + <Py_ssize_t>i * m
         r = R + <Py_ssize_t>i * m
@@ -633,6 +639,7 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
     cdef Py_ssize_t i, j
     cdef Py_ssize_t k
     cdef double total = 0.0, li, s
+    cdef floating c
     cdef floating* y
     cdef floating* r
     cdef floating* d
@@ -651,16 +658,17 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
                 li += 0.5 * (y[j] - r[j]) * (y[j] - r[j])
             elif loss == CROSS_ENTROPY:
                 if r[j] != 0:
-                    li -= r[j] * log(y[j] if y[j] > tiny else tiny)
+                    li -= r[j] * log(_clipped(y[j]))
             elif loss == POISSON:
                 li += y[j] - r[j]
                 if r[j] != 0:
                     li += r[j] * (log(r[j]) - log(y[j] if y[j] > tiny else tiny))
             else:
+                c = _clipped(y[j])
                 if r[j] != 0:
-                    li -= r[j] * log(y[j] if y[j] > tiny else tiny)
+                    li -= r[j] * log(c)
                 if r[j] != 1:
-                    li -= (1 - r[j]) * log((1 - y[j]) if (1 - y[j]) > tiny else tiny)
+                    li -= (1 - r[j]) * log(1 - c)
         if act == SOFTMAX:  # (cross-entropy: _softmax_cross_entropy_delta)
             if loss == SQUARED_ERROR:
                 s = 0.0

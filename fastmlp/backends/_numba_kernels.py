@@ -332,11 +332,29 @@ def predict(theta, offsets, sizes, hidden, output, slope, X, out, labels, label_
     return overflow
 
 
+def _eps(theta):
+    """The machine epsilon of θ's dtype, in that dtype (log losses clip to [eps, 1 - eps])."""
+    raise NotImplementedError("only callable from @njit code")
+
+
+@overload(_eps, jit_options=dict(cache=True))
+def _eps_overload(theta):
+    eps = float(np.finfo(np.dtype(str(theta.dtype))).eps)
+    return lambda theta: _cast(theta, eps)
+
+
+@jit
+def _clipped(y, eps, one):
+    """losses.clipped for one output."""
+    return min(max(y, eps), one - eps)
+
+
 @jit
 def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
     """Mirrors reference.output_delta: δ_out into delta, returns Σ_i w_i L_i (float64)."""
     n, m = A_out.shape
     one = _cast(delta, 1.0)
+    eps = _eps(delta)
     total = 0.0
     for i in range(n):
         y, r, d = A_out[i], Y[i], delta[i]
@@ -349,16 +367,17 @@ def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
                 li += 0.5 * (y[j] - r[j]) ** 2
             elif loss == CROSS_ENTROPY:
                 if r[j] != 0:
-                    li -= r[j] * np.log(max(y[j], tiny))
+                    li -= r[j] * np.log(_clipped(y[j], eps, one))
             elif loss == POISSON:
                 li += y[j] - r[j]
                 if r[j] != 0:
                     li += r[j] * (np.log(r[j]) - np.log(max(y[j], tiny)))
             else:
+                c = _clipped(y[j], eps, one)
                 if r[j] != 0:
-                    li -= r[j] * np.log(max(y[j], tiny))
+                    li -= r[j] * np.log(c)
                 if r[j] != 1:
-                    li -= (1 - r[j]) * np.log(max(1 - y[j], tiny))
+                    li -= (1 - r[j]) * np.log(one - c)
         # δ_out (losses.delta)
         if act == SOFTMAX:
             if loss == CROSS_ENTROPY:
