@@ -21,7 +21,6 @@ when the fit ends in an error.
 import copy
 import dataclasses
 import time
-import warnings
 from typing import Callable, NamedTuple, Optional, Protocol
 
 import numpy as np
@@ -29,7 +28,7 @@ import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
-from . import interrupts, optim
+from . import _warnings, interrupts, optim
 from .model import DivergenceError
 from .stopping import Plateau
 
@@ -192,7 +191,7 @@ def fit_stochastic(params, task, state, net, X, Y, sample_weight, rng, increment
         batch_size = min(200, n_samples)
     else:
         if params["batch_size"] > n_samples:
-            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+            _warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
                           "going to be clipped")
         batch_size = int(np.clip(params["batch_size"], 1, n_samples))
 
@@ -219,7 +218,7 @@ def fit_stochastic(params, task, state, net, X, Y, sample_weight, rng, increment
             else:
                 epochs.in_chunks(rng)
     except KeyboardInterrupt:  # the state describes the last completed epoch
-        warnings.warn("Training interrupted by user.")
+        _warnings.warn("Training interrupted by user.")
     finally:
         task.progress.close()
     if early_stopping:
@@ -366,7 +365,7 @@ class _Epochs:
         state.loss_curve.append(state.loss)
         state.validation_scores.append(float("nan"))
         self.task.progress.update(state.loss)
-        warnings.warn(f"Training diverged at epoch {state.n_iter}: the loss became NaN or inf. "
+        _warnings.warn(f"Training diverged at epoch {state.n_iter}: the loss became NaN or inf. "
                       "The weights with the best validation score were kept. Lower the "
                       "learning rate or scale the input data.", ConvergenceWarning)
 
@@ -390,7 +389,7 @@ class _Epochs:
         """scikit-learn warns after the epoch that makes n_iter == max_iter (once per fit)."""
         max_iter, n_iter = self.params["max_iter"], self.state.n_iter
         if n_iter - epochs < max_iter <= n_iter:
-            warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
+            _warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
                           "optimization hasn't converged yet." % max_iter, ConvergenceWarning)
 
     def _update_no_improvement_count(self, validation):
@@ -469,7 +468,7 @@ def fit_lbfgs(params, task, state, net, X, Y, sample_weight):
         raise
     state.n_iter = int(min(result.nit, params["max_iter"]))
     if result.status != 0:
-        warnings.warn(f"lbfgs failed to converge after {state.n_iter} iteration(s) "
+        _warnings.warn(f"lbfgs failed to converge after {state.n_iter} iteration(s) "
                       f"(status={result.status}):\n{result.message}\n\nIncrease the number "
                       "of iterations to improve the convergence "
                       f"(max_iter={params['max_iter']}).", ConvergenceWarning)

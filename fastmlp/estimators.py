@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import operator
 import sys
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -28,7 +27,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _solvers
+from . import _solvers, _warnings
 from ._config import check_n_threads, thread_limit
 from .activations import HIDDEN_ACTIVATIONS
 from .backends._contract import is_sparse, sparse_input
@@ -555,9 +554,9 @@ class _BaseMLP(BaseEstimator):
             if overflow == -2:  # a NaN or inf in X: validate_data's warning and error for it
                 return self._forward_validated(X, labels)
             if hasattr(self, "feature_names_in_"):  # validate_data's warning for an ndarray
-                warnings.warn(f"X does not have valid feature names, but "
-                              f"{type(self).__name__} was fitted with feature names",
-                              UserWarning)
+                _warnings.warn(f"X does not have valid feature names, but "
+                               f"{type(self).__name__} was fitted with feature names",
+                               UserWarning, like=_warnings.SKLEARN_VALIDATION)
             if overflow >= 0:
                 raise net.overflow_error(X, overflow)
             return out, found

@@ -419,3 +419,61 @@ def test_poisson_model_saves_pickles_and_warm_starts(backend, tmp_path):
         est.fit(X, y)
         copied.fit(X, y)
     np.testing.assert_array_equal(copied.predict(X), est.predict(X))
+
+
+
+WARNING_CASES = {  # how an MLP class gives the warning, and its category
+    "sgd's last epoch": (lambda MLP, X, y: MLP(max_iter=1, random_state=0).fit(X, y),
+                         ConvergenceWarning),
+    "lbfgs's last iteration": (lambda MLP, X, y: MLP(solver="lbfgs", max_iter=1,
+                                                     random_state=0).fit(X, y),
+                               ConvergenceWarning),
+    "a batch_size clipped": (lambda MLP, X, y: MLP(batch_size=10_000, max_iter=300,
+                                                   random_state=0).fit(X, y), UserWarning),
+    "feature names lost": (lambda MLP, X, y: _fitted_on_a_frame(MLP, X, y).predict(X),
+                           UserWarning),
+}
+
+
+def _fitted_on_a_frame(MLP, X, y):
+    pd = pytest.importorskip("pandas")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return MLP(max_iter=5, random_state=0).fit(pd.DataFrame(X, columns=list("abcd")), y)
+
+
+def _warns(give, MLP, category, module):
+    """Whether give(MLP, ...) warns under filterwarnings("ignore", category, module=module)."""
+    X, y = _iris()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=category, module=module)
+        give(MLP, X, y)
+    return any(issubclass(w.category, category) for w in caught)
+
+
+@pytest.mark.parametrize("case", WARNING_CASES)
+@pytest.mark.parametrize("module", ["sklearn", r"sklearn\.neural_network", "sklearn.utils",
+                                    "numpy"])
+def test_module_filters_silence_what_they_silence_in_scikit_learn(case, module):
+    """scikit-learn's examples silence the MLP with filterwarnings("ignore",
+    category=ConvergenceWarning, module="sklearn"): a filter naming a module silences
+    fastmlp's warning exactly where it silences scikit-learn's."""
+    give, category = WARNING_CASES[case]
+    assert _warns(give, SkClassifier, category, "numpy")  # the case gives its warning
+    assert _warns(give, MLPClassifier, category, module) == _warns(give, SkClassifier,
+                                                                   category, module)
+
+
+@pytest.mark.parametrize("case", WARNING_CASES)
+def test_module_filters_name_fastmlp_and_the_first_filter_decides(case):
+    give, category = WARNING_CASES[case]
+    assert not _warns(give, MLPClassifier, category, "fastmlp")
+    assert _warns(give, MLPClassifier, category, "fastmlp.io")  # another of its modules
+    X, y = _iris()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.filterwarnings("ignore", category=category, module="sklearn")
+        warnings.filterwarnings("error", category=category)  # in front: it decides
+        with pytest.raises(category):
+            give(MLPClassifier, X, y)
