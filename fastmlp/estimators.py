@@ -20,16 +20,20 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
+from sklearn.neural_network._multilayer_perceptron import BaseMultilayerPerceptron
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _solvers, _warnings
 from ._config import check_n_threads, thread_limit
 from .activations import HIDDEN_ACTIVATIONS
+from .backends import Backend
+from .settings import BACKEND_NAMES
 from .backends._contract import is_sparse, sparse_input
 from .model import MLP
 
@@ -219,54 +223,28 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}.")
         return [int(s) for s in sizes]
 
+    #: scikit-learn's constraints, its own parameters' and fastmlp's: every bad value is
+    #: scikit-learn's InvalidParameterError, in its wording.
+    _parameter_constraints: dict = {
+        **BaseMultilayerPerceptron._parameter_constraints,
+        "activation": [StrOptions(set(HIDDEN_ACTIVATIONS))],
+        "leaky_slope": [Interval(Real, 0, 1, closed="neither")],
+        "backend": [StrOptions({"auto", *BACKEND_NAMES}), Backend],
+        "n_threads": [None, Interval(Integral, 1, None, closed="left"),
+                      Interval(Integral, None, -1, closed="right")],
+    }
+
     def _check_params(self):
-        def real(name, low, high=np.inf, low_open=False, high_open=False):
-            value = getattr(self, name)
-            ok = isinstance(value, Real) and not isinstance(value, bool) and np.isfinite(value)
-            ok = ok and (value > low if low_open else value >= low)
-            ok = ok and (value < high if high_open else value <= high)
-            if not ok:
-                raise ValueError(f"{name} must be a real number in "
-                                 f"{'(' if low_open else '['}{low}, {high}"
-                                 f"{')' if high_open else ']'}; got {value!r}")
-
-        def integer(name, low):
-            value = getattr(self, name)
-            if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}; got {value!r}")
-
-        def choice(name, options):
-            if getattr(self, name) not in options:
-                raise ValueError(f"{name} must be one of {list(options)}; "
-                                 f"got {getattr(self, name)!r}")
-
-        choice("activation", HIDDEN_ACTIVATIONS)
-        choice("solver", SOLVERS)
-        choice("learning_rate", ("constant", "invscaling", "adaptive"))
-        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
-            choice(name, (True, False))
-        real("alpha", 0)
-        real("learning_rate_init", 0, low_open=True)
-        real("power_t", 0)
-        real("tol", 0)
-        real("momentum", 0, 1)
-        real("validation_fraction", 0, 1, high_open=True)
-        real("beta_1", 0, 1, high_open=True)
-        real("beta_2", 0, 1, high_open=True)
-        real("epsilon", 0, low_open=True)
-        real("leaky_slope", 0, 1, low_open=True, high_open=True)
-        integer("max_iter", 1)
-        if not (isinstance(self.n_iter_no_change, Real) and self.n_iter_no_change == np.inf):
-            integer("n_iter_no_change", 1)  # or np.inf: never stop on a plateau
-        integer("max_fun", 1)
-        if not (self.batch_size == "auto" or (isinstance(self.batch_size, Integral)
-                                             and not isinstance(self.batch_size, bool)
-                                             and self.batch_size >= 1)):
-            raise ValueError(f"batch_size must be 'auto' or an integer >= 1; "
-                             f"got {self.batch_size!r}")
-        check_n_threads(self.n_threads)
-        if not (isinstance(self.verbose, (bool, Integral))):
-            raise ValueError(f"verbose must be a bool or an integer; got {self.verbose!r}")
+        """scikit-learn's parameter validation, then what its fit checks. A run of
+        partial_fit calls validates once: values that are the very objects validated last
+        are not validated again."""
+        values = [getattr(self, name) for name in self._parameter_constraints]
+        validated = vars(self).get("_validated_params")
+        if validated is None or any(a is not b for a, b in zip(values, validated)):
+            self._validate_params()
+            check_n_threads(self.n_threads)  # an int, not a bool (an Interval takes True)
+            self._hidden_sizes()
+            self._validated_params = values
 
     # -- fitting --------------------------------------------------------------------------
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> _BaseMLP:
@@ -610,6 +588,7 @@ class _BaseMLP(BaseEstimator):
             for name in ("coefs_", "intercepts_", "_views"):
                 state.pop(name, None)
         state.pop("_fitting", None)  # a copy is not being fitted, whatever this one does
+        state.pop("_validated_params", None)  # identities: meaningless in another process
         return state
 
     def __setstate__(self, state):
@@ -663,6 +642,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     _loss = "log_loss"
     _score_function = staticmethod(accuracy_score)
+
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+    }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
@@ -864,10 +848,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             leaky_slope=leaky_slope, backend=backend, n_threads=n_threads)
         self.loss = loss
 
-    def _check_params(self):
-        if self.loss not in ("squared_error", "poisson"):
-            raise ValueError(f"loss must be 'squared_error' or 'poisson'; got {self.loss!r}")
-        super()._check_params()
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, accept_sparse="csr",

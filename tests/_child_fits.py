@@ -187,7 +187,7 @@ def threads(backend):
             MLPClassifier(**params, n_threads=0).fit(X, y)
             outcome["0"] = "fitted"
         except ValueError as exc:
-            outcome["0"] = "ValueError: " + str(exc)
+            outcome["0"] = f"{type(exc).__name__}: {exc}"
         every = MLPClassifier(**params, n_threads=cpu_count()).fit(X, y).coefs_[0]
         for n in (-1, 1000):
             outcome[str(n)] = bool(np.array_equal(

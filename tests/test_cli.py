@@ -113,7 +113,7 @@ def test_train_regress_scales_the_target(tmp_path, capsys):
     ("a,label\n1,x\n2,y\n", ["--regress"], "--regress needs a numeric target"),
     ("a,Label\n1,x\n", [], "did you mean 'Label'"),
     ("a,label\n1,x\n", ["--hidden", "0"], "hidden_layer_sizes must be > 0"),
-    ("a,label\n1,x\n", ["--backend", "fortran"], "unknown backend 'fortran'"),
+    ("a,label\n1,x\n", ["--backend", "fortran"], "Got 'fortran' instead"),
     ("a,label\n1,x\n", ["--save", "/no/such/dir/m.fastmlp"], "no directory"),
 ])
 def test_train_user_mistakes_are_one_line_and_exit_status_2(tmp_path, capsys, content, args,

@@ -15,6 +15,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as SkClassifier
 from sklearn.neural_network import MLPRegressor as SkRegressor
+from sklearn.utils._param_validation import InvalidParameterError
 
 from helpers import COMPILED
 
@@ -401,7 +402,8 @@ def test_poisson_rejects_negative_targets_with_scikit_learns_message():
     with pytest.raises(ValueError, match="Some value\\(s\\) of y are out of the valid range "
                                          "of the loss 'HalfPoissonLoss'"):
         MLPRegressor(loss="poisson").fit(X, y)
-    with pytest.raises(ValueError, match="loss must be 'squared_error' or 'poisson'"):
+    with pytest.raises(InvalidParameterError, match="The 'loss' parameter of MLPRegressor "
+                                                    "must be a str among .*Got 'gamma'"):
         MLPRegressor(loss="gamma").fit(X, np.abs(y))
 
 
@@ -477,3 +479,41 @@ def test_module_filters_name_fastmlp_and_the_first_filter_decides(case):
         warnings.filterwarnings("error", category=category)  # in front: it decides
         with pytest.raises(category):
             give(MLPClassifier, X, y)
+
+
+#: A bad value of each of scikit-learn's parameters.
+BAD_VALUES = {"hidden_layer_sizes": "100", "activation": "gelu", "solver": "newton",
+              "alpha": -1.0, "batch_size": 0, "learning_rate": "cosine",
+              "learning_rate_init": 0.0, "power_t": -1.0, "max_iter": 0, "shuffle": "yes",
+              "random_state": "seed", "tol": -1.0, "verbose": "loud", "warm_start": 1.5,
+              "momentum": 2.0, "nesterovs_momentum": None, "early_stopping": "no",
+              "validation_fraction": 1.0, "beta_1": 1.0, "beta_2": -0.1, "epsilon": 0.0,
+              "n_iter_no_change": 0, "max_fun": 0, "loss": "gamma"}
+
+
+@pytest.mark.parametrize("Ours,Theirs", [(MLPClassifier, SkClassifier),
+                                         (MLPRegressor, SkRegressor)])
+def test_every_bad_parameter_is_scikit_learns_error(Ours, Theirs):
+    """hidden_layer_sizes="100" and every other bad value: scikit-learn's
+    InvalidParameterError with its message, before anything is fitted."""
+    X, y = _iris()
+    names = set(Theirs._parameter_constraints)
+    assert names <= set(BAD_VALUES), f"no bad value for {names - set(BAD_VALUES)}"
+    for name in sorted(names):
+        with pytest.raises(InvalidParameterError) as theirs:
+            Theirs(**{name: BAD_VALUES[name]}).fit(X, y)
+        with pytest.raises(InvalidParameterError) as ours:
+            Ours(**{name: BAD_VALUES[name]}).fit(X, y)
+        if name == "activation":  # fastmlp's has leaky_relu among its options
+            assert "Got 'gelu' instead" in str(ours.value)
+        else:
+            assert str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("name,value", [("leaky_slope", 0.0), ("backend", "fortran"),
+                                        ("n_threads", 0), ("class_weight", "even")])
+def test_fastmlps_own_parameters_are_validated_as_scikit_learns(name, value):
+    X, y = _iris()
+    with pytest.raises(InvalidParameterError, match=f"The '{name}' parameter of MLPClassifier "
+                                                    f"must be .* Got '?{value}'? instead"):
+        MLPClassifier(**{name: value}).fit(X, y)
