@@ -29,7 +29,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _solvers, _warnings
+from . import _memory, _solvers, _warnings
 from ._config import check_n_threads, thread_limit
 from .activations import HIDDEN_ACTIVATIONS
 from .backends import Backend
@@ -346,6 +346,7 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(_solvers.ZERO_WEIGHTS)
         rng = check_random_state(self.random_state)
         layer_units = [X.shape[1], *hidden, Y.shape[1]]
+        self._check_memory(layer_units, X, first_pass)
         if first_pass:
             self._initialize(Y, layer_units, X.dtype, rng)
         elif self._net.arch.layer_sizes != tuple(layer_units):
@@ -377,6 +378,29 @@ class _BaseMLP(BaseEstimator):
             if not incremental:  # partial_fit calls come in a row: they keep theirs
                 net.release_workspace()
         return self
+
+    def _check_memory(self, layer_units, X, first_pass):
+        """MemoryError before anything is allocated when the fit cannot have its memory."""
+        need, rows = self._memory_needed(layer_units, X, first_pass)
+        _memory.check(need, f"this fit (layers {layer_units}, {rows} rows a step)")
+
+    def _memory_needed(self, layer_units, X, first_pass):
+        """(bytes a fit on X allocates at least, rows a step works on): _memory.fit_bytes,
+        and a new network's when the fit draws one (the model it replaces is kept until the
+        fit succeeds)."""
+        n = X.shape[0]
+        if self.solver == "lbfgs":
+            rows = n
+        else:
+            batch = min(200, n) if self.batch_size == "auto" else min(self.batch_size, n)
+            train = n - int(self.validation_fraction * n) if self.early_stopping else n
+            rows = max(1, min(batch, train))
+        need = _memory.fit_bytes(layer_units, X.dtype.itemsize, solver=self.solver, rows=rows,
+                                 early_stopping=self.early_stopping and self.solver != "lbfgs",
+                                 refit=hasattr(self, "_net"))
+        if first_pass:
+            need += _memory.network_bytes(layer_units, X.dtype.itemsize)
+        return need, rows
 
     def _initialize(self, Y, layer_units, dtype, rng):
         out_activation = self._output_activation(Y)

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
 
-from . import interrupts, optim
+from . import _memory, interrupts, optim
 from ._config import (blas_thread_limit, check_n_threads, resolve_n_threads, team_threads,
                       thread_limit)
 from ._validation import check_dtype, check_matrix, check_sample_weight, check_targets
@@ -85,6 +85,9 @@ class MLP:
         self.dtype = check_dtype(dtype)
         self.backend = get_backend(backend)
         self.n_threads = check_n_threads(n_threads)
+        itemsize = np.dtype(self.dtype).itemsize
+        _memory.check(_memory.network_bytes(self.arch.layer_sizes, itemsize),
+                      f"a network of layers {list(self.arch.layer_sizes)}")
         self.theta = np.empty(self.arch.n_params, dtype=self.dtype)
         self.initialize(random_state)
 
