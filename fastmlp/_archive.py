@@ -10,11 +10,20 @@ import io
 import json
 import math
 import os
+import re
 import secrets
+import signal
 import stat
+import threading
+import time
 import zipfile
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; a temporary is judged by its age alone
+    fcntl = None
 
 #: What load() inflates at most, in bytes, unless told otherwise (load's max_bytes): the
 #: members' declared sizes together. The metadata is at most METADATA_BYTES.
@@ -140,37 +149,104 @@ def save_target(path):
     return target
 
 
+#: A temporary of save's this much older than now, and locked by no one, was left by a save
+#: that was killed (SIGKILL, a power cut): the next save beside it removes it.
+STALE_SECONDS = 60
+
+
+def _temporary_name(target, token):
+    return os.path.join(os.path.dirname(os.path.abspath(target)),
+                        f".{os.path.basename(target)}.{token}.tmp")
+
+
 @contextlib.contextmanager
 def atomic_file(target):
     """A binary file beside `target` that replaces it when the block ends without an
-    error (and is removed when it does not). Created with mode 0o666 so the umask applies
-    as for any new file; an existing target's permission bits are kept."""
+    error (and is removed when it does not, SIGTERM included). Created with mode 0o666 so the
+    umask applies as for any new file; an existing target's permission bits are kept. The
+    temporary is locked while it is written; stale ones of the same target are removed."""
     directory = os.path.dirname(os.path.abspath(target))
     try:
         kept = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         kept = None
+    _remove_stale_temporaries(target)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = os.path.join(directory, f".{os.path.basename(target)}.{secrets.token_hex(6)}.tmp")
+    with _terminate_cleanly():
+        while True:
+            tmp = _temporary_name(target, secrets.token_hex(6))
+            try:
+                fd = os.open(tmp, flags, 0o666)
+                break
+            except FileExistsError:
+                continue
         try:
-            fd = os.open(tmp, flags, 0o666)
-            break
-        except FileExistsError:
-            continue
+            with os.fdopen(fd, "wb") as f:
+                if fcntl is not None:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # in use: not stale
+                yield f
+                f.flush()
+                if kept is not None and hasattr(os, "fchmod"):
+                    os.fchmod(f.fileno(), kept)
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            raise
+        _sync_directory(directory)
+
+
+def _remove_stale_temporaries(target):
+    """Remove the temporaries of `target` that killed saves left: older than STALE_SECONDS
+    and locked by no one (where locks exist; elsewhere, age alone)."""
+    pattern = re.compile(re.escape(os.path.basename(_temporary_name(target, "@")))
+                         .replace("@", "[0-9a-f]{12}") + r"\Z")
+    directory = os.path.dirname(os.path.abspath(target))
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            if kept is not None and hasattr(os, "fchmod"):
-                os.fchmod(f.fileno(), kept)
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    _sync_directory(directory)
+        names = [name for name in os.listdir(directory) if pattern.match(name)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            if time.time() - os.lstat(path).st_mtime < STALE_SECONDS:
+                continue
+            with open(path, "rb") as f:
+                if fcntl is not None:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if in use
+                os.unlink(path)
+        except OSError:  # in use, gone already, or not ours to remove
+            continue
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived during a save: the temporary is removed, then the process ends."""
+
+
+@contextlib.contextmanager
+def _terminate_cleanly():
+    """SIGTERM during the block raises _Terminated, so the block removes its temporary; the
+    signal is then delivered again with its default action, and the process ends as SIGTERM
+    asks. Only in the main thread, and only where SIGTERM has its default action (a handler
+    of the application's own is left to decide)."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+    received = []
+
+    def terminated(signum, frame):
+        received.append(signum)
+        raise _Terminated
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if received:
+            os.kill(os.getpid(), signal.SIGTERM)  # the default action: the process ends here
 
 
 def _sync_directory(directory):

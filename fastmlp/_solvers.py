@@ -148,8 +148,8 @@ def _draw_orders(sample_idx, rng, n_epochs):
 
 #: A fit whose sample weights are all zero has nothing to learn from (scikit-learn divides by
 #: their sum: ZeroDivisionError). One minibatch whose weights are all zero makes no step.
-ZERO_WEIGHTS = ("sample_weight sums to zero (after class_weight): no sample counts, so "
-                "there is nothing to fit; give some samples a positive weight")
+ZERO_WEIGHTS = ("sample_weight sums to zero or less (after class_weight): the mean loss "
+                "would have no minimum to fit; give the samples a positive total weight")
 
 
 #: scikit-learn's wording (its tests match on it), then what happened and what was kept.

@@ -66,8 +66,6 @@ def check_sample_weight(sample_weight, n_rows, dtype):
                         input_name="sample_weight")
     if w.shape != (n_rows,):
         raise ValueError(f"sample_weight has shape {w.shape}, expected ({n_rows},)")
-    if np.any(w < 0):
-        raise ValueError("sample_weight must be non-negative")
-    if not np.any(w > 0):
-        raise ValueError("sample_weight must have at least one positive entry")
+    if not np.sum(w, dtype=np.float64) > 0:  # negative weights count against, as sklearn's
+        raise ValueError("sample_weight must have a positive sum")
     return np.ascontiguousarray(w)

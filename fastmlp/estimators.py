@@ -337,8 +337,7 @@ class _BaseMLP(BaseEstimator):
         with np.errstate(invalid="ignore", over="ignore"):  # scikit-learn's inf-inf sum test
             X, Y, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype,
-                                                 ensure_non_negative=True)
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
             if not np.any(sample_weight):  # scikit-learn >= 1.7's check, for every version
                 raise ValueError("Sample weights must contain at least one non-zero number.")
         sample_weight = self._class_weighted(sample_weight, y, X.dtype)

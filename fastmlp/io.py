@@ -48,11 +48,16 @@ TransformedTargetRegressor
     -----
 
     The file is written beside its target and renamed over it only when complete, so an
-    error, a crash or Ctrl-C mid-save leaves whatever was at `path` as it was. A symlink at
-    `path` is written through: the file it points to is replaced, the link stays. Anything
-    else at `path` (or where its symlink points) that is not a regular file — a directory,
-    a device, a FIFO — is refused with ValueError. A new file gets the permissions the umask
-    allows, as `open` would give it; a replaced file keeps its permission bits.
+    error, a crash, Ctrl-C or SIGTERM mid-save leaves whatever was at `path` as it was.
+    SIGTERM (with its default action) removes the temporary before the process ends as the
+    signal asks; a temporary that a save killed outright (SIGKILL) left behind is removed by
+    the next save of the same path, once it is a minute old and no save holds its lock.
+
+    A symlink at `path` is written through: the file it points to is replaced, the link
+    stays. Anything else at `path` (or where its symlink points) that is not a regular file
+    — a directory, a device, a FIFO — is refused with ValueError. A new file gets the
+    permissions the umask allows, as `open` would give it; a replaced file keeps its
+    permission bits.
     """
     from .estimators import MLPClassifier, MLPRegressor
 

@@ -2,6 +2,10 @@
 import json
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 import warnings
 import zipfile
 
@@ -11,7 +15,7 @@ from sklearn import datasets
 from sklearn.exceptions import ConvergenceWarning
 
 import fastmlp
-from fastmlp import MLPClassifier, MLPRegressor
+from fastmlp import MLPClassifier, MLPRegressor, _archive
 
 
 def _fitted(kind, dtype=np.float64):
@@ -293,6 +297,65 @@ def test_an_interrupted_save_leaves_the_old_file(tmp_path, monkeypatch, error):
         fastmlp.save(est, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.fastmlp"]
+
+
+def test_save_removes_the_temporaries_that_killed_saves_left(tmp_path):
+    """A temporary of the same target, old and locked by no one, is a killed save's: removed.
+    A recent one, a locked one (a save under way elsewhere) and another target's stay."""
+    est, _ = _fitted("multiclass")
+    path = tmp_path / "model.fastmlp"
+    old = time.time() - 2 * _archive.STALE_SECONDS
+
+    def temporary(name, age):
+        made = tmp_path / name
+        made.write_bytes(b"half a model")
+        os.utime(made, (age, age))
+        return made
+
+    stale = temporary(".model.fastmlp.0123456789ab.tmp", old)
+    recent = temporary(".model.fastmlp.123456789abc.tmp", time.time())
+    locked = temporary(".model.fastmlp.23456789abcd.tmp", old)
+    other = temporary(".other.fastmlp.3456789abcde.tmp", old)
+    unlike = temporary(".model.fastmlp.not-a-token.tmp", old)
+    with open(locked, "rb") as held:
+        fcntl = pytest.importorskip("fcntl")
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        fastmlp.save(est, path)
+    assert not stale.exists()
+    assert recent.exists() and locked.exists() and other.exists() and unlike.exists()
+    assert isinstance(fastmlp.load(path), MLPClassifier)
+
+
+SAVE_FOREVER = r"""
+import sys, warnings
+import numpy as np
+import fastmlp
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(0)
+X, y = rng.normal(size=(50, 300)), rng.integers(0, 3, 50)
+est = fastmlp.MLPClassifier((1000, 1000), max_iter=1, random_state=0).fit(X, y)
+path = sys.argv[1]
+fastmlp.save(est, path)
+print("saved", flush=True)
+while True:
+    fastmlp.save(est, path)
+"""
+
+
+@pytest.mark.process
+def test_sigterm_during_a_save_ends_the_process_and_leaves_no_temporary(tmp_path):
+    """A child saves a 10 MB model over and over; SIGTERM at three moments. Each time the
+    process ends by SIGTERM, the file at the path loads, and no temporary is left."""
+    path = tmp_path / "model.fastmlp"
+    for delay in (0.05, 0.13, 0.31):
+        child = subprocess.Popen([sys.executable, "-c", SAVE_FOREVER, str(path)],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert child.stdout.readline() == "saved\n", child.stderr.read()
+        time.sleep(delay)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=30) == -signal.SIGTERM, child.stderr.read()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fastmlp"], delay
+        assert isinstance(fastmlp.load(path), MLPClassifier)
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])

@@ -73,17 +73,17 @@ def _pair(task, params, backend):
     return SkClassifier(**params), fastmlp.MLPClassifier(backend=backend, **params)
 
 
-def _fit(model, X, y):
+def _fit(model, X, y, sample_weight=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning; overflow in scikit-learn's exp
-        return model.fit(X, y)
+        return model.fit(X, y, sample_weight=sample_weight)
 
 
-def _diverged(sk, X, y):
+def _diverged(sk, X, y, sample_weight=None):
     """Fit scikit-learn's model; True when it refused non-finite weights (fastmlp then raises
     its DivergenceError, a ValueError with the same message)."""
     try:
-        _fit(sk, X, y)
+        _fit(sk, X, y, sample_weight)
     except ValueError as error:
         assert "non-finite parameter weights" in str(error)
         return True
@@ -140,9 +140,10 @@ def test_the_first_step_is_scikit_learns(backend, dtype, problem, solver):
           suppress_health_check=[HealthCheck.too_slow])
 @given(problem=problems(), data=st.data())
 def test_a_few_epochs_follow_scikit_learn(problem, data):
-    """Two to six epochs of any solver, schedule and stopping rule (n_iter_no_change of one
-    to three, so the rules decide within them): the same loss curve, the same number of
-    epochs, the same validation scores and the same predictions (reference backend)."""
+    """Two to six epochs of any solver, schedule, stopping rule (n_iter_no_change of one to
+    three, so the rules decide within them) and sample weights, negative ones too: the same
+    loss curve, the same number of epochs, the same validation scores and the same
+    predictions (reference backend)."""
     task, X, y, params = problem
     solver = data.draw(st.sampled_from(["sgd", "adam", "lbfgs"]))
     params = dict(
@@ -153,15 +154,24 @@ def test_a_few_epochs_follow_scikit_learn(problem, data):
         momentum=data.draw(st.floats(0.0, 0.95)), nesterovs_momentum=data.draw(st.booleans()),
         n_iter_no_change=data.draw(st.integers(1, 3)), tol=10 ** data.draw(st.floats(-6, -1)),
         early_stopping=X.shape[0] >= 30 and task != "multilabel" and data.draw(st.booleans()))
+    weights = data.draw(st.sampled_from([None, "positive", "some negative"]))
+    if weights is not None:  # negative weights count against their samples, as in sklearn
+        w = np.random.default_rng(X.shape[0]).normal(1.0, 1.0 if weights != "positive" else 0,
+                                                     X.shape[0])
+        weights = np.abs(w) if weights == "positive" else w
     sk, ours = _pair(task, params, "numpy")
-    diverged = _diverged(sk, X, y)
+    if weights is not None and not weights.sum() > 0:  # no minimum to fit: refused
+        with pytest.raises(ValueError, match="sample_weight sums to zero or less"):
+            _fit(ours, X, y, weights)
+        return
+    diverged = _diverged(sk, X, y, weights)
     finite = not diverged and np.isfinite(sk.loss_ if solver == "lbfgs" else sk.loss_curve_).all()
     stops_early = params["early_stopping"] and solver != "lbfgs"
     if not finite and task == "poisson":
         # an exp output that underflows to 0 costs scikit-learn an inf or NaN loss and fastmlp
         # a finite one; one that overflows is a divergence for fastmlp (both documented)
         try:
-            _fit(ours, X, y)
+            _fit(ours, X, y, weights)
         except fastmlp.DivergenceError:
             return
         curve = ours.loss_curve_[:-1] if stops_early else ours.loss_curve_
@@ -169,16 +179,16 @@ def test_a_few_epochs_follow_scikit_learn(problem, data):
         return
     if not finite and stops_early:
         # no error in either; fastmlp stops at the epoch that diverged, recorded as NaN
-        _fit(ours, X, y)
+        _fit(ours, X, y, weights)
         k = len(ours.loss_curve_) - 1
         assert np.isnan(ours.loss_curve_[k]) and not np.isfinite(sk.loss_curve_[k])
         np.testing.assert_allclose(ours.loss_curve_[:k], sk.loss_curve_[:k], rtol=1e-7)
         return
     if not finite:  # scikit-learn goes on with an inf loss or refuses; fastmlp stops (documented)
         with pytest.raises(fastmlp.DivergenceError):
-            _fit(ours, X, y)
+            _fit(ours, X, y, weights)
         return
-    _fit(ours, X, y)
+    _fit(ours, X, y, weights)
     rtol = TRAJECTORY_RTOL
     assert ours.n_iter_ == sk.n_iter_
     assert ours.loss_ == pytest.approx(sk.loss_, rel=rtol)
