@@ -19,6 +19,7 @@ from numbers import Integral, Real
 import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.neural_network._multilayer_perceptron import BaseMultilayerPerceptron
 from sklearn.preprocessing import LabelBinarizer
@@ -376,7 +377,19 @@ class _BaseMLP(BaseEstimator):
             self._sync_attributes()
             if not incremental:  # partial_fit calls come in a row: they keep theirs
                 net.release_workspace()
+        if self.early_stopping and self.solver != "lbfgs" and not incremental:
+            self._warn_if_the_kept_weights_overflow(net, X)
         return self
+
+    def _warn_if_the_kept_weights_overflow(self, net, X):
+        """Early stopping keeps the weights with the best validation score, which no epoch
+        applied to the training rows: say so at fit if they overflow on them (unscaled data),
+        rather than at the first predict."""
+        _, _, overflow = net.predictions(X)
+        if overflow >= 0:
+            _warnings.warn(f"The weights early stopping kept (the best validation score) do "
+                           f"not predict the training data: {net.overflow_error(X, overflow)}",
+                           ConvergenceWarning)
 
     def _check_memory(self, layer_units, X, first_pass):
         """MemoryError before anything is allocated when the fit cannot have its memory."""

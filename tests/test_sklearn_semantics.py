@@ -517,3 +517,23 @@ def test_fastmlps_own_parameters_are_validated_as_scikit_learns(name, value):
     with pytest.raises(InvalidParameterError, match=f"The '{name}' parameter of MLPClassifier "
                                                     f"must be .* Got '?{value}'? instead"):
         MLPClassifier(**{name: value}).fit(X, y)
+
+
+def test_early_stopping_says_at_fit_when_its_weights_overflow_on_the_training_data(backend):
+    """Unscaled data and a Poisson (exp) output: the weights with the best validation score
+    overflow on training rows. The fit says so (a ConvergenceWarning) instead of leaving it to
+    the first predict's OverflowError; scaled data gives no such warning."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(100, 3)) * 769.0
+    y = rng.poisson(np.exp(np.clip(X[:, 0] / 769.0, -2, 2))).astype(float)
+    est = MLPRegressor(loss="poisson", early_stopping=True, hidden_layer_sizes=(8,),
+                       max_iter=50, random_state=4, backend=backend)
+    with pytest.warns(ConvergenceWarning, match="early stopping kept .* do not predict the "
+                                                "training data: layer 1 .exp. overflowed"):
+        est.fit(X, y)
+    with pytest.raises(OverflowError):
+        est.predict(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X / 769.0, y)
+    assert not [w for w in caught if "early stopping kept" in str(w.message)]
