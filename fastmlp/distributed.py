@@ -31,6 +31,7 @@ from .backends.reference import guarded_epochs, stop_requested
 try:
     import dask.array as da
     from distributed import get_client
+    from distributed.utils import CancelledError
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
         "fastmlp.distributed needs Dask: pip install 'fastmlp[dask]' "
@@ -147,7 +148,7 @@ def _warm(spec):
 
 # -- the driver's view of the data -------------------------------------------------------------
 #: What a step's shard call can fail with when its worker is lost (the actor goes with it).
-_LOST = (RuntimeError, OSError, TimeoutError)
+_LOST = (RuntimeError, OSError, TimeoutError, CancelledError)
 
 
 class _Shards:
@@ -169,8 +170,37 @@ class _Shards:
                                       "reduce"), 0.0)
         self.timings.update(steps=0, rebuilt=0)
         began = time.perf_counter()
-        self.actors = [self._build(k, workers[k % len(workers)]) for k in range(n_shards)]
+        self.actors = [None] * n_shards
+        self._build_all(range(n_shards))
         self.timings["build"] = time.perf_counter() - began
+
+    def _build_all(self, shards, rebuilding=False):
+        """Build the actors of `shards`, each on a live worker; one whose worker is lost
+        while it is built (a kill as the fit starts, say) is built again on a live worker, up
+        to `retries` times. Builds after a loss count in timings["rebuilt"]."""
+        pending, error = list(shards), None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.client.wait_for_workers(1, timeout=120)
+            workers = sorted(self.client.scheduler_info()["workers"])
+            failed = []
+            for k in pending:
+                try:
+                    self.actors[k] = self._build(k, workers[k % len(workers)])
+                except _LOST as exc:
+                    failed.append(k)
+                    error = exc
+                    continue
+                self.timings["rebuilt"] += bool(rebuilding or attempt)
+            if not failed:
+                return
+            pending = failed
+        raise self._failed(error) from error
+
+    def _failed(self, error):
+        return RuntimeError(
+            f"distributed fit failed: a shard's worker kept failing or dying after "
+            f"{self.retries} retries ({type(error).__name__}: {error})")
 
     def _build(self, k, worker):
         """Shard k's actor on `worker`, its blocks computed from their source for it."""
@@ -215,11 +245,18 @@ class _Shards:
         """method(actor) on every shard at once; a shard whose worker was lost is rebuilt
         (on a live worker) and asked again, up to `retries` times."""
         for attempt in range(self.retries + 1):
-            futures = [method(actor) for actor in self.actors]
-            results, lost = [], []
-            for k, future in enumerate(futures):
+            calls = []
+            for actor in self.actors:  # all asked before any is waited for
                 try:
-                    results.append(future.result())
+                    calls.append(method(actor))
+                except _LOST as exc:  # an actor whose worker is known lost refuses the call
+                    calls.append(exc)
+            results, lost = [], []
+            for k, call in enumerate(calls):
+                try:
+                    if isinstance(call, BaseException):
+                        raise call
+                    results.append(call.result())
                 except _LOST as exc:
                     lost.append(k)
                     error = exc
@@ -228,16 +265,8 @@ class _Shards:
             if attempt == self.retries:
                 break
             self.client.wait_for_workers(1, timeout=120)
-            workers = sorted(self.client.scheduler_info()["workers"])
-            for k in lost:
-                try:
-                    self.actors[k] = self._build(k, workers[k % len(workers)])
-                    self.timings["rebuilt"] += 1
-                except _LOST as exc:  # its rebuild failed too: try again next round
-                    error = exc
-        raise RuntimeError(
-            f"distributed fit failed: a shard's worker kept failing or dying after "
-            f"{self.retries} retries ({type(error).__name__}: {error})") from error
+            self._build_all(lost, rebuilding=True)
+        raise self._failed(error) from error
 
 
 class _DistributedNet:
@@ -330,6 +359,12 @@ def _as_dask(a, name):
     if not isinstance(a, da.Array):
         raise TypeError(f"{name} must be a dask array or dask dataframe chunked by rows, "
                         f"got {type(a).__name__}")
+    if any(np.isnan(rows) for rows in a.chunks[0]):
+        raise ValueError(
+            f"{name} has unknown chunk sizes (a dask array taken from a dataframe's .values, "
+            f"or filtered by a mask, does not know its blocks' lengths): compute them first "
+            f"with {name}.compute_chunk_sizes(), or take a dask dataframe's rows with "
+            f".to_dask_array(lengths=True)")
     if is_sparse(getattr(a, "_meta", None)):
         raise TypeError(f"{name} has sparse blocks: Dask training takes dense blocks (fit "
                         "sparse data in one process: fastmlp's estimators keep it sparse)")
@@ -358,7 +393,6 @@ def fit(estimator, X, y, sample_weight=None, client=None, retries=3, timings=Non
     if estimator.early_stopping:
         raise ValueError("early_stopping is not supported by distributed.fit: hold out a "
                          "validation set and score it with distributed.predict")
-    client = client or get_client()
     X, y = _as_dask(X, "X"), _as_dask(y, "y")
     if X.ndim != 2 or len(X.chunks[1]) != 1:
         raise ValueError("X must be 2-D and chunked by rows only (one column chunk)")
@@ -370,6 +404,7 @@ def fit(estimator, X, y, sample_weight=None, client=None, retries=3, timings=Non
         W = _as_dask(sample_weight, "sample_weight").rechunk({0: X.chunks[0]})
     dtype = np.float32 if X.dtype == np.float32 else np.float64
     X = X.astype(dtype)
+    client = client or get_client()
 
     kept = estimator._fitted_state()
     try:

@@ -127,6 +127,46 @@ def test_a_worker_killed_mid_fit_changes_nothing(client):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_worker_lost_while_the_shards_are_built_changes_nothing(client, monkeypatch):
+    """A worker lost while a shard's actor is built (Dask: "Worker holding Actor was lost",
+    as a kill in the fit's first second gives) is met like one lost mid-fit: the shard is
+    built again on a live worker, and the fit is the clean fit's bits."""
+    X, y = _data(600)
+    kw = dict(hidden_layer_sizes=(10,), solver="sgd", batch_size=60, max_iter=5,
+              random_state=2, backend=BACKEND)
+    X_d, y_d = da.from_array(X, chunks=(150, 8)), da.from_array(y, chunks=150)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clean = fd.fit(MLPClassifier(**kw), X_d, y_d, client=client)
+        original, failures = fd._Shards._build, []
+
+        def lost_the_first_time(self, k, worker):
+            if k == 1 and not failures:
+                failures.append(worker)
+                raise RuntimeError("Worker holding Actor was lost")
+            return original(self, k, worker)
+
+        monkeypatch.setattr(fd._Shards, "_build", lost_the_first_time)
+        timings = {}
+        faulty = fd.fit(MLPClassifier(**kw), X_d, y_d, client=client, timings=timings)
+    assert failures and timings["rebuilt"] == 1
+    for a, b in zip(faulty.coefs_ + faulty.intercepts_, clean.coefs_ + clean.intercepts_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_unknown_chunk_sizes_are_named_with_how_to_compute_them(client):
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    frame = dd.from_pandas(pd.DataFrame({"a": np.arange(10.0), "b": np.arange(10) % 2}),
+                           npartitions=2)
+    with pytest.raises(ValueError, match=r"X has unknown chunk sizes .* "
+                                         r"X\.compute_chunk_sizes\(\)"):
+        fd.fit(MLPClassifier(), frame[["a"]].values, frame["b"].values, client=client)
+    with pytest.raises(ValueError, match=r"y has unknown chunk sizes"):
+        fd.fit(MLPClassifier(), frame[["a"]].to_dask_array(lengths=True), frame["b"].values,
+               client=client)
+
+
 def _poison(block):
     os.kill(os.getpid(), signal.SIGKILL)
     return block
