@@ -20,6 +20,8 @@ when the fit ends in an error.
 """
 import copy
 import dataclasses
+import functools
+import numbers
 import time
 from typing import Callable, NamedTuple, Optional, Protocol
 
@@ -134,11 +136,38 @@ def _shuffled(sample_idx, rng):
     return sample_idx[permutation]
 
 
+@functools.lru_cache(maxsize=16)
+def _fresh_permutation(seed, n):
+    """The permutation of n rows a fresh RandomState(seed) draws first: what each partial_fit
+    call of scikit-learn's draws (it seeds a new generator every call), remembered — making
+    the generator costs more than a small call's epoch."""
+    permutation = np.arange(n)
+    np.random.RandomState(seed).shuffle(permutation)
+    permutation.flags.writeable = False
+    return permutation
+
+
+#: Below this many row positions drawn in a call, numpy's shuffle is cheaper than reading and
+#: writing the generator's state for the native draws.
+NATIVE_DRAWS = 4096
+
+
 def _draw_orders(sample_idx, rng, n_epochs):
     """n_epochs successive _shuffled(sample_idx, rng), as rows of an (n_epochs, n) array:
-    natively (fastmlp._shuffle, the same draws) when the extension is built."""
+    natively (fastmlp._shuffle, the same draws) when the extension is built and the draws
+    are many. rng may be an int: the seed of a fresh RandomState no one else draws from (a
+    partial_fit's). Fewer than two rows draw nothing (rng may then be None)."""
     orders = np.empty((n_epochs, sample_idx.shape[0]), np.int64)
-    if shuffled_orders is not None and type(rng) is np.random.RandomState:
+    if sample_idx.shape[0] < 2:  # Fisher-Yates swaps nothing: no draws, as numpy's shuffle
+        orders[:] = sample_idx
+        return orders
+    if isinstance(rng, numbers.Integral):  # the seed of a fresh RandomState (a partial_fit's)
+        if n_epochs == 1 and sample_idx.shape[0] <= NATIVE_DRAWS:
+            orders[0] = sample_idx[_fresh_permutation(int(rng), sample_idx.shape[0])]
+            return orders
+        rng = np.random.RandomState(rng)
+    if (shuffled_orders is not None and type(rng) is np.random.RandomState
+            and n_epochs * sample_idx.shape[0] >= NATIVE_DRAWS):
         shuffled_orders(rng, np.ascontiguousarray(sample_idx, dtype=np.int64), orders)
         return orders
     for e in range(n_epochs):

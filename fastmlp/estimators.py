@@ -37,6 +37,7 @@ from .backends import Backend
 from .settings import BACKEND_NAMES
 from .backends._contract import is_sparse, sparse_input
 from .model import MLP
+from .optim import OptimizerState
 
 SOLVERS = ("lbfgs", "sgd", "adam")
 #: Input dtypes a prediction takes as they are (validate_data would cast a float16 to
@@ -236,9 +237,9 @@ class _BaseMLP(BaseEstimator):
     }
 
     def _check_params(self):
-        """scikit-learn's parameter validation, then what its fit checks. A run of
-        partial_fit calls validates once: values that are the very objects validated last
-        are not validated again."""
+        """scikit-learn's parameter validation, then what its fit checks; returns
+        get_params(). A run of partial_fit calls validates once: values that are the very
+        objects validated last are not validated again."""
         values = [getattr(self, name) for name in self._parameter_constraints]
         validated = vars(self).get("_validated_params")
         if validated is None or any(a is not b for a, b in zip(values, validated)):
@@ -246,6 +247,8 @@ class _BaseMLP(BaseEstimator):
             check_n_threads(self.n_threads)  # an int, not a bool (an Interval takes True)
             self._hidden_sizes()
             self._validated_params = values
+            self._params = self.get_params()
+        return self._params
 
     # -- fitting --------------------------------------------------------------------------
     def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> _BaseMLP:
@@ -315,9 +318,10 @@ class _BaseMLP(BaseEstimator):
                       or name in self._FITTED_PRIVATE}
         net = self._net
         attributes["_best_theta"] = copy.copy(self._best_theta)  # an array, or None
-        attributes["_schedule"] = copy.deepcopy(getattr(self, "_schedule", None))
-        return attributes, net, net.theta.copy(), copy.deepcopy(net.optimizer_state), (
-            net._optimizer_name, net.n_threads)
+        attributes["_schedule"] = copy.copy(getattr(self, "_schedule", None))  # scalars
+        moments = net.optimizer_state  # its meta holds only the workspace, rebuilt on demand
+        kept = moments and OptimizerState(moments.first.copy(), moments.second.copy(), moments.t)
+        return attributes, net, net.theta.copy(), kept, (net._optimizer_name, net.n_threads)
 
     def _restore_fitted_state(self, kept):
         attributes, net, theta, optimizer_state, (optimizer_name, n_threads) = kept
@@ -332,11 +336,17 @@ class _BaseMLP(BaseEstimator):
         self._sync_attributes()
 
     def _fit_unguarded(self, X, y, sample_weight, incremental):
-        self._check_params()
+        params = self._check_params()
         hidden = self._hidden_sizes()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
-        with np.errstate(invalid="ignore", over="ignore"):  # scikit-learn's inf-inf sum test
-            X, Y, y = self._validate_input(X, y, incremental, reset=first_pass)
+        ready = None
+        if incremental and not first_pass and sample_weight is None:
+            ready = self._ready_training_input(X, y)
+        if ready is not None:
+            X, Y, y = ready
+        else:
+            with np.errstate(invalid="ignore", over="ignore"):  # sklearn's inf-inf sum test
+                X, Y, y = self._validate_input(X, y, incremental, reset=first_pass)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
             if not np.any(sample_weight):  # scikit-learn >= 1.7's check, for every version
@@ -344,7 +354,15 @@ class _BaseMLP(BaseEstimator):
         sample_weight = self._class_weighted(sample_weight, y, X.dtype)
         if sample_weight is not None and not np.sum(sample_weight, dtype=np.float64) > 0:
             raise ValueError(_solvers.ZERO_WEIGHTS)
-        rng = check_random_state(self.random_state)
+        # A partial_fit epoch of one row (or unshuffled) draws nothing, and one whose seed is
+        # an int draws what a fresh RandomState(seed) draws first: no generator is made for
+        # either (making one costs more than a small epoch)
+        if incremental and not first_pass:
+            rng = None if not (self.shuffle and X.shape[0] > 1) else (
+                self.random_state if isinstance(self.random_state, Integral)
+                else check_random_state(self.random_state))
+        else:
+            rng = check_random_state(self.random_state)
         layer_units = [X.shape[1], *hidden, Y.shape[1]]
         self._check_memory(layer_units, X, first_pass)
         if first_pass:
@@ -367,11 +385,10 @@ class _BaseMLP(BaseEstimator):
         try:
             with thread_limit(self.n_threads):  # once per fit
                 if self.solver == "lbfgs":
-                    _solvers.fit_lbfgs(self.get_params(), task, state, net, X, Y,
-                                       sample_weight)
+                    _solvers.fit_lbfgs(params, task, state, net, X, Y, sample_weight)
                 else:
-                    _solvers.fit_stochastic(self.get_params(), task, state, net, X, Y,
-                                            sample_weight, rng, incremental)
+                    _solvers.fit_stochastic(params, task, state, net, X, Y, sample_weight,
+                                            rng, incremental)
         finally:  # also after a divergence error: the last finite weights stay usable
             self._apply_training_state(state)
             self._sync_attributes()
@@ -593,6 +610,22 @@ class _BaseMLP(BaseEstimator):
         return (type(X) is np.ndarray and X.ndim == 2 and X.dtype in _READY_DTYPES
                 and X.shape[0] > 0 and X.shape[1] == self.n_features_in_)
 
+    def _ready_training_input(self, X, y):
+        """(X, Y, y) for a partial_fit on ready arrays, without validate_data: what it would
+        return for them. None for anything else — lists, frames, sparse, another dtype than
+        the network's, a model fitted with feature names, a NaN or inf, a new class — which
+        the full validation then checks, with scikit-learn's errors and warnings."""
+        net = vars(self).get("_net")
+        if (net is None or not self._ready_input(X) or X.dtype != net.dtype
+                or type(y) is not np.ndarray or y.shape[:1] != X.shape[:1]
+                or hasattr(self, "feature_names_in_")):
+            return None
+        with np.errstate(over="ignore", invalid="ignore"):
+            if not np.isfinite(X.sum()):  # finite sum: every value finite (sklearn's test)
+                return None
+        Y = self._ready_targets(y, X.dtype)
+        return None if Y is None else (X, Y, y)
+
     def _forward_validated(self, X, labels):
         check_is_fitted(self)
         self._adopt_parameters()
@@ -625,6 +658,7 @@ class _BaseMLP(BaseEstimator):
                 state.pop(name, None)
         state.pop("_fitting", None)  # a copy is not being fitted, whatever this one does
         state.pop("_validated_params", None)  # identities: meaningless in another process
+        state.pop("_params", None)
         return state
 
     def __setstate__(self, state):
@@ -641,19 +675,24 @@ def _network_input(X, dtype):
     return np.ascontiguousarray(X, dtype=dtype)
 
 
-def _binarized(binarizer, y, dtype):
-    """binarizer.transform(y) as `dtype`. Multiclass labels (the usual case) are one-hot
+def _binarized(binarizer, y, dtype, known_only=False):
+    """binarizer.transform(y) as `dtype`. Binary and multiclass labels (the usual cases) are
     encoded here directly: LabelBinarizer builds a sparse matrix first, a measurable share of
-    a short fit (`python -m bench.label_encoding`)."""
+    a short fit (`python -m bench.label_encoding`). known_only: None unless every label is a
+    known class of this kind (a partial_fit's ready targets)."""
     classes = binarizer.classes_
-    if (binarizer.y_type_ == "multiclass" and y.ndim == 1 and y.dtype.kind in "biuf"
-            and classes.dtype.kind in "biuf"):
+    if (binarizer.y_type_ in ("binary", "multiclass") and y.ndim == 1
+            and y.dtype.kind in "biuf" and classes.dtype.kind in "biuf"):
         index = np.searchsorted(classes, y)
         np.minimum(index, len(classes) - 1, out=index)
         if np.array_equal(classes[index], y):  # every label is a known class
+            if binarizer.y_type_ == "binary":
+                return index.astype(dtype).reshape(-1, 1)
             Y = np.zeros((y.shape[0], len(classes)), dtype)
             Y[np.arange(y.shape[0]), index] = 1
             return Y
+    if known_only:
+        return None
     return binarizer.transform(y).astype(dtype)
 
 
@@ -724,6 +763,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` "
                                  f"has {self.classes_}. 'y' has {classes}.")
         return X, _binarized(self._label_binarizer, y, X.dtype), y
+
+    def _ready_targets(self, y, dtype):
+        """One-hot targets of 1-D numeric labels that are all known classes, else None."""
+        binarizer = vars(self).get("_label_binarizer")
+        if (y.ndim != 1 or binarizer is None or y.dtype.kind not in "biuf"
+                or binarizer.y_type_ not in ("binary", "multiclass")):
+            return None
+        Y = _binarized(binarizer, y, dtype, known_only=True)
+        return Y
 
     def _output_activation(self, Y):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
@@ -899,6 +947,17 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                              "'HalfPoissonLoss'.")
         Y = y.reshape(-1, 1) if y.ndim == 1 else y
         return X, Y.astype(X.dtype), y
+
+    def _ready_targets(self, y, dtype):
+        """Finite float targets of the model's width (non-negative for Poisson), else None."""
+        n_outputs = getattr(self, "n_outputs_", None)
+        if (y.dtype.kind != "f" or not (y.ndim == 1 and n_outputs == 1
+                                        or y.ndim == 2 and y.shape[1] == n_outputs != 1)):
+            return None
+        with np.errstate(over="ignore", invalid="ignore"):
+            if not np.isfinite(y.sum()) or self.loss == "poisson" and y.min() < 0:
+                return None
+        return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=dtype)
 
     def _output_activation(self, Y):
         return "exp" if self.loss == "poisson" else "identity"  # poisson: a log link

@@ -537,3 +537,52 @@ def test_early_stopping_says_at_fit_when_its_weights_overflow_on_the_training_da
         warnings.simplefilter("always")
         est.fit(X / 769.0, y)
     assert not [w for w in caught if "early stopping kept" in str(w.message)]
+
+
+PARTIAL_FIT_RUNS = {  # estimator pair, parameters, targets from X
+    "multiclass": (MLPClassifier, SkClassifier, {}, lambda X: (X[:, 0] * 3).astype(int) % 4),
+    "binary strings": (MLPClassifier, SkClassifier, {},
+                       lambda X: np.where(X[:, 1] > 0.5, "yes", "no")),
+    "binary, RandomState": (MLPClassifier, SkClassifier, {"random_state": "instance"},
+                            lambda X: (X[:, 2] > 0.5).astype(int)),
+    "unshuffled sgd": (MLPClassifier, SkClassifier, {"shuffle": False, "solver": "sgd"},
+                       lambda X: (X[:, 0] * 3).astype(int)),
+    "regressor": (MLPRegressor, SkRegressor, {}, lambda X: X[:, 0] - X[:, 1]),
+    "two outputs": (MLPRegressor, SkRegressor, {}, lambda X: X[:, :2] * 2),
+    "poisson": (MLPRegressor, SkRegressor, {"loss": "poisson"},
+                lambda X: np.floor(X[:, 0] * 4)),
+}
+
+
+@pytest.mark.filterwarnings("ignore:Got `batch_size` less than 1 or larger than sample size")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("run", PARTIAL_FIT_RUNS)
+def test_a_run_of_partial_fits_is_scikit_learns(backend, run, dtype):
+    """Calls of 1, 2, 5 and 32 rows — ready arrays, which skip validate_data, and lists and
+    a Fortran array, which do not — one after another: scikit-learn's weights after each."""
+    Ours, Theirs, params, target = PARTIAL_FIT_RUNS[run]
+    rng = np.random.default_rng(0)
+    X = rng.random((200, 6)).astype(dtype)
+    y = target(X)
+    params = dict(dict(hidden_layer_sizes=(7,), random_state=3, learning_rate_init=0.01,
+                       batch_size=4),  # minibatches within a call: its order counts
+                  **params)
+    if params["random_state"] == "instance":
+        ours = Ours(backend=backend, **dict(params, random_state=np.random.RandomState(5)))
+        theirs = Theirs(**dict(params, random_state=np.random.RandomState(5)))
+    else:
+        ours, theirs = Ours(backend=backend, **params), Theirs(**params)
+    extra = {"classes": np.unique(y)} if Ours is MLPClassifier else {}
+    start = 0
+    for size, form in [(32, "ready"), (1, "ready"), (2, "ready"), (5, "list"), (32, "ready"),
+                       (1, "ready"), (32, "fortran"), (5, "ready")]:
+        Xb, yb = X[start:start + size], y[start:start + size]
+        start += size
+        Xb = {"ready": Xb, "list": Xb.tolist(), "fortran": np.asfortranarray(Xb)}[form]
+        ours.partial_fit(Xb, yb, **extra)
+        theirs.partial_fit(Xb, yb, **extra)
+        tolerance = 1e-12 if dtype == np.float64 else 1e-5
+        for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+            assert a.dtype == b.dtype
+            np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
+        assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
