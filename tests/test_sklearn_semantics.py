@@ -561,6 +561,8 @@ def test_a_run_of_partial_fits_is_scikit_learns(backend, run, dtype):
     """Calls of 1, 2, 5 and 32 rows — ready arrays, which skip validate_data, and lists and
     a Fortran array, which do not — one after another: scikit-learn's weights after each."""
     Ours, Theirs, params, target = PARTIAL_FIT_RUNS[run]
+    if "loss" in params and "loss" not in Theirs().get_params():
+        pytest.skip("scikit-learn < 1.7 has no Poisson MLP to follow")
     rng = np.random.default_rng(0)
     X = rng.random((200, 6)).astype(dtype)
     y = target(X)
