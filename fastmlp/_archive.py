@@ -200,8 +200,8 @@ def atomic_file(target):
 def _remove_stale_temporaries(target):
     """Remove the temporaries of `target` that killed saves left: older than STALE_SECONDS
     and locked by no one (where locks exist; elsewhere, age alone)."""
-    pattern = re.compile(re.escape(os.path.basename(_temporary_name(target, "@")))
-                         .replace("@", "[0-9a-f]{12}") + r"\Z")
+    pattern = re.compile(re.escape(f".{os.path.basename(target)}.") + "[0-9a-f]{12}"
+                         + re.escape(".tmp") + r"\Z")
     directory = os.path.dirname(os.path.abspath(target))
     try:
         names = [name for name in os.listdir(directory) if pattern.match(name)]

@@ -299,11 +299,12 @@ def test_an_interrupted_save_leaves_the_old_file(tmp_path, monkeypatch, error):
     assert [p.name for p in tmp_path.iterdir()] == ["model.fastmlp"]
 
 
-def test_save_removes_the_temporaries_that_killed_saves_left(tmp_path):
+@pytest.mark.parametrize("name", ["model.fastmlp", "model@v2 (1).fastmlp"])
+def test_save_removes_the_temporaries_that_killed_saves_left(tmp_path, name):
     """A temporary of the same target, old and locked by no one, is a killed save's: removed.
     A recent one, a locked one (a save under way elsewhere) and another target's stay."""
     est, _ = _fitted("multiclass")
-    path = tmp_path / "model.fastmlp"
+    path = tmp_path / name
     old = time.time() - 2 * _archive.STALE_SECONDS
 
     def temporary(name, age):
@@ -312,11 +313,11 @@ def test_save_removes_the_temporaries_that_killed_saves_left(tmp_path):
         os.utime(made, (age, age))
         return made
 
-    stale = temporary(".model.fastmlp.0123456789ab.tmp", old)
-    recent = temporary(".model.fastmlp.123456789abc.tmp", time.time())
-    locked = temporary(".model.fastmlp.23456789abcd.tmp", old)
+    stale = temporary(f".{name}.0123456789ab.tmp", old)
+    recent = temporary(f".{name}.123456789abc.tmp", time.time())
+    locked = temporary(f".{name}.23456789abcd.tmp", old)
     other = temporary(".other.fastmlp.3456789abcde.tmp", old)
-    unlike = temporary(".model.fastmlp.not-a-token.tmp", old)
+    unlike = temporary(f".{name}.not-a-token.tmp", old)
     with open(locked, "rb") as held:
         fcntl = pytest.importorskip("fcntl")
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
