@@ -7,12 +7,14 @@ allocated (a lower bound), so a fit that fits is never refused.
 """
 import os
 
-import psutil
-
 try:
     import resource
 except ImportError:  # Windows: no address-space limit to read
     resource = None
+
+import psutil
+
+from .architecture import layout
 
 #: Below this many bytes nothing is checked: reading the machine's memory costs more than a
 #: small call, and numpy's own MemoryError is then as good.
@@ -22,23 +24,18 @@ CHECK_ABOVE = 64 * 2**20
 LBFGS_VECTORS = 2 * 10 + 5
 
 
-def n_params(layer_units):
-    """Weights and biases of a network with these layer widths."""
-    return sum((a + 1) * b for a, b in zip(layer_units[:-1], layer_units[1:]))
-
-
 def network_bytes(layer_units, itemsize):
     """A network's θ and its optimizer's two moment vectors, and the float64 draw of its
     largest layer's initial weights (fastmlp.MLP allocates them)."""
     largest = max(a * b for a, b in zip(layer_units[:-1], layer_units[1:]))
-    return 3 * n_params(layer_units) * itemsize + largest * 8
+    return 3 * layout(layer_units)[1] * itemsize + largest * 8
 
 
 def fit_bytes(layer_units, itemsize, *, solver, rows, early_stopping, refit):
     """What a fit allocates at least beside its network: the gradient, the best weights for
     early stopping, a refit's copy of the model it keeps in case of failure (θ and moments),
     the activations and deltas of the `rows` a step works on, and L-BFGS's float64 memory."""
-    p = n_params(layer_units)
+    p = layout(layer_units)[1]
     vectors = 1 + early_stopping + 3 * refit
     total = vectors * p * itemsize + rows * (2 * sum(layer_units[1:]) + layer_units[-1]) * itemsize
     if solver == "lbfgs":

@@ -221,7 +221,7 @@ def fit_stochastic(params, task, state, net, X, Y, sample_weight, rng, increment
     else:
         if params["batch_size"] > n_samples:
             _warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
-                          "going to be clipped")
+                           "going to be clipped")
         batch_size = int(np.clip(params["batch_size"], 1, n_samples))
 
     if not incremental or state.schedule is None:
@@ -395,8 +395,8 @@ class _Epochs:
         state.validation_scores.append(float("nan"))
         self.task.progress.update(state.loss)
         _warnings.warn(f"Training diverged at epoch {state.n_iter}: the loss became NaN or inf. "
-                      "The weights with the best validation score were kept. Lower the "
-                      "learning rate or scale the input data.", ConvergenceWarning)
+                       "The weights with the best validation score were kept. Lower the "
+                       "learning rate or scale the input data.", ConvergenceWarning)
 
     def _plateau_stops(self):
         """No improvement for n_iter_no_change epochs: stop, or ('adaptive') lower the rate."""
@@ -419,7 +419,7 @@ class _Epochs:
         max_iter, n_iter = self.params["max_iter"], self.state.n_iter
         if n_iter - epochs < max_iter <= n_iter:
             _warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                          "optimization hasn't converged yet." % max_iter, ConvergenceWarning)
+                           "optimization hasn't converged yet." % max_iter, ConvergenceWarning)
 
     def _update_no_improvement_count(self, validation):
         params, state = self.params, self.state
@@ -498,9 +498,9 @@ def fit_lbfgs(params, task, state, net, X, Y, sample_weight):
     state.n_iter = int(min(result.nit, params["max_iter"]))
     if result.status != 0:
         _warnings.warn(f"lbfgs failed to converge after {state.n_iter} iteration(s) "
-                      f"(status={result.status}):\n{result.message}\n\nIncrease the number "
-                      "of iterations to improve the convergence "
-                      f"(max_iter={params['max_iter']}).", ConvergenceWarning)
+                       f"(status={result.status}):\n{result.message}\n\nIncrease the number "
+                       "of iterations to improve the convergence "
+                       f"(max_iter={params['max_iter']}).", ConvergenceWarning)
     if not (np.all(np.isfinite(result.x)) and np.isfinite(result.fun)):
         net.theta[...] = start
         raise DivergenceError(f"{NON_FINITE} lbfgs diverged: the loss or the weights became "

@@ -34,12 +34,11 @@ from . import _memory, _solvers, _warnings
 from ._config import check_n_threads, thread_limit
 from .activations import HIDDEN_ACTIVATIONS
 from .backends import Backend
-from .settings import BACKEND_NAMES
 from .backends._contract import is_sparse, sparse_input
 from .model import MLP
 from .optim import OptimizerState
+from .settings import BACKEND_NAMES
 
-SOLVERS = ("lbfgs", "sgd", "adam")
 #: Input dtypes a prediction takes as they are (validate_data would cast a float16 to
 #: float64 first: the same values; a longer float would round twice).
 _READY_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))

@@ -48,7 +48,8 @@ def problems(draw, scales=(-2.0, 3.0)):
     d = draw(st.integers(1, 6))
     top = min(scales[1], 1.0) if task == "poisson" else scales[1]
     # the ends and the middle of the range as often as the values between them
-    scale = 10 ** draw(st.one_of(st.sampled_from([scales[0], 0.0, top]), st.floats(scales[0], top)))
+    ends = st.sampled_from([scales[0], 0.0, top])
+    scale = 10 ** draw(st.one_of(ends, st.floats(scales[0], top)))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     X = rng.normal(size=(n, d)) * scale
     if task == "binary":

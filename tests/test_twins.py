@@ -56,8 +56,8 @@ ENGINE_SPECIFIC = {
     },
     "numba": {
         "_cast": "rounds a value to an array's dtype inside @njit code",
-        "_tiny": "the dtype's smallest normal, in that dtype",
-        "_eps": "the dtype's machine epsilon, in that dtype (cython: FLT_/DBL_EPSILON)",
+        "_float_limits": "the dtype's smallest normal and epsilon, in that dtype (cython: "
+                         "FLT_MIN/DBL_MIN, FLT_/DBL_EPSILON)",
         "_derivative": "g' of one output value (cython's output delta inlines it)",
         "_view": "a 2-D view of a flat buffer (cython indexes raw pointers)",
         "_forward_backward_chunks": "the split minibatch as one prange (cython: one team)",

@@ -592,7 +592,7 @@ cdef inline floating _clipped(floating y) noexcept nogil:
 
 
 cdef double _softmax_cross_entropy_delta(floating* Y_out, floating* R, floating* D, floating* w,
-                                        Py_ssize_t n, Py_ssize_t m, bint has_sw, floating tiny,
+                                        Py_ssize_t n, Py_ssize_t m, bint has_sw,
                                         floating* gb) noexcept nogil:
     """_output_delta for the usual classifier, softmax + cross-entropy: per row
     L = -Σ r ln clipped(y) and δ = y Σr - r, in θ's dtype as the reference computes them.
@@ -647,7 +647,7 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
         for j in range(m):
             gb[j] = 0
     if act == SOFTMAX and loss == CROSS_ENTROPY:
-        return _softmax_cross_entropy_delta(Y_out, R, D, w, n, m, has_sw, tiny, gb)
+        return _softmax_cross_entropy_delta(Y_out, R, D, w, n, m, has_sw, gb)
     for i in range(n):
         y = Y_out + <Py_ssize_t>i * m
         r = R + <Py_ssize_t>i * m
@@ -1361,8 +1361,9 @@ def predict(const floating[::1] theta, const int64_t[:, ::1] offsets,
     (ARGMAX: the first largest output; THRESHOLD: the single output above one half). Each
     layer's products run as they would for block_rows rows, a GEMM per block_rows rows
     (_forward_as), so a batch cut at multiples of block_rows gives the bits of the whole
-    (_layout.prediction_rows). Returns -2 if X holds a NaN or an inf (nothing computed), else the first layer whose activations are not finite — a logistic or tanh
-    layer's input tested, which its activation would hide — or -1. Without the GIL; the
+    (_layout.prediction_rows). Returns -2 if X holds a NaN or an inf (nothing computed),
+    else the first layer whose activations are not finite — a logistic or tanh layer's input
+    tested, which its activation would hide — or -1. Without the GIL; the
     hidden activations live in one buffer of two layers' rows, allocated here: concurrent
     calls share nothing."""
     cdef Py_ssize_t n = X.shape[0], last = offsets.shape[0] - 1, widest = 1

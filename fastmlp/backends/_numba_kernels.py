@@ -62,15 +62,17 @@ def _cast_overload(like, x):
     return lambda like, x: dtype(x)
 
 
-def _tiny(theta):
-    """The smallest normal number of θ's dtype, in that dtype (logs take max(y, tiny))."""
+def _float_limits(theta):
+    """(tiny, eps) of θ's dtype, in that dtype: its smallest normal number (logs take
+    max(y, tiny)) and its machine epsilon (log losses clip to [eps, 1 - eps])."""
     raise NotImplementedError("only callable from @njit code")
 
 
-@overload(_tiny, jit_options=dict(cache=True))
-def _tiny_overload(theta):
-    tiny = float(np.finfo(np.dtype(str(theta.dtype))).tiny)
-    return lambda theta: _cast(theta, tiny)
+@overload(_float_limits, jit_options=dict(cache=True))
+def _float_limits_overload(theta):
+    info = np.finfo(np.dtype(str(theta.dtype)))
+    tiny, eps = float(info.tiny), float(info.eps)
+    return lambda theta: (_cast(theta, tiny), _cast(theta, eps))
 
 
 @jit
@@ -289,9 +291,10 @@ def predict(theta, offsets, sizes, hidden, output, slope, X, out, labels, label_
     (ARGMAX: the first largest output; THRESHOLD: the single output above one half). Each
     layer's products run as they would for block_rows rows, a GEMM per block_rows rows
     (_forward_as), so a batch cut at multiples of block_rows gives the bits of the whole
-    (_layout.prediction_rows). Returns -2 if X holds a NaN or an inf (nothing computed), else the first layer whose activations are not finite — a logistic or tanh
-    layer's input tested, which its activation would hide — or -1. The hidden activations
-    live in one buffer of two layers' rows, allocated here: concurrent calls share nothing."""
+    (_layout.prediction_rows). Returns -2 if X holds a NaN or an inf (nothing computed),
+    else the first layer whose activations are not finite — a logistic or tanh layer's input
+    tested, which its activation would hide — or -1. The hidden activations live in one
+    buffer of two layers' rows, allocated here: concurrent calls share nothing."""
     n = X.shape[0]
     if not _all_finite(X.ravel()):
         return -2
@@ -332,17 +335,6 @@ def predict(theta, offsets, sizes, hidden, output, slope, X, out, labels, label_
     return overflow
 
 
-def _eps(theta):
-    """The machine epsilon of θ's dtype, in that dtype (log losses clip to [eps, 1 - eps])."""
-    raise NotImplementedError("only callable from @njit code")
-
-
-@overload(_eps, jit_options=dict(cache=True))
-def _eps_overload(theta):
-    eps = float(np.finfo(np.dtype(str(theta.dtype))).eps)
-    return lambda theta: _cast(theta, eps)
-
-
 @jit
 def _clipped(y, eps, one):
     """losses.clipped for one output."""
@@ -354,7 +346,7 @@ def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
     """Mirrors reference.output_delta: δ_out into delta, returns Σ_i w_i L_i (float64)."""
     n, m = A_out.shape
     one = _cast(delta, 1.0)
-    eps = _eps(delta)
+    eps = _float_limits(delta)[1]
     total = 0.0
     for i in range(n):
         y, r, d = A_out[i], Y[i], delta[i]
@@ -497,7 +489,7 @@ def _forward_backward(net, data, ws, rows, xv, yv, grad, nb, r0, r1):
     theta, offsets, sizes, slope = net.theta, net.offsets, net.sizes, net.leaky_slope
     hidden, output = net.hidden, net.output
     acts, deltas, wv, has_sw = ws.acts, ws.deltas, ws.wb, data.has_sample_weight
-    tiny = _tiny(theta)
+    tiny = _float_limits(theta)[0]
     n_layers = offsets.shape[0]
     n_last = sizes[n_layers]
     pos = 0
