@@ -109,7 +109,7 @@ def run(rows=400_000, batches=(20_000, 100_000), epochs=3, workers=2, rounds=3):
                 setup=dist_seconds - stepping, build=timings["build"],
                 step_ratios=sorted(run[0] / (run[2]["round_trip"] + run[2]["reduce"])
                                    for run in runs),
-                parts={k: timings[k] / steps for k in ("round_trip", "slowest_shard", "gather",
+                parts={k: timings[k] / steps for k in ("round_trip", "slowest_shard", "rows",
                                                         "compute", "reduce")},
                 overhead=(timings["round_trip"] - timings["slowest_shard"]) / steps,
                 max_relative_difference=difference))
@@ -152,12 +152,12 @@ def text(measured):
     lines.append("each round's step ratio: " + "; ".join(
         f"batch {r['batch']}: " + ", ".join(f"{x:.2f}x" for x in r["step_ratios"])
         for r in measured["results"]))
-    lines.append("a distributed step, ms: round trip = slowest shard (gather + compute) + "
+    lines.append("a distributed step, ms: round trip = slowest shard (rows + compute) + "
                  "transport/call overhead; driver's reduce after")
     for r in measured["results"]:
         p = r["parts"]
         lines.append(f"  batch {r['batch']:6d}: round trip {p['round_trip'] * 1e3:7.1f} = "
-                     f"shard {p['slowest_shard'] * 1e3:7.1f} (gather {p['gather'] * 1e3:.1f}"
+                     f"shard {p['slowest_shard'] * 1e3:7.1f} (rows {p['rows'] * 1e3:.1f}"
                      f", compute {p['compute'] * 1e3:.1f}) + overhead "
                      f"{r['overhead'] * 1e3:.1f}; reduce {p['reduce'] * 1e3:.1f}")
     lines.append(f"floor of the overhead (an actor call per worker, θ down, a gradient up: "

@@ -70,9 +70,10 @@ def _net_for(spec):
 
 class _Shard:
     """A Dask actor on one worker: rows [lo, hi) of the data, resident and contiguous in the
-    network's dtype, and the network that computes their loss and gradient sums. The driver
-    calls it once per step with θ; rows stay where they are, only a minibatch's own rows are
-    gathered (one copy of those rows, never of the block)."""
+    network's dtype, and the network whose backend computes their loss and gradient sums.
+    The driver calls it once per step with θ; a minibatch's rows are read where they are,
+    by the backend's compiled summed_gradient (gathered as a training step gathers its
+    minibatch), never copied out in NumPy."""
 
     def __init__(self, spec, lo, hi, starts, n_blocks, *parts):
         self.net = _new_net(spec)  # its own θ: two shards may share a worker
@@ -91,17 +92,8 @@ class _Shard:
             if a is not None:
                 check_finite(a, f"{name} (rows {lo}:{hi})")
         self.grad = np.empty_like(self.net.theta)
-        self.scratch = {}  # activation and δ buffers, reused step after step
+        self.scratch = {}  # the backend's buffers, reused step after step
         self.epochs = []
-
-    def _gather(self, name, a, rows):
-        """a[rows] in a buffer kept for the next step (a fresh array every step costs page
-        faults; take's mode="clip" skips its bounds-check copy: rows are in range)."""
-        shape = (len(rows),) + a.shape[1:]
-        kept = self.scratch.get(name)
-        if kept is None or kept.shape[0] < shape[0]:
-            kept = self.scratch[name] = np.empty((max(shape[0], 1),) + a.shape[1:], a.dtype)
-        return np.take(a, rows, axis=0, out=kept[:shape[0]], mode="clip")
 
     def set_orders(self, orders):
         """The coming epochs' global row orders: for each, where this shard's rows come in
@@ -112,28 +104,31 @@ class _Shard:
             self.epochs.append((np.flatnonzero(mine), order[mine] - self.lo))
 
     def sums(self, theta, epoch=None, start=0, stop=0):
-        """(Σ loss, Σ gradient in θ's dtype, Σ weights, seconds gathering, seconds computing)
-        over this shard's rows among positions start:stop of epoch `epoch`'s order (epoch
-        None: all its rows)."""
+        """(Σ loss, Σ gradient in θ's dtype, Σ weights, seconds finding the rows, seconds
+        computing) over this shard's rows among positions start:stop of epoch `epoch`'s
+        order (epoch None: all its rows)."""
         began = time.perf_counter()
-        if epoch is None:
-            X, Y, W = self.X, self.Y, self.W
-        else:
+        net = self.net
+        net.theta[...] = theta
+        rows = None
+        if epoch is not None:
             positions, local = self.epochs[epoch]
             rows = local[np.searchsorted(positions, start):np.searchsorted(positions, stop)]
-            X, Y, W = (None if a is None else self._gather(name, a, rows)
-                       for name, a in (("X", self.X), ("Y", self.Y), ("W", self.W)))
-        gathered = time.perf_counter()
-        if X.shape[0] == 0:
-            self.grad[...] = 0
-            loss = 0.0
-        else:
-            self.net.theta[...] = theta
-            with np.errstate(over="ignore", invalid="ignore"):  # the driver's guard judges
-                loss = self.net.loss_and_gradient(X, Y, W, self.grad, self.scratch)
-        weight = float(X.shape[0] if W is None else W.sum(dtype=np.float64))
-        return (loss, self.grad, weight, gathered - began,
-                time.perf_counter() - gathered)
+        found = time.perf_counter()
+        with np.errstate(over="ignore", invalid="ignore"):  # the driver's guard judges
+            if rows is None:  # every row, in place (a full-batch step: lbfgs)
+                loss = net.loss_and_gradient(self.X, self.Y, self.W, self.grad, self.scratch)
+                weight = self.n if self.W is None else self.W.sum(dtype=np.float64)
+            elif rows.shape[0] == 0:
+                self.grad[...] = 0
+                loss, weight = 0.0, 0.0
+            else:
+                loss = net.backend.unchecked.summed_gradient(
+                    net.arch, net.theta, self.X, self.Y, self.W, rows, self.grad, self.scratch)
+                weight = rows.shape[0] if self.W is None else np.take(self.W, rows).sum(
+                    dtype=np.float64)
+        return (float(loss), self.grad, float(weight), found - began,
+                time.perf_counter() - found)
 
 
 def _warm(spec):
@@ -166,7 +161,7 @@ class _Shards:
         self.ranges = [(self.n * k // n_shards, self.n * (k + 1) // n_shards)
                        for k in range(n_shards)]
         self.orders = None
-        self.timings = dict.fromkeys(("round_trip", "slowest_shard", "gather", "compute",
+        self.timings = dict.fromkeys(("round_trip", "slowest_shard", "rows", "compute",
                                       "reduce"), 0.0)
         self.timings.update(steps=0, rebuilt=0)
         began = time.perf_counter()
@@ -175,18 +170,30 @@ class _Shards:
         self.timings["build"] = time.perf_counter() - began
 
     def _build_all(self, shards, rebuilding=False):
-        """Build the actors of `shards`, each on a live worker; one whose worker is lost
-        while it is built (a kill as the fit starts, say) is built again on a live worker, up
-        to `retries` times. Builds after a loss count in timings["rebuilt"]."""
+        """Build the actors of `shards` at once, each on a live worker (_placement); one
+        whose worker is lost while it is built (a kill as the fit starts, say) is built again
+        on a live worker, up to `retries` times. Builds after a loss count in
+        timings["rebuilt"]."""
         pending, error = list(shards), None
         for attempt in range(self.retries + 1):
             if attempt:
                 self.client.wait_for_workers(1, timeout=120)
             workers = sorted(self.client.scheduler_info()["workers"])
-            failed = []
-            for k in pending:
+            placement = self._placement(pending, workers)
+            submitted = {}
+            for k in pending:  # every build under way before any is waited for
                 try:
-                    self.actors[k] = self._build(k, workers[k % len(workers)])
+                    submitted[k] = self._submit(k, placement[k])
+                except _LOST as exc:
+                    submitted[k] = exc
+            failed = []
+            for k, built in submitted.items():
+                try:
+                    if isinstance(built, BaseException):
+                        raise built
+                    self.actors[k] = built.result()
+                    if self.orders is not None:
+                        self.actors[k].set_orders(self.orders).result()
                 except _LOST as exc:
                     failed.append(k)
                     error = exc
@@ -202,21 +209,43 @@ class _Shards:
             f"distributed fit failed: a shard's worker kept failing or dying after "
             f"{self.retries} retries ({type(error).__name__}: {error})")
 
-    def _build(self, k, worker):
-        """Shard k's actor on `worker`, its blocks computed from their source for it."""
+    def _placement(self, shards, workers):
+        """{shard: worker}: each shard on the worker that already holds most of its rows of
+        X (a persisted array's blocks: they need not cross the network), one shard per
+        worker while there are enough; ties go round robin. The placement changes the
+        speed only: a shard's rows, hence the bits, are fixed."""
+        try:
+            held = self.client.who_has(self.arrays[0])
+        except Exception:  # nothing in memory to follow (who_has is advisory)
+            held = {}
+        block_keys = [key for row in self.arrays[0].__dask_keys__() for key in row]
+        placed = {}
+        for k in shards:
+            lo, hi = self.ranges[k]
+            rows_on = dict.fromkeys(workers, 0)
+            for b, key in enumerate(block_keys):
+                overlap = max(0, min(hi, int(self.bounds[b + 1])) - max(lo, int(self.bounds[b])))
+                for worker in held.get(key, ()):
+                    if worker in rows_on:
+                        rows_on[worker] += overlap
+            free = [w for w in workers if w not in placed.values()] or workers
+            turn = workers[k % len(workers)]
+            placed[k] = max(free, key=lambda w: (rows_on[w], w == turn))
+        return placed
+
+    def _submit(self, k, worker):
+        """A future of shard k's actor on `worker`, its blocks computed from their source
+        for it."""
         lo, hi = self.ranges[k]
         blocks = [b for b in range(len(self.bounds) - 1)
                   if self.bounds[b] < hi and self.bounds[b + 1] > lo]
         parts = [array.blocks[b] for array in self.arrays for b in blocks]
         # unrestricted: a task pinned to a worker that dies waits for it forever
         futures = self.client.compute(parts, retries=self.retries)
-        actor = self.client.submit(
+        return self.client.submit(
             _Shard, self.spec, lo, hi, [int(self.bounds[b]) for b in blocks], len(blocks),
             *futures, actor=True, workers=[worker], allow_other_workers=True, pure=False,
-            retries=self.retries).result()
-        if self.orders is not None:
-            actor.set_orders(self.orders).result()
-        return actor
+            retries=self.retries)
 
     def set_orders(self, orders):
         self.orders = orders
@@ -229,11 +258,11 @@ class _Shards:
         results = self._call(lambda actor: actor.sums(theta, epoch, start, stop))
         received = time.perf_counter()
         loss, grad, weight = 0.0, np.zeros_like(theta), 0.0
-        for part_loss, part_grad, part_weight, gathering, computing in results:
+        for part_loss, part_grad, part_weight, finding, computing in results:
             loss += part_loss
             grad += part_grad
             weight += part_weight
-            self.timings["gather"] += gathering / len(results)
+            self.timings["rows"] += finding / len(results)
             self.timings["compute"] += computing / len(results)
         self.timings["slowest_shard"] += max(r[3] + r[4] for r in results)
         self.timings["round_trip"] += received - began
@@ -381,8 +410,9 @@ def fit(estimator, X, y, sample_weight=None, client=None, retries=3, timings=Non
     is retried before the fit fails (a shard whose worker died is rebuilt on a live one).
     timings: a dict to fill with where the steps' time went, seconds summed over the steps:
     `round_trip` (driver to shards and back: serialising θ and the sums, the calls, the
-    shards' work), `slowest_shard` (the longest shard's gather + compute, which the step
-    waits for), `gather` and `compute` (each averaged over the shards) and the driver's
+    shards' work), `slowest_shard` (the longest shard's rows + compute, which the step
+    waits for), `rows` (finding a shard's rows of the minibatch) and `compute` (each
+    averaged over the shards) and the driver's
     `reduce`; `steps`, and `rebuilt` (shards rebuilt after their worker died). Returns the
     fitted estimator.
     """

@@ -137,6 +137,51 @@ def test_model_forward_and_gradients(kernels, dtype, hidden, output, loss):
         np.testing.assert_allclose(g, e, **tol(dtype, 10 * max(1, np.abs(e).max())))
 
 
+@pytest.mark.parametrize("hidden,output,loss", COMBOS)
+def test_summed_gradient_over_rows_read_in_place(kernels, dtype, hidden, output, loss):
+    """A data-parallel worker's sums (fastmlp.distributed): rows picked by index, repeats
+    and batch 1 included, weighted and not, dense and sparse, every input layout; θ and X
+    untouched."""
+    import scipy.sparse
+
+    sizes = [7, 33, 5] if hidden in ("relu", "tanh") else [7, 9, 8, 6, 5]
+    net = MLP(sizes, hidden, output, loss, leaky_slope=0.1, dtype=dtype, backend="numpy",
+              random_state=0)
+    X, Y = problem(4, 40, sizes, output, loss, dtype)
+    X[X < 0] = 0  # zeros for the sparse case
+    weights = np.random.default_rng(1).random(40).astype(dtype)
+    theta = net.theta.copy()
+    scratch = {}  # one scratch through every call: its buffers grow, shrink never
+    for k, rows in enumerate([np.array([3]), np.array([5, 5, 0, 39]), np.arange(40)[::-3]]):
+        for sw, layout in [(None, LAYOUTS[k % 4]), (weights, "readonly"), (weights, "F")]:
+            args = (as_layout(X, layout), as_layout(Y, layout),
+                    None if sw is None else as_layout(sw, layout))
+            for x in (args[0], scipy.sparse.csr_matrix(X)):
+                grad_ref = np.empty_like(theta)
+                expected = reference.summed_gradient(net.arch, theta, X[rows], Y[rows],
+                                                     None if sw is None else sw[rows], grad_ref)
+                grad = np.full_like(theta, np.nan)
+                loss_sum = kernels.summed_gradient(net.arch, theta, x, *args[1:], rows, grad,
+                                                   scratch)
+                assert loss_sum == pytest.approx(expected, rel=10 * tol(dtype)["rtol"])
+                np.testing.assert_allclose(grad, grad_ref,
+                                           **tol(dtype, 10 * max(1, np.abs(grad_ref).max())))
+    np.testing.assert_array_equal(net.theta, theta)
+
+
+def test_summed_gradient_rejects_bad_rows_before_the_kernel(kernels):
+    net = MLP([3, 4, 2], backend="numpy", random_state=0)
+    X, Y, grad = np.ones((5, 3)), np.eye(2)[[0, 1, 0, 1, 0]], np.empty(net.arch.n_params)
+    for rows, error, match in [(np.array([0, 5]), ValueError, "index X's 5 rows"),
+                               (np.array([-1]), ValueError, "index X's 5 rows"),
+                               (np.array([], int), ValueError, "non-empty"),
+                               (np.array([0.0]), TypeError, "integer row indices")]:
+        with pytest.raises(error, match=match):
+            kernels.summed_gradient(net.arch, net.theta, X, Y, None, rows, grad)
+    with pytest.raises(ValueError, match="grad shares memory with theta"):
+        kernels.summed_gradient(net.arch, net.theta, X, Y, None, [0], net.theta)
+
+
 TRAINING = [
     dict(optimizer="sgd", learning_rate=0.05),
     dict(optimizer="sgd", learning_rate=0.05, l2=1e-2),  # cython: the update fused (_fuses)

@@ -138,15 +138,19 @@ def test_a_worker_lost_while_the_shards_are_built_changes_nothing(client, monkey
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clean = fd.fit(MLPClassifier(**kw), X_d, y_d, client=client)
-        original, failures = fd._Shards._build, []
+        original, failures = fd._Shards._submit, []
+
+        class Lost:  # the actor's future, as its worker dies: the loss shows at result()
+            def result(self):
+                raise RuntimeError("Worker holding Actor was lost")
 
         def lost_the_first_time(self, k, worker):
             if k == 1 and not failures:
                 failures.append(worker)
-                raise RuntimeError("Worker holding Actor was lost")
+                return Lost()
             return original(self, k, worker)
 
-        monkeypatch.setattr(fd._Shards, "_build", lost_the_first_time)
+        monkeypatch.setattr(fd._Shards, "_submit", lost_the_first_time)
         timings = {}
         faulty = fd.fit(MLPClassifier(**kw), X_d, y_d, client=client, timings=timings)
     assert failures and timings["rebuilt"] == 1

@@ -38,7 +38,13 @@ ENGINE_SPECIFIC = {
         "_fuse_plain_sgd": "the constants of that fused update, before the backward pass",
         "_weights_at": "reads Run.offsets (numba indexes the offsets array)",
         "_biases_at": "reads Run.offsets (as _weights_at)",
-        "_train_epochs": "the typed entry that packs the bundles into a Run for nogil code",
+        "_train_epochs": "the typed entry that reads the bundles into a Run for nogil code",
+        "_summed_gradient": "the typed entry of summed_gradient (as _train_epochs)",
+        "_read_network": "one bundle's arrays as typed views, their addresses into the Run",
+        "_read_data": "as _read_network, for the Data bundle",
+        "_read_optimizer": "as _read_network, for the Optimizer bundle",
+        "_read_workspace": "as _read_network, for the Workspace bundle",
+        "_read_control": "as _read_network, for the Control bundle",
         "_run_epochs": "the epochs loop every thread of the OpenMP team runs (numba's "
                        "train_epochs is serial around its prange calls)",
         "forward_layer": "Python-callable _forward (numba's @njit functions are callable)",
@@ -78,6 +84,7 @@ MIRRORS = {"_forward": "reference.forward_layer", "_backward": "reference.backwa
            "_output_delta": "reference.output_delta", "_update": "reference.minibatch_step",
            "_forward_backward": "reference.minibatch_step", "_epoch": "reference._epoch",
            "train_epochs": "reference.train_epochs", "_activate_row": "activations.activate",
+           "summed_gradient": "reference.summed_gradient",
            "_plateau_update": "stopping.Plateau.update",
            "_sparse_forward": "reference.forward_layer",
            "_sparse_gradient": "reference.backward_layer"}

@@ -6,6 +6,9 @@ Every backend is a `Backend`: a name, its kernels on checked arguments (`uncheck
     forward_layer(A_in, W, b, activation, out, leaky_slope=0.01)
     backward_layer(A_in, delta, W, grad_W, grad_b, delta_in=None, activation_in=None, leaky_slope=0.01)
     output_delta(A_out, Y, activation, loss, delta, sample_weight=None, leaky_slope=0.01)
+    summed_gradient(arch, theta, X, Y, sample_weight, rows, grad, scratch=None) -> Σ loss
+        one minibatch's forward and backward passes over rows `rows` of X, read where they
+        are: the gradient summed over them into grad (a Dask shard's share of a step)
     train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                  learning_rates, guard=True, plateau=None)
         -> (per-epoch sums (k, 2), "completed" | "plateau" | "diverged")

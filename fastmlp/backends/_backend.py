@@ -12,7 +12,7 @@ import numpy as np
 from .. import activations
 from ._layout import prediction_rows
 from ._contract import (check_backward, check_forward, check_output_delta, check_predict,
-                        check_stop, check_train_epochs)
+                        check_stop, check_summed_gradient, check_train_epochs)
 
 
 class Kernels(ABC):
@@ -34,6 +34,11 @@ class Kernels(ABC):
     @abstractmethod
     def output_delta(self, A_out, Y, activation, loss, delta, sample_weight, leaky_slope):
         """δ_out (rows scaled by sample_weight) into delta; returns the summed loss."""
+
+    @abstractmethod
+    def summed_gradient(self, arch, theta, X, Y, sample_weight, rows, grad, scratch):
+        """Backend.summed_gradient on checked arguments; scratch is a dict the caller keeps
+        between calls (the compiled kernels' buffers live there)."""
 
     @abstractmethod
     def train_epochs(self, arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
@@ -96,6 +101,18 @@ class Backend:
         self.unchecked.predict(arch, theta, X, out, labels, kind,
                                prediction_rows(arch.layer_sizes, theta.dtype.itemsize))
         return out
+
+    def summed_gradient(self, arch, theta, X, Y, sample_weight, rows, grad, scratch=None):
+        """One minibatch's forward and backward passes over rows `rows` of X, Y and
+        sample_weight, read where they are (the compiled kernels gather them as a training
+        step does): Σ_i w_i ∇L_i over those rows (no L2 term) into grad; returns their summed
+        loss. θ is not changed. What a data-parallel worker computes for the rows it holds
+        (fastmlp.distributed). scratch: a dict kept between calls, which then allocate
+        nothing (None: buffers made for this call)."""
+        X, Y, sample_weight, rows = check_summed_gradient(arch, theta, X, Y, sample_weight,
+                                                          rows, grad)
+        return self.unchecked.summed_gradient(arch, theta, X, Y, sample_weight, rows, grad,
+                                              {} if scratch is None else scratch)
 
     def train_epochs(self, arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                      learning_rates, guard=True, plateau=None, stop=None, time_budget=None):

@@ -56,6 +56,7 @@ class WorkspaceCache:
 
     def __init__(self, arch, batch_size, dtype, n_chunks, sparse=False):
         self.key = (arch.layer_sizes, batch_size, dtype, n_chunks, sparse)
+        self.batch_size = batch_size
         sizes = arch.layer_sizes
         rows = lambda width: np.empty(_layout.chunk_rows(batch_size, n_chunks, width), dtype)
         acts = rows(int(sum(sizes[1:])))
@@ -114,7 +115,8 @@ class RawKernels(NamedTuple):
     for a CSR input sparse_forward(values, indices, indptr, rows, W, b, act, slope, out) and
     sparse_gradient(values, indices, indptr, rows, δ, gW, gb) over its rows `rows`,
     output_delta(A, Y, act, loss, δ, sw, has_sw, slope, tiny),
-    train_epochs(network, data, optimizer, workspace, control) (_layout's bundles) and
+    train_epochs(network, data, optimizer, workspace, control) and
+    summed_gradient(network, data, workspace) (_layout's bundles), and
     predict(theta, offsets, sizes, hidden, output, slope, X, out, labels, label_kind,
     block_rows), every layer's forward pass in one call."""
     forward: Callable
@@ -124,6 +126,7 @@ class RawKernels(NamedTuple):
     output_delta: Callable
     train_epochs: Callable
     predict: Callable
+    summed_gradient: Callable
 
 
 class CompiledKernels(Kernels):
@@ -181,6 +184,18 @@ class CompiledKernels(Kernels):
                                 NO_LABELS if labels is None else labels, label_kind,
                                 block_rows)
 
+    def summed_gradient(self, arch, theta, X, Y, sample_weight, rows, grad, scratch):
+        ro = self.ro
+        dtype, sparse, n_rows = theta.dtype, _contract.is_sparse(X), rows.shape[0]
+        cache = scratch.get("workspace")  # kept while the rows fit (buffers of their size)
+        if cache is None or cache.key != (arch.layer_sizes, cache.batch_size, dtype, 1,
+                                          sparse) or cache.batch_size < n_rows:
+            cache = scratch["workspace"] = WorkspaceCache(arch, n_rows, dtype, 1, sparse)
+        return self.raw.summed_gradient(
+            cache.network(arch, theta, ro),
+            _data_bundle(ro, X, Y, sample_weight, ro(rows[None]), cache),
+            cache.bundle(False)._replace(grad=grad))
+
     def train_epochs(self, arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
                      learning_rates, guard, plateau, stop=None, time_budget=np.inf):
         ro = self.ro
@@ -199,7 +214,6 @@ class CompiledKernels(Kernels):
         if cache is None or cache.key != (arch.layer_sizes, batch_size, dtype, n_chunks, sparse):
             cache = state.meta["workspace"] = WorkspaceCache(arch, batch_size, dtype, n_chunks,
                                                              sparse)
-        has_sw = sample_weight is not None
         if plateau is not None or cache.plateau_in_use:  # (a rule's record, or no rule's)
             _layout.fill_plateau(cache.plateau, plateau)
             cache.plateau_in_use = plateau is not None
@@ -214,11 +228,7 @@ class CompiledKernels(Kernels):
         with self.threads(n_chunks, team), _blas_team(n_chunks, team, requested):
             self.raw.train_epochs(
                 cache.network(arch, theta, ro),
-                _layout.Data(ro(cache.no_rows if sparse else X), ro(Y),
-                             ro(sample_weight if has_sw else cache.unit_weights(X.shape[0])),
-                             has_sw, ro(orders), sparse,
-                             *(map(ro, (X.data, X.indices, X.indptr)) if sparse
-                               else NO_CSR[dtype])),
+                _data_bundle(ro, X, Y, sample_weight, ro(orders), cache),
                 _layout.Optimizer(_layout.hyper_record(opt), ro(learning_rates), state.first,
                                   state.second),
                 cache.bundle(guard), control)
@@ -226,6 +236,17 @@ class CompiledKernels(Kernels):
         if plateau is not None:
             _, _, plateau.best, plateau.count, _ = cache.plateau.item()
         return control.terms[:epochs], _layout.EVENTS[event]
+
+
+def _data_bundle(ro, X, Y, sample_weight, orders, cache):
+    """The Data bundle of checked X (dense or CSR), Y, sample weights (None: the cache's
+    unit weights) and row orders; every array through `ro`."""
+    sparse, has_sw = _contract.is_sparse(X), sample_weight is not None
+    return _layout.Data(ro(cache.no_rows if sparse else X), ro(Y),
+                        ro(sample_weight if has_sw else cache.unit_weights(X.shape[0])),
+                        has_sw, orders, sparse,
+                        *(map(ro, (X.data, X.indices, X.indptr)) if sparse
+                          else NO_CSR[X.dtype]))
 
 
 @functools.lru_cache(maxsize=256)

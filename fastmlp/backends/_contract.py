@@ -314,6 +314,32 @@ def check_train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, sta
     return X, Y, sample_weight, orders, batch_size, learning_rates
 
 
+def check_summed_gradient(arch, theta, X, Y, sample_weight, rows, grad):
+    """Validate summed_gradient's arguments; returns (X, Y, sample_weight, rows) ready for
+    kernels: rows a non-empty 1-D int64 array of indices into X's rows (repeats allowed)."""
+    check_architecture(arch)
+    common_dtype(theta=theta, X=data_of(X), Y=Y, sample_weight=sample_weight, grad=grad)
+    theta = input_array(theta, "theta", (arch.n_params,))
+    output_array(grad, "grad", (arch.n_params,))
+    X = matrix_input(X, "X", arch.layer_sizes[0])
+    n = X.shape[0]
+    Y = input_array(Y, "Y", (n, arch.layer_sizes[-1]))
+    if sample_weight is not None:
+        sample_weight = input_array(sample_weight, "sample_weight", (n,))
+    if np.asarray(rows).dtype.kind not in "iu":
+        raise TypeError(f"rows must hold integer row indices, got dtype {np.asarray(rows).dtype}")
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    if rows.ndim != 1 or rows.shape[0] == 0:
+        raise ValueError(f"rows must be a non-empty 1-D array of row indices, got shape "
+                         f"{rows.shape}")
+    if rows.min() < 0 or rows.max() >= n:
+        raise ValueError(f"rows must index X's {n} rows: got indices from {rows.min()} to "
+                         f"{rows.max()}")
+    check_disjoint({"grad": grad}, {"theta": theta, "X": data_of(X), "Y": Y,
+                                    "sample_weight": sample_weight, "rows": rows})
+    return X, Y, sample_weight, rows
+
+
 def check_schedule(orders, learning_rates, batch_size, n):
     """The epochs' plan for n rows: orders (1 or n_epochs, n) int64, each row a permutation
     of range(n) (None: the rows in order); learning_rates (n_epochs,) float64, each finite and

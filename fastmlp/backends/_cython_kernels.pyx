@@ -1228,35 +1228,11 @@ cdef void _run_epochs(Run* r, floating* theta) noexcept nogil:
             break
 
 
-cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspace, control):
-    """train_epochs on θ's dtype: the bundles' arrays as typed views, their addresses in a
-    Run, then one nogil call (an OpenMP team when the minibatch is split)."""
+# The bundles' arrays as typed views, their addresses in a Run: one reader per bundle (the
+# arrays stay alive in the bundles, which the caller holds for the call).
+cdef int _read_network(Run* r, floating[::1] theta, network) except -1:
     cdef const int64_t[:, ::1] offsets = network.offsets
     cdef const int64_t[::1] sizes = network.sizes
-    cdef const floating[:, ::1] X = data.X
-    cdef const floating[::1] X_values = data.X_values
-    cdef const floating[:, ::1] Y = data.Y
-    cdef const floating[::1] sw = data.sample_weight
-    cdef const int64_t[:, ::1] orders = data.orders
-    cdef const Hyper[::1] hyper = optimizer.hyper
-    cdef const double[::1] learning_rates = optimizer.learning_rates
-    cdef floating[::1] first = optimizer.first
-    cdef floating[::1] second = optimizer.second
-    cdef floating[::1] grad = workspace.grad
-    cdef floating[:, ::1] parts = workspace.parts
-    cdef double[::1] part_losses = workspace.part_losses
-    cdef floating[::1] acts = workspace.acts
-    cdef floating[::1] deltas = workspace.deltas
-    cdef floating[::1] xb = workspace.xb
-    cdef floating[::1] yb = workspace.yb
-    cdef floating[::1] wb = workspace.wb
-    cdef floating[:, ::1] saved = workspace.saved
-    cdef Plateau[::1] plateau = control.plateau
-    cdef Outcome[::1] outcome = control.outcome
-    cdef double[:, ::1] terms = control.terms
-    cdef const int64_t[::1] stop_flag = control.stop
-    cdef Run r
-    cdef size_t indices_address
     r.theta = &theta[0]
     r.offsets = &offsets[0, 0]
     r.sizes = &sizes[0]
@@ -1264,6 +1240,16 @@ cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspa
     r.n_params = theta.shape[0]
     r.hidden, r.output, r.loss = network.hidden, network.output, network.loss
     r.slope = network.leaky_slope
+    return 0
+
+
+cdef int _read_data(Run* r, floating[::1] theta, data) except -1:
+    cdef const floating[:, ::1] X = data.X
+    cdef const floating[::1] X_values = data.X_values
+    cdef const floating[:, ::1] Y = data.Y
+    cdef const floating[::1] sw = data.sample_weight
+    cdef const int64_t[:, ::1] orders = data.orders
+    cdef size_t indices_address
     r.sparse = data.sparse
     r.X = NULL if r.sparse else &X[0, 0]
     r.X_values = &X_values[0] if X_values.shape[0] else NULL
@@ -1275,9 +1261,19 @@ cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspa
     r.has_sw = data.has_sample_weight
     r.orders, r.n_orders = &orders[0, 0], orders.shape[0]
     r.n, r.n0, r.n_last = Y.shape[0], X.shape[1], Y.shape[1]
-    r.hyper = &hyper[0]
-    r.learning_rates, r.n_epochs = &learning_rates[0], learning_rates.shape[0]
-    r.first, r.second = &first[0], &second[0]
+    return 0
+
+
+cdef int _read_workspace(Run* r, floating[::1] theta, workspace) except -1:
+    cdef floating[::1] grad = workspace.grad
+    cdef floating[:, ::1] parts = workspace.parts
+    cdef double[::1] part_losses = workspace.part_losses
+    cdef floating[::1] acts = workspace.acts
+    cdef floating[::1] deltas = workspace.deltas
+    cdef floating[::1] xb = workspace.xb
+    cdef floating[::1] yb = workspace.yb
+    cdef floating[::1] wb = workspace.wb
+    cdef floating[:, ::1] saved = workspace.saved
     r.grad, r.parts, r.part_losses = &grad[0], &parts[0, 0], &part_losses[0]
     r.n_chunks = parts.shape[0]
     r.acts, r.deltas, r.xb, r.yb, r.wb = &acts[0], &deltas[0], &xb[0], &yb[0], &wb[0]
@@ -1285,22 +1281,81 @@ cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspa
     r.a_stride = acts.shape[0] // r.n_chunks
     r.x_stride = xb.shape[0] // r.n_chunks
     r.y_stride = yb.shape[0] // r.n_chunks
+    return 0
+
+
+cdef int _read_optimizer(Run* r, floating[::1] theta, optimizer) except -1:
+    cdef const Hyper[::1] hyper = optimizer.hyper
+    cdef const double[::1] learning_rates = optimizer.learning_rates
+    cdef floating[::1] first = optimizer.first
+    cdef floating[::1] second = optimizer.second
+    r.hyper = &hyper[0]
+    r.learning_rates, r.n_epochs = &learning_rates[0], learning_rates.shape[0]
+    r.first, r.second = &first[0], &second[0]
+    return 0
+
+
+cdef int _read_control(Run* r, control) except -1:
+    cdef Plateau[::1] plateau = control.plateau
+    cdef Outcome[::1] outcome = control.outcome
+    cdef double[:, ::1] terms = control.terms
+    cdef const int64_t[::1] stop_flag = control.stop
     r.batch_size, r.min_chunk_rows = control.batch_size, control.min_chunk_rows
     r.guard = control.guard
     r.plateau, r.outcome, r.terms = &plateau[0], &outcome[0], &terms[0, 0]
     r.stop_flag = &stop_flag[0]
     r.time_budget = control.time_budget
+    r.threads = control.threads
+    return 0
+
+
+cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspace, control):
+    """train_epochs on θ's dtype: the bundles read into a Run, then one nogil call (an
+    OpenMP team when the minibatch is split)."""
+    cdef Run r
+    _read_network(&r, theta, network)
+    _read_data(&r, theta, data)
+    _read_optimizer(&r, theta, optimizer)
+    _read_workspace(&r, theta, workspace)
+    _read_control(&r, control)
     r.started = fastmlp_monotonic()
     r.stop = False
     r.outcome.epochs = 0
     r.outcome.event = COMPLETED
-    r.threads = control.threads
     if r.n_chunks > 1 and r.threads > 1:
         with nogil, parallel(num_threads=r.threads):
             _run_epochs(&r, &theta[0])
     else:
         with nogil:
             _run_epochs(&r, &theta[0])
+
+
+cdef double _summed_gradient(floating[::1] theta, network, data, workspace) except? -1:
+    """summed_gradient on θ's dtype: one unsplit minibatch's gather and forward and backward
+    passes, without the GIL."""
+    cdef Run r
+    cdef double loss
+    cdef Py_ssize_t nb = data.orders.shape[1]
+    _read_network(&r, theta, network)
+    _read_data(&r, theta, data)
+    _read_workspace(&r, theta, workspace)
+    with nogil:
+        _gather(&r, <const floating*>r.X, r.orders, 0, nb, <floating*>r.xb, <floating*>r.yb,
+                <floating*>r.wb)
+        loss = _forward_backward(&r, &theta[0], r.orders, <floating*>r.xb, <floating*>r.yb,
+                                 <floating*>r.wb, <floating*>r.acts, <floating*>r.deltas,
+                                 <floating*>r.grad, nb, 0, nb, NULL)
+    return loss
+
+
+def summed_gradient(network, data, workspace):
+    """Mirrors reference.summed_gradient over rows data.orders[0] of X, Y and the sample
+    weights, gathered into the workspace as a training step gathers its minibatch, without
+    the GIL: the summed gradient into workspace.grad; returns the summed loss. The
+    arguments are _layout's bundles."""
+    if network.theta.dtype == np.float32:
+        return _summed_gradient[float](network.theta, network, data, workspace)
+    return _summed_gradient[double](network.theta, network, data, workspace)
 
 
 def train_epochs(network, data, optimizer, workspace, control):

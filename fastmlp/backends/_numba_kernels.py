@@ -542,6 +542,21 @@ def _gather(data, order, start, r0, r1, xb, yb, wb):
 
 
 @jit
+def summed_gradient(network, data, workspace):
+    """Mirrors reference.summed_gradient over rows data.orders[0] of X, Y and the sample
+    weights, gathered into the workspace as a training step gathers its minibatch (_gather):
+    the summed gradient into workspace.grad; returns the summed loss. The arguments are
+    _layout's bundles."""
+    rows = data.orders[0]
+    nb = rows.shape[0]
+    n_last = network.sizes[network.offsets.shape[0]]
+    xv = _view(workspace.xb, 0, 0 if data.sparse else nb, network.sizes[0])
+    yv = _view(workspace.yb, 0, nb, n_last)
+    _gather(data, rows, 0, 0, nb, xv, yv, workspace.wb)
+    return _forward_backward(network, data, workspace, rows, xv, yv, workspace.grad, nb, 0, nb)
+
+
+@jit
 def _slice_start(c, n_chunks, n_params):
     """Where thread-slice c of θ starts (_layout.SLICE_ALIGN)."""
     if c == n_chunks:

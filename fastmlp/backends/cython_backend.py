@@ -33,5 +33,5 @@ def _n_threads():
 backend = Backend(name, _compiled.CompiledKernels(
     _compiled.RawKernels(_ck.forward_layer, _ck.backward_layer, _ck.sparse_forward_layer,
                          _ck.sparse_weight_gradient, _ck.output_delta, _ck.train_epochs,
-                         _ck.predict),
+                         _ck.predict, _ck.summed_gradient),
     _threads, _n_threads))

@@ -64,5 +64,5 @@ def _n_threads():
 
 backend = Backend(name, _compiled.CompiledKernels(
     _compiled.RawKernels(_nk._forward, _nk._backward, _nk._sparse_forward, _nk._sparse_gradient,
-                         _nk._output_delta, _nk.train_epochs, _nk.predict),
+                         _nk._output_delta, _nk.train_epochs, _nk.predict, _nk.summed_gradient),
     _threads, _n_threads, read_only_inputs=True))

@@ -87,15 +87,9 @@ def predict(arch, theta, X, out, labels, label_kind, block_rows):
     return overflow
 
 
-def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
-    """One optimizer step on one (checked) minibatch; returns (mean loss, mean L2 penalty).
-
-    The step uses the *mean* gradient (Σ_i w_i ∇L_i + l2·W) / Σ_i w_i, as scikit-learn does.
-    A minibatch whose weights are all zero has none (0/0): no step, and (0, 0) returned.
-    """
-    weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
-    if weight_sum == 0:
-        return 0.0, 0.0
+def summed_gradient(arch, theta, X, Y, sample_weight, grad):
+    """The forward and backward passes over checked rows: the gradient summed over them
+    (Σ_i w_i ∇L_i, no L2 term) into grad; returns their summed loss. θ is not changed."""
     coefs, intercepts = arch.views(theta)
     grad_coefs, grad_intercepts = arch.views(grad)
     acts = [X]
@@ -110,12 +104,33 @@ def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
         _backward(acts[layer], delta, coefs[layer], grad_coefs[layer], grad_intercepts[layer],
                   delta_in, arch.hidden_activation if layer > 0 else None, arch.leaky_slope)
         delta = delta_in
+    return loss
+
+
+def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
+    """One optimizer step on one (checked) minibatch; returns (mean loss, mean L2 penalty).
+
+    The step uses the *mean* gradient (Σ_i w_i ∇L_i + l2·W) / Σ_i w_i, as scikit-learn does.
+    A minibatch whose weights are all zero has none (0/0): no step, and (0, 0) returned.
+    """
+    weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
+    if weight_sum == 0:
+        return 0.0, 0.0
+    loss = summed_gradient(arch, theta, X, Y, sample_weight, grad)
+    coefs, _ = arch.views(theta)
+    grad_coefs, _ = arch.views(grad)
     squared_norm = sum(float(np.dot(W.ravel(), W.ravel())) for W in coefs)
     for W, gW in zip(coefs, grad_coefs):
         gW += opt.l2 * W
     grad /= weight_sum
     optim.step(theta, grad, opt, state)
     return loss / weight_sum, 0.5 * opt.l2 * squared_norm / weight_sum
+
+
+def _rows_summed_gradient(arch, theta, X, Y, sample_weight, rows, grad, scratch=None):
+    """Kernels.summed_gradient: summed_gradient over rows `rows` of X, Y, sample_weight."""
+    weights = None if sample_weight is None else sample_weight[rows]
+    return summed_gradient(arch, theta, X[rows], Y[rows], weights, grad)
 
 
 def _train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
@@ -199,6 +214,7 @@ class _ReferenceKernels(Kernels):
     output_delta = staticmethod(_output_delta)
     train_epochs = staticmethod(_train_epochs)
     predict = staticmethod(predict)
+    summed_gradient = staticmethod(_rows_summed_gradient)
 
 
 backend = Backend(name, _ReferenceKernels())
