@@ -72,7 +72,7 @@ def sigint_latency(library, hidden):
 
 def call_pace(problem, rounds):
     """Per-call seconds and epochs of a fit, time-sized against fixed 64-epoch chunks."""
-    from fastmlp import MLP, MLPClassifier, _solvers
+    from fastmlp import MLP, MLPClassifier, training
     from bench.harness import digits_problem, mnist_shaped_problem
 
     if problem == "digits":
@@ -89,9 +89,9 @@ def call_pace(problem, rounds):
         calls.append((time.perf_counter() - start, len(result[0])))
         return result
 
-    by_time = _solvers._Epochs._epochs_per_call
-    sizings = {"by time": (by_time, _solvers.CALL_BUDGET),  # as before: 64, no budget
-               "64 per call": (lambda self: _solvers.MAX_CHUNK_EPOCHS, float("inf"))}
+    by_time = training._Epochs._epochs_per_call
+    sizings = {"by time": (by_time, training.CALL_BUDGET),  # as before: 64, no budget
+               "64 per call": (lambda self: training.MAX_CHUNK_EPOCHS, float("inf"))}
     fits = {name: [] for name in sizings}
     pace = {}
     MLP.run_epochs = timed
@@ -101,8 +101,8 @@ def call_pace(problem, rounds):
             MLPClassifier(**dict(params, max_iter=1)).fit(X[:256], y[:256])
             for _ in range(rounds):
                 for name, (epochs_per_call, budget) in sizings.items():
-                    _solvers._Epochs._epochs_per_call = epochs_per_call
-                    _solvers.CALL_BUDGET = budget
+                    training._Epochs._epochs_per_call = epochs_per_call
+                    training.CALL_BUDGET = budget
                     calls.clear()
                     start = time.perf_counter()
                     MLPClassifier(**params, random_state=0).fit(X, y)
@@ -110,7 +110,7 @@ def call_pace(problem, rounds):
                     pace[name] = list(calls)
     finally:
         MLP.run_epochs = original
-        _solvers._Epochs._epochs_per_call, _solvers.CALL_BUDGET = sizings["by time"]
+        training._Epochs._epochs_per_call, training.CALL_BUDGET = sizings["by time"]
     rows = []
     for name in sizings:
         seconds = [s for s, _ in pace[name]]

@@ -14,7 +14,7 @@ about half of the Python shuffle's; the time is bounded by the rejection loop's
 data-dependent branch, not by the generator. To measure it: python -m timeit -s "import
 numpy as np; from fastmlp._shuffle import shuffled_orders; r = np.random.RandomState(0);
 i = np.arange(1347); out = np.empty((64, 1347), np.int64)" "shuffled_orders(r, i, out)"
-(÷ 64 epochs), beside the same timeit of fastmlp._solvers._shuffled(i, r).
+(÷ 64 epochs), beside the same timeit of fastmlp.training._shuffled(i, r).
 """
 from cpython.pycapsule cimport PyCapsule_GetPointer
 from libc.stdint cimport int64_t, uint32_t, uint64_t

@@ -74,9 +74,10 @@ def train(args):
     model = Model(**params, backend=args.backend, n_threads=args.n_threads,
                   verbose=args.verbose)
     try:
-        model._check_params()
-        model._hidden_sizes()
         from .backends import get_backend
+        from .estimators import checked_params
+
+        checked_params(model)
 
         get_backend(args.backend)
     except (ValueError, TypeError, ImportError) as exc:
@@ -248,7 +249,7 @@ def predict(args):
             for label, column in zip(_fastmlp_model(estimator).classes_, proba.T):
                 out[f"proba_{label}"] = column
     except ValueError as exc:  # a value the fitted steps cannot take
-        raise UsageError(f"{args.csv}: {tabular._first_line(exc)}") from None
+        raise UsageError(f"{args.csv}: {tabular.first_line(exc)}") from None
     if args.out:
         out.to_csv(args.out, index=False)
         print(f"wrote {len(out)} predictions to {args.out}", file=sys.stderr)

@@ -24,7 +24,9 @@ import time
 
 import numpy as np
 
-from . import optim
+from sklearn.base import is_classifier
+
+from . import estimators, optim, training
 from .backends._contract import check_finite, is_sparse, row_orders
 from .backends.reference import guarded_epochs, stop_requested
 
@@ -299,7 +301,7 @@ class _Shards:
 
 
 class _DistributedNet:
-    """The trainer's Network (_solvers.Network) on Dask: the estimator's MLP holds θ and the
+    """The trainer's Network (training.Network) on Dask: the estimator's MLP holds θ and the
     optimizer state, the shards compute each minibatch's sums."""
 
     def __init__(self, net, shards):
@@ -326,7 +328,7 @@ class _DistributedNet:
                    plateau=None, stop=None, time_budget=np.inf):
         """reference.guarded_epochs (guard on, plateau rule, stop flag, time budget) with each
         minibatch's sums computed by the shards; X, Y, sample_weight are the shards'."""
-        state, n = self.net._optimizer_state_for(opt), self.shards.n
+        state, n = self.net.optimizer_state_for(opt), self.shards.n
         orders = row_orders(orders, n)
         self.shards.set_orders(orders)  # once per call: each shard finds its rows
         started = [0]  # epochs begun: epoch e uses orders[e] (orders[0] if there is one)
@@ -412,9 +414,10 @@ def fit(estimator, X, y, sample_weight=None, client=None, retries=3, timings=Non
     `round_trip` (driver to shards and back: serialising θ and the sums, the calls, the
     shards' work), `slowest_shard` (the longest shard's rows + compute, which the step
     waits for), `rows` (finding a shard's rows of the minibatch) and `compute` (each
-    averaged over the shards) and the driver's
-    `reduce`; `steps`, and `rebuilt` (shards rebuilt after their worker died). Returns the
-    fitted estimator.
+    averaged over the shards) and the driver's `reduce`; `steps`, `rebuilt` (shards rebuilt
+    after their worker died) and `build` (seconds building the shards). Returns the fitted
+    estimator. It is the estimator's own fit (parameters, label encoding, warm_start, the
+    trainer, a failed refit undone) with its rows on the workers.
     """
     from .estimators import MLPClassifier, MLPRegressor
 
@@ -433,15 +436,11 @@ def fit(estimator, X, y, sample_weight=None, client=None, retries=3, timings=Non
     if sample_weight is not None:
         W = _as_dask(sample_weight, "sample_weight").rechunk({0: X.chunks[0]})
     dtype = np.float32 if X.dtype == np.float32 else np.float64
-    X = X.astype(dtype)
-    client = client or get_client()
-
-    kept = estimator._fitted_state()
+    source = _DaskRows(estimator, X.astype(dtype), y, W, client or get_client(), retries,
+                       timings)
     try:
-        return _fit(estimator, X, y, W, client, retries, timings)
+        return estimators.fit_from(estimator, source)
     except BaseException as exc:
-        if kept is not None:  # a refit that fails leaves the model fitted before
-            estimator._restore_fitted_state(kept)
         if type(exc).__name__ in ("KilledWorker", "FutureCancelledError", "CancelledError"):
             raise RuntimeError(
                 f"distributed fit failed: a task kept failing or killing its worker after "
@@ -449,69 +448,59 @@ def fit(estimator, X, y, sample_weight=None, client=None, retries=3, timings=Non
         raise
 
 
-def _fit(est, X, y, W, client, retries, timings):
-    """fit on checked dask arrays (X in its float dtype, y and W chunked as X)."""
-    from sklearn.preprocessing import LabelBinarizer
-    from sklearn.utils import check_random_state
+class _DaskRows:
+    """A fit's data on Dask, as the estimator's fit asks a source for it (the in-process
+    counterpart: estimators._InMemory): the targets encoded block by block, the rows in one
+    _Shard per worker, and the trainer's Network over them (_DistributedNet)."""
 
-    from . import _solvers
-    from .estimators import MLPClassifier
+    def __init__(self, estimator, X, y, W, client, retries, timings):
+        self.estimator, self.X, self.y, self.W = estimator, X, y, W
+        self.client, self.retries, self.timings = client, retries, timings
+        self.proxy = None
 
-    dtype = X.dtype.type
-    est._check_params()
-    if W is not None and not float(W.sum().compute()) > 0:
-        raise ValueError(_solvers.ZERO_WEIGHTS)
-    hidden = est._hidden_sizes()
-    if isinstance(est, MLPClassifier):
-        if y.ndim == 1:
-            classes = np.unique(y.compute())
-            binarizer = LabelBinarizer().fit(classes)
+    def prepare(self, first_pass, incremental):
+        X, y, W, dtype = self.X, self.y, self.W, self.X.dtype.type
+        if W is not None and not float(W.sum().compute()) > 0:
+            raise ValueError(training.ZERO_WEIGHTS)
+        if is_classifier(self.estimator):
+            labels = np.unique(y.compute()) if y.ndim == 1 else np.eye(y.shape[1], dtype=int)
+            encode, width = estimators.target_encoder(self.estimator, labels, first_pass)
+            if y.ndim == 1:
+                Y = y.map_blocks(encode, dtype, new_axis=1, chunks=(y.chunks[0], (width,)),
+                                 dtype=dtype)
+            else:
+                Y = y.astype(dtype)
         else:
-            binarizer = LabelBinarizer().fit(np.eye(y.shape[1], dtype=int))
-        est._label_binarizer, est.classes_ = binarizer, binarizer.classes_
-        if y.ndim == 1:
-            width = 1 if binarizer.y_type_ == "binary" else len(binarizer.classes_)
-            Y = y.map_blocks(lambda b: binarizer.transform(b).astype(dtype), new_axis=1,
-                             chunks=(y.chunks[0], (width,)), dtype=dtype)
-        else:
-            Y = y.astype(dtype)
-        n_outputs = Y.shape[1]
-    else:
-        Y = (y[:, None] if y.ndim == 1 else y).astype(dtype)
-        n_outputs = Y.shape[1]
-    est.n_features_in_ = X.shape[1]
-    rng = check_random_state(est.random_state)
-    layer_units = [X.shape[1], *hidden, n_outputs]
-    est._initialize(np.zeros((1, n_outputs)), layer_units, dtype, rng)
-    net = est._net
-    proxy = _distributed_network(client, net, X, Y, W, retries)
-    rows_only = np.empty((proxy.shards.n, 0), dtype)  # the trainer reads only the row count
-    state = est._training_state()
-    task = _solvers.Task(est._loss_scale(), False, est._decode, est._score_net, est._progress())
-    params = est.get_params()
-    try:
-        if est.solver == "lbfgs":  # only Σ weights is read from the weights here
-            weights = None if W is None else np.asarray(W.compute(), dtype)
-            _solvers.fit_lbfgs(params, task, state, proxy, rows_only, rows_only, weights)
-        else:
-            _solvers.fit_stochastic(params, task, state, proxy, rows_only, rows_only, None, rng,
-                                    False)
-    finally:
-        est._apply_training_state(state)
-        est._sync_attributes()
-        if timings is not None:
-            timings.update(proxy.shards.timings)
-    return est
+            Y = (y[:, None] if y.ndim == 1 else y).astype(dtype)
+        self.estimator.n_features_in_ = X.shape[1]
+        self.Y = Y
+        return estimators.FitData(X.shape[0], X.shape[1], Y.shape[1], np.dtype(dtype))
+
+    def check_memory(self, layer_units, first_pass):
+        """The driver holds θ and the optimizer's moments only; each shard its rows."""
+
+    def network(self, net):
+        """(the trainer's Network over the shards, stand-ins for X and Y of the right row
+        count — the network reads the shards' rows —, the weights where L-BFGS reads their
+        sum)."""
+        self.proxy = _distributed_network(self.client, net, self.X, self.Y, self.W,
+                                          self.retries)
+        rows_only = np.empty((self.proxy.shards.n, 0), net.dtype)
+        weights = None
+        if self.W is not None and self.estimator.solver == "lbfgs":
+            weights = np.asarray(self.W.compute(), net.dtype)
+        return self.proxy, rows_only, rows_only, weights
+
+    def finish(self, net, incremental):
+        if self.timings is not None and self.proxy is not None:
+            self.timings.update(self.proxy.shards.timings)
 
 
 def predict(estimator, X):
     """Blockwise estimator.predict on a dask array: a dask array of predictions."""
     X = _as_dask(X, "X")
-    n_out = getattr(estimator, "n_outputs_", 1)
-    multi = n_out > 1 and not (hasattr(estimator, "classes_")
-                               and estimator._label_binarizer.y_type_ == "multiclass")
     sample = estimator.predict(np.zeros((1, X.shape[1]), X.dtype))
-    if multi:
+    if sample.ndim == 2:  # multilabel, multi-output
         return X.map_blocks(estimator.predict, dtype=sample.dtype,
                             chunks=(X.chunks[0], (sample.shape[1],)))
     return X.map_blocks(estimator.predict, drop_axis=1, dtype=sample.dtype)
@@ -530,7 +519,7 @@ def loss_and_gradient(estimator, X, Y, client=None):
     and encoded targets Y (2-D, one column per output), summed over the shards."""
     client = client or get_client()
     X, Y = _as_dask(X, "X"), _as_dask(Y, "Y")
-    net = estimator._net
+    net = estimators.network_of(estimator)
     proxy = _distributed_network(client, net, X.astype(net.dtype),
                                  Y.rechunk({0: X.chunks[0]}).astype(net.dtype), None, 3)
     loss, grad, _ = proxy.shards.sums(net.theta.copy())

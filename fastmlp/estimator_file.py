@@ -15,8 +15,6 @@ are still read, with every other check.
 import io
 
 import numpy as np
-from sklearn.preprocessing import LabelBinarizer
-
 from . import _archive
 from .architecture import layout
 
@@ -64,9 +62,10 @@ def writer(estimator):
 
     from . import __version__
 
+    from .estimators import file_state
+
     check_is_fitted(estimator)
-    estimator._adopt_parameters()  # coefs_/intercepts_ as assigned are the model
-    net = estimator._net
+    net, label_type = file_state(estimator)  # coefs_/intercepts_ as assigned are the model
     arrays = {"theta": net.theta}
     if hasattr(estimator, "classes_"):
         classes = np.asarray(estimator.classes_)
@@ -88,7 +87,7 @@ def writer(estimator):
         "dtype": net.dtype.name,
         "attributes": {name: _jsonable(getattr(estimator, name)) for name in _SCALARS
                        if hasattr(estimator, name)},
-        "label_type": getattr(getattr(estimator, "_label_binarizer", None), "y_type_", None),
+        "label_type": label_type,
     }
     return _archive.writer(metadata, members)
 
@@ -125,8 +124,7 @@ def from_bytes(data, path, max_bytes=_archive.MAX_BYTES):
 
 def from_archive(metadata, members, path):
     """The estimator an estimator file's metadata and members hold, every rule checked."""
-    from .estimators import MLPClassifier, MLPRegressor
-    from .model import MLP
+    from .estimators import MLPClassifier, MLPRegressor, from_file_state
 
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise ValueError(f"{path} is not a fastmlp model file (format "
@@ -148,44 +146,26 @@ def from_archive(metadata, members, path):
         params["class_weight"] = {k: v for k, v in params["class_weight"]["__pairs__"]}
     if isinstance(params.get("hidden_layer_sizes"), list):
         params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-    est = Estimator(**params)
-    try:
-        est._check_params()
-        est._hidden_sizes()
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path} is inconsistent: {exc}") from None
     attributes = _fields(metadata, "attributes", path)
-    _check_fields(metadata, attributes, arrays, est, path)
-    for name, value in attributes.items():
-        setattr(est, name, value)
+    _check_fields(metadata, attributes, arrays, path)
     for name in _ARRAYS:
         if name in arrays:
             value = arrays[name]
-            setattr(est, name, value.tolist() if name != "feature_names_in_" else value)
-
-    sizes = metadata["layer_sizes"]
-    net = MLP(sizes, est.activation, est.out_activation_, est._network_loss(est.out_activation_),
-              leaky_slope=est.leaky_slope,
-              dtype=metadata["dtype"], backend=est.backend, n_threads=est.n_threads)
-    theta = arrays["theta"]
-    if theta.shape != net.theta.shape or theta.dtype != net.theta.dtype:
+            attributes[name] = value.tolist() if name != "feature_names_in_" else value
+    if "classes_" in arrays:
+        attributes["classes_"] = arrays["classes_"]
+    sizes, theta = metadata["layer_sizes"], arrays["theta"]
+    n_params = layout(sizes)[1]
+    if theta.shape != (n_params,) or theta.dtype != np.dtype(metadata["dtype"]):
         raise ValueError(f"{path} is inconsistent: theta has shape {theta.shape} and dtype "
-                         f"{theta.dtype}, layers {sizes} need {net.theta.shape} {net.dtype}")
+                         f"{theta.dtype}, layers {sizes} need {(n_params,)} {metadata['dtype']}")
     if not np.all(np.isfinite(theta)):
         raise ValueError(f"{path} holds non-finite weights")
-    net.theta[...] = theta
-    est._net = net
-    est._best_theta = net.theta.copy() if est.early_stopping else None
-    if "classes_" in arrays:
-        est.classes_ = arrays["classes_"]
-        binarizer = LabelBinarizer()
-        if metadata.get("label_type") == "multilabel-indicator":
-            binarizer.fit(np.eye(len(est.classes_), dtype=int))
-        else:
-            binarizer.fit(est.classes_)
-        est._label_binarizer = binarizer
-    est._sync_attributes()
-    return est
+    try:
+        return from_file_state(Estimator, params, attributes, sizes, theta,
+                               metadata.get("label_type"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is inconsistent: {exc}") from None
 
 
 def _fields(metadata, key, path):
@@ -201,10 +181,11 @@ _REQUIRED = {"n_iter_": int, "n_outputs_": int, "n_layers_": int, "out_activatio
              "n_features_in_": int}
 
 
-def _check_fields(metadata, attributes, arrays, est, path):
+def _check_fields(metadata, attributes, arrays, path):
     """Every rule that ties the metadata's fields and the arrays together (the checksums
     catch an accident; these catch a file whose parts disagree however it was made):
-    ValueError naming the first broken one."""
+    ValueError naming the first broken one. The rules that need the estimator's parameters
+    (its hidden layers, a regressor's output activation) are estimators.from_file_state's."""
     def broken(message):
         raise ValueError(f"{path} is inconsistent: {message}")
 
@@ -217,10 +198,6 @@ def _check_fields(metadata, attributes, arrays, est, path):
     if metadata.get("dtype") not in ("float32", "float64"):
         broken(f"dtype {metadata.get('dtype')!r} is not float32 or float64")
     sizes = metadata["layer_sizes"]  # ints >= 1, checked as the file was read
-    expected = [attributes["n_features_in_"], *est._hidden_sizes(), attributes["n_outputs_"]]
-    if sizes != expected:
-        broken(f"layer_sizes {sizes}, but n_features_in_, hidden_layer_sizes and n_outputs_ "
-               f"make {expected}")
     if attributes["n_layers_"] != len(sizes):
         broken(f"n_layers_ is {attributes['n_layers_']}, layer_sizes has {len(sizes)}")
     if attributes["n_iter_"] < 0:
@@ -235,9 +212,6 @@ def _check_fields(metadata, attributes, arrays, est, path):
     if metadata["estimator"] == "MLPRegressor":
         if "classes_" in arrays:
             broken("a regressor with classes_")
-        if activation != est._output_activation(None):
-            broken(f"out_activation_ is {activation!r}, but loss={est.loss!r} needs "
-                   f"{est._output_activation(None)!r}")
         return
     classes, label_type = arrays.get("classes_"), metadata.get("label_type")
     if classes is None or classes.ndim != 1 or len(classes) < 1:

@@ -12,9 +12,11 @@ loss it reports the gradient of, Poisson targets are validated.
 from __future__ import annotations
 
 import copy
+import functools
 import operator
 import sys
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -30,13 +32,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from . import _memory, _solvers, _warnings
+from . import _memory, _warnings, training
 from ._config import check_n_threads, thread_limit
 from .activations import HIDDEN_ACTIVATIONS
 from .backends import Backend
 from .backends._contract import is_sparse, sparse_input
 from .model import MLP
-from .optim import OptimizerState
 from .settings import BACKEND_NAMES
 
 #: Input dtypes a prediction takes as they are (validate_data would cast a float16 to
@@ -288,6 +289,11 @@ class _BaseMLP(BaseEstimator):
                        "_no_improvement_count")
 
     def _fit(self, X, y, sample_weight, incremental):
+        return self._fit_from(_InMemory(self, X, y, sample_weight), incremental)
+
+    def _fit_from(self, source, incremental):
+        """The one way a fit runs, whatever holds its data (`source`: rows in this process,
+        _InMemory, or Dask's): one fit of this estimator at a time, a failed refit undone."""
         if vars(self).get("_fitting"):
             raise RuntimeError(f"this {type(self).__name__} is being fitted in another thread; "
                                "fit one estimator in one thread at a time")
@@ -297,7 +303,7 @@ class _BaseMLP(BaseEstimator):
                 self._adopt_parameters()
             kept = self._fitted_state()
             try:
-                return self._fit_unguarded(X, y, sample_weight, incremental)
+                return self._train(source, incremental)
             except BaseException:
                 if kept is not None:
                     self._restore_fitted_state(kept)
@@ -315,57 +321,41 @@ class _BaseMLP(BaseEstimator):
         attributes = {name: value for name, value in vars(self).items()
                       if name.endswith("_") and not name.startswith("__")
                       or name in self._FITTED_PRIVATE}
-        net = self._net
         attributes["_best_theta"] = copy.copy(self._best_theta)  # an array, or None
         attributes["_schedule"] = copy.copy(getattr(self, "_schedule", None))  # scalars
-        moments = net.optimizer_state  # its meta holds only the workspace, rebuilt on demand
-        kept = moments and OptimizerState(moments.first.copy(), moments.second.copy(), moments.t)
-        return attributes, net, net.theta.copy(), kept, (net._optimizer_name, net.n_threads)
+        return attributes, self._net, self._net.snapshot()
 
     def _restore_fitted_state(self, kept):
-        attributes, net, theta, optimizer_state, (optimizer_name, n_threads) = kept
+        attributes, net, snapshot = kept
         for name in [n for n in vars(self) if n.endswith("_") and not n.startswith("__")
                      or n in self._FITTED_PRIVATE]:
             if name not in attributes:
                 delattr(self, name)
         vars(self).update(attributes)
-        net.theta[...] = theta
-        net.optimizer_state, net._optimizer_name, net.n_threads = (optimizer_state,
-                                                                   optimizer_name, n_threads)
+        net.restore(snapshot)
         self._sync_attributes()
 
-    def _fit_unguarded(self, X, y, sample_weight, incremental):
+    def _train(self, source, incremental):
+        """Check the parameters, have the source validate and encode its data, draw or check
+        the network, run the Trainer, and record what it did in the fitted attributes (also
+        when it raises: the last finite weights stay usable)."""
         params = self._check_params()
         hidden = self._hidden_sizes()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
-        ready = None
-        if incremental and not first_pass and sample_weight is None:
-            ready = self._ready_training_input(X, y)
-        if ready is not None:
-            X, Y, y = ready
-        else:
-            with np.errstate(invalid="ignore", over="ignore"):  # sklearn's inf-inf sum test
-                X, Y, y = self._validate_input(X, y, incremental, reset=first_pass)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
-            if not np.any(sample_weight):  # scikit-learn >= 1.7's check, for every version
-                raise ValueError("Sample weights must contain at least one non-zero number.")
-        sample_weight = self._class_weighted(sample_weight, y, X.dtype)
-        if sample_weight is not None and not np.sum(sample_weight, dtype=np.float64) > 0:
-            raise ValueError(_solvers.ZERO_WEIGHTS)
+        data = source.prepare(first_pass, incremental)
         # A partial_fit epoch of one row (or unshuffled) draws nothing, and one whose seed is
         # an int draws what a fresh RandomState(seed) draws first: no generator is made for
         # either (making one costs more than a small epoch)
         if incremental and not first_pass:
-            rng = None if not (self.shuffle and X.shape[0] > 1) else (
+            rng = None if not (self.shuffle and data.n_rows > 1) else (
                 self.random_state if isinstance(self.random_state, Integral)
                 else check_random_state(self.random_state))
         else:
             rng = check_random_state(self.random_state)
-        layer_units = [X.shape[1], *hidden, Y.shape[1]]
-        self._check_memory(layer_units, X, first_pass)
+        layer_units = [data.n_features, *hidden, data.n_outputs]
+        source.check_memory(layer_units, first_pass)
         if first_pass:
-            self._initialize(Y, layer_units, X.dtype, rng)
+            self._initialize(layer_units, data.dtype, rng)
         elif self._net.arch.layer_sizes != tuple(layer_units):
             raise ValueError(f"the network has layers {list(self._net.arch.layer_sizes)}, but "
                              f"these data and hidden_layer_sizes need {layer_units}")
@@ -374,28 +364,24 @@ class _BaseMLP(BaseEstimator):
             net.n_threads = self.n_threads
         if not incremental:
             net.reset_optimizer()  # a new fit starts a new optimizer, as scikit-learn does
-        X = _network_input(X, net.dtype)
-        Y = np.ascontiguousarray(Y, dtype=net.dtype)
-        if sample_weight is not None:
-            sample_weight = np.ascontiguousarray(sample_weight, dtype=net.dtype)
         state = self._training_state()
-        task = _solvers.Task(self._loss_scale(), self._stratify_validation(), self._decode,
-                             self._score_net, self._progress())
+        trainer = training.Trainer(params, self._task())
         try:
             with thread_limit(self.n_threads):  # once per fit
-                if self.solver == "lbfgs":
-                    _solvers.fit_lbfgs(params, task, state, net, X, Y, sample_weight)
-                else:
-                    _solvers.fit_stochastic(params, task, state, net, X, Y, sample_weight,
-                                            rng, incremental)
+                network, X, Y, sample_weight = source.network(net)
+                trainer.fit(network, X, Y, sample_weight, rng, incremental, state)
         finally:  # also after a divergence error: the last finite weights stay usable
             self._apply_training_state(state)
             self._sync_attributes()
-            if not incremental:  # partial_fit calls come in a row: they keep theirs
-                net.release_workspace()
+            source.finish(net, incremental)
         if self.early_stopping and self.solver != "lbfgs" and not incremental:
             self._warn_if_the_kept_weights_overflow(net, X)
         return self
+
+    def _task(self):
+        """What the trainer needs of this estimator, as values and pure functions."""
+        return training.Task(self._loss_scale(), self._stratify_validation(), self._decoder(),
+                             self._predictor(), self._score_function, self._progress())
 
     def _warn_if_the_kept_weights_overflow(self, net, X):
         """Early stopping keeps the weights with the best validation score, which no epoch
@@ -430,8 +416,8 @@ class _BaseMLP(BaseEstimator):
             need += _memory.network_bytes(layer_units, X.dtype.itemsize)
         return need, rows
 
-    def _initialize(self, Y, layer_units, dtype, rng):
-        out_activation = self._output_activation(Y)
+    def _initialize(self, layer_units, dtype, rng):
+        out_activation = self._output_activation()
         # The draws come from `rng` in scikit-learn's order, so the same random_state gives
         # scikit-learn's starting weights.
         self._net = self._new_net(layer_units, out_activation, dtype, rng)
@@ -504,7 +490,7 @@ class _BaseMLP(BaseEstimator):
         layer_units = [shapes[0][0], *(shape[1] for shape in shapes)]
         dtype = np.asarray(coefs[0]).dtype
         dtype = dtype if dtype in (np.float32, np.float64) else np.float64
-        out_activation = getattr(self, "out_activation_", None) or self._output_activation(None)
+        out_activation = getattr(self, "out_activation_", None) or self._output_activation()
         self._net = self._new_net(layer_units, out_activation, dtype, rng=0)
         self._net.set_parameters(coefs, intercepts)
         self._start_training_attributes(layer_units, out_activation, overwrite=False)
@@ -513,7 +499,7 @@ class _BaseMLP(BaseEstimator):
 
     def _training_state(self):
         """The trainer's starting point: this estimator's training attributes (a copy)."""
-        return _solvers.TrainingState(
+        return training.TrainingState(
             n_iter=self.n_iter_, t=self.t_, loss=getattr(self, "loss_", None),
             loss_curve=list(getattr(self, "loss_curve_", None) or []),
             best_loss=getattr(self, "best_loss_", None),
@@ -637,13 +623,6 @@ class _BaseMLP(BaseEstimator):
             raise net.overflow_error(X, overflow)
         return out, found
 
-    def _score_net(self, net, X, y, sample_weight):
-        """Validation score for early stopping (accuracy or R²) on already checked data."""
-        pred = self._predict_from_output(net.output(X))
-        if np.issubdtype(np.asarray(pred).dtype, np.floating) and not np.isfinite(pred).all():
-            return np.nan
-        return self._score_function(y, pred, sample_weight=sample_weight)
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
@@ -664,6 +643,17 @@ class _BaseMLP(BaseEstimator):
         super().__setstate__(state)
         if "_net" in state:  # views into the restored parameter vector, not stale copies
             self._sync_attributes()
+
+
+def _classes_of(binarizer, out):
+    """The classes an output layer's activations predict (scikit-learn's decisions): also
+    the labels of encoded targets."""
+    return binarizer.inverse_transform(out.ravel() if out.shape[1] == 1 else out)
+
+
+def _values_of(out):
+    """A regressor's predictions of its output layer (or its encoded targets)."""
+    return out.ravel() if out.shape[1] == 1 else out
 
 
 def _network_input(X, dtype):
@@ -693,6 +683,145 @@ def _binarized(binarizer, y, dtype, known_only=False):
     if known_only:
         return None
     return binarizer.transform(y).astype(dtype)
+
+
+class FitData(NamedTuple):
+    """What a fit's data source tells the estimator after validating and encoding it."""
+    n_rows: int
+    n_features: int
+    n_outputs: int
+    dtype: np.dtype
+
+
+class _InMemory:
+    """A fit's data in this process: validated as scikit-learn's MLP validates it (a
+    partial_fit's ready arrays through the fast path), encoded, weighted by class_weight,
+    handed to the trainer as the network reads it (C-contiguous or CSR, its dtype).
+    fastmlp.distributed has the Dask counterpart; both are what _BaseMLP._train asks of a
+    source: prepare, check_memory, network, finish."""
+
+    def __init__(self, estimator, X, y, sample_weight):
+        self.estimator, self.X, self.y, self.sample_weight = estimator, X, y, sample_weight
+
+    def prepare(self, first_pass, incremental):
+        est, X, y, sample_weight = self.estimator, self.X, self.y, self.sample_weight
+        ready = None
+        if incremental and not first_pass and sample_weight is None:
+            ready = est._ready_training_input(X, y)
+        if ready is not None:
+            X, Y, y = ready
+        else:
+            with np.errstate(invalid="ignore", over="ignore"):  # sklearn's inf-inf sum test
+                X, Y, y = est._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+            if not np.any(sample_weight):  # scikit-learn >= 1.7's check, for every version
+                raise ValueError("Sample weights must contain at least one non-zero number.")
+        sample_weight = est._class_weighted(sample_weight, y, X.dtype)
+        if sample_weight is not None and not np.sum(sample_weight, dtype=np.float64) > 0:
+            raise ValueError(training.ZERO_WEIGHTS)
+        self.X, self.Y, self.sample_weight = X, Y, sample_weight
+        return FitData(X.shape[0], X.shape[1], Y.shape[1], X.dtype)
+
+    def check_memory(self, layer_units, first_pass):
+        self.estimator._check_memory(layer_units, self.X, first_pass)
+
+    def network(self, net):
+        """(the trainer's Network, X, Y, sample_weight as it reads them)."""
+        sample_weight = self.sample_weight
+        if sample_weight is not None:
+            sample_weight = np.ascontiguousarray(sample_weight, dtype=net.dtype)
+        return (net, _network_input(self.X, net.dtype),
+                np.ascontiguousarray(self.Y, dtype=net.dtype), sample_weight)
+
+    def finish(self, net, incremental):
+        if not incremental:  # partial_fit calls come in a row: they keep their workspace
+            net.release_workspace()
+
+
+def fit_from(estimator, source):
+    """Fit `estimator` on a data source other than arrays in this process (Dask's): the
+    estimator's own fit — parameters, encoding, network, trainer, fitted attributes, a
+    failed refit undone — around the source's data (_InMemory says what a source does)."""
+    return estimator._fit_from(source, incremental=False)
+
+
+def target_encoder(estimator, labels, first_pass):
+    """For a source that encodes its targets itself, block by block: a classifier's label
+    encoding fitted on `labels` (every class, or a sample holding each class), checked
+    against the classes of the fit before on a warm start; returns (encode, width), encode
+    mapping a block of labels to its encoded targets in a dtype. A regressor's targets are
+    their own encoding: None."""
+    if not isinstance(estimator, MLPClassifier):
+        return None
+    labels = np.asarray(labels)
+    if first_pass or not hasattr(estimator, "classes_"):
+        binarizer = LabelBinarizer().fit(labels)
+        estimator._label_binarizer, estimator.classes_ = binarizer, binarizer.classes_
+    elif set(unique_labels(labels)) != set(estimator.classes_):
+        raise ValueError("warm_start can only be used where `y` has the same classes as in the "
+                         f"previous call to fit. Previously got {estimator.classes_}, `y` has "
+                         f"{unique_labels(labels)}")
+    binarizer = estimator._label_binarizer
+    width = 1 if binarizer.y_type_ == "binary" else len(binarizer.classes_)
+    return functools.partial(_binarized, binarizer), width
+
+
+def network_of(estimator):
+    """A fitted estimator's network (fastmlp.model.MLP): its coefs_ and intercepts_, as
+    assigned, are the model (copied into θ and checked first)."""
+    check_is_fitted(estimator)
+    estimator._adopt_parameters()
+    return estimator._net
+
+
+def file_state(estimator):
+    """What fastmlp.save writes of a fitted estimator besides its parameters and public
+    attributes: (its network, the type of its label encoding — "binary", "multiclass",
+    "multilabel-indicator" — or None for a regressor)."""
+    binarizer = vars(estimator).get("_label_binarizer")
+    return network_of(estimator), getattr(binarizer, "y_type_", None)
+
+
+def from_file_state(Estimator, params, attributes, layer_sizes, theta, label_type):
+    """The estimator fastmlp.load rebuilds from a file's parts, which it checked among
+    themselves: the parameters, every fitted attribute (classes_ among them), the layer
+    sizes, θ in the network's dtype and the label encoding's type. TypeError or ValueError
+    when the parameters disagree with the rest (the file then is inconsistent)."""
+    est = Estimator(**params)
+    checked_params(est)
+    expected = [attributes["n_features_in_"], *est._hidden_sizes(), attributes["n_outputs_"]]
+    if list(layer_sizes) != expected:
+        raise ValueError(f"layer_sizes {list(layer_sizes)}, but n_features_in_, "
+                         f"hidden_layer_sizes and n_outputs_ make {expected}")
+    if isinstance(est, MLPRegressor) and attributes["out_activation_"] != est._output_activation():
+        raise ValueError(f"out_activation_ is {attributes['out_activation_']!r}, but "
+                         f"loss={est.loss!r} needs {est._output_activation()!r}")
+    for name, value in attributes.items():
+        setattr(est, name, value)
+    net = MLP(layer_sizes, est.activation, est.out_activation_,
+              est._network_loss(est.out_activation_), leaky_slope=est.leaky_slope,
+              dtype=theta.dtype, backend=est.backend, n_threads=est.n_threads)
+    net.theta[...] = theta
+    est._net = net
+    est._best_theta = net.theta.copy() if est.early_stopping else None
+    if "classes_" in attributes:
+        binarizer = LabelBinarizer()
+        if label_type == "multilabel-indicator":
+            binarizer.fit(np.eye(len(est.classes_), dtype=int))
+        else:
+            binarizer.fit(est.classes_)
+        est._label_binarizer = binarizer
+    est._sync_attributes()
+    return est
+
+
+def checked_params(estimator):
+    """The estimator's parameters, validated as its fit validates them (InvalidParameterError
+    or ValueError, scikit-learn's wording): a get_params() dict."""
+    params = estimator._check_params()
+    estimator._hidden_sizes()
+    return params
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -772,7 +901,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Y = _binarized(binarizer, y, dtype, known_only=True)
         return Y
 
-    def _output_activation(self, Y):
+    def _output_activation(self):
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
     def _network_loss(self, out_activation):
@@ -790,13 +919,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         weights = compute_sample_weight(self.class_weight, y).astype(dtype)
         return weights if sample_weight is None else sample_weight * weights
 
-    def _decode(self, Y):
-        return self._label_binarizer.inverse_transform(Y)
+    def _decoder(self):
+        return self._label_binarizer.inverse_transform
+
+    def _predictor(self):
+        return functools.partial(_classes_of, self._label_binarizer)
 
     def _predict_from_output(self, out):
-        if self.n_outputs_ == 1:
-            out = out.ravel()
-        return self._label_binarizer.inverse_transform(out)
+        return _classes_of(self._label_binarizer, out)
 
     def _label_kind(self):
         """How predict derives classes from the output in the kernels, as scikit-learn's
@@ -958,7 +1088,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                 return None
         return np.ascontiguousarray(y.reshape(y.shape[0], -1), dtype=dtype)
 
-    def _output_activation(self, Y):
+    def _output_activation(self):
         return "exp" if self.loss == "poisson" else "identity"  # poisson: a log link
 
     def _network_loss(self, out_activation):
@@ -972,11 +1102,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         # (the Poisson deviance: summed over outputs).
         return float(self.n_outputs_) if self.loss == "squared_error" else 1.0
 
-    def _decode(self, Y):
-        return Y.ravel() if Y.shape[1] == 1 else Y
+    def _decoder(self):
+        return _values_of
+
+    def _predictor(self):
+        return _values_of
 
     def _predict_from_output(self, out):
-        return out.ravel() if out.shape[1] == 1 else out
+        return _values_of(out)
 
     @available_if(_is_stochastic)
     def partial_fit(self, X: ArrayLike, y: ArrayLike,

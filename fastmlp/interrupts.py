@@ -12,7 +12,7 @@ raises KeyboardInterrupt (Deferral.check), which scikit-learn's loop turns into 
 This is done only where Python itself would raise KeyboardInterrupt: in the main thread,
 while SIGINT's handler is Python's default one. Elsewhere — another thread, a custom handler,
 the extension not built — the flag is never raised and signals stay Python's: the trainer's
-calls return often enough (_solvers' time budget) for it to act between them.
+calls return often enough (training's time budget) for it to act between them.
 """
 import _signal
 import signal

@@ -173,6 +173,32 @@ class MLP:
         self.optimizer_state = None
         self._optimizer_name = None
 
+    def snapshot(self) -> tuple:
+        """Copy what training changes in place, for `restore`.
+
+        Returns
+        -------
+        snapshot : tuple
+            The weights θ, the optimizer's moments and step count, which optimizer they
+            belong to and the thread count, copied (a failed refit puts the model back with it). The
+            training workspace is not kept: it is rebuilt on demand.
+        """
+        moments = self.optimizer_state
+        kept = moments and optim.OptimizerState(moments.first.copy(), moments.second.copy(),
+                                                moments.t)
+        return self.theta.copy(), kept, self._optimizer_name, self.n_threads
+
+    def restore(self, snapshot: tuple) -> None:
+        """Put back what `snapshot` copied.
+
+        Parameters
+        ----------
+        snapshot : tuple
+            What `snapshot()` returned.
+        """
+        theta, self.optimizer_state, self._optimizer_name, self.n_threads = snapshot
+        self.theta[...] = theta
+
     def release_workspace(self) -> None:
         """Free the training buffers kept between calls (the gradient, the guard's snapshot
         of θ and the moments: up to four times θ's size); the next call allocates them anew."""
@@ -688,12 +714,24 @@ class MLP:
         n = X.shape[0]
         return self.backend.unchecked.train_epochs(
             self.arch, self.theta, X, Y, sample_weight, row_orders(orders, n),
-            min(int(batch_size), n), opt, self._optimizer_state_for(opt),
+            min(int(batch_size), n), opt, self.optimizer_state_for(opt),
             np.ascontiguousarray(learning_rates, dtype=np.float64), True, plateau, stop,
             time_budget)
 
-    def _optimizer_state_for(self, opt):
-        """The optimizer's moments, new when there are none or the optimizer changed."""
+    def optimizer_state_for(self, opt: optim.Optimizer) -> optim.OptimizerState:
+        """Return the optimizer's moments for `opt`: those kept, or new (zeros) when there
+        are none or they belong to another optimizer.
+
+        Parameters
+        ----------
+        opt : fastmlp.optim.Optimizer
+            The update rule that will read and write them.
+
+        Returns
+        -------
+        state : fastmlp.optim.OptimizerState
+            The moments, kept in `optimizer_state`.
+        """
         if self.optimizer_state is None or self._optimizer_name != opt.name:
             self.optimizer_state = optim.OptimizerState.zeros(self.arch.n_params, self.dtype)
             self._optimizer_name = opt.name

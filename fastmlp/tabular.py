@@ -71,7 +71,7 @@ def read_csv(path):
                             skipinitialspace=True, decimal=mark, thousands=thousands)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError,
             ValueError) as exc:
-        raise UsageError(f"{path}: not a readable CSV file: {_first_line(exc)}") from None
+        raise UsageError(f"{path}: not a readable CSV file: {first_line(exc)}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     frame = frame.dropna(how="all")  # rows of separators only, trailing ";;;" lines
     if frame.empty:
@@ -185,7 +185,7 @@ def _encoding(path):
         return "cp1252"
 
 
-def _first_line(exc):
+def first_line(exc):
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 

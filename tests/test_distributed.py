@@ -72,6 +72,30 @@ def test_distributed_fit_equals_the_single_process_fit(client, solver):
     np.testing.assert_allclose(proba, local.predict_proba(X), rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_a_warm_start_continues_as_the_single_process_fit(client, solver):
+    """distributed.fit is the estimator's own fit: warm_start continues from the weights
+    and classes of the fit before, as estimator.fit does, and refuses new classes alike."""
+    X, y = _data()
+    kw = dict(hidden_layer_sizes=(10,), solver=solver, batch_size=120, max_iter=2,
+              random_state=1, backend=BACKEND, learning_rate_init=0.05, warm_start=True)
+    X_d, y_d = da.from_array(X, chunks=(170, 8)), da.from_array(y, chunks=170)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        local = MLPClassifier(**kw).fit(X, y).fit(X, y)
+        dist = fd.fit(fd.fit(MLPClassifier(**kw), X_d, y_d, client=client), X_d, y_d,
+                      client=client)
+    assert dist.n_iter_ == local.n_iter_ and dist.t_ == local.t_ == 2 * 2 * len(X)
+    for a, b in zip(dist.coefs_ + dist.intercepts_, local.coefs_ + local.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+    before = [a.copy() for a in dist.coefs_]
+    with pytest.raises(ValueError, match="warm_start can only be used where `y` has the same "
+                                         "classes"):
+        fd.fit(dist, X_d, da.from_array(np.minimum(y, 1), chunks=170), client=client)
+    for a, b in zip(dist.coefs_, before):  # the failed refit changed nothing
+        np.testing.assert_array_equal(a, b)
+
+
 def test_regression_with_sample_weights(client):
     X, _ = _data()
     target = X @ np.arange(8.0)

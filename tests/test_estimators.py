@@ -232,14 +232,14 @@ CHUNKED = [
 def test_epochs_in_chunks_equal_epoch_by_epoch(monkeypatch, backend, params):
     """Chunks of 1, 4 and 64 epochs give the same fit, warnings and random draws (the
     permutations drawn ahead for epochs that never ran are given back to the generator)."""
-    from fastmlp import _solvers
+    from fastmlp import training
 
     X, y = datasets.load_digits(return_X_y=True)
     X, y = X[:400] / 16, y[:400]
     params = {"max_iter": 60, **params}
     fits = []
     for chunk in (1, 4, 64):
-        monkeypatch.setattr(_solvers, "MAX_CHUNK_EPOCHS", chunk)
+        monkeypatch.setattr(training, "MAX_CHUNK_EPOCHS", chunk)
         rng = np.random.RandomState(3)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -271,12 +271,12 @@ def test_random_draws_match_scikit_learns_after_a_fit():
 
 
 def test_divergence_inside_a_chunk_names_the_epoch_and_keeps_the_weights(monkeypatch):
-    from fastmlp import _solvers
+    from fastmlp import training
 
     X, y = datasets.load_diabetes(return_X_y=True)
     outcomes = []
     for chunk in (64, 1):
-        monkeypatch.setattr(_solvers, "MAX_CHUNK_EPOCHS", chunk)
+        monkeypatch.setattr(training, "MAX_CHUNK_EPOCHS", chunk)
         est = MLPRegressor(activation="identity", solver="sgd", learning_rate_init=0.01,
                            momentum=0.9, max_iter=200, random_state=0)
         with pytest.raises(ValueError, match=r"diverged at epoch (\d+)") as info:
@@ -294,7 +294,7 @@ def test_native_epoch_orders_are_scikit_learns_shuffles(n):
     and leaves the generator in the same state."""
     from sklearn.utils import shuffle
 
-    from fastmlp import _solvers
+    from fastmlp import training
 
     pytest.importorskip("fastmlp._shuffle")
     makers = [np.random.RandomState,  # MT19937, run inlined; PCG64: through its capsule
@@ -305,7 +305,7 @@ def test_native_epoch_orders_are_scikit_learns_shuffles(n):
             rng.randint(1 << 30, size=seed * 300)
             rng.standard_normal()
         start = np.arange(n)[::-1] * 2  # any index array, not only a range
-        orders = _solvers._draw_orders(start, ours, 5)
+        orders = training._draw_orders(start, ours, 5)
         idx = start
         for row in orders:
             idx = shuffle(idx, random_state=theirs)

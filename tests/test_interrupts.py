@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import fastmlp
-from fastmlp import MLP, MLPClassifier, MLPRegressor, _solvers, interrupts, optim
+from fastmlp import MLP, MLPClassifier, MLPRegressor, interrupts, optim, training
 from fastmlp._config import cpu_count
 
 from helpers import COMPILED, FULL_PRODUCTS, problem
@@ -228,7 +228,7 @@ def _network(backend, dtype=np.float64, sizes=(20, 64, 3), n_threads=None):
 
 def _call(net, X, Y, n_epochs, batch_size, stop=None, time_budget=None, guard=True):
     opt = optim.Optimizer("adam", 1e-3, 0.9, True, 1e-4, 0.9, 0.999, 1e-8)
-    state = net._optimizer_state_for(opt)
+    state = net.optimizer_state_for(opt)
     orders = np.random.default_rng(0).permutation(len(X))[None]  # the same every epoch
     rates = np.full(n_epochs, 1e-3)
     return net.backend.train_epochs(net.arch, net.theta, X, Y, None, orders, batch_size, opt,
@@ -239,7 +239,7 @@ def _replay(backend, dtype, X, Y, orders, n_epochs, batch_size, sizes=(20, 64, 3
     """θ, moments and t after running just n_epochs epochs on a fresh network."""
     net = _network(backend, dtype, sizes)
     opt = optim.Optimizer("adam", 1e-3, 0.9, True, 1e-4, 0.9, 0.999, 1e-8)
-    state = net._optimizer_state_for(opt)
+    state = net.optimizer_state_for(opt)
     net.backend.train_epochs(net.arch, net.theta, X, Y, None, orders, batch_size, opt, state,
                              np.full(n_epochs, 1e-3), True, None)
     return net.theta, state
@@ -360,7 +360,7 @@ def _fit_params(backend, **extra):
 def test_an_interrupted_fit_is_the_fit_of_its_completed_epochs(monkeypatch, backend,
                                                                early_stopping):
     X, y = _digits()
-    monkeypatch.setattr(_solvers, "MAX_CHUNK_EPOCHS", 4)
+    monkeypatch.setattr(training, "MAX_CHUNK_EPOCHS", 4)
     params = _fit_params(backend, early_stopping=early_stopping)
     calls = _interrupt_on_call(monkeypatch, 3)
     with pytest.warns(UserWarning, match="Training interrupted by user"):
@@ -445,19 +445,19 @@ def test_calls_are_sized_from_the_measured_pace(monkeypatch):
         warnings.simplefilter("ignore")
         MLPClassifier(hidden_layer_sizes=(16,), random_state=0, max_iter=150,
                       n_iter_no_change=1000).fit(X, y)
-    assert seen[0] == (1, _solvers.CALL_BUDGET)
-    assert all(budget == _solvers.CALL_BUDGET for _, budget in seen)
-    assert 1 < max(k for k, _ in seen) <= _solvers.MAX_CHUNK_EPOCHS  # digits: ~1 ms an epoch
+    assert seen[0] == (1, training.CALL_BUDGET)
+    assert all(budget == training.CALL_BUDGET for _, budget in seen)
+    assert 1 < max(k for k, _ in seen) <= training.MAX_CHUNK_EPOCHS  # digits: ~1 ms an epoch
     assert sum(ran) == 150 and all(r <= k for r, (k, _) in zip(ran, seen))
 
 
 def test_epochs_per_call_follows_the_pace():
-    epochs = _solvers._Epochs.__new__(_solvers._Epochs)
+    epochs = training._Epochs.__new__(training._Epochs)
     epochs.seconds_per_epoch = None
     assert epochs._epochs_per_call() == 1
-    epochs.seconds_per_epoch = _solvers.CALL_SECONDS / 10
+    epochs.seconds_per_epoch = training.CALL_SECONDS / 10
     assert epochs._epochs_per_call() == 10
-    epochs.seconds_per_epoch = 5 * _solvers.CALL_SECONDS
+    epochs.seconds_per_epoch = 5 * training.CALL_SECONDS
     assert epochs._epochs_per_call() == 1
 
 
@@ -469,10 +469,10 @@ def test_a_fit_is_the_same_however_its_calls_are_sized(monkeypatch, backend):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         default = MLPClassifier(**params).fit(X, y)
-        monkeypatch.setattr(_solvers, "CALL_SECONDS", 1e-12)
+        monkeypatch.setattr(training, "CALL_SECONDS", 1e-12)
         one_each = MLPClassifier(**params).fit(X, y)
-        monkeypatch.setattr(_solvers, "CALL_SECONDS", 1e6)
-        monkeypatch.setattr(_solvers, "CALL_BUDGET", 1e-9)
+        monkeypatch.setattr(training, "CALL_SECONDS", 1e6)
+        monkeypatch.setattr(training, "CALL_BUDGET", 1e-9)
         budget_ended = MLPClassifier(**params).fit(X, y)
     for model in (one_each, budget_ended):
         assert model.loss_curve_ == default.loss_curve_

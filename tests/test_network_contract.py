@@ -1,4 +1,4 @@
-"""The trainer's Network protocol (fastmlp._solvers.Network), run against every implementation:
+"""The trainer's Network protocol (fastmlp.training.Network), run against every implementation:
 the MLP (each backend) and the Dask stand-in. A diverging run must leave the weights, the
 moments and t as after the last completed epoch, in both; so must an interrupted one."""
 import warnings

@@ -233,14 +233,14 @@ def test_a_prediction_that_overlaps_a_refit_raises_one_clear_error(backend, monk
         clf = MLPClassifier(hidden_layer_sizes=(30,), max_iter=5, random_state=0,
                             backend=backend).fit(X, y)
     started, release = threading.Event(), threading.Event()
-    original = fastmlp.estimators._solvers.fit_stochastic
+    original = fastmlp.training._fit_stochastic
 
     def slow_fit(*args, **kwargs):
         started.set()
         release.wait(10)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(fastmlp.estimators._solvers, "fit_stochastic", slow_fit)
+    monkeypatch.setattr(fastmlp.training, "_fit_stochastic", slow_fit)
 
     def refit():
         with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""The estimators' trainer: the stochastic (sgd/adam) and L-BFGS loops, and the state they own.
+"""The trainer: one owner per fit, from the hyperparameters to the fitted state (`Trainer`).
 
 These follow scikit-learn's MLP solvers step for step — same random draws, learning-rate
 schedules, stopping rules and warnings — so a fit with the same starting weights follows
@@ -13,10 +13,12 @@ that epoch; the trainer records the epochs that completed, so the weights, the o
 moments and every fitted attribute describe the last completed epoch, and a warm-start fit
 continues from exactly there.
 
-The trainer reads the estimator's hyperparameters (a `get_params()` dict) and a `Task`
-(what differs between classifier and regressor), drives a `Network`, and records what the
-fit did in a `TrainingState`, which the estimator applies to its fitted attributes — also
-when the fit ends in an error.
+A `Trainer` reads the estimator's hyperparameters (a `get_params()` dict) and a `Task` (what
+differs between classifier and regressor, as pure functions: it never calls back into the
+estimator), builds the optimizer, learning-rate schedule and stopping rule, drives a
+`Network` — fastmlp.model.MLP in one process, distributed._DistributedNet on Dask — and
+records what the fit did in a `TrainingState`, which the estimator applies to its fitted
+attributes, also when the fit ends in an error.
 """
 import copy
 import dataclasses
@@ -65,11 +67,13 @@ class Network(Protocol):
 
 
 class Task(NamedTuple):
-    """What the trainer needs of the estimator beyond its hyperparameters."""
+    """What the trainer needs of the estimator beyond its hyperparameters: values and pure
+    functions of the problem (the estimator's label encoding, its score), no estimator."""
     loss_scale: float               # the reported loss is data term / this + L2 term
     stratify: bool                  # stratify the early-stopping validation split
     decode: Callable                # encoded targets -> labels (the validation set's)
-    score: Callable                 # score(net, X, y, sample_weight) -> validation score
+    predict: Callable               # the network's outputs -> predictions (labels, values)
+    score: Callable                 # score(y, predictions, sample_weight=) -> float
     progress: object                # .update(loss) per epoch, .close()
 
 
@@ -194,7 +198,47 @@ def diverged_error(epoch):
     )
 
 
-def fit_stochastic(params, task, state, net, X, Y, sample_weight, rng, incremental):
+def update_rule(params):
+    """The optim.Optimizer (update rule and its constants) the hyperparameters ask for."""
+    return optim.Optimizer(params["solver"], float(params["learning_rate_init"]),
+                           float(params["momentum"]), bool(params["nesterovs_momentum"]),
+                           float(params["alpha"]), float(params["beta_1"]),
+                           float(params["beta_2"]), float(params["epsilon"]))
+
+
+def validation_score(task, net, X, y, sample_weight):
+    """The early-stopping score (accuracy or R²) of the network on checked rows; NaN when
+    its outputs are not finite."""
+    pred = task.predict(net.output(X))
+    if np.issubdtype(np.asarray(pred).dtype, np.floating) and not np.isfinite(pred).all():
+        return np.nan
+    return task.score(y, pred, sample_weight=sample_weight)
+
+
+class Trainer:
+    """One fit's owner. From the hyperparameters (a `get_params()` dict) and the Task it
+    builds the optimizer, the learning-rate schedule and the stopping rule, runs
+    scikit-learn's sgd/adam loop (epochs inside the backend's calls, sized by time) or
+    L-BFGS on a Network, and records what the fit did in a TrainingState — as it goes, so
+    a fit that raises leaves the state of its last completed epoch."""
+
+    def __init__(self, params, task):
+        self.params, self.task = params, task
+
+    def fit(self, net, X, Y, sample_weight, rng, incremental, state):
+        """Train `net` on checked X, Y, sample_weight (rows the network reads; a Dask
+        network reads its shards' and takes row-count stand-ins), from `state` (updated in
+        place, and returned). rng: the fit's RandomState, or an int seed / None where
+        _draw_orders allows one (a partial_fit's). incremental: one partial_fit epoch."""
+        if self.params["solver"] == "lbfgs":
+            _fit_lbfgs(self.params, self.task, state, net, X, Y, sample_weight)
+        else:
+            _fit_stochastic(self.params, self.task, state, net, X, Y, sample_weight, rng,
+                            incremental)
+        return state
+
+
+def _fit_stochastic(params, task, state, net, X, Y, sample_weight, rng, incremental):
     """sgd/adam: scikit-learn's _fit_stochastic with the epochs inside the backend's calls.
     Updates `state` as the epochs run."""
     early_stopping = params["early_stopping"]
@@ -227,10 +271,7 @@ def fit_stochastic(params, task, state, net, X, Y, sample_weight, rng, increment
     if not incremental or state.schedule is None:
         state.schedule = LearningRate(params["learning_rate_init"], params["learning_rate"],
                                       params["power_t"])
-    opt = optim.Optimizer(params["solver"], float(params["learning_rate_init"]),
-                          float(params["momentum"]), bool(params["nesterovs_momentum"]),
-                          float(params["alpha"]), float(params["beta_1"]),
-                          float(params["beta_2"]), float(params["epsilon"]))
+    opt = update_rule(params)
     state.n_iter = 0  # scikit-learn counts the epochs of this call (a warm start too)
     if early_stopping and (state.best_theta is None or state.best_validation_score is None):
         # the best weights are kept only where early stopping needs them (a warm start may
@@ -424,7 +465,7 @@ class _Epochs:
     def _update_no_improvement_count(self, validation):
         params, state = self.params, self.state
         if validation is not None:
-            score = self.task.score(self.net, *validation)
+            score = validation_score(self.task, self.net, *validation)
             state.validation_scores.append(score)
             if params["verbose"]:
                 self._say()("Validation score: %f" % score)
@@ -442,7 +483,7 @@ class _Epochs:
             state.best_loss, state.no_improvement_count = rule.best, rule.count
 
 
-def fit_lbfgs(params, task, state, net, X, Y, sample_weight):
+def _fit_lbfgs(params, task, state, net, X, Y, sample_weight):
     """L-BFGS-B on the flat parameter vector with the network's full-batch gradients."""
     weight_sum = X.shape[0] if sample_weight is None else float(sample_weight.sum())
     mask = net.arch.coef_mask(dtype=net.dtype)
