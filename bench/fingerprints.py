@@ -22,6 +22,7 @@ import numpy as np
 
 import fastmlp
 from fastmlp import MLP, MLPClassifier, MLPRegressor
+from fastmlp.optim import Optimizer
 from fastmlp.stopping import Plateau
 
 HIDDEN = ("identity", "logistic", "tanh", "relu", "leaky_relu")
@@ -69,10 +70,17 @@ def _net(backend, dtype, hidden, threads, sizes=(12, 20, 4), output="softmax",
                n_threads=threads)
 
 
+def _optimizer(settings):
+    """The optim.Optimizer of these settings ({"optimizer": name, momentum=..., ...})."""
+    settings = dict(settings)
+    return Optimizer(settings.pop("optimizer"), **settings)
+
+
 def _train(backend, dtype, hidden, opt, threads, batch, X, Y, w, orders, rates, l2):
     net = _net(backend, dtype, hidden, threads, sizes=(12, 40, 4) if batch > 100 else (12, 20, 4))
-    losses, event = net.train_epochs(X, Y, rates, batch_size=batch, l2=l2, sample_weight=w,
-                                     orders=orders, **opt)
+    losses, event = net.train_epochs(X, Y, rates, batch_size=batch,
+                                     optimizer=_optimizer(dict(opt, l2=l2)), sample_weight=w,
+                                     orders=orders)
     state = net.optimizer_state
     return digest(net.theta, state.first, state.second, [state.t], losses) + " " + event
 
@@ -87,8 +95,8 @@ def _plateau(backend, dtype, threads, X, Y):
 
 def _diverge(backend, dtype, threads, X, Y):
     net = _net(backend, dtype, "relu", threads, output="identity", loss="squared_error")
-    losses, event = net.train_epochs(X * 1e3, Y, [10.0] * 4, batch_size=150, optimizer="sgd",
-                                     momentum=0.9)
+    losses, event = net.train_epochs(X * 1e3, Y, [10.0] * 4, batch_size=150,
+                                     optimizer=_optimizer(dict(optimizer="sgd", momentum=0.9)))
     return digest(net.theta, net.optimizer_state.first, losses) + " " + event
 
 

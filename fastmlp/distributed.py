@@ -26,9 +26,9 @@ import numpy as np
 
 from sklearn.base import is_classifier
 
-from . import estimators, optim, training
+from . import estimators, training
 from .backends._contract import check_finite, is_sparse, row_orders
-from .backends.reference import guarded_epochs, stop_requested
+from .backends.reference import guarded_epochs, mean_step, stop_requested
 
 try:
     import dask.array as da
@@ -347,22 +347,14 @@ class _DistributedNet:
     def _epoch(self, epoch, batch_size, opt, state, stop):
         """One epoch: (Σ_b mean loss_b·rows_b, Σ_b mean penalty_b·rows_b), as reference._epoch
         (None when the stop flag was raised)."""
-        mask = self.arch.coef_mask(dtype=self.dtype)
         data_term = penalty_term = 0.0
         for start in range(0, self.shards.n, batch_size):
             stop_at = min(start + batch_size, self.shards.n)
             loss, grad, weight = self.shards.sums(self.theta, epoch, start, stop_at)
-            if weight == 0:  # every weight zero: no mean gradient (0/0), so no step
-                if stop_requested(stop):
-                    return None
-                continue
-            weight = self.dtype.type(weight)
-            penalty = 0.5 * opt.l2 * float(np.dot(self.theta * mask, self.theta))
-            grad = grad + opt.l2 * (self.theta * mask)
-            grad /= weight
-            optim.step(self.theta, grad, opt, state)
-            data_term += loss / weight * (stop_at - start)
-            penalty_term += penalty / weight * (stop_at - start)
+            if weight != 0:  # every weight zero: no mean gradient (0/0), so no step
+                loss, penalty = mean_step(self.arch, self.theta, grad, loss, weight, opt, state)
+                data_term += loss * (stop_at - start)
+                penalty_term += penalty * (stop_at - start)
             if stop_requested(stop):
                 return None
         return data_term, penalty_term

@@ -6,7 +6,9 @@ Parameters live in one flat vector (see architecture.py); `coefs_[l]` (n_in, n_o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -45,6 +47,35 @@ _LABEL_KINDS = {k.name.lower(): int(k) for k in Labels}
 def _optimizer(*settings):
     """optim.Optimizer(*settings), checked once per settings (it is immutable)."""
     return optim.Optimizer(*settings)
+
+
+#: train_epoch(s)' keyword arguments of before optim.Optimizer was their one door.
+_DEPRECATED_SETTINGS = ("momentum", "nesterov", "l2", "beta_1", "beta_2", "epsilon")
+
+
+def _update_rule(optimizer, learning_rate, deprecated):
+    """The optim.Optimizer of train_epoch(s)' `optimizer` (a name, or an Optimizer whose
+    learning rate `learning_rate` replaces unless None), with the deprecated settings."""
+    unknown = set(deprecated) - set(_DEPRECATED_SETTINGS)
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
+    if deprecated:
+        warnings.warn(f"{', '.join(sorted(deprecated))} as keyword arguments of "
+                      "train_epoch/train_epochs are deprecated and will be removed in the next "
+                      "release: pass optimizer=fastmlp.optim.Optimizer(name, ...) with them",
+                      FutureWarning, stacklevel=3)
+    if isinstance(optimizer, optim.Optimizer):
+        if deprecated:
+            raise TypeError("give the optimizer's settings in the Optimizer, not beside it")
+        if learning_rate is None or learning_rate == optimizer.learning_rate:
+            return optimizer
+        return dataclasses.replace(optimizer, learning_rate=float(learning_rate))
+    settings = dict(zip(_DEPRECATED_SETTINGS, (0.0, False, 0.0, 0.9, 0.999, 1e-8)))
+    settings.update(deprecated)
+    return _optimizer(optimizer, 0.01 if learning_rate is None else float(learning_rate),
+                      float(settings["momentum"]), bool(settings["nesterov"]),
+                      float(settings["l2"]), float(settings["beta_1"]),
+                      float(settings["beta_2"]), float(settings["epsilon"]))
 
 
 class DivergenceError(ValueError, FloatingPointError):
@@ -513,13 +544,11 @@ class MLP:
         return loss
 
     def train_epoch(self, X: ArrayLike, Y: ArrayLike, batch_size: int = 32,
-                    learning_rate: float = 0.01, optimizer: str = "sgd",
-                    momentum: float = 0.0, nesterov: bool = False, l2: float = 0.0,
-                    beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
-                    shuffle: bool = False,
+                    learning_rate: float | None = None,
+                    optimizer: str | optim.Optimizer = "sgd", *, shuffle: bool = False,
                     random_state: int | np.random.RandomState | None = None,
-                    sample_weight: ArrayLike | None = None,
-                    order: ArrayLike | None = None) -> float:
+                    sample_weight: ArrayLike | None = None, order: ArrayLike | None = None,
+                    **deprecated) -> float:
         """Train one pass over (X, Y) in minibatches.
 
         Parameters
@@ -530,22 +559,11 @@ class MLP:
             The targets, in the output layer's encoding.
         batch_size : int, default=32
             Rows per minibatch.
-        learning_rate : float, default=0.01
-            The step size.
-        optimizer : {"sgd", "adam"}, default="sgd"
-            The update rule.
-        momentum : float, default=0.0
-            The sgd momentum.
-        nesterov : bool, default=False
-            Nesterov's momentum for sgd.
-        l2 : float, default=0.0
-            The L2 penalty's strength.
-        beta_1 : float, default=0.9
-            Adam's decay of the first moment.
-        beta_2 : float, default=0.999
-            Adam's decay of the second moment.
-        epsilon : float, default=1e-8
-            Adam's stability term.
+        learning_rate : float, default=None
+            The step size; None: the optimizer's (0.01 for an optimizer given by name).
+        optimizer : {"sgd", "adam"} or fastmlp.optim.Optimizer, default="sgd"
+            The update rule: a name (its default settings) or an Optimizer with its
+            settings (momentum, Nesterov, L2, Adam's betas and epsilon).
         shuffle : bool, default=False
             Permute the rows (seeded by `random_state`) when `order` is None.
         random_state : None, int or RandomState, default=None
@@ -554,6 +572,9 @@ class MLP:
             Weights of the rows.
         order : array-like of shape (n_samples,), default=None
             The row order.
+        **deprecated
+            momentum, nesterov, l2, beta_1, beta_2, epsilon: deprecated (FutureWarning),
+            removed in the next release; give them to the Optimizer.
 
         Returns
         -------
@@ -576,11 +597,11 @@ class MLP:
         weights turn NaN/inf, the weights and optimizer state from before the epoch are put
         back and DivergenceError (a ValueError) is raised.
         """
+        opt = _update_rule(optimizer, learning_rate, deprecated)
         if order is None and shuffle:
             order = check_random_state(random_state).permutation(np.shape(X)[0])
-        losses, event = self.train_epochs(
-            X, Y, [learning_rate], batch_size, optimizer, momentum, nesterov, l2, beta_1, beta_2,
-            epsilon, sample_weight=sample_weight, orders=order)
+        losses, event = self.train_epochs(X, Y, [opt.learning_rate], batch_size, opt,
+                                          sample_weight=sample_weight, orders=order)
         if event == "diverged":
             raise DivergenceError(
                 "training diverged: the loss or the weights became NaN or inf during this "
@@ -590,11 +611,9 @@ class MLP:
         return float(losses[0])
 
     def train_epochs(self, X: ArrayLike, Y: ArrayLike, learning_rates: ArrayLike,
-                     batch_size: int = 32, optimizer: str = "sgd", momentum: float = 0.0,
-                     nesterov: bool = False, l2: float = 0.0, beta_1: float = 0.9,
-                     beta_2: float = 0.999, epsilon: float = 1e-8,
+                     batch_size: int = 32, optimizer: str | optim.Optimizer = "sgd", *,
                      sample_weight: ArrayLike | None = None, orders: ArrayLike | None = None,
-                     plateau: Plateau | None = None) -> tuple[np.ndarray, str]:
+                     plateau: Plateau | None = None, **deprecated) -> tuple[np.ndarray, str]:
         """Train several epochs in one backend call (compiled backends: one compiled call).
 
         Parameters
@@ -607,26 +626,18 @@ class MLP:
             Each epoch's step size.
         batch_size : int, default=32
             Rows per minibatch.
-        optimizer : {"sgd", "adam"}, default="sgd"
-            The update rule.
-        momentum : float, default=0.0
-            The sgd momentum.
-        nesterov : bool, default=False
-            Nesterov's momentum for sgd.
-        l2 : float, default=0.0
-            The L2 penalty's strength.
-        beta_1 : float, default=0.9
-            Adam's decay of the first moment.
-        beta_2 : float, default=0.999
-            Adam's decay of the second moment.
-        epsilon : float, default=1e-8
-            Adam's stability term.
+        optimizer : {"sgd", "adam"} or fastmlp.optim.Optimizer, default="sgd"
+            The update rule: a name (its default settings) or an Optimizer with its
+            settings (its learning_rate is replaced by each epoch's).
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the rows.
         orders : array-like of shape (n_epochs, n_samples) or (n_samples,), default=None
             Each epoch's row order (one order: the same every epoch; None: rows in order).
         plateau : fastmlp.stopping.Plateau, default=None
             Fed each epoch's loss; the call stops after the epoch that completes a plateau.
+        **deprecated
+            momentum, nesterov, l2, beta_1, beta_2, epsilon: deprecated (FutureWarning),
+            removed in the next release; give them to the Optimizer.
 
         Returns
         -------
@@ -640,12 +651,11 @@ class MLP:
         Epoch e runs at learning_rates[e] with its rows in orders[e] (a single order: the same
         every epoch; None: rows in order). Otherwise as train_epoch.
 
-        plateau: an optional fastmlp.stopping.Plateau, fed each epoch's loss; the call stops
-        after the epoch that completes a plateau. Returns (losses, event): the mean loss of
-        each completed epoch and "completed", "plateau", or "diverged" — the epoch after the
-        last completed one made the loss or weights NaN/inf and was undone: weights and
-        optimizer state are as they were after the last completed epoch. The per-epoch
-        (data term, L2 term) pairs are kept in `last_epochs_terms`.
+        Returns (losses, event): the mean loss of each completed epoch and "completed",
+        "plateau", or "diverged" — the epoch after the last completed one made the loss or
+        weights NaN/inf and was undone: weights and optimizer state are as they were after
+        the last completed epoch. The per-epoch (data term, L2 term) pairs are kept in
+        `last_epochs_terms`.
 
         Ctrl-C ends the call after the minibatch under way: that epoch is undone (as a
         diverged one), `last_epochs_terms` holds the epochs that completed, and
@@ -656,8 +666,7 @@ class MLP:
                        {"X": data_of(X), "Y": Y, "sample_weight": sample_weight})
         orders, learning_rates, batch_size = check_schedule(orders, learning_rates, batch_size,
                                                             X.shape[0])
-        opt = _optimizer(optimizer, float(learning_rates[0]), float(momentum), bool(nesterov),
-                         float(l2), float(beta_1), float(beta_2), float(epsilon))
+        opt = _update_rule(optimizer, float(learning_rates[0]), deprecated)
         n = X.shape[0]
         with thread_limit(self.n_threads), interrupts.deferred() as stop:
             sums, event = self._epoch_sums(X, Y, sample_weight, orders, learning_rates,

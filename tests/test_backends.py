@@ -11,6 +11,7 @@ import fastmlp
 from fastmlp import MLP
 from fastmlp.activations import ACTIVATIONS, HIDDEN_ACTIVATIONS
 from fastmlp.backends import reference
+from fastmlp.optim import Optimizer
 
 # Shapes on both sides of the small-loop / BLAS switch, with batch 1 and odd sizes; the last
 # two past _layout.BLOCK_BYTES of output, so the forward GEMM, then δ_in's, runs in row blocks.
@@ -183,12 +184,12 @@ def test_summed_gradient_rejects_bad_rows_before_the_kernel(kernels):
 
 
 TRAINING = [
-    dict(optimizer="sgd", learning_rate=0.05),
-    dict(optimizer="sgd", learning_rate=0.05, l2=1e-2),  # cython: the update fused (_fuses)
-    dict(optimizer="sgd", learning_rate=0.05, momentum=0.9, l2=1e-3),
-    dict(optimizer="sgd", learning_rate=0.05, momentum=0.9, nesterov=True),
-    dict(optimizer="adam", learning_rate=0.01),
-    dict(optimizer="adam", learning_rate=0.01, l2=1e-2),
+    dict(optimizer=Optimizer("sgd", 0.05)),
+    dict(optimizer=Optimizer("sgd", 0.05, l2=1e-2)),  # cython: the update fused (_fuses)
+    dict(optimizer=Optimizer("sgd", 0.05, momentum=0.9, l2=1e-3)),
+    dict(optimizer=Optimizer("sgd", 0.05, momentum=0.9, nesterov=True)),
+    dict(optimizer=Optimizer("adam", 0.01)),
+    dict(optimizer=Optimizer("adam", 0.01, l2=1e-2)),
 ]
 
 
@@ -306,8 +307,8 @@ def test_numba_and_cython_train_alike(dtype, optimizer):
     X, Y = problem(8, 500, sizes, dtype=dtype)
     nets = [MLP(sizes, "tanh", dtype=dtype, backend=b, random_state=0) for b in ("numba", "cython")]
     for epoch in range(5):
-        kw = dict(batch_size=100, optimizer=optimizer, learning_rate=0.01, momentum=0.9,
-                  l2=1e-3, order=np.random.default_rng(epoch).permutation(500))
+        kw = dict(batch_size=100, optimizer=Optimizer(optimizer, 0.01, momentum=0.9, l2=1e-3),
+                  order=np.random.default_rng(epoch).permutation(500))
         losses = [net.train_epoch(X, Y, **kw) for net in nets]
         assert losses[1] == pytest.approx(losses[0], rel=50 * tol(dtype)["rtol"])
     np.testing.assert_allclose(nets[1].theta, nets[0].theta, rtol=50 * tol(dtype)["rtol"],
@@ -389,8 +390,8 @@ def test_train_epochs_follows_the_reference(kernels, dtype, opt):
                      backend=kernels.name, random_state=0)
     X, Y = problem(4, 101, sizes, "softmax", "cross_entropy", dtype)
     orders = _orders(101, 5, 1)
-    rates = opt["learning_rate"] * np.array([1.0, 0.5, 0.25, 0.5, 1.0])
-    kw = {k: v for k, v in opt.items() if k != "learning_rate"}
+    rates = opt["optimizer"].learning_rate * np.array([1.0, 0.5, 0.25, 0.5, 1.0])
+    kw = opt
     l_ref, event_ref = ref.train_epochs(X, Y, rates, batch_size=16, orders=orders, **kw)
     losses, event = net.train_epochs(X, Y, rates, batch_size=16, orders=orders, **kw)
     singles = [one_by_one.train_epoch(X, Y, batch_size=16, learning_rate=r, order=o, **kw)
@@ -423,7 +424,7 @@ def test_train_epochs_stops_on_the_same_plateau_as_the_reference(kernels, dtype)
                                atol=50 * tol(dtype)["atol"])
 
 
-@pytest.mark.parametrize("optimizer", [dict(optimizer="sgd", momentum=0.9),
+@pytest.mark.parametrize("optimizer", [dict(optimizer=Optimizer("sgd", momentum=0.9)),
                                        dict(optimizer="adam")], ids=["momentum", "adam"])
 @pytest.mark.parametrize("n_threads,batch_size", [(1, 8), (2, 64)], ids=["serial", "split"])
 def test_train_epochs_undoes_the_diverging_epoch(kernels, optimizer, n_threads, batch_size):
@@ -571,7 +572,7 @@ def test_the_mean_gradient_rounds_as_the_division(kernels, dtype, weight_sum):
     theta = rng.integers(-8, 9, nets[0].theta.shape).astype(dtype)
     for net in nets:
         net.theta[:] = theta
-        net.train_epochs(X, Y, [1.0], batch_size=n, optimizer="sgd", l2=0.25,
+        net.train_epochs(X, Y, [1.0], batch_size=n, optimizer=Optimizer("sgd", l2=0.25),
                          sample_weight=w.astype(dtype), orders=np.arange(n)[None])
     np.testing.assert_array_equal(nets[1].theta, nets[0].theta)
     assert not np.array_equal(nets[1].theta, theta)

@@ -8,6 +8,7 @@ from helpers import COMBOS, DTYPES, problem
 import fastmlp
 from fastmlp import MLP, activations, losses
 from fastmlp.backends import reference
+from fastmlp.optim import Optimizer
 
 
 def flat_gradient(net, X, Y, w=None):
@@ -149,11 +150,11 @@ def test_mean_reduction_divides_by_the_weight_sum():
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("opt", [dict(optimizer="sgd", learning_rate=0.1),
-                                 dict(optimizer="sgd", learning_rate=0.05, momentum=0.9),
-                                 dict(optimizer="sgd", learning_rate=0.05, momentum=0.9,
-                                      nesterov=True),
+                                 dict(optimizer=Optimizer("sgd", 0.05, momentum=0.9)),
+                                 dict(optimizer=Optimizer("sgd", 0.05, momentum=0.9,
+                                                          nesterov=True)),
                                  dict(optimizer="adam", learning_rate=0.01),
-                                 dict(optimizer="adam", learning_rate=0.01, l2=1e-3)],
+                                 dict(optimizer=Optimizer("adam", 0.01, l2=1e-3))],
                          ids=["sgd", "momentum", "nesterov", "adam", "adam-l2"])
 def test_training_reduces_the_loss_on_a_separable_problem(opt, dtype):
     rng = np.random.default_rng(0)
@@ -230,3 +231,23 @@ def test_registry():
         Kernels()
     with pytest.raises(ValueError, match="unknown backend"):
         fastmlp.get_backend("fortran")
+
+
+def test_the_old_optimizer_keywords_warn_and_train_as_the_optimizer():
+    """train_epoch(s)' settings moved into optim.Optimizer; the old keyword arguments still
+    work for one release, with a FutureWarning, and train exactly as the Optimizer does."""
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(40, 3)), np.eye(2)[rng.integers(0, 2, 40)]
+    old, new = (MLP([3, 5, 2], backend="numpy", random_state=0) for _ in range(2))
+    with pytest.warns(FutureWarning, match="l2, momentum as keyword arguments"):
+        old.train_epoch(X, Y, 8, 0.1, "sgd", momentum=0.9, l2=1e-2)
+    new.train_epoch(X, Y, 8, optimizer=Optimizer("sgd", 0.1, momentum=0.9, l2=1e-2))
+    np.testing.assert_array_equal(old.theta, new.theta)
+    with pytest.warns(FutureWarning):
+        old.train_epochs(X, Y, [0.1, 0.05], 8, "adam", beta_1=0.8, epsilon=1e-6)
+    new.train_epochs(X, Y, [0.1, 0.05], 8, Optimizer("adam", beta_1=0.8, epsilon=1e-6))
+    np.testing.assert_array_equal(old.theta, new.theta)
+    with pytest.raises(TypeError, match="not beside it"), pytest.warns(FutureWarning):
+        new.train_epoch(X, Y, optimizer=Optimizer("sgd"), momentum=0.9)
+    with pytest.raises(TypeError, match="unexpected keyword arguments"):
+        new.train_epoch(X, Y, learning_rate_init=0.1)

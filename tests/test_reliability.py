@@ -19,6 +19,7 @@ from sklearn.exceptions import ConvergenceWarning
 import fastmlp
 from fastmlp import MLP, DivergenceError, MLPClassifier
 from fastmlp.activations import HIDDEN_ACTIVATIONS
+from fastmlp.optim import Optimizer
 
 HERE = Path(__file__).parent
 
@@ -69,7 +70,8 @@ def test_divergence_restores_the_weights_and_names_the_problem(backend):
     with pytest.raises(DivergenceError, match="diverged"):
         for _ in range(20):
             before = net.theta.copy()
-            net.train_epoch(X, Y, batch_size=8, learning_rate=1.0, optimizer="sgd", momentum=0.9)
+            net.train_epoch(X, Y, batch_size=8, learning_rate=1.0,
+                            optimizer=Optimizer("sgd", momentum=0.9))
     np.testing.assert_array_equal(net.theta, before)  # the last finite weights
     assert np.isfinite(net.forward(X)).all()
 

@@ -19,6 +19,7 @@ import fastmlp
 from fastmlp import MLP, MLPClassifier, MLPRegressor
 from fastmlp.activations import ACTIVATIONS
 from fastmlp.backends import reference
+from fastmlp.optim import Optimizer
 
 SHAPES = [(1, 7, 33), (7, 33, 129), (33, 1, 7), (129, 257, 129), (300, 64, 70)]
 
@@ -101,8 +102,9 @@ def test_sparse_gradients_equal_the_dense_paths(backend, dtype, hidden, output, 
         np.testing.assert_allclose(g, e, **tol(dtype, 10 * max(1, np.abs(e).max())))
 
 
-@pytest.mark.parametrize("optimizer", [dict(optimizer="sgd", momentum=0.9, l2=1e-3),
-                                       dict(optimizer="adam", l2=1e-2)], ids=["sgd", "adam"])
+@pytest.mark.parametrize("optimizer", [dict(optimizer=Optimizer("sgd", momentum=0.9, l2=1e-3)),
+                                       dict(optimizer=Optimizer("adam", l2=1e-2))],
+                         ids=["sgd", "adam"])
 @pytest.mark.parametrize("batch_size", [1, 7, 64, 200])
 def test_sparse_training_follows_the_dense_trajectory(backend, dtype, batch_size, optimizer):
     sizes = [300, 17, 4]

@@ -117,6 +117,14 @@ def minibatch_step(arch, theta, X, Y, sample_weight, opt, state, grad):
     if weight_sum == 0:
         return 0.0, 0.0
     loss = summed_gradient(arch, theta, X, Y, sample_weight, grad)
+    return mean_step(arch, theta, grad, loss, weight_sum, opt, state)
+
+
+def mean_step(arch, theta, grad, loss, weight_sum, opt, state):
+    """The update from a minibatch's summed loss and gradient (grad, overwritten) and its
+    weight sum (> 0): the mean gradient (Σ_i w_i ∇L_i + l2·W) / Σ_i w_i, the optimizer's step
+    on θ and `state`; returns (mean loss, mean L2 penalty). What fastmlp.distributed applies
+    to its shards' sums."""
     coefs, _ = arch.views(theta)
     grad_coefs, _ = arch.views(grad)
     squared_norm = sum(float(np.dot(W.ravel(), W.ravel())) for W in coefs)
