@@ -9,12 +9,17 @@ epochs. `step` is the reference update every backend mirrors. Plain SGD (μ = 0,
 is θ ← θ - η g exactly as above, but keeps no velocity: it would only hold -η g, and not
 reading and writing it saves a third of the update's memory traffic on large nets.
 """
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 OPTIMIZERS = ("sgd", "adam")
+#: The estimators' names of Optimizer's fields where they are not the field's own
+#: (scikit-learn's): Optimizer.from_params reads every other field by its name.
+ESTIMATOR_NAMES = dict(name="solver", learning_rate="learning_rate_init",
+                       nesterov="nesterovs_momentum", l2="alpha")
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,13 @@ class Optimizer:
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-8
+
+    @classmethod
+    def from_params(cls, params):
+        """The update rule an estimator's parameters (a get_params() dict, sgd or adam) ask
+        for: each field read from its estimator name (ESTIMATOR_NAMES, else its own)."""
+        return cls(**{f.name: f.type(params[ESTIMATOR_NAMES.get(f.name, f.name)])
+                      for f in dataclasses.fields(cls)})
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:

@@ -198,14 +198,6 @@ def diverged_error(epoch):
     )
 
 
-def update_rule(params):
-    """The optim.Optimizer (update rule and its constants) the hyperparameters ask for."""
-    return optim.Optimizer(params["solver"], float(params["learning_rate_init"]),
-                           float(params["momentum"]), bool(params["nesterovs_momentum"]),
-                           float(params["alpha"]), float(params["beta_1"]),
-                           float(params["beta_2"]), float(params["epsilon"]))
-
-
 def validation_score(task, net, X, y, sample_weight):
     """The early-stopping score (accuracy or R²) of the network on checked rows; NaN when
     its outputs are not finite."""
@@ -271,7 +263,7 @@ def _fit_stochastic(params, task, state, net, X, Y, sample_weight, rng, incremen
     if not incremental or state.schedule is None:
         state.schedule = LearningRate(params["learning_rate_init"], params["learning_rate"],
                                       params["power_t"])
-    opt = update_rule(params)
+    opt = optim.Optimizer.from_params(params)
     state.n_iter = 0  # scikit-learn counts the epochs of this call (a warm start too)
     if early_stopping and (state.best_theta is None or state.best_validation_score is None):
         # the best weights are kept only where early stopping needs them (a warm start may

@@ -388,15 +388,8 @@ cdef void _times_derivative(floating* d, floating* a, Py_ssize_t r0, Py_ssize_t 
             d[k] *= (1 if a[k] > 0 else slope)
 
 
-# One minibatch's update constants (numba's Step), each a value of θ's dtype held as a
-# double: the kernels cast them back to θ's dtype, exactly.
-cdef struct Step:
-    int rule
-    double lr, momentum, l2, beta_1, one_minus_beta_1, beta_2, one_minus_beta_2, epsilon
-    double adam_step, weight_sum
-    double inverse  # 1 / weight_sum where that is exact (a power of two), else 0
-    Py_ssize_t fused_rows  # > 0: a plain SGD step of this many rows, fused (_fuses)
-    double alpha, beta     # its W = beta·W + alpha·Aᵀδ: -lr/Σw and 1 - lr·l2/Σw
+# One minibatch's update constants, Step (_records.pxd, from _layout.STEP), each a value of
+# θ's dtype held as a double: the kernels cast them back to θ's dtype, exactly.
 
 
 # -- layer kernels ---------------------------------------------------------------------------

@@ -88,8 +88,9 @@ def _record(*fields):
     return np.dtype(list(fields), align=True)
 
 
-#: The update rule and its constants, as given (float64); kernels round each to θ's dtype
-#: once, as the reference's NumPy arithmetic on θ does.
+#: The update rule and its constants, as given (float64): each field but the rule is the
+#: optim.Optimizer field of its name (hyper_record fills them by name); kernels round each
+#: to θ's dtype once, as the reference's NumPy arithmetic on θ does.
 HYPER = _record(("rule", np.int64), ("momentum", np.float64), ("l2", np.float64),
                 ("beta_1", np.float64), ("beta_2", np.float64), ("epsilon", np.float64))
 #: stopping.Plateau in the form the kernels update in place; patience < 0: no rule.
@@ -98,7 +99,21 @@ PLATEAU = _record(("tol", np.float64), ("patience", np.int64), ("best", np.float
 #: What a call did: epochs completed, Adam's step count after them (in: before), the Event.
 OUTCOME = _record(("epochs", np.int64), ("t", np.int64), ("event", np.int64))
 
-RECORDS = {"Hyper": HYPER, "Plateau": PLATEAU, "Outcome": OUTCOME}
+#: One minibatch's update constants, each a value of θ's dtype (held as a double in C): the
+#: HYPER constants rounded, those derived from them and from the minibatch's weights. Both
+#: twins' Step: numba's namedtuple of STEP_FIELDS, the cython twin's struct (generated).
+STEP = _record(("rule", np.int64), ("lr", np.float64), ("momentum", np.float64),
+               ("l2", np.float64), ("beta_1", np.float64), ("one_minus_beta_1", np.float64),
+               ("beta_2", np.float64), ("one_minus_beta_2", np.float64),
+               ("epsilon", np.float64), ("adam_step", np.float64), ("weight_sum", np.float64),
+               ("inverse", np.float64),  # 1 / weight_sum where that is exact, else 0
+               # the cython twin's plain SGD step fused into W's gradient GEMM (_fuses: W =
+               # beta·W + alpha·Aᵀδ over fused_rows rows; numba's np.dot takes neither)
+               ("fused_rows", np.int64), ("alpha", np.float64), ("beta", np.float64))
+#: The Step fields both twins fill and read (numba's Step has these, in this order).
+STEP_FIELDS = STEP.names[:STEP.names.index("fused_rows")]
+
+RECORDS = {"Hyper": HYPER, "Plateau": PLATEAU, "Outcome": OUTCOME, "Step": STEP}
 
 
 def record(dtype, **values):
@@ -111,8 +126,8 @@ def record(dtype, **values):
 @functools.lru_cache(maxsize=64)
 def hyper_record(opt):
     """HYPER for an optim.Optimizer: cached, so read-only (the kernels only read it)."""
-    out = record(HYPER, rule=update_rule(opt), momentum=opt.momentum, l2=opt.l2,
-                 beta_1=opt.beta_1, beta_2=opt.beta_2, epsilon=opt.epsilon)
+    out = record(HYPER, rule=update_rule(opt),
+                 **{name: getattr(opt, name) for name in HYPER.names if name != "rule"})
     out.flags.writeable = False
     return out
 

@@ -33,7 +33,7 @@ from numba.extending import intrinsic, overload
 
 from .._config import FASTMATH
 from ._layout import (BLAS_ROWS, BLOCK_BYTES, BLOCK_DEPTHS, MIN_BLOCK_ROWS, SLICE_ALIGN, SMALL_WORK,
-                      Activation, Event, Labels, Loss, Update)
+                      STEP_FIELDS, Activation, Event, Labels, Loss, Update)
 
 # error_model="numpy": IEEE division (x/0 = inf, checked by the callers) instead of Python's
 # ZeroDivisionError test, whose branch in every loop with a division blocks vectorisation.
@@ -46,9 +46,8 @@ COMPLETED, PLATEAU, DIVERGED, INTERRUPTED = (int(e) for e in Event)
 SGD, MOMENTUM, NESTEROV, ADAM = (int(u) for u in Update)
 OUTPUT_ONLY, ARGMAX, THRESHOLD = (int(k) for k in Labels)
 
-#: One minibatch's update constants, each in θ's dtype (the cython twin's Step struct).
-Step = namedtuple("Step", "rule lr momentum l2 beta_1 one_minus_beta_1 beta_2 "
-                          "one_minus_beta_2 epsilon adam_step weight_sum inverse")
+#: One minibatch's update constants, each in θ's dtype: _layout.STEP's shared fields.
+Step = namedtuple("Step", STEP_FIELDS)
 
 
 def _cast(like, x):

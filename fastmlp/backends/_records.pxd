@@ -23,6 +23,23 @@ ctypedef struct Outcome:
     int64_t t
     int64_t event
 
+ctypedef struct Step:
+    int64_t rule
+    double lr
+    double momentum
+    double l2
+    double beta_1
+    double one_minus_beta_1
+    double beta_2
+    double one_minus_beta_2
+    double epsilon
+    double adam_step
+    double weight_sum
+    double inverse
+    int64_t fused_rows
+    double alpha
+    double beta
+
 cdef enum Activation:
     IDENTITY = 0
     LOGISTIC = 1
@@ -73,6 +90,7 @@ cdef inline dict declared_layout():
         "Hyper": (sizeof(Hyper), {"rule": <size_t>&(<Hyper*>NULL).rule, "momentum": <size_t>&(<Hyper*>NULL).momentum, "l2": <size_t>&(<Hyper*>NULL).l2, "beta_1": <size_t>&(<Hyper*>NULL).beta_1, "beta_2": <size_t>&(<Hyper*>NULL).beta_2, "epsilon": <size_t>&(<Hyper*>NULL).epsilon}),
         "Plateau": (sizeof(Plateau), {"tol": <size_t>&(<Plateau*>NULL).tol, "patience": <size_t>&(<Plateau*>NULL).patience, "best": <size_t>&(<Plateau*>NULL).best, "count": <size_t>&(<Plateau*>NULL).count, "scale": <size_t>&(<Plateau*>NULL).scale}),
         "Outcome": (sizeof(Outcome), {"epochs": <size_t>&(<Outcome*>NULL).epochs, "t": <size_t>&(<Outcome*>NULL).t, "event": <size_t>&(<Outcome*>NULL).event}),
+        "Step": (sizeof(Step), {"rule": <size_t>&(<Step*>NULL).rule, "lr": <size_t>&(<Step*>NULL).lr, "momentum": <size_t>&(<Step*>NULL).momentum, "l2": <size_t>&(<Step*>NULL).l2, "beta_1": <size_t>&(<Step*>NULL).beta_1, "one_minus_beta_1": <size_t>&(<Step*>NULL).one_minus_beta_1, "beta_2": <size_t>&(<Step*>NULL).beta_2, "one_minus_beta_2": <size_t>&(<Step*>NULL).one_minus_beta_2, "epsilon": <size_t>&(<Step*>NULL).epsilon, "adam_step": <size_t>&(<Step*>NULL).adam_step, "weight_sum": <size_t>&(<Step*>NULL).weight_sum, "inverse": <size_t>&(<Step*>NULL).inverse, "fused_rows": <size_t>&(<Step*>NULL).fused_rows, "alpha": <size_t>&(<Step*>NULL).alpha, "beta": <size_t>&(<Step*>NULL).beta}),
         "Activation": {"IDENTITY": IDENTITY, "LOGISTIC": LOGISTIC, "TANH": TANH, "RELU": RELU, "LEAKY_RELU": LEAKY_RELU, "SOFTMAX": SOFTMAX, "EXP": EXP},
         "Loss": {"SQUARED_ERROR": SQUARED_ERROR, "CROSS_ENTROPY": CROSS_ENTROPY, "BINARY_CROSS_ENTROPY": BINARY_CROSS_ENTROPY, "POISSON": POISSON},
         "Event": {"COMPLETED": COMPLETED, "PLATEAU": PLATEAU, "DIVERGED": DIVERGED, "INTERRUPTED": INTERRUPTED},
