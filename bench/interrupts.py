@@ -72,7 +72,8 @@ def sigint_latency(library, hidden):
 
 def call_pace(problem, rounds):
     """Per-call seconds and epochs of a fit, time-sized against fixed 64-epoch chunks."""
-    from fastmlp import MLP, MLPClassifier, training
+    from fastmlp import MLPClassifier, training
+    from fastmlp.model import TrainingJob
     from bench.harness import digits_problem, mnist_shaped_problem
 
     if problem == "digits":
@@ -81,7 +82,7 @@ def call_pace(problem, rounds):
     else:
         X, _, y, _ = mnist_shaped_problem(np.float32)
         params = dict(hidden_layer_sizes=(100, 100), max_iter=3)
-    calls, original = [], MLP.run_epochs
+    calls, original = [], TrainingJob.run
 
     def timed(self, *args, **kwargs):
         start = time.perf_counter()
@@ -94,7 +95,7 @@ def call_pace(problem, rounds):
                "64 per call": (lambda self: training.MAX_CHUNK_EPOCHS, float("inf"))}
     fits = {name: [] for name in sizings}
     pace = {}
-    MLP.run_epochs = timed
+    TrainingJob.run = timed
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -109,7 +110,7 @@ def call_pace(problem, rounds):
                     fits[name].append(time.perf_counter() - start)
                     pace[name] = list(calls)
     finally:
-        MLP.run_epochs = original
+        TrainingJob.run = original
         training._Epochs._epochs_per_call, training.CALL_BUDGET = sizings["by time"]
     rows = []
     for name in sizings:

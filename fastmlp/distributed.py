@@ -324,10 +324,14 @@ class _DistributedNet:
         grad[...] = total
         return loss
 
-    def run_epochs(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
-                   plateau=None, stop=None, time_budget=np.inf):
+    def training_job(self, X, Y, sample_weight, batch_size, opt):
+        """The trainer's job over the shards' rows (X, Y, sample_weight are stand-ins)."""
+        return _DistributedJob(self, batch_size, opt)
+
+    def run_epochs(self, orders, learning_rates, batch_size, opt, plateau=None, stop=None,
+                   time_budget=np.inf):
         """reference.guarded_epochs (guard on, plateau rule, stop flag, time budget) with each
-        minibatch's sums computed by the shards; X, Y, sample_weight are the shards'."""
+        minibatch's sums computed by the shards."""
         state, n = self.net.optimizer_state_for(opt), self.shards.n
         orders = row_orders(orders, n)
         self.shards.set_orders(orders)  # once per call: each shard finds its rows
@@ -358,6 +362,17 @@ class _DistributedNet:
             if stop_requested(stop):
                 return None
         return data_term, penalty_term
+
+
+class _DistributedJob:
+    """training.Network's job on Dask: each run one _DistributedNet.run_epochs call."""
+
+    def __init__(self, net, batch_size, opt):
+        self.net, self.batch_size, self.opt = net, batch_size, opt
+
+    def run(self, orders, learning_rates, plateau=None, stop=None, time_budget=np.inf):
+        return self.net.run_epochs(orders, learning_rates, self.batch_size, self.opt, plateau,
+                                   stop, time_budget)
 
 
 def _spec(net):

@@ -78,6 +78,30 @@ def _update_rule(optimizer, learning_rate, deprecated):
                       float(settings["beta_2"]), float(settings["epsilon"]))
 
 
+class TrainingJob:
+    """One fit's training on one MLP, prepared once (MLP.training_job): the backend's job
+    over checked rows, targets, sample weights, batch size and update rule. Each `run` is
+    one train_epochs call, passing only what changes between calls."""
+
+    def __init__(self, net, X, Y, sample_weight, batch_size, opt):
+        self.n = n = X.shape[0]
+        self.kernel_job = net.backend.unchecked.train_job(
+            net.arch, net.theta, X, Y, sample_weight, min(int(batch_size), n), opt,
+            net.optimizer_state_for(opt), True, net.scratch)
+
+    def run_sums(self, orders, learning_rates, plateau=None, stop=None, time_budget=np.inf):
+        """(per-epoch (Σ_b mean loss_b·rows_b, Σ_b mean penalty_b·rows_b), event)."""
+        return self.kernel_job.run(row_orders(orders, self.n),
+                                   np.ascontiguousarray(learning_rates, dtype=np.float64),
+                                   plateau, stop, time_budget)
+
+    def run(self, orders, learning_rates, plateau=None, stop=None, time_budget=np.inf):
+        """Up to len(learning_rates) epochs (MLP.run_epochs): (terms, event), terms each
+        completed epoch's (mean data loss, mean L2 penalty)."""
+        sums, event = self.run_sums(orders, learning_rates, plateau, stop, time_budget)
+        return sums / self.n, event
+
+
 class DivergenceError(ValueError, FloatingPointError):
     """Training produced NaN/inf; the model keeps the weights from before the failing epoch.
 
@@ -120,6 +144,7 @@ class MLP:
         _memory.check(_memory.network_bytes(self.arch.layer_sizes, itemsize),
                       f"a network of layers {list(self.arch.layer_sizes)}")
         self.theta = np.empty(self.arch.n_params, dtype=self.dtype)
+        self.scratch = {}  # the backend's training workspace, kept between calls
         self.initialize(random_state)
 
     # -- parameters -------------------------------------------------------------------
@@ -233,8 +258,7 @@ class MLP:
     def release_workspace(self) -> None:
         """Free the training buffers kept between calls (the gradient, the guard's snapshot
         of θ and the moments: up to four times θ's size); the next call allocates them anew."""
-        if self.optimizer_state is not None:
-            self.optimizer_state.meta.pop("workspace", None)
+        self.scratch.clear()
 
     # -- computation ------------------------------------------------------------------
     def _check_X(self, X):
@@ -676,12 +700,42 @@ class MLP:
             stop.check()
         return np.array([(d + p) / n for d, p in sums]), event
 
+    def training_job(self, X: ArrayLike, Y: np.ndarray, sample_weight: np.ndarray | None,
+                     batch_size: int, opt: optim.Optimizer) -> TrainingJob:
+        """Prepare `train_epochs` on arguments checked already, once for a fit (the trainer's
+        entry): the backend's bundles of this network, the data and the optimizer's moments
+        are built here, and each of the job's calls passes only what changes.
+
+        Parameters
+        ----------
+        X : ndarray or CSR matrix of shape (n_samples, n_inputs)
+            The checked input rows.
+        Y : ndarray of shape (n_samples, n_outputs)
+            The checked targets.
+        sample_weight : ndarray of shape (n_samples,) or None
+            Weights of the rows.
+        batch_size : int
+            Rows per minibatch.
+        opt : fastmlp.optim.Optimizer
+            The update rule and its hyperparameters.
+
+        Returns
+        -------
+        job : TrainingJob
+            Its `run(orders, learning_rates, plateau=None, stop=None, time_budget=inf)`
+            trains and returns (terms, event) as `train_epochs` describes them.
+        """
+        return TrainingJob(self, X, Y, sample_weight, batch_size, opt)
+
     def run_epochs(self, X: ArrayLike, Y: np.ndarray, sample_weight: np.ndarray | None,
                    orders: np.ndarray | None, learning_rates: np.ndarray, batch_size: int,
                    opt: optim.Optimizer, plateau: Plateau | None = None,
                    stop: np.ndarray | None = None,
                    time_budget: float = np.inf) -> tuple[np.ndarray, str]:
-        """Run `train_epochs` on arguments checked already (the trainer's entry).
+        """Run one call of a `training_job` on these arguments (checked already).
+
+        Deprecated (FutureWarning), removed in the next release: use `training_job`, once
+        per fit, and its `run` per call.
 
         Parameters
         ----------
@@ -713,19 +767,18 @@ class MLP:
         event : str
             How the call ended (see `train_epochs`).
         """
-        sums, event = self._epoch_sums(X, Y, sample_weight, orders, learning_rates,
-                                       batch_size, opt, plateau, stop, time_budget)
-        return sums / X.shape[0], event
+        warnings.warn("MLP.run_epochs is deprecated and will be removed in the next release: "
+                      "prepare the fit once with MLP.training_job(X, Y, sample_weight, "
+                      "batch_size, opt) and call its run(orders, learning_rates, ...)",
+                      FutureWarning, stacklevel=2)
+        return self.training_job(X, Y, sample_weight, batch_size, opt).run(
+            orders, learning_rates, plateau, stop, time_budget)
 
     def _epoch_sums(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
                     plateau, stop=None, time_budget=np.inf):
         """The backend's per-epoch (Σ_b mean loss_b·rows_b, Σ_b mean penalty_b·rows_b)."""
-        n = X.shape[0]
-        return self.backend.unchecked.train_epochs(
-            self.arch, self.theta, X, Y, sample_weight, row_orders(orders, n),
-            min(int(batch_size), n), opt, self.optimizer_state_for(opt),
-            np.ascontiguousarray(learning_rates, dtype=np.float64), True, plateau, stop,
-            time_budget)
+        job = self.training_job(X, Y, sample_weight, batch_size, opt)
+        return job.run_sums(orders, learning_rates, plateau, stop, time_budget)
 
     def optimizer_state_for(self, opt: optim.Optimizer) -> optim.OptimizerState:
         """Return the optimizer's moments for `opt`: those kept, or new (zeros) when there
@@ -751,10 +804,12 @@ class MLP:
         state["backend"] = self.backend.name  # by name: the registry's instance comes back
         for name in ("_disjoint_checked", "_disjoint_arrays"):  # checked again when used
             state.pop(name, None)
+        state["scratch"] = {}  # buffers, many times the model's size: made again when used
         return state
 
     def __setstate__(self, state):
         state["backend"] = get_backend(state["backend"])
+        state.setdefault("scratch", {})
         self.__dict__.update(state)
 
     def __repr__(self):

@@ -11,7 +11,7 @@ reading and writing it saves a third of the update's memory traffic on large net
 """
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -64,18 +64,10 @@ class OptimizerState:
     first: np.ndarray
     second: np.ndarray
     t: int = 0
-    meta: dict = field(default_factory=dict)
 
     @classmethod
     def zeros(cls, n_params, dtype):
         return cls(np.zeros(n_params, dtype), np.zeros(n_params, dtype), 0)
-
-    def __getstate__(self):
-        """Pickled (and copied) without meta's training workspace: a cache of buffers the
-        compiled backends rebuild when they next train, many times the model's size."""
-        state = dict(self.__dict__)
-        state["meta"] = {k: v for k, v in self.meta.items() if k != "workspace"}
-        return state
 
 
 def adam_step_size(opt, t):

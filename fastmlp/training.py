@@ -49,15 +49,16 @@ class Network(Protocol):
     def reset_optimizer(self) -> None:
         """Forget the optimizer's moments (a new fit starts a new optimizer)."""
 
-    def run_epochs(self, X, Y, sample_weight, orders, learning_rates, batch_size, opt,
-                   plateau=None, stop=None, time_budget=float("inf")):
-        """Epochs on checked data: epoch e at learning_rates[e] with its rows in orders[e]
-        (one row: every epoch; None: rows in order); `plateau` (a stopping.Plateau) updated
-        after each; no epoch started after time_budget seconds. Returns (terms, event):
-        terms (k, 2), each completed epoch's (mean data loss, mean L2 penalty); event
-        "completed", "plateau", "diverged" — an epoch made the loss or θ non-finite — or
-        "interrupted" — the stop flag (int64[1]) was raised during an epoch; either epoch
-        was undone: θ, the moments and t are as after the last completed epoch."""
+    def training_job(self, X, Y, sample_weight, batch_size, opt):
+        """The fit's epochs on checked data, prepared once: an object whose
+        run(orders, learning_rates, plateau=None, stop=None, time_budget=inf) trains epoch
+        e at learning_rates[e] with its rows in orders[e] (one row: every epoch; None: rows
+        in order), `plateau` (a stopping.Plateau) updated after each, no epoch started after
+        time_budget seconds, and returns (terms, event): terms (k, 2), each completed
+        epoch's (mean data loss, mean L2 penalty); event "completed", "plateau", "diverged"
+        — an epoch made the loss or θ non-finite — or "interrupted" — the stop flag
+        (int64[1]) was raised during an epoch; either epoch was undone: θ, the moments and
+        t are as after the last completed epoch."""
 
     def loss_and_gradient(self, X, Y, sample_weight, grad) -> float:
         """Summed loss over checked rows; the summed gradient written into grad."""
@@ -309,6 +310,7 @@ class _Epochs:
         self.params, self.task, self.state, self.net = params, task, state, net
         self.X, self.Y, self.sample_weight = X, Y, sample_weight
         self.batch_size, self.opt, self.stop = batch_size, opt, stop
+        self.job = net.training_job(X, Y, sample_weight, batch_size, opt)  # once per fit
         self.seconds_per_epoch = None  # measured by the calls so far
 
     def _rates(self, k):
@@ -318,9 +320,8 @@ class _Epochs:
 
     def _run(self, orders, rates, plateau=None, time_budget=float("inf")):
         started = time.perf_counter()
-        terms, event = self.net.run_epochs(self.X, self.Y, self.sample_weight, orders, rates,
-                                           self.batch_size, self.opt, plateau,
-                                           stop=self.stop.flag, time_budget=time_budget)
+        terms, event = self.job.run(orders, rates, plateau, stop=self.stop.flag,
+                                    time_budget=time_budget)
         if len(terms):
             self.seconds_per_epoch = (time.perf_counter() - started) / len(terms)
         return terms, event

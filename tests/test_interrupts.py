@@ -23,6 +23,7 @@ import pytest
 import fastmlp
 from fastmlp import MLP, MLPClassifier, MLPRegressor, interrupts, optim, training
 from fastmlp._config import cpu_count
+from fastmlp.model import TrainingJob
 
 from helpers import COMPILED, FULL_PRODUCTS, problem
 
@@ -337,17 +338,17 @@ def _digits():
 
 
 def _interrupt_on_call(monkeypatch, call_number):
-    """Make MLP.run_epochs see the stop flag raised on its call_number-th call (as Ctrl-C
-    during that call would: the backend then stops after one minibatch)."""
-    original, calls = MLP.run_epochs, []
+    """Make a fit's training job see the stop flag raised on its call_number-th call (as
+    Ctrl-C during that call would: the backend then stops after one minibatch)."""
+    original, calls = TrainingJob.run, []
 
-    def run_epochs(self, *args, **kwargs):
-        calls.append(len(args[4]))  # the epochs asked for
+    def run(self, *args, **kwargs):
+        calls.append(len(args[1]))  # the epochs asked for
         if len(calls) == call_number:
             kwargs["stop"][0] = 1
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(MLP, "run_epochs", run_epochs)
+    monkeypatch.setattr(TrainingJob, "run", run)
     return calls
 
 
@@ -432,15 +433,15 @@ def test_calls_are_sized_from_the_measured_pace(monkeypatch):
     call's pace, at most MAX_CHUNK_EPOCHS; the kernels' budget (CALL_BUDGET) is passed."""
     X, y = _digits()
     seen, ran = [], []
-    original = MLP.run_epochs
+    original = TrainingJob.run
 
-    def run_epochs(self, *args, **kwargs):
+    def run(self, *args, **kwargs):
         terms, event = original(self, *args, **kwargs)
-        seen.append((len(args[4]), kwargs["time_budget"]))
+        seen.append((len(args[1]), kwargs["time_budget"]))
         ran.append(len(terms))  # fewer than asked when the budget ends a call (a busy machine)
         return terms, event
 
-    monkeypatch.setattr(MLP, "run_epochs", run_epochs)
+    monkeypatch.setattr(TrainingJob, "run", run)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         MLPClassifier(hidden_layer_sizes=(16,), random_state=0, max_iter=150,

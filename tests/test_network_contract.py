@@ -37,7 +37,7 @@ def _mlp(backend, output="softmax", loss="cross_entropy"):
 
 
 def _networks(request, output="softmax", loss="cross_entropy"):
-    """(name, network, X, Y for run_epochs) for every implementation."""
+    """(name, network, X, Y for training_job) for every implementation."""
     X, Y = _data()
     if output == "identity":
         X = X * 1e3
@@ -59,13 +59,13 @@ def _networks(request, output="softmax", loss="cross_entropy"):
     return nets
 
 
-def test_run_epochs_and_loss_and_gradient_agree_across_implementations(request):
+def test_training_jobs_and_loss_and_gradient_agree_across_implementations(request):
     opt = optim.Optimizer("adam", 0.01)
     X, Y = _data()
     orders = np.stack([np.random.default_rng(e).permutation(len(X)) for e in range(3)])
     results = {}
     for name, net, Xn, Yn in _networks(request):
-        terms, event = net.run_epochs(Xn, Yn, None, orders, [0.01] * 3, 40, opt)
+        terms, event = net.training_job(Xn, Yn, None, 40, opt).run(orders, [0.01] * 3)
         assert event == "completed" and terms.shape == (3, 2)
         grad = np.empty_like(net.theta)
         loss = net.loss_and_gradient(Xn, Yn, None, grad)
@@ -83,18 +83,18 @@ def test_the_plateau_rule_ends_the_run_after_the_same_epoch(request):
     opt = optim.Optimizer("sgd", 0.01)
     for name, net, Xn, Yn in _networks(request):
         rule = Plateau(tol=10.0, patience=1)  # the 2nd and 3rd improve by < 10: the 3rd ends it
-        terms, event = net.run_epochs(Xn, Yn, None, None, [0.01] * 5, 30, opt, rule)
+        terms, event = net.training_job(Xn, Yn, None, 30, opt).run(None, [0.01] * 5, rule)
         assert (event, len(terms), rule.count) == ("plateau", 3, 2), name
 
 
 def test_a_diverging_run_restores_the_last_completed_epoch(request):
     opt = optim.Optimizer("sgd", 1.0, momentum=0.9)
     for name, net, Xn, Yn in _networks(request, "identity", "squared_error"):
-        first, event = net.run_epochs(Xn, Yn, None, None, [1e-9], 30, opt)
+        first, event = net.training_job(Xn, Yn, None, 30, opt).run(None, [1e-9])
         assert event == "completed", name
         theta, state = net.theta.copy(), net.optimizer_state
         moments = state.first.copy(), state.second.copy(), state.t
-        terms, event = net.run_epochs(Xn, Yn, None, None, [10.0] * 3, 30, opt)
+        terms, event = net.training_job(Xn, Yn, None, 30, opt).run(None, [10.0] * 3)
         assert event == "diverged" and len(terms) == 0, name
         np.testing.assert_array_equal(net.theta, theta, err_msg=name)
         np.testing.assert_array_equal(state.first, moments[0], err_msg=name)
@@ -123,22 +123,22 @@ def test_a_diverging_distributed_fit_keeps_finite_weights(client):
     np.testing.assert_allclose(est.loss_curve_, local.loss_curve_, rtol=1e-9)
 
 
-def test_a_raised_stop_flag_ends_run_epochs_with_the_epoch_undone(request):
+def test_a_raised_stop_flag_ends_a_run_with_the_epoch_undone(request):
     """Every Network honours the stop flag after a minibatch: event "interrupted", nothing
     of the epoch under way kept (θ, moments, t), and the time budget ends a call early."""
     opt = optim.Optimizer("adam", 0.01)
     X, Y = _data()
     for name, net, Xn, Yn in _networks(request):
-        net.run_epochs(Xn, Yn, None, None, [0.01], 40, opt)  # moments that are not zero
+        net.training_job(Xn, Yn, None, 40, opt).run(None, [0.01])  # moments that are not zero
         state = net.optimizer_state
         before = net.theta.copy(), state.first.copy(), state.second.copy(), state.t
-        terms, event = net.run_epochs(Xn, Yn, None, None, [0.01] * 3, 40, opt,
+        terms, event = net.training_job(Xn, Yn, None, 40, opt).run(None, [0.01] * 3,
                                       stop=np.ones(1, np.int64))
         assert (event, len(terms)) == ("interrupted", 0), name
         np.testing.assert_array_equal(net.theta, before[0], err_msg=name)
         np.testing.assert_array_equal(state.first, before[1], err_msg=name)
         np.testing.assert_array_equal(state.second, before[2], err_msg=name)
         assert state.t == before[3], name
-        terms, event = net.run_epochs(Xn, Yn, None, None, [0.01] * 50, 40, opt,
+        terms, event = net.training_job(Xn, Yn, None, 40, opt).run(None, [0.01] * 50,
                                       time_budget=1e-9)
         assert (event, len(terms)) == ("completed", 1), name

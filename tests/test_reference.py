@@ -251,3 +251,16 @@ def test_the_old_optimizer_keywords_warn_and_train_as_the_optimizer():
         new.train_epoch(X, Y, optimizer=Optimizer("sgd"), momentum=0.9)
     with pytest.raises(TypeError, match="unexpected keyword arguments"):
         new.train_epoch(X, Y, learning_rate_init=0.1)
+
+
+def test_run_epochs_warns_and_runs_a_training_job():
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(30, 3)), np.eye(2)[rng.integers(0, 2, 30)]
+    old, new = (MLP([3, 4, 2], backend="numpy", random_state=0) for _ in range(2))
+    opt = Optimizer("adam", 0.01)
+    with pytest.warns(FutureWarning, match="MLP.training_job"):
+        terms, event = old.run_epochs(X, Y, None, None, [0.01, 0.02], 8, opt)
+    expected, expected_event = new.training_job(X, Y, None, 8, opt).run(None, [0.01, 0.02])
+    np.testing.assert_array_equal(terms, expected)
+    np.testing.assert_array_equal(old.theta, new.theta)
+    assert event == expected_event == "completed"

@@ -16,7 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from helpers import BACKENDS
 
 from fastmlp import DivergenceError, MLPClassifier, MLPRegressor
-from fastmlp.model import MLP
+from fastmlp.model import TrainingJob
 
 
 
@@ -89,7 +89,7 @@ def test_an_error_mid_training_keeps_the_previous_model(backend, call, monkeypat
     X, y = _digits()
     est, _, _ = _fitted(backend, warm_start=call == "warm_start")
     est.partial_fit(X, y)  # the optimizer's moments exist
-    original, calls = MLP.run_epochs, []
+    original, calls = TrainingJob.run, []
 
     def fails_on_the_second_call(self, *args, **kwargs):
         calls.append(1)
@@ -98,7 +98,7 @@ def test_an_error_mid_training_keeps_the_previous_model(backend, call, monkeypat
             raise MemoryError("out of memory, as a test")
         return result
 
-    monkeypatch.setattr(MLP, "run_epochs", fails_on_the_second_call)
+    monkeypatch.setattr(TrainingJob, "run", fails_on_the_second_call)
     if call == "partial_fit":
         est.partial_fit(X, y)  # the first call trains
         before = _snapshot(est, X)

@@ -228,7 +228,7 @@ def test_a_fitted_model_keeps_no_training_buffers(backend):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, backend=backend).fit(X, y)
-    assert "workspace" not in est._net.optimizer_state.meta
+    assert not est._net.scratch
     est.partial_fit(X, y)
     if backend != "numpy":  # the reference allocates per call
-        assert "workspace" in est._net.optimizer_state.meta
+        assert "training" in est._net.scratch

@@ -41,9 +41,20 @@ class Kernels(ABC):
         between calls (the compiled kernels' buffers live there)."""
 
     @abstractmethod
+    def train_job(self, arch, theta, X, Y, sample_weight, batch_size, opt, state, guard,
+                  scratch):
+        """Backend.train_epochs prepared once for a fit, on checked arguments: an object
+        whose run(orders, learning_rates, plateau=None, stop=None, time_budget=inf) makes
+        one train_epochs call — (terms, event) — passing only what changes between calls.
+        scratch: a dict the caller keeps, where the job's workspace lives between jobs."""
+
     def train_epochs(self, arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
-                     learning_rates, guard, plateau, stop=None, time_budget=np.inf):
+                     learning_rates, guard, plateau, stop=None, time_budget=np.inf,
+                     scratch=None):
         """Backend.train_epochs on checked arguments: (terms, event)."""
+        job = self.train_job(arch, theta, X, Y, sample_weight, batch_size, opt, state, guard,
+                             {} if scratch is None else scratch)
+        return job.run(orders, learning_rates, plateau, stop, time_budget)
 
     @abstractmethod
     def predict(self, arch, theta, X, out, labels, label_kind, block_rows):
@@ -115,7 +126,8 @@ class Backend:
                                               {} if scratch is None else scratch)
 
     def train_epochs(self, arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
-                     learning_rates, guard=True, plateau=None, stop=None, time_budget=None):
+                     learning_rates, guard=True, plateau=None, stop=None, time_budget=None,
+                     scratch=None):
         """Up to len(learning_rates) epochs: epoch e takes its rows in orders[e] (orders[0]
         every epoch when orders has one row; None: rows in order) at learning rate
         learning_rates[e].
@@ -132,10 +144,12 @@ class Backend:
         Σ_b mean L2 penalty_b × rows_b) for each completed epoch (their sum / n_samples is
         scikit-learn's loss). A minibatch whose sample weights are all zero has no mean
         gradient: it makes no step (Adam's t stays) and adds nothing to terms. θ and the
-        moments may not share memory with the data (ValueError)."""
+        moments may not share memory with the data (ValueError). scratch: a dict kept
+        between calls, where the compiled backends keep their workspace (None: made for
+        this call)."""
         X, Y, sample_weight, orders, batch_size, learning_rates = check_train_epochs(
             arch, theta, X, Y, sample_weight, orders, batch_size, state, learning_rates)
         stop, time_budget = check_stop(stop, time_budget)
         return self.unchecked.train_epochs(arch, theta, X, Y, sample_weight, orders,
                                            batch_size, opt, state, learning_rates, guard,
-                                           plateau, stop, time_budget)
+                                           plateau, stop, time_budget, scratch)

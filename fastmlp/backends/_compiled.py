@@ -23,6 +23,9 @@ NO_LABELS = np.empty(0, np.int64)
 # The stop flag of a call that nothing interrupts (writable, as the signal's flag is: numba
 # would compile a second specialisation for a read-only one).
 NO_STOP = np.zeros(1, np.int64)
+# A prepared job's orders and learning rates until a call gives them.
+NO_ORDERS = np.zeros((1, 1), np.int64)
+NO_RATES = np.ones(1)
 # A dense X's stand-ins for the CSR arrays of a sparse one (values, indices, row pointers):
 # int32 indices, as scipy keeps all but the largest matrices, so a dense fit and a sparse
 # one share the kernels numba compiled.
@@ -196,42 +199,81 @@ class CompiledKernels(Kernels):
             _data_bundle(ro, X, Y, sample_weight, ro(rows[None]), cache),
             cache.bundle(False)._replace(grad=grad))
 
-    def train_epochs(self, arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
-                     learning_rates, guard, plateau, stop=None, time_budget=np.inf):
-        ro = self.ro
-        dtype = theta.dtype
-        sparse = _contract.is_sparse(X)
+    def train_job(self, arch, theta, X, Y, sample_weight, batch_size, opt, state, guard,
+                  scratch):
+        return _CompiledJob(self, arch, theta, X, Y, sample_weight, batch_size, opt, state,
+                            guard, scratch)
+
+
+class _CompiledJob:
+    """A compiled twin's train_epochs prepared once per fit: the Network, Data, Optimizer
+    and Workspace bundles built here (the workspace kept in the caller's scratch, so calls
+    that come in a row — partial_fit's — reuse it), the Control bundle per call. `run`
+    passes what changes from call to call: the epochs' orders and rates, the plateau rule,
+    the stop flag and the time budget."""
+
+    def __init__(self, kernels, arch, theta, X, Y, sample_weight, batch_size, opt, state,
+                 guard, scratch):
+        self.kernels, self.arch, self.state, self.guard = kernels, arch, state, bool(guard)
+        self.batch_size, self.scratch = int(batch_size), scratch
+        self.sparse = _contract.is_sparse(X)
+        ro = kernels.ro
+        self._workspace(kernels.n_threads())
+        cache = self.cache
+        self.network = cache.network(arch, theta, ro)
+        self.data = _data_bundle(ro, X, Y, sample_weight, NO_ORDERS, cache)
+        self.optimizer = _layout.Optimizer(_layout.hyper_record(opt), NO_RATES, state.first,
+                                           state.second)
+
+    def _workspace(self, requested):
+        """The split of a minibatch for `requested` threads and the workspace it needs (the
+        thread count a call runs with may change between calls: thread_limit)."""
         # A sparse X's minibatch is not split: each thread's own gradient buffer would be as
         # big as its first layer, zeroed and summed at every step.
+        self.requested = requested
+        self.n_chunks, self.one_thread = _split(self.arch.layer_sizes, self.batch_size,
+                                                requested, self.sparse)
+        key = (self.arch.layer_sizes, self.batch_size, self.network_dtype, self.n_chunks,
+               self.sparse)
+        cache = self.scratch.get("training")
+        if cache is None or cache.key != key:
+            cache = self.scratch["training"] = WorkspaceCache(self.arch, *key[1:])
+        self.cache, self.workspace = cache, cache.bundle(self.guard)
+
+    @property
+    def network_dtype(self):
+        return self.state.first.dtype
+
+    def run(self, orders, learning_rates, plateau=None, stop=None, time_budget=np.inf):
+        """Kernels.train_epochs' calls on this job: (per-epoch sums, event)."""
+        kernels, cache, state = self.kernels, self.cache, self.state
+        requested = kernels.n_threads()
+        if requested != self.requested:
+            self._workspace(requested)
+            cache = self.cache
         # The split follows the thread count asked for, the team what the machine has free
         # now: chunk c is thread c mod team's, so the weights do not depend on the team.
-        requested = self.n_threads()
-        n_chunks, one_thread = _split(arch.layer_sizes, batch_size, requested, sparse)
-        team = requested if one_thread else _config.team_threads(requested)
+        n_chunks = self.n_chunks
+        team = requested if self.one_thread else _config.team_threads(requested)
         if n_chunks > 1:
             team = min(team, n_chunks)
-        cache = state.meta.get("workspace")
-        if cache is None or cache.key != (arch.layer_sizes, batch_size, dtype, n_chunks, sparse):
-            cache = state.meta["workspace"] = WorkspaceCache(arch, batch_size, dtype, n_chunks,
-                                                             sparse)
         if plateau is not None or cache.plateau_in_use:  # (a rule's record, or no rule's)
             _layout.fill_plateau(cache.plateau, plateau)
             cache.plateau_in_use = plateau is not None
         cache.outcome[0] = (0, state.t, _layout.Event.COMPLETED)
-        control = _layout.Control(int(batch_size), _layout.CHUNK_MIN_ROWS, bool(guard),
+        control = _layout.Control(self.batch_size, _layout.CHUNK_MIN_ROWS, self.guard,
                                   cache.plateau, cache.outcome,
                                   np.empty((learning_rates.shape[0], 2)),
                                   NO_STOP if stop is None else stop, float(time_budget),
                                   int(team))
         if n_chunks > 1 and team > 1:
             _config.teams_start()
-        with self.threads(n_chunks, team), _blas_team(n_chunks, team, requested):
-            self.raw.train_epochs(
-                cache.network(arch, theta, ro),
-                _data_bundle(ro, X, Y, sample_weight, ro(orders), cache),
-                _layout.Optimizer(_layout.hyper_record(opt), ro(learning_rates), state.first,
-                                  state.second),
-                cache.bundle(guard), control)
+        ro = kernels.ro
+        with kernels.threads(n_chunks, team), _blas_team(n_chunks, team, requested):
+            kernels.raw.train_epochs(
+                self.network, self.data._replace(orders=ro(orders)),
+                self.optimizer._replace(learning_rates=ro(learning_rates)), self.workspace,
+                control)
         epochs, state.t, event = cache.outcome.item()
         if plateau is not None:
             _, _, plateau.best, plateau.count, _ = cache.plateau.item()

@@ -215,13 +215,28 @@ def _epoch(arch, theta, X, Y, sample_weight, order, batch_size, opt, state, grad
     return data_term, penalty_term
 
 
+class _ReferenceJob:
+    """Kernels.train_job of the reference: its arguments kept, each run one _train_epochs."""
+
+    def __init__(self, *args):
+        self.args = args
+
+    def run(self, orders, learning_rates, plateau=None, stop=None, time_budget=np.inf):
+        arch, theta, X, Y, sample_weight, batch_size, opt, state, guard = self.args
+        return _train_epochs(arch, theta, X, Y, sample_weight, orders, batch_size, opt, state,
+                             learning_rates, guard, plateau, stop, time_budget)
+
+
 class _ReferenceKernels(Kernels):
     """The reference's kernels: the functions above."""
     forward_layer = staticmethod(_forward)
     backward_layer = staticmethod(_backward)
     output_delta = staticmethod(_output_delta)
-    train_epochs = staticmethod(_train_epochs)
     predict = staticmethod(predict)
+
+    def train_job(self, arch, theta, X, Y, sample_weight, batch_size, opt, state, guard,
+                  scratch):
+        return _ReferenceJob(arch, theta, X, Y, sample_weight, batch_size, opt, state, guard)
     summed_gradient = staticmethod(_rows_summed_gradient)
 
 
