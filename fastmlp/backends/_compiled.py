@@ -54,7 +54,7 @@ def _as_is(a):
 
 class WorkspaceCache:
     """Buffers for one (architecture, batch size, dtype, chunks, sparse X): allocated once per
-    fit, kept in the optimizer state's meta between calls. A sparse X is read in place, row
+    fit, kept in the model's scratch between calls. A sparse X is read in place, row
     by row: no gathered copy of its minibatch rows (xb is a one-element stand-in)."""
 
     def __init__(self, arch, batch_size, dtype, n_chunks, sparse=False):
@@ -118,7 +118,7 @@ class RawKernels(NamedTuple):
     for a CSR input sparse_forward(values, indices, indptr, rows, W, b, act, slope, out) and
     sparse_gradient(values, indices, indptr, rows, δ, gW, gb) over its rows `rows`,
     output_delta(A, Y, act, loss, δ, sw, has_sw, slope, tiny),
-    train_epochs(network, data, optimizer, workspace, control) and
+    train_epochs(network, data, update, workspace, control) and
     summed_gradient(network, data, workspace) (_layout's bundles), and
     predict(theta, offsets, sizes, hidden, output, slope, X, out, labels, label_kind,
     block_rows), every layer's forward pass in one call."""
@@ -222,7 +222,7 @@ class _CompiledJob:
         cache = self.cache
         self.network = cache.network(arch, theta, ro)
         self.data = _data_bundle(ro, X, Y, sample_weight, NO_ORDERS, cache)
-        self.optimizer = _layout.Optimizer(_layout.hyper_record(opt), NO_RATES, state.first,
+        self.update = _layout.Update(_layout.hyper_record(opt), NO_RATES, state.first,
                                            state.second)
 
     def _workspace(self, requested):
@@ -272,7 +272,7 @@ class _CompiledJob:
         with kernels.threads(n_chunks, team), _blas_team(n_chunks, team, requested):
             kernels.raw.train_epochs(
                 self.network, self.data._replace(orders=ro(orders)),
-                self.optimizer._replace(learning_rates=ro(learning_rates)), self.workspace,
+                self.update._replace(learning_rates=ro(learning_rates)), self.workspace,
                 control)
         epochs, state.t, event = cache.outcome.item()
         if plateau is not None:

@@ -1161,7 +1161,7 @@ cdef void _keep(const Run* r, floating* theta, int tid, int team, bint restore) 
             memcpy(&theta[lo], &saved[lo], width)
         else:
             memcpy(&saved[lo], &theta[lo], width)
-        if rule != SGD:  # _layout.Update
+        if rule != SGD:  # _layout.Rule
             if restore:
                 memcpy(&first[lo], &saved[n_params + lo], width)
             else:
@@ -1277,11 +1277,11 @@ cdef int _read_workspace(Run* r, floating[::1] theta, workspace) except -1:
     return 0
 
 
-cdef int _read_optimizer(Run* r, floating[::1] theta, optimizer) except -1:
-    cdef const Hyper[::1] hyper = optimizer.hyper
-    cdef const double[::1] learning_rates = optimizer.learning_rates
-    cdef floating[::1] first = optimizer.first
-    cdef floating[::1] second = optimizer.second
+cdef int _read_update(Run* r, floating[::1] theta, update) except -1:
+    cdef const Hyper[::1] hyper = update.hyper
+    cdef const double[::1] learning_rates = update.learning_rates
+    cdef floating[::1] first = update.first
+    cdef floating[::1] second = update.second
     r.hyper = &hyper[0]
     r.learning_rates, r.n_epochs = &learning_rates[0], learning_rates.shape[0]
     r.first, r.second = &first[0], &second[0]
@@ -1302,13 +1302,13 @@ cdef int _read_control(Run* r, control) except -1:
     return 0
 
 
-cdef object _train_epochs(floating[::1] theta, network, data, optimizer, workspace, control):
+cdef object _train_epochs(floating[::1] theta, network, data, update, workspace, control):
     """train_epochs on θ's dtype: the bundles read into a Run, then one nogil call (an
     OpenMP team when the minibatch is split)."""
     cdef Run r
     _read_network(&r, theta, network)
     _read_data(&r, theta, data)
-    _read_optimizer(&r, theta, optimizer)
+    _read_update(&r, theta, update)
     _read_workspace(&r, theta, workspace)
     _read_control(&r, control)
     r.started = fastmlp_monotonic()
@@ -1351,7 +1351,7 @@ def summed_gradient(network, data, workspace):
     return _summed_gradient[double](network.theta, network, data, workspace)
 
 
-def train_epochs(network, data, optimizer, workspace, control):
+def train_epochs(network, data, update, workspace, control):
     """Mirrors reference.train_epochs: up to len(learning_rates) epochs in one call, without
     the GIL; the arguments are _layout's bundles (documented there), the outcome is written
     into control.outcome. Epoch e takes its rows in orders[e] (orders[0] every epoch if
@@ -1370,9 +1370,9 @@ def train_epochs(network, data, optimizer, workspace, control):
     and t as after the last completed epoch), else left as far as it got. No epoch starts
     after control.time_budget seconds (inf: no budget): the call ends COMPLETED early."""
     if network.theta.dtype == np.float32:
-        _train_epochs[float](network.theta, network, data, optimizer, workspace, control)
+        _train_epochs[float](network.theta, network, data, update, workspace, control)
     else:
-        _train_epochs[double](network.theta, network, data, optimizer, workspace, control)
+        _train_epochs[double](network.theta, network, data, update, workspace, control)
 
 
 def _check_layout():

@@ -33,7 +33,7 @@ from numba.extending import intrinsic, overload
 
 from .._config import FASTMATH
 from ._layout import (BLAS_ROWS, BLOCK_BYTES, BLOCK_DEPTHS, MIN_BLOCK_ROWS, SLICE_ALIGN, SMALL_WORK,
-                      STEP_FIELDS, Activation, Event, Labels, Loss, Update)
+                      STEP_FIELDS, Activation, Event, Labels, Loss, Rule)
 
 # error_model="numpy": IEEE division (x/0 = inf, checked by the callers) instead of Python's
 # ZeroDivisionError test, whose branch in every loop with a division blocks vectorisation.
@@ -43,7 +43,7 @@ parallel_jit = functools.partial(jit, parallel=True)
 IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, SOFTMAX, EXP = (int(a) for a in Activation)
 SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY, POISSON = (int(c) for c in Loss)
 COMPLETED, PLATEAU, DIVERGED, INTERRUPTED = (int(e) for e in Event)
-SGD, MOMENTUM, NESTEROV, ADAM = (int(u) for u in Update)
+SGD, MOMENTUM, NESTEROV, ADAM = (int(u) for u in Rule)
 OUTPUT_ONLY, ARGMAX, THRESHOLD = (int(k) for k in Labels)
 
 #: One minibatch's update constants, each in θ's dtype: _layout.STEP's shared fields.
@@ -799,20 +799,20 @@ def _plateau_update(plateau, loss):
 
 
 @jit
-def train_epochs(network, data, optimizer, workspace, control):
+def train_epochs(network, data, update, workspace, control):
     """Mirrors reference.train_epochs: up to len(learning_rates) epochs in one call; the
     bundles are _layout's (documented there). Writes the OUTCOME record. The stop flag and
     the time budget as in the cython twin's train_epochs."""
-    theta, first, second, saved = network.theta, optimizer.first, optimizer.second, workspace.saved
-    rule = optimizer.hyper[0].rule
+    theta, first, second, saved = network.theta, update.first, update.second, workspace.saved
+    rule = update.hyper[0].rule
     plateau, outcome = control.plateau[0], control.outcome[0]
     n = data.Y.shape[0]
     orders, terms = data.orders, control.terms
     t = outcome.t
-    keep_first, keep_second = rule != SGD, rule == ADAM  # _layout.Update
+    keep_first, keep_second = rule != SGD, rule == ADAM  # _layout.Rule
     outcome.event = COMPLETED
     started = _monotonic()
-    n_epochs = optimizer.learning_rates.shape[0]
+    n_epochs = update.learning_rates.shape[0]
     for e in range(n_epochs):
         outcome.epochs = e
         if control.guard:
@@ -822,8 +822,8 @@ def train_epochs(network, data, optimizer, workspace, control):
             if keep_second:
                 saved[2] = second
         order = orders[e if orders.shape[0] > 1 else 0]
-        t_after, interrupted = _epoch(network, data, optimizer, workspace, control, order,
-                                      _cast(theta, optimizer.learning_rates[e]), t, terms[e])
+        t_after, interrupted = _epoch(network, data, update, workspace, control, order,
+                                      _cast(theta, update.learning_rates[e]), t, terms[e])
         if interrupted:  # the epoch is undone; t and epochs stay
             if control.guard:
                 _restore(saved, theta, first, second, keep_first, keep_second)
