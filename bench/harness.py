@@ -461,7 +461,7 @@ def _share(rows, part, parts):
 def fit_floors(layers, batch, epochs, X):
     """name -> a _FloorFit maker: the fit's GEMMs through NumPy's BLAS, through SciPy's, and
     split over the CPUs this process may use (FIT_FLOORS, in that order)."""
-    from fastmlp._config import cpu_count
+    from fastmlp._threads import cpu_count
 
     parts = cpu_count()
     return {"gemm floor": lambda: _FloorFit(gemm_floor, layers, batch, epochs, X),

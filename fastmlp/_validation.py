@@ -2,7 +2,7 @@
 import numpy as np
 from sklearn.utils import check_array
 
-from .backends._contract import is_sparse, sparse_input
+from .backends._checks import is_sparse, sparse_input
 
 FLOAT_DTYPES = (np.float32, np.float64)
 
@@ -17,7 +17,7 @@ def check_dtype(dtype):
 def check_matrix(a, name, dtype, n_cols=None, allow_empty=False, accept_sparse=False):
     """2-D finite float array of `dtype`, C-contiguous; ints/bools cast, object/str/complex
     rejected. accept_sparse: a scipy.sparse matrix or array of any format is kept sparse, as
-    the kernels take it (CSR: _contract.sparse_input)."""
+    the kernels take it (CSR: _checks.sparse_input)."""
     if _ready(a, dtype, allow_empty):
         if n_cols is not None and a.shape[1] != n_cols:
             raise ValueError(f"{name} has {a.shape[1]} columns, expected {n_cols}")

@@ -33,7 +33,7 @@ class Architecture:
 
     Attributes cannot be set and the arrays cannot be written: backends read codes and
     offsets from it instead of re-checking, and the kernel contract checks it against its
-    own layer sizes (_contract.check_architecture).
+    own layer sizes (_checks.check_architecture).
 
     Parameters
     ----------

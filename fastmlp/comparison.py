@@ -21,19 +21,19 @@ BUSY_CPUS = 0.5
 def others_busy(seconds=0.5):
     """How many CPUs' worth of time other processes took over the next `seconds`, of those
     this process may use (None where /proc/stat cannot tell)."""
-    from . import _config, _cpu_load
+    from . import _threads, _cpu_load
 
     before = _cpu_load.reading()
     if before is None:
         return None
     time.sleep(seconds)
-    n_cpus = _config.cpu_count()
+    n_cpus = _threads.cpu_count()
     return n_cpus - _cpu_load.free_between(before, _cpu_load.reading(), n_cpus)
 
 
 def load_note(busy):
     """The machine's load as a phrase for a report."""
-    from ._config import cpu_count
+    from ._threads import cpu_count
 
     if busy is None:
         return "the machine's load is unknown here"

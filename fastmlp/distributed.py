@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.base import is_classifier
 
 from . import estimators, training
-from .backends._contract import check_finite, is_sparse, row_orders
+from .backends._checks import check_finite, is_sparse, row_orders
 from .backends.reference import guarded_epochs, mean_step, stop_requested
 
 try:

@@ -33,10 +33,10 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_targ
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import _memory, _warnings, training
-from ._config import check_n_threads, thread_limit
+from ._threads import check_n_threads, thread_limit
 from .activations import HIDDEN_ACTIVATIONS
 from .backends import Backend
-from .backends._contract import is_sparse, sparse_input
+from .backends._checks import is_sparse, sparse_input
 from .model import MLP
 from .settings import BACKEND_NAMES
 
@@ -658,7 +658,7 @@ def _values_of(out):
 
 def _network_input(X, dtype):
     """Validated X as the network takes it: C-contiguous in its dtype, or (sparse) CSR in its
-    dtype (_contract.sparse_input) — never densified."""
+    dtype (_checks.sparse_input) — never densified."""
     if is_sparse(X):
         return sparse_input(X, "X", X.shape[1], dtype)
     return np.ascontiguousarray(X, dtype=dtype)

@@ -17,12 +17,12 @@ from numpy.typing import ArrayLike
 from sklearn.utils import check_random_state
 
 from . import _memory, interrupts, optim
-from ._config import (blas_thread_limit, check_n_threads, resolve_n_threads, team_threads,
+from ._threads import (blas_thread_limit, check_n_threads, resolve_n_threads, team_threads,
                       thread_limit)
 from ._validation import check_dtype, check_matrix, check_sample_weight, check_targets
 from .architecture import Architecture
 from .backends import get_backend
-from .backends._contract import (check_architecture, check_disjoint, check_schedule, data_of,
+from .backends._checks import (check_architecture, check_disjoint, check_schedule, data_of,
                                  is_sparse, output_array, row_orders)
 from .backends._layout import BLAS_ONE_THREAD_WORK, Labels, prediction_rows
 

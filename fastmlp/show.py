@@ -17,7 +17,7 @@ def config() -> dict[str, object]:
     from threadpoolctl import threadpool_info
 
     from . import __version__, _cpu_load
-    from ._config import cpu_count
+    from ._threads import cpu_count
     from .settings import get_config
     from .backends import available_backends, get_backend
 

@@ -174,7 +174,7 @@ def _fit_coefs(params, X, y):
 def threads(backend):
     """n_threads 0, -1, 1000: a clear error, every CPU, capped at the CPUs — never an exit."""
     from fastmlp import MLPClassifier
-    from fastmlp._config import cpu_count
+    from fastmlp._threads import cpu_count
 
     X, y = _data(4000, np.float64)
     params = dict(hidden_layer_sizes=(32,), batch_size=512, max_iter=3, random_state=0,

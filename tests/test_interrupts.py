@@ -22,7 +22,7 @@ import pytest
 
 import fastmlp
 from fastmlp import MLP, MLPClassifier, MLPRegressor, interrupts, optim, training
-from fastmlp._config import cpu_count
+from fastmlp._threads import cpu_count
 from fastmlp.model import TrainingJob
 
 from helpers import COMPILED, FULL_PRODUCTS, problem

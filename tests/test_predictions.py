@@ -67,7 +67,7 @@ def test_a_batch_cut_at_chunk_boundaries_predicts_as_the_whole(compiled_backend)
     batch cut at multiples of them, and the batch in one kernel call (which blocks its
     GEMMs by the same rows), give the bits of the batch. (The reference's products are
     NumPy's, one BLAS call per layer, whose rounding of a row may depend on all the rows.)"""
-    from fastmlp._config import thread_limit
+    from fastmlp._threads import thread_limit
     from fastmlp.backends._layout import Labels, prediction_rows
 
     rng = np.random.default_rng(2)

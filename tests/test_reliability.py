@@ -93,7 +93,7 @@ def test_the_blas_limit_is_counted_across_overlapping_holders():
     the limit another still relies on, and the last one out restores the original."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from fastmlp._config import blas_thread_limit
+    from fastmlp._threads import blas_thread_limit
 
     def blas_threads():
         return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}

@@ -114,7 +114,7 @@ def test_sparse_training_follows_the_dense_trajectory(backend, dtype, batch_size
     weights = rng.uniform(0.2, 2, 150).astype(dtype)
     orders = np.stack([rng.permutation(150) for _ in range(3)])
     nets = [MLP(sizes, dtype=dtype, backend=backend, random_state=0) for _ in range(2)]
-    with fastmlp._config.thread_limit(2):  # a dense X this size would split the minibatch
+    with fastmlp._threads.thread_limit(2):  # a dense X this size would split the minibatch
         results = [net.train_epochs(data, Y, [0.01] * 3, batch_size=batch_size,
                                     sample_weight=weights, orders=orders, **optimizer)
                    for net, data in zip(nets, (X.toarray(), X))]

@@ -9,7 +9,7 @@ import pytest
 from helpers import COMPILED, DTYPES, problem
 
 import fastmlp
-from fastmlp import MLP, _config, _cpu_load
+from fastmlp import MLP, _threads, _cpu_load
 from fastmlp.backends import _layout
 
 pytestmark = pytest.mark.skipif(not COMPILED, reason="no compiled backend installed")
@@ -30,7 +30,7 @@ def test_free_cpus_subtracts_this_process_from_the_machine():
 @pytest.fixture
 def busy_machine():
     """One CPU-bound process per CPU of ours, then _cpu_load's interval started afresh."""
-    n = _config.cpu_count()
+    n = _threads.cpu_count()
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                 for _ in range(n)]
     try:
@@ -50,11 +50,11 @@ def test_a_busy_machine_gets_a_team_of_one(busy_machine):
     assert _cpu_load.free_cpus(busy_machine) < 0.5
     assert _cpu_load.team_size(busy_machine, busy_machine) == 1
     with fastmlp.config_context(adaptive_threads=True):
-        assert _config.team_threads(busy_machine) == 1
+        assert _threads.team_threads(busy_machine) == 1
         with fastmlp.config_context(adaptive_threads=False):
-            assert _config.team_threads(busy_machine) == busy_machine
-        with _config.thread_limit(busy_machine):  # n_threads set: as asked
-            assert _config.team_threads(busy_machine) == busy_machine
+            assert _threads.team_threads(busy_machine) == busy_machine
+        with _threads.thread_limit(busy_machine):  # n_threads set: as asked
+            assert _threads.team_threads(busy_machine) == busy_machine
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def teams(monkeypatch):
         return made
 
     monkeypatch.setattr(_layout, "Control", control)
-    monkeypatch.setattr(_config, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_threads, "cpu_count", lambda: 2)
 
     def with_free(free):
         monkeypatch.setattr(_cpu_load, "free_cpus", lambda n: free)
@@ -121,7 +121,7 @@ def test_a_step_on_one_thread_does_not_measure_the_load(backend, monkeypatch):
     whatever the team: the call skips the /proc/stat reading (a large part of its cost)."""
     readings = []
     monkeypatch.setattr(_cpu_load, "free_cpus", lambda n: readings.append(n) or 0.3)
-    monkeypatch.setattr(_config, "cpu_count", lambda: 2)
+    monkeypatch.setattr(_threads, "cpu_count", lambda: 2)
     small = (64, 32, 10)
     X, Y = problem(3, 64, small, dtype=np.float64)
     net = MLP(small, backend=backend, random_state=0)

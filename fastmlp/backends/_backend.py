@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import activations
 from ._layout import prediction_rows
-from ._contract import (check_backward, check_forward, check_output_delta, check_predict,
+from ._checks import (check_backward, check_forward, check_output_delta, check_predict,
                         check_stop, check_summed_gradient, check_train_epochs)
 
 

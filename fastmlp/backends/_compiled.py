@@ -11,8 +11,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from .. import _config, activations, losses
-from . import _contract, _layout
+from .. import _threads, activations, losses
+from . import _checks, _layout
 from ._backend import Kernels
 
 # Stand-in for an absent delta_in (the kernels are typed for arrays; they never touch it).
@@ -108,7 +108,7 @@ def _blas_team(n_chunks, team, requested):
     """An unsplit minibatch's GEMMs run BLAS's threads: as many as the team, when the machine
     has fewer free than were asked for (OpenBLAS's sums then differ in the last bits)."""
     if n_chunks == 1 and team < requested:
-        return _config.blas_thread_limit(team)
+        return _threads.blas_thread_limit(team)
     return contextlib.nullcontext()
 
 
@@ -148,7 +148,7 @@ class CompiledKernels(Kernels):
 
     def forward_layer(self, A_in, W, b, activation, out, leaky_slope):
         ro = self.ro
-        if _contract.is_sparse(A_in):
+        if _checks.is_sparse(A_in):
             self.raw.sparse_forward(ro(A_in.data), ro(A_in.indices), ro(A_in.indptr),
                                     ro(_all_rows(A_in)), ro(W), ro(b),
                                     activations.CODES[activation], leaky_slope, out)
@@ -160,7 +160,7 @@ class CompiledKernels(Kernels):
     def backward_layer(self, A_in, delta, W, grad_W, grad_b, delta_in, activation_in,
                        leaky_slope):
         ro = self.ro
-        if _contract.is_sparse(A_in):  # the input layer: no delta_in
+        if _checks.is_sparse(A_in):  # the input layer: no delta_in
             self.raw.sparse_gradient(ro(A_in.data), ro(A_in.indices), ro(A_in.indptr),
                                      ro(_all_rows(A_in)), ro(delta), grad_W, grad_b)
             return
@@ -189,7 +189,7 @@ class CompiledKernels(Kernels):
 
     def summed_gradient(self, arch, theta, X, Y, sample_weight, rows, grad, scratch):
         ro = self.ro
-        dtype, sparse, n_rows = theta.dtype, _contract.is_sparse(X), rows.shape[0]
+        dtype, sparse, n_rows = theta.dtype, _checks.is_sparse(X), rows.shape[0]
         cache = scratch.get("workspace")  # kept while the rows fit (buffers of their size)
         if cache is None or cache.key != (arch.layer_sizes, cache.batch_size, dtype, 1,
                                           sparse) or cache.batch_size < n_rows:
@@ -216,7 +216,7 @@ class _CompiledJob:
                  guard, scratch):
         self.kernels, self.arch, self.state, self.guard = kernels, arch, state, bool(guard)
         self.batch_size, self.scratch = int(batch_size), scratch
-        self.sparse = _contract.is_sparse(X)
+        self.sparse = _checks.is_sparse(X)
         ro = kernels.ro
         self._workspace(kernels.n_threads())
         cache = self.cache
@@ -254,7 +254,7 @@ class _CompiledJob:
         # The split follows the thread count asked for, the team what the machine has free
         # now: chunk c is thread c mod team's, so the weights do not depend on the team.
         n_chunks = self.n_chunks
-        team = requested if self.one_thread else _config.team_threads(requested)
+        team = requested if self.one_thread else _threads.team_threads(requested)
         if n_chunks > 1:
             team = min(team, n_chunks)
         if plateau is not None or cache.plateau_in_use:  # (a rule's record, or no rule's)
@@ -267,7 +267,7 @@ class _CompiledJob:
                                   NO_STOP if stop is None else stop, float(time_budget),
                                   int(team))
         if n_chunks > 1 and team > 1:
-            _config.teams_start()
+            _threads.teams_start()
         ro = kernels.ro
         with kernels.threads(n_chunks, team), _blas_team(n_chunks, team, requested):
             kernels.raw.train_epochs(
@@ -283,7 +283,7 @@ class _CompiledJob:
 def _data_bundle(ro, X, Y, sample_weight, orders, cache):
     """The Data bundle of checked X (dense or CSR), Y, sample weights (None: the cache's
     unit weights) and row orders; every array through `ro`."""
-    sparse, has_sw = _contract.is_sparse(X), sample_weight is not None
+    sparse, has_sw = _checks.is_sparse(X), sample_weight is not None
     return _layout.Data(ro(cache.no_rows if sparse else X), ro(Y),
                         ro(sample_weight if has_sw else cache.unit_weights(X.shape[0])),
                         has_sw, orders, sparse,

@@ -9,7 +9,7 @@ reason (what this twin fuses beyond numba's is listed there). The interface — 
 codes, size rules — is _layout.py's, declared for C in _records.pxd and checked against it
 at import. GEMMs come from scipy.linalg.cython_blas (SciPy's BLAS) or NumPy's OpenBLAS, as
 _blas.py chooses; everything else runs without the GIL, the whole epoch included. The
-arrays reaching these functions have been checked by _contract.py (shapes, dtypes,
+arrays reaching these functions have been checked by _checks.py (shapes, dtypes,
 contiguity), so bounds checks are off.
 
 Precision (both twins): activations, derivatives and δ round to θ's dtype at every
@@ -1389,7 +1389,7 @@ def _check_layout():
 _check_layout()
 
 
-# -- Python-callable contract kernels (arguments already checked by _contract.py) ------------
+# -- Python-callable contract kernels (arguments already checked by _checks.py) ------------
 def forward_layer(const floating[:, ::1] A, const floating[:, ::1] W, const floating[::1] b,
                   int act, floating slope, floating[:, ::1] out):
     cdef Py_ssize_t n = A.shape[0], n_in = W.shape[0], n_out = W.shape[1]

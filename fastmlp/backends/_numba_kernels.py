@@ -31,10 +31,11 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from .._config import FASTMATH
 from ._layout import (BLAS_ROWS, BLOCK_BYTES, BLOCK_DEPTHS, MIN_BLOCK_ROWS, SLICE_ALIGN, SMALL_WORK,
                       STEP_FIELDS, Activation, Event, Labels, Loss, Rule)
 
+#: fastmath would let LLVM drop NaN/inf checks and reassociate sums; off unless proven harmless.
+FASTMATH = False
 # error_model="numpy": IEEE division (x/0 = inf, checked by the callers) instead of Python's
 # ZeroDivisionError test, whose branch in every loop with a division blocks vectorisation.
 jit = functools.partial(njit, cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")

@@ -9,7 +9,7 @@ import threading
 
 import numba
 
-from .._config import blas_thread_limit, current_thread_limit, default_threads, threads_for
+from .._threads import blas_thread_limit, current_thread_limit, default_threads, threads_for
 from . import _compiled
 from . import _numba_kernels as _nk
 from ._backend import Backend
@@ -41,7 +41,7 @@ def _numba_threads(n):
         numba.set_num_threads(previous)
 
 
-def _threads(n_chunks, team):
+def _split_threads(n_chunks, team):
     """A split minibatch: its chunks run on `team` threads, each calling BLAS single-threaded
     (two levels of threading would oversubscribe the cores); the workqueue layer needs its
     lock."""
@@ -56,8 +56,8 @@ def _threads(n_chunks, team):
 
 
 def _n_threads():
-    """Numba's thread count in this thread (fastmlp's thread_limit sets it), as _config
-    allows it (the default capped at the CPUs; 1 in a forked child)."""
+    """Numba's thread count in this thread (fastmlp's thread_limit sets it), as
+    fastmlp._threads allows it (the default capped at the CPUs; 1 in a forked child)."""
     n = numba.get_num_threads()
     return threads_for(n) if current_thread_limit() is not None else default_threads(n)
 
@@ -65,4 +65,4 @@ def _n_threads():
 backend = Backend(name, _compiled.CompiledKernels(
     _compiled.RawKernels(_nk._forward, _nk._backward, _nk._sparse_forward, _nk._sparse_gradient,
                          _nk._output_delta, _nk.train_epochs, _nk.predict, _nk.summed_gradient),
-    _threads, _n_threads, read_only_inputs=True))
+    _split_threads, _n_threads, read_only_inputs=True))

@@ -7,7 +7,7 @@ Readable before fast. Each function follows the article's matrix form (rows = sa
     output      δ_out = ∂L/∂z_out for the output activation / loss pair (see losses.py)
 
 and writes into caller-provided buffers, which is the contract all backends share. The
-network's input may be a scipy.sparse CSR matrix (checked by _contract.sparse_input): the
+network's input may be a scipy.sparse CSR matrix (checked by _checks.sparse_input): the
 first layer's products are then scipy's, A_in W and A_inᵀ δ, and X is never densified.
 """
 import dataclasses
@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import activations, losses, optim
 from ..stopping import Plateau
-from . import _contract, _layout
+from . import _checks, _layout
 from ._backend import Backend, Kernels
 
 name = "numpy"
@@ -25,7 +25,7 @@ name = "numpy"
 
 def _forward(A_in, W, b, activation, out, leaky_slope):
     """out = g(A_in @ W + b); returns out."""
-    if _contract.is_sparse(A_in):
+    if _checks.is_sparse(A_in):
         out[...] = A_in @ W
     else:
         np.matmul(A_in, W, out=out)
@@ -35,7 +35,7 @@ def _forward(A_in, W, b, activation, out, leaky_slope):
 
 def _backward(A_in, delta, W, grad_W, grad_b, delta_in, activation_in, leaky_slope):
     """grad_W = A_inᵀ δ, grad_b = Σ_rows δ and, if delta_in is given, δ_in = (δ Wᵀ) ⊙ g'(A_in)."""
-    if _contract.is_sparse(A_in):
+    if _checks.is_sparse(A_in):
         grad_W[...] = A_in.T @ delta
     else:
         np.matmul(A_in.T, delta, out=grad_W)
@@ -64,7 +64,7 @@ def predict(arch, theta, X, out, labels, label_kind, block_rows):
     tested, which its activation would hide — or -1. block_rows matters to the compiled
     twins only (NumPy's products are one BLAS call per layer, whose rounding of a row may
     depend on the rows around it)."""
-    if not np.isfinite(_contract.data_of(X)).all():
+    if not np.isfinite(_checks.data_of(X)).all():
         return -2
     coefs, intercepts = arch.views(theta)
     last = len(coefs) - 1

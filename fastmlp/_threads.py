@@ -1,4 +1,5 @@
-"""Process-wide settings: compiler flags for the kernels, thread counts and limits, fork."""
+"""Threads: how many a call may use (n_threads, thread limits, BLAS's and the kernels'), the
+team the machine has free now (_cpu_load), and what a forked child may use."""
 import contextlib
 import functools
 import os
@@ -7,10 +8,6 @@ import threading
 from numbers import Integral
 
 from . import _cpu_load
-
-#: fastmath would let LLVM drop NaN/inf checks and reassociate sums; off unless proven harmless.
-FASTMATH = False
-
 
 _controller = None
 _local = threading.local()  # this thread's active n_threads limits, innermost last
