@@ -10,6 +10,7 @@ is θ ← θ - η g exactly as above, but keeps no velocity: it would only hold 
 reading and writing it saves a third of the update's memory traffic on large nets.
 """
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -37,8 +38,7 @@ class Optimizer:
     def from_params(cls, params):
         """The update rule an estimator's parameters (a get_params() dict, sgd or adam) ask
         for: each field read from its estimator name (ESTIMATOR_NAMES, else its own)."""
-        return cls(**{f.name: f.type(params[ESTIMATOR_NAMES.get(f.name, f.name)])
-                      for f in dataclasses.fields(cls)})
+        return _checked(cls, tuple(kind(params[name]) for name, kind in _estimator_fields(cls)))
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
@@ -55,6 +55,19 @@ class Optimizer:
             value = getattr(self, name)
             if not (ok and math.isfinite(value)):
                 raise ValueError(f"invalid optimizer setting {name}={value!r}")
+
+
+@functools.lru_cache(maxsize=None)
+def _estimator_fields(cls):
+    """(estimator parameter name, type) of each of cls's fields, in order."""
+    return tuple((ESTIMATOR_NAMES.get(f.name, f.name), f.type) for f in dataclasses.fields(cls))
+
+
+@functools.lru_cache(maxsize=64)
+def _checked(cls, values):
+    """cls(*values), checked once per values (an Optimizer is immutable): a run of
+    partial_fit calls builds the same one each call."""
+    return cls(*values)
 
 
 @dataclass

@@ -214,43 +214,38 @@ class _CompiledJob:
 
     def __init__(self, kernels, arch, theta, X, Y, sample_weight, batch_size, opt, state,
                  guard, scratch):
-        self.kernels, self.arch, self.state, self.guard = kernels, arch, state, bool(guard)
-        self.batch_size, self.scratch = int(batch_size), scratch
-        self.sparse = _checks.is_sparse(X)
-        ro = kernels.ro
-        self._workspace(kernels.n_threads())
-        cache = self.cache
-        self.network = cache.network(arch, theta, ro)
-        self.data = _data_bundle(ro, X, Y, sample_weight, NO_ORDERS, cache)
-        self.update = _layout.Update(_layout.hyper_record(opt), NO_RATES, state.first,
-                                           state.second)
+        self.kernels, self.arch, self.theta, self.state = kernels, arch, theta, state
+        self.X, self.Y, self.sample_weight, self.opt = X, Y, sample_weight, opt
+        self.guard, self.batch_size, self.scratch = bool(guard), int(batch_size), scratch
+        self.requested = None  # the bundles are built by the first run
 
-    def _workspace(self, requested):
-        """The split of a minibatch for `requested` threads and the workspace it needs (the
-        thread count a call runs with may change between calls: thread_limit)."""
+    def _prepare(self, requested):
+        """The bundles, for a minibatch split as `requested` threads split it (the thread
+        count may change between calls: thread_limit), and the workspace that split needs."""
         # A sparse X's minibatch is not split: each thread's own gradient buffer would be as
         # big as its first layer, zeroed and summed at every step.
+        arch, state, ro = self.arch, self.state, self.kernels.ro
+        sparse = _checks.is_sparse(self.X)
         self.requested = requested
-        self.n_chunks, self.one_thread = _split(self.arch.layer_sizes, self.batch_size,
-                                                requested, self.sparse)
-        key = (self.arch.layer_sizes, self.batch_size, self.network_dtype, self.n_chunks,
-               self.sparse)
+        self.n_chunks, self.one_thread = _split(arch.layer_sizes, self.batch_size, requested,
+                                                sparse)
+        key = (arch.layer_sizes, self.batch_size, state.first.dtype, self.n_chunks, sparse)
         cache = self.scratch.get("training")
         if cache is None or cache.key != key:
-            cache = self.scratch["training"] = WorkspaceCache(self.arch, *key[1:])
+            cache = self.scratch["training"] = WorkspaceCache(arch, *key[1:])
         self.cache, self.workspace = cache, cache.bundle(self.guard)
-
-    @property
-    def network_dtype(self):
-        return self.state.first.dtype
+        self.network = cache.network(arch, self.theta, ro)
+        data = _data_bundle(ro, self.X, self.Y, self.sample_weight, NO_ORDERS, cache)
+        self.data_head, self.data_tail = data[:4], data[5:]  # around the orders
+        self.hyper = _layout.hyper_record(self.opt)
 
     def run(self, orders, learning_rates, plateau=None, stop=None, time_budget=np.inf):
         """Kernels.train_epochs' calls on this job: (per-epoch sums, event)."""
-        kernels, cache, state = self.kernels, self.cache, self.state
+        kernels, state = self.kernels, self.state
         requested = kernels.n_threads()
         if requested != self.requested:
-            self._workspace(requested)
-            cache = self.cache
+            self._prepare(requested)
+        cache = self.cache
         # The split follows the thread count asked for, the team what the machine has free
         # now: chunk c is thread c mod team's, so the weights do not depend on the team.
         n_chunks = self.n_chunks
@@ -271,9 +266,9 @@ class _CompiledJob:
         ro = kernels.ro
         with kernels.threads(n_chunks, team), _blas_team(n_chunks, team, requested):
             kernels.raw.train_epochs(
-                self.network, self.data._replace(orders=ro(orders)),
-                self.update._replace(learning_rates=ro(learning_rates)), self.workspace,
-                control)
+                self.network, _layout.Data(*self.data_head, ro(orders), *self.data_tail),
+                _layout.Update(self.hyper, ro(learning_rates), state.first, state.second),
+                self.workspace, control)
         epochs, state.t, event = cache.outcome.item()
         if plateau is not None:
             _, _, plateau.best, plateau.count, _ = cache.plateau.item()
