@@ -32,7 +32,8 @@ from .backends.reference import guarded_epochs, mean_step, stop_requested
 
 try:
     import dask.array as da
-    from distributed import get_client
+    from dask.core import flatten
+    from distributed import futures_of, get_client
     from distributed.utils import CancelledError
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise ImportError(
@@ -156,6 +157,8 @@ class _Shards:
     def __init__(self, client, X, Y, W, spec, retries):
         self.client, self.spec, self.retries = client, spec, retries
         self.arrays = [a for a in (X, Y, W) if a is not None]
+        self.keys = [list(flatten(a.__dask_keys__())) for a in self.arrays]  # block by block
+        self.held = {f.key: f for f in futures_of(self.arrays)}  # in memory already
         self.bounds = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
         self.n = int(self.bounds[-1])
         workers = sorted(client.scheduler_info()["workers"])
@@ -211,6 +214,10 @@ class _Shards:
             f"distributed fit failed: a shard's worker kept failing or dying after "
             f"{self.retries} retries ({type(error).__name__}: {error})")
 
+    def _block_keys(self, blocks):
+        """The keys of blocks `blocks` of every array, array by array."""
+        return [self.keys[a][b] for a in range(len(self.arrays)) for b in blocks]
+
     def _placement(self, shards, workers):
         """{shard: worker}: each shard on the worker that already holds most of its rows of
         X (a persisted array's blocks: they need not cross the network), one shard per
@@ -220,12 +227,11 @@ class _Shards:
             held = self.client.who_has(self.arrays[0])
         except Exception:  # nothing in memory to follow (who_has is advisory)
             held = {}
-        block_keys = [key for row in self.arrays[0].__dask_keys__() for key in row]
         placed = {}
         for k in shards:
             lo, hi = self.ranges[k]
             rows_on = dict.fromkeys(workers, 0)
-            for b, key in enumerate(block_keys):
+            for b, key in enumerate(self.keys[0]):
                 overlap = max(0, min(hi, int(self.bounds[b + 1])) - max(lo, int(self.bounds[b])))
                 for worker in held.get(key, ()):
                     if worker in rows_on:
@@ -241,9 +247,16 @@ class _Shards:
         lo, hi = self.ranges[k]
         blocks = [b for b in range(len(self.bounds) - 1)
                   if self.bounds[b] < hi and self.bounds[b + 1] > lo]
-        parts = [array.blocks[b] for array in self.arrays for b in blocks]
-        # unrestricted: a task pinned to a worker that dies waits for it forever
-        futures = self.client.compute(parts, retries=self.retries)
+        # a persisted array's blocks are passed as the futures they are (no alias task to
+        # run first); the others are computed for the shard. Unrestricted: a task pinned to
+        # a worker that dies waits for it forever
+        futures = [self.held.get(key) for key in self._block_keys(blocks)]
+        missing = [k for k, future in enumerate(futures) if future is None]
+        if missing:
+            parts = [array.blocks[b] for array in self.arrays for b in blocks]
+            computed = self.client.compute([parts[k] for k in missing], retries=self.retries)
+            for k, future in zip(missing, computed):
+                futures[k] = future
         return self.client.submit(
             _Shard, self.spec, lo, hi, [int(self.bounds[b]) for b in blocks], len(blocks),
             *futures, actor=True, workers=[worker], allow_other_workers=True, pure=False,
