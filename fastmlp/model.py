@@ -96,7 +96,7 @@ class TrainingJob:
                                    plateau, stop, time_budget)
 
     def run(self, orders, learning_rates, plateau=None, stop=None, time_budget=np.inf):
-        """Up to len(learning_rates) epochs (MLP.run_epochs): (terms, event), terms each
+        """Up to len(learning_rates) epochs (as MLP.train_epochs): (terms, event), terms each
         completed epoch's (mean data loss, mean L2 penalty)."""
         sums, event = self.run_sums(orders, learning_rates, plateau, stop, time_budget)
         return sums / self.n, event
