@@ -98,7 +98,9 @@ class TrainingJob:
     def run(self, orders, learning_rates, plateau=None, stop=None, time_budget=np.inf):
         """Up to len(learning_rates) epochs (as MLP.train_epochs): (terms, event), terms each
         completed epoch's (mean data loss, mean L2 penalty)."""
-        sums, event = self.run_sums(orders, learning_rates, plateau, stop, time_budget)
+        sums, event = self.kernel_job.run(row_orders(orders, self.n),
+                                          np.ascontiguousarray(learning_rates, dtype=np.float64),
+                                          plateau, stop, time_budget)
         return sums / self.n, event
 
 

@@ -12,6 +12,7 @@ reading and writing it saves a third of the update's memory traffic on large net
 import dataclasses
 import functools
 import math
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +39,7 @@ class Optimizer:
     def from_params(cls, params):
         """The update rule an estimator's parameters (a get_params() dict, sgd or adam) ask
         for: each field read from its estimator name (ESTIMATOR_NAMES, else its own)."""
-        return _checked(cls, tuple(kind(params[name]) for name, kind in _estimator_fields(cls)))
+        return _checked(cls, _estimator_values(cls)(params))
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
@@ -58,16 +59,18 @@ class Optimizer:
 
 
 @functools.lru_cache(maxsize=None)
-def _estimator_fields(cls):
-    """(estimator parameter name, type) of each of cls's fields, in order."""
-    return tuple((ESTIMATOR_NAMES.get(f.name, f.name), f.type) for f in dataclasses.fields(cls))
+def _estimator_values(cls):
+    """A function of an estimator's parameters giving cls's field values, in order (the
+    parameters are validated already, so their values are cls's types or equal to them)."""
+    return operator.itemgetter(*(ESTIMATOR_NAMES.get(f.name, f.name)
+                                 for f in dataclasses.fields(cls)))
 
 
 @functools.lru_cache(maxsize=64)
 def _checked(cls, values):
-    """cls(*values), checked once per values (an Optimizer is immutable): a run of
-    partial_fit calls builds the same one each call."""
-    return cls(*values)
+    """cls of these field values, each as its field's type, checked once per values (an
+    Optimizer is immutable): a run of partial_fit calls builds the same one each call."""
+    return cls(*(f.type(value) for f, value in zip(dataclasses.fields(cls), values)))
 
 
 @dataclass
