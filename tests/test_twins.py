@@ -79,17 +79,6 @@ ENGINE_SPECIFIC = {
         "_monotonic": "CLOCK_MONOTONIC for the time budget (cython: fastmlp_monotonic, C)",
     },
 }
-#: What the main kernels mirror, in both engines.
-MIRRORS = {"_forward": "reference.forward_layer", "_backward": "reference.backward_layer",
-           "_output_delta": "reference.output_delta", "_update": "reference.minibatch_step",
-           "_forward_backward": "reference.minibatch_step", "_epoch": "reference._epoch",
-           "train_epochs": "reference.train_epochs", "_activate_row": "activations.activate",
-           "summed_gradient": "reference.summed_gradient",
-           "_plateau_update": "stopping.Plateau.update",
-           "_sparse_forward": "reference.forward_layer",
-           "_sparse_gradient": "reference.backward_layer"}
-
-
 def _cython_functions():
     """{name: docstring} of every function defined in the Cython source."""
     source = (BACKENDS / "_cython_kernels.pyx").read_text()
@@ -122,11 +111,52 @@ def test_every_kernel_exists_in_both_engines_or_says_why_not():
 
 def test_shared_kernels_mirror_the_same_reference_function():
     cython, numba = _cython_functions(), _numba_functions()
-    for name in set(cython) & set(numba):
-        a, b = _mirrors(cython[name]), _mirrors(numba[name])
-        assert a == b, f"{name}: cython mirrors {a}, numba mirrors {b}"
-    for name, reference in MIRRORS.items():
-        assert _mirrors(cython[name]) == _mirrors(numba[name]) == reference, name
+    for kernel in _layout.KERNELS:
+        assert _mirrors(cython[kernel.name]) == _mirrors(numba[kernel.name]) == kernel.mirrors, (
+            kernel.name)
+
+
+def _cython_parameters():
+    """{name: parameter names} of every function of the Cython source, in definition order."""
+    source = (BACKENDS / "_cython_kernels.pyx").read_text()
+    pattern = re.compile(r"^(?:cdef|def|cpdef)\s[^\n]*?\b(\w+)\(((?:[^()]|\([^()]*\))*)\)", re.M)
+    found = {}
+    for m in pattern.finditer(source):
+        if m.group(0).startswith(("cdef struct", "cdef enum")):
+            continue
+        params = re.sub(r"\[[^\]]*\]", "[]", m.group(2)).split(",")
+        found[m.group(1)] = tuple(p.split("=")[0].split()[-1].lstrip("*&")
+                                  for p in params if p.strip())
+    return found
+
+
+def _numba_parameters():
+    return {name: tuple(a.arg for a in node.args.args) for name, node in _numba_nodes().items()}
+
+
+def test_the_twins_follow_the_kernel_manifest():
+    """Both twins define _layout.KERNELS, in its order, with its parameters: numba's
+    exactly (but for its own, each said why), the cython twin's but for its pointers' sizes
+    and its own (or, for the kernels that read its Run, the list the manifest gives)."""
+    manifest = [k.name for k in _layout.KERNELS]
+    engines = {"cython": _cython_parameters(), "numba": _numba_parameters()}
+    shared = set(engines["cython"]) & set(engines["numba"])
+    assert shared == set(manifest), ("kernels both twins define, not in _layout.KERNELS: "
+                                     f"{shared - set(manifest)}; listed but missing: "
+                                     f"{set(manifest) - shared}")
+    for engine, parameters in engines.items():
+        order = [name for name in parameters if name in shared]
+        assert order == manifest, f"{engine} defines the shared kernels in another order"
+    for kernel in _layout.KERNELS:
+        numba = engines["numba"][kernel.name]
+        assert tuple(p for p in numba if p not in kernel.numba_only) == kernel.parameters, (
+            kernel.name, numba)
+        cython = engines["cython"][kernel.name]
+        if kernel.cython is not None:
+            assert cython == kernel.cython, (kernel.name, cython)
+            continue
+        assert tuple(p for p in cython if p not in _layout.POINTER_SIZES
+                     and p not in kernel.cython_only) == kernel.parameters, (kernel.name, cython)
 
 
 def test_numba_reads_the_codes_and_size_rules_of_the_layout():

@@ -114,10 +114,10 @@ def _blas_team(n_chunks, team, requested):
 
 class RawKernels(NamedTuple):
     """A compiled twin's own functions, on the arrays and codes of _layout:
-    forward(A, W, b, act, slope, out), backward(A, δ, W, gW, gb, δ_in, act_in, slope, want),
-    for a CSR input sparse_forward(values, indices, indptr, rows, W, b, act, slope, out) and
-    sparse_gradient(values, indices, indptr, rows, δ, gW, gb) over its rows `rows`,
-    output_delta(A, Y, act, loss, δ, sw, has_sw, slope, tiny),
+    forward(A_in, W, b, out, act, slope), backward(A_in, δ, W, grad_W, grad_b, δ_in, act_in,
+    slope, want), for a CSR input sparse_forward(values, indices, indptr, rows, W, b, out, act,
+    slope) and sparse_gradient(values, indices, indptr, rows, δ, grad_W, grad_b) over its rows
+    `rows`, output_delta(A_out, Y, δ, sw, act, loss, has_sw, slope, tiny),
     train_epochs(network, data, update, workspace, control) and
     summed_gradient(network, data, workspace) (_layout's bundles), and
     predict(theta, offsets, sizes, hidden, output, slope, X, out, labels, label_kind,
@@ -150,11 +150,11 @@ class CompiledKernels(Kernels):
         ro = self.ro
         if _checks.is_sparse(A_in):
             self.raw.sparse_forward(ro(A_in.data), ro(A_in.indices), ro(A_in.indptr),
-                                    ro(_all_rows(A_in)), ro(W), ro(b),
-                                    activations.CODES[activation], leaky_slope, out)
+                                    ro(_all_rows(A_in)), ro(W), ro(b), out,
+                                    activations.CODES[activation], leaky_slope)
         else:
-            self.raw.forward(ro(A_in), ro(W), ro(b), activations.CODES[activation], leaky_slope,
-                             out)
+            self.raw.forward(ro(A_in), ro(W), ro(b), out, activations.CODES[activation],
+                             leaky_slope)
         return out
 
     def backward_layer(self, A_in, delta, W, grad_W, grad_b, delta_in, activation_in,
@@ -173,9 +173,9 @@ class CompiledKernels(Kernels):
         ro = self.ro
         has_sw = sample_weight is not None
         sw = sample_weight if has_sw else np.ones(1, A_out.dtype)
-        return self.raw.output_delta(ro(A_out), ro(Y), activations.CODES[activation],
-                                     losses.CODES[loss], delta, ro(sw), has_sw, leaky_slope,
-                                     np.finfo(A_out.dtype).tiny)
+        return self.raw.output_delta(ro(A_out), ro(Y), delta, ro(sw),
+                                     activations.CODES[activation], losses.CODES[loss], has_sw,
+                                     leaky_slope, np.finfo(A_out.dtype).tiny)
 
     def predict(self, arch, theta, X, out, labels, label_kind, block_rows):
         if not isinstance(X, np.ndarray):  # a CSR matrix: its first layer reads the rows

@@ -219,17 +219,17 @@ cdef void _row_times(floating* a, floating* W, floating* out, Py_ssize_t n_in,
         dgemv(&trans, &m, &n, &one, W, &m, a, &inc, &zero, out, &inc)
 
 
-cdef void _weight_gradient(floating* A, floating* delta, floating* gW, Py_ssize_t n,
+cdef void _weight_gradient(floating* A_in, floating* delta, floating* grad_W, Py_ssize_t n,
                            Py_ssize_t n_in, Py_ssize_t n_out) noexcept nogil:
-    """gW = Aᵀδ over n rows: one GEMM, or for more than BLAS_ROWS rows (past BLAS's 32-bit
-    sizes) one per slice of BLAS_ROWS, summed into gW in row order."""
+    """grad_W = A_inᵀδ over n rows: one GEMM, or for more than BLAS_ROWS rows (past BLAS's 32-bit
+    sizes) one per slice of BLAS_ROWS, summed into grad_W in row order."""
     cdef Py_ssize_t r0 = 0, rows = n if n < BLAS_ROWS else BLAS_ROWS
-    _gemm(c'N', c'T', n_out, n_in, rows, delta, n_out, A, n_in, gW, n_out)
+    _gemm(c'N', c'T', n_out, n_in, rows, delta, n_out, A_in, n_in, grad_W, n_out)
     r0 = rows
     while r0 < n:
         rows = n - r0 if n - r0 < BLAS_ROWS else BLAS_ROWS
         _gemm_into(c'N', c'T', n_out, n_in, rows, 1, delta + r0 * n_out, n_out,
-                   A + r0 * n_in, n_in, 1, gW, n_out)
+                   A_in + r0 * n_in, n_in, 1, grad_W, n_out)
         r0 += rows
 
 
@@ -370,22 +370,22 @@ cdef void _bias_activate(floating* out, floating* b, Py_ssize_t r0, Py_ssize_t r
             _activate_row(row, n_out, act, slope)
 
 
-cdef void _times_derivative(floating* d, floating* a, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t n, int act,
+cdef void _times_derivative(floating* delta_in, floating* A_in, Py_ssize_t r0, Py_ssize_t r1, Py_ssize_t n, int act,
                             floating slope) noexcept nogil:
     """Epilogue of the backward pass on rows r0:r1: δ_in *= g'(A_in) (from the output A)."""
     cdef Py_ssize_t k, lo = <Py_ssize_t>r0 * n, hi = <Py_ssize_t>r1 * n
     if act == LOGISTIC:
         for k in range(lo, hi):
-            d[k] *= a[k] * (1 - a[k])
+            delta_in[k] *= A_in[k] * (1 - A_in[k])
     elif act == TANH:
         for k in range(lo, hi):
-            d[k] *= 1 - a[k] * a[k]
+            delta_in[k] *= 1 - A_in[k] * A_in[k]
     elif act == RELU:
         for k in range(lo, hi):
-            d[k] *= (1 if a[k] > 0 else 0)
+            delta_in[k] *= (1 if A_in[k] > 0 else 0)
     elif act == LEAKY_RELU:
         for k in range(lo, hi):
-            d[k] *= (1 if a[k] > 0 else slope)
+            delta_in[k] *= (1 if A_in[k] > 0 else slope)
 
 
 # One minibatch's update constants, Step (_records.pxd, from _layout.STEP), each a value of
@@ -393,14 +393,14 @@ cdef void _times_derivative(floating* d, floating* a, Py_ssize_t r0, Py_ssize_t 
 
 
 # -- layer kernels ---------------------------------------------------------------------------
-cdef void _forward(floating* A, floating* W, floating* b, floating* out, Py_ssize_t n, Py_ssize_t n_in,
+cdef void _forward(floating* A_in, floating* W, floating* b, floating* out, Py_ssize_t n, Py_ssize_t n_in,
                    Py_ssize_t n_out, int act, floating slope) noexcept nogil:
-    """Mirrors reference.forward_layer: out = g(A @ W + b)."""
-    _forward_as(A, W, b, out, n, n_in, n_out, act, slope, n,
+    """Mirrors reference.forward_layer: out = g(A_in @ W + b)."""
+    _forward_as(A_in, W, b, out, n, n_in, n_out, act, slope, n,
                 _block_rows(n_out, n_in, sizeof(floating)))
 
 
-cdef void _forward_as(floating* A, floating* W, floating* b, floating* out, Py_ssize_t n,
+cdef void _forward_as(floating* A_in, floating* W, floating* b, floating* out, Py_ssize_t n,
                       Py_ssize_t n_in, Py_ssize_t n_out, int act, floating slope,
                       Py_ssize_t regime_rows, Py_ssize_t block) noexcept nogil:
     """_forward with its products run as plain loops or as BLAS GEMMs as they would for
@@ -414,7 +414,7 @@ cdef void _forward_as(floating* A, floating* W, floating* b, floating* out, Py_s
             for j in range(n_out):
                 row[j] = 0
             for k in range(n_in):
-                a = A[<Py_ssize_t>i * n_in + k]
+                a = A_in[<Py_ssize_t>i * n_in + k]
                 for j in range(n_out):
                     row[j] += a * W[<Py_ssize_t>k * n_out + j]
         _bias_activate(out, b, 0, n, n_out, act, slope)
@@ -422,7 +422,7 @@ cdef void _forward_as(floating* A, floating* W, floating* b, floating* out, Py_s
     r0 = 0
     while r0 < n:
         r1 = r0 + block if r0 + block < n else n
-        _gemm(c'N', c'N', n_out, r1 - r0, n_in, W, n_out, A + <Py_ssize_t>r0 * n_in, n_in,
+        _gemm(c'N', c'N', n_out, r1 - r0, n_in, W, n_out, A_in + <Py_ssize_t>r0 * n_in, n_in,
               out + <Py_ssize_t>r0 * n_out, n_out)
         _bias_activate(out, b, r0, r1, n_out, act, slope)
         r0 = r1
@@ -451,16 +451,16 @@ cdef void _derivative_and_sum(floating* d, floating* a, Py_ssize_t r0, Py_ssize_
                 sums[j] += row[j]
 
 
-cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, floating* gb,
+cdef void _backward(floating* A_in, floating* delta, floating* W, floating* grad_W, floating* grad_b,
                     floating* delta_in, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int act_in,
                     floating slope, bint want_delta_in, bint gb_ready,
                     floating* gb_in, const Step* fused) noexcept nogil:
-    """Mirrors reference.backward_layer: gW = Aᵀδ, gb = Σ_rows δ, δ_in = (δWᵀ) ⊙ g'(A).
+    """Mirrors reference.backward_layer: grad_W = A_inᵀδ, grad_b = Σ_rows δ, δ_in = (δWᵀ) ⊙ g'(A_in).
 
-    gb_ready: gb already holds Σ_rows δ (summed by the layer above as it made δ). gb_in (or
+    gb_ready: grad_b already holds Σ_rows δ (summed by the layer above as it made δ). gb_in (or
     NULL): where to sum δ_in's rows, i.e. the layer below's bias gradient, in the same pass.
     fused (or NULL): a plain SGD step whose update of W rides on the gradient's GEMM
-    (_fuses), W = fused.beta·W + fused.alpha·Aᵀδ, after δ_in has read the old W; gW is then
+    (_fuses), W = fused.beta·W + fused.alpha·A_inᵀδ, after δ_in has read the old W; grad_W is then
     not written."""
     cdef Py_ssize_t i, j, k, r0, r1, block
     cdef floating a, s
@@ -468,21 +468,21 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
     cdef bint narrow
     if not gb_ready:
         for j in range(n_out):
-            gb[j] = 0
+            grad_b[j] = 0
         for i in range(n):
             for j in range(n_out):
-                gb[j] += delta[<Py_ssize_t>i * n_out + j]
+                grad_b[j] += delta[<Py_ssize_t>i * n_out + j]
     if want_delta_in and gb_in != NULL:
         for k in range(n_in):
             gb_in[k] = 0
     if <Py_ssize_t>n * n_in * n_out < SMALL_WORK:
         for k in range(<Py_ssize_t>n_in * n_out):
-            gW[k] = 0
+            grad_W[k] = 0
         for i in range(n):
             for k in range(n_in):
-                a = A[<Py_ssize_t>i * n_in + k]
+                a = A_in[<Py_ssize_t>i * n_in + k]
                 for j in range(n_out):
-                    gW[<Py_ssize_t>k * n_out + j] += a * delta[<Py_ssize_t>i * n_out + j]
+                    grad_W[<Py_ssize_t>k * n_out + j] += a * delta[<Py_ssize_t>i * n_out + j]
         if want_delta_in:
             for i in range(n):
                 for k in range(n_in):
@@ -490,10 +490,10 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
                     for j in range(n_out):
                         s = s + delta[<Py_ssize_t>i * n_out + j] * W[<Py_ssize_t>k * n_out + j]
                     delta_in[<Py_ssize_t>i * n_in + k] = s
-            _derivative_and_sum(delta_in, A, 0, n, n_in, act_in, slope, gb_in)
+            _derivative_and_sum(delta_in, A_in, 0, n, n_in, act_in, slope, gb_in)
         return
     if fused == NULL:
-        _weight_gradient(A, delta, gW, n, n_in, n_out)
+        _weight_gradient(A_in, delta, grad_W, n, n_in, n_out)
     if want_delta_in:
         # A narrow δ (a classifier's output layer): Wᵀ copied to the stack turns δWᵀ into a
         # gemm('N', 'N'), which OpenBLAS runs faster than gemm('T', 'N') on W, copy included
@@ -513,10 +513,10 @@ cdef void _backward(floating* A, floating* delta, floating* W, floating* gW, flo
             else:
                 _gemm(c'T', c'N', n_in, r1 - r0, n_out, W, n_out, delta + <Py_ssize_t>r0 * n_out,
                       n_out, delta_in + <Py_ssize_t>r0 * n_in, n_in)
-            _derivative_and_sum(delta_in, A, r0, r1, n_in, act_in, slope, gb_in)
+            _derivative_and_sum(delta_in, A_in, r0, r1, n_in, act_in, slope, gb_in)
             r0 = r1
     if fused != NULL:
-        _gemm_into(c'N', c'T', n_out, n_in, n, <floating>fused.alpha, delta, n_out, A, n_in,
+        _gemm_into(c'N', c'T', n_out, n_in, n, <floating>fused.alpha, delta, n_out, A_in, n_in,
                    <floating>fused.beta, W, n_out)
 
 
@@ -552,28 +552,28 @@ cdef void _sparse_forward(const floating* values, const void* indices, bint wide
 
 cdef void _sparse_gradient(const floating* values, const void* indices, bint wide,
                            const void* indptr, const int64_t* rows, Py_ssize_t n,
-                           floating* delta, floating* gW, floating* gb, Py_ssize_t n_in,
+                           floating* delta, floating* grad_W, floating* grad_b, Py_ssize_t n_in,
                            Py_ssize_t n_out, bint gb_ready) noexcept nogil:
     """Mirrors reference.backward_layer for rows `rows` of a CSR input (the network's input:
-    no δ_in): gW = X[rows]ᵀ δ, each non-zero adding its δ row to its W row; gb = Σ_rows δ
+    no δ_in): grad_W = X[rows]ᵀ δ, each non-zero adding its δ row to its W row; grad_b = Σ_rows δ
     unless gb_ready (summed already)."""
     cdef Py_ssize_t i, j, k, src
     cdef floating v
     cdef floating* d
     cdef floating* g
-    memset(gW, 0, <size_t>(n_in * n_out) * sizeof(floating))
+    memset(grad_W, 0, <size_t>(n_in * n_out) * sizeof(floating))
     if not gb_ready:
         for j in range(n_out):
-            gb[j] = 0
+            grad_b[j] = 0
         for i in range(n):
             for j in range(n_out):
-                gb[j] += delta[i * n_out + j]
+                grad_b[j] += delta[i * n_out + j]
     for i in range(n):
         d = delta + i * n_out
         src = rows[i]
         for k in range(_index(indptr, wide, src), _index(indptr, wide, src + 1)):
             v = values[k]
-            g = gW + _index(indices, wide, k) * n_out
+            g = grad_W + _index(indices, wide, k) * n_out
             for j in range(n_out):
                 g[j] += v * d[j]
 
@@ -623,10 +623,10 @@ cdef double _softmax_cross_entropy_delta(floating* Y_out, floating* R, floating*
     return total
 
 
-cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w, Py_ssize_t n,
+cdef double _output_delta(floating* A_out, floating* Y, floating* delta, floating* sw, Py_ssize_t n,
                           Py_ssize_t m, int act, int loss, bint has_sw, floating slope,
                           floating tiny, floating* gb) noexcept nogil:
-    """Mirrors reference.output_delta: δ_out into D, returns Σ_i w_i L_i (double). With gb
+    """Mirrors reference.output_delta: δ_out into delta, returns Σ_i w_i L_i (double). With gb
     (or NULL): Σ_rows δ_out into it, row by row as each δ row is made (the output layer's
     bias gradient, in the order _backward would sum it)."""
     cdef Py_ssize_t i, j
@@ -640,11 +640,11 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
         for j in range(m):
             gb[j] = 0
     if act == SOFTMAX and loss == CROSS_ENTROPY:
-        return _softmax_cross_entropy_delta(Y_out, R, D, w, n, m, has_sw, gb)
+        return _softmax_cross_entropy_delta(A_out, Y, delta, sw, n, m, has_sw, gb)
     for i in range(n):
-        y = Y_out + <Py_ssize_t>i * m
-        r = R + <Py_ssize_t>i * m
-        d = D + <Py_ssize_t>i * m
+        y = A_out + <Py_ssize_t>i * m
+        r = Y + <Py_ssize_t>i * m
+        d = delta + <Py_ssize_t>i * m
         li = 0.0
         for j in range(m):  # a term whose target factor is 0 adds exactly 0: skipped
             if loss == SQUARED_ERROR:
@@ -693,8 +693,8 @@ cdef double _output_delta(floating* Y_out, floating* R, floating* D, floating* w
             _times_derivative(d, y, 0, 1, m, act, slope)
         if has_sw:
             for j in range(m):
-                d[j] = d[j] * w[i]
-            li *= w[i]
+                d[j] = d[j] * sw[i]
+            li *= sw[i]
         if gb != NULL:
             for j in range(m):
                 gb[j] += d[j]
@@ -1391,7 +1391,7 @@ _check_layout()
 
 # -- Python-callable contract kernels (arguments already checked by _checks.py) ------------
 def forward_layer(const floating[:, ::1] A, const floating[:, ::1] W, const floating[::1] b,
-                  int act, floating slope, floating[:, ::1] out):
+                  floating[:, ::1] out, int act, floating slope):
     cdef Py_ssize_t n = A.shape[0], n_in = W.shape[0], n_out = W.shape[1]
     if n == 0:
         return
@@ -1496,8 +1496,8 @@ cdef tuple _index_of(index):
 
 def sparse_forward_layer(const floating[::1] values, indices, indptr,
                          const int64_t[::1] rows,
-                         const floating[:, ::1] W, const floating[::1] b, int act,
-                         floating slope, floating[:, ::1] out):
+                         const floating[:, ::1] W, const floating[::1] b,
+                         floating[:, ::1] out, int act, floating slope):
     cdef Py_ssize_t n = rows.shape[0]
     cdef size_t address, pointers
     cdef bint wide
@@ -1532,8 +1532,8 @@ def sparse_weight_gradient(const floating[::1] values, indices, indptr,
                          grad_W.shape[1], False)
 
 
-def output_delta(const floating[:, ::1] A, const floating[:, ::1] Y, int act, int loss,
-                 floating[:, ::1] delta, const floating[::1] sw, bint has_sw, floating slope,
+def output_delta(const floating[:, ::1] A, const floating[:, ::1] Y, floating[:, ::1] delta,
+                 const floating[::1] sw, int act, int loss, bint has_sw, floating slope,
                  floating tiny):
     cdef Py_ssize_t n = A.shape[0], m = A.shape[1]
     cdef double total

@@ -249,6 +249,73 @@ def chunk_rows(batch_size, n_chunks, width):
     return n_chunks * (rows * width + (CHUNK_GAP if n_chunks > 1 else 0))
 
 
+# -- the twins' kernels ------------------------------------------------------------------------
+#: A kernel both twins define: its parameters (numba's, and the cython twin's but for the
+#: sizes of its raw pointers, POINTER_SIZES), the parameters only one engine takes, with
+#: why, and the reference function it mirrors (its docstring says "Mirrors ..."). `cython`,
+#: where not None, is the cython twin's own parameter list: it reads the Run `r` (every
+#: bundle's fields, read once per call: _read_network, ...) where numba takes the bundles.
+Kernel = namedtuple("Kernel", "name parameters mirrors cython_only numba_only cython",
+                    defaults=(None, (), (), None))
+#: What the cython twin passes beside a raw pointer: numba's arrays carry their shapes.
+POINTER_SIZES = ("n", "n_in", "n_out", "m")
+_FUSED = ("gb_ready", "gb_in", "fused")  # the cython twin's fused epilogues (bias sums, SGD)
+_WIDE = ("wide",)  # a CSR index array's width, int32 or int64 (numba specialises on it)
+
+#: The kernels both twins define, in the order both files define them.
+KERNELS = (
+    Kernel("_weight_gradient", ("A_in", "delta", "grad_W")),
+    Kernel("_squared_norm", ("x",)),
+    Kernel("_block_rows", ("n_cols", "n_inner", "itemsize")),
+    Kernel("_activate_row", ("z", "act", "slope"), "activations.activate"),
+    Kernel("_bias_activate", ("out", "b", "r0", "r1", "act", "slope")),
+    Kernel("_times_derivative", ("delta_in", "A_in", "r0", "r1", "act", "slope")),
+    Kernel("_forward", ("A_in", "W", "b", "out", "act", "slope"), "reference.forward_layer"),
+    Kernel("_forward_as", ("A_in", "W", "b", "out", "act", "slope", "regime_rows", "block")),
+    Kernel("_backward", ("A_in", "delta", "W", "grad_W", "grad_b", "delta_in", "act_in",
+                         "slope", "want_delta_in"), "reference.backward_layer",
+           cython_only=_FUSED),
+    Kernel("_sparse_forward", ("values", "indices", "indptr", "rows", "W", "b", "out", "act",
+                               "slope"), "reference.forward_layer", cython_only=_WIDE),
+    Kernel("_sparse_gradient", ("values", "indices", "indptr", "rows", "delta", "grad_W",
+                                "grad_b"), "reference.backward_layer",
+           cython_only=_WIDE + ("gb_ready",)),
+    # numba: the dtype's eps and one, as values of it (cython: FLT_/DBL_EPSILON)
+    Kernel("_clipped", ("y",), numba_only=("eps", "one")),
+    Kernel("_output_delta", ("A_out", "Y", "delta", "sw", "act", "loss", "has_sw", "slope",
+                             "tiny"), "reference.output_delta", cython_only=("gb",)),
+    Kernel("_summed", ("g0", "g1", "p")),
+    Kernel("_mean", ("x", "wsum", "inverse")),
+    Kernel("_exact_inverse", ("x",)),
+    Kernel("_update", ("theta", "g0", "g1", "first", "second", "lo", "hi", "l2", "step"),
+           "reference.minibatch_step"),
+    Kernel("_forward_backward", ("net", "data", "ws", "rows", "xv", "yv", "grad", "nb", "r0",
+                                 "r1"), "reference.minibatch_step",
+           cython=("r", "theta", "rows", "xb", "yb", "wb", "acts", "deltas", "grad", "nb",
+                   "r0", "r1", "step")),
+    Kernel("_slice_start", ("c", "n_chunks", "n_params")),
+    Kernel("_update_slice", ("theta", "g0", "g1", "first", "second", "lo", "hi", "offsets",
+                             "sizes", "step"),
+           cython=("r", "theta", "g0", "g1", "lo", "hi", "step")),
+    Kernel("_gather", ("data", "order", "start", "r0", "r1", "xb", "yb", "wb"),
+           cython=("r", "X", "order", "first", "rows", "xb", "yb", "wb")),
+    Kernel("_penalty_norm", ("theta", "offsets", "l2"), cython=("r", "theta", "l2")),
+    Kernel("_weight_sum", ("wb", "nb", "has_sw")),
+    Kernel("_epoch", ("net", "data", "opt", "ws", "ctrl", "order", "lr", "t", "terms"),
+           "reference._epoch",
+           cython=("r", "theta", "order", "lr", "t", "terms", "tid", "team")),
+    Kernel("_all_finite", ("x",)),
+    Kernel("_plateau_update", ("plateau", "loss"), "stopping.Plateau.update"),
+    Kernel("summed_gradient", ("network", "data", "workspace"), "reference.summed_gradient"),
+    Kernel("train_epochs", ("network", "data", "update", "workspace", "control"),
+           "reference.train_epochs"),
+    Kernel("predict", ("theta", "offsets", "sizes", "hidden", "output", "slope", "X", "out",
+                       "labels", "label_kind", "block_rows"), "reference.predict"),
+)
+#: The kernels whose cython parameter list is still its own: they read the Run r.
+RUN_KERNELS = tuple(k.name for k in KERNELS if k.cython is not None)
+
+
 # -- the C declarations, generated -----------------------------------------------------------
 _C_TYPES = {np.dtype(np.int64): "int64_t", np.dtype(np.float64): "double"}
 

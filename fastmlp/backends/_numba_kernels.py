@@ -75,6 +75,43 @@ def _float_limits_overload(theta):
     return lambda theta: (_cast(theta, tiny), _cast(theta, eps))
 
 
+# -- products through BLAS ----------------------------------------------------------------
+@jit
+def _weight_gradient(A_in, delta, grad_W):
+    """grad_W = A_inᵀδ: one GEMM, or for more than BLAS_ROWS rows (past BLAS's 32-bit sizes,
+    which numba's np.dot truncates) one per slice of BLAS_ROWS, summed in row order."""
+    n = A_in.shape[0]
+    np.dot(A_in[:BLAS_ROWS].T, delta[:BLAS_ROWS], grad_W)
+    for r0 in range(BLAS_ROWS, n, BLAS_ROWS):
+        grad_W += np.dot(A_in[r0:r0 + BLAS_ROWS].T, delta[r0:r0 + BLAS_ROWS])
+
+
+@jit
+def _squared_norm(x):
+    """Σ x² through BLAS dot (a plain loop would be a latency-bound serial reduction), in
+    slices of BLAS_ROWS elements past BLAS's 32-bit sizes."""
+    total = 0.0
+    for p in range(0, x.shape[0], BLAS_ROWS):
+        total += np.dot(x[p:p + BLAS_ROWS], x[p:p + BLAS_ROWS])
+    return total
+
+
+# -- elementwise pieces -------------------------------------------------------------------
+@jit
+def _derivative(a, act, slope):
+    """Mirrors activations.derivative for one output value."""
+    one = _cast(a, 1.0)
+    if act == LOGISTIC:
+        return a * (one - a)
+    if act == TANH:
+        return one - a * a
+    if act == RELU:
+        return 1.0 if a > 0 else 0.0
+    if act == LEAKY_RELU:
+        return 1.0 if a > 0 else slope
+    return 1.0
+
+
 @jit
 def _block_rows(n_cols, n_inner, itemsize):
     """Rows per GEMM block of an output n_cols wide over an inner dimension n_inner: about
@@ -82,7 +119,6 @@ def _block_rows(n_cols, n_inner, itemsize):
     return max(MIN_BLOCK_ROWS, BLOCK_DEPTHS * n_inner, BLOCK_BYTES // max(1, n_cols * itemsize))
 
 
-# -- elementwise pieces -------------------------------------------------------------------
 @jit
 def _activate_row(z, act, slope):
     """Mirrors activations.activate on one row, in place."""
@@ -118,22 +154,7 @@ def _activate_row(z, act, slope):
 
 
 @jit
-def _derivative(a, act, slope):
-    """Mirrors activations.derivative for one output value."""
-    one = _cast(a, 1.0)
-    if act == LOGISTIC:
-        return a * (one - a)
-    if act == TANH:
-        return one - a * a
-    if act == RELU:
-        return 1.0 if a > 0 else 0.0
-    if act == LEAKY_RELU:
-        return 1.0 if a > 0 else slope
-    return 1.0
-
-
-@jit
-def _bias_activate(out, b, act, slope, r0, r1):
+def _bias_activate(out, b, r0, r1, act, slope):
     """Epilogue of the forward pass on rows r0:r1: out += b, then out = g(out)."""
     for i in range(r0, r1):
         row = out[i]
@@ -144,7 +165,7 @@ def _bias_activate(out, b, act, slope, r0, r1):
 
 
 @jit
-def _times_derivative(delta_in, A_in, act, slope, r0, r1):
+def _times_derivative(delta_in, A_in, r0, r1, act, slope):
     """Epilogue of the backward pass on rows r0:r1: δ_in *= g'(A_in).
 
     One loop per activation (the branch hoisted out) so that each loop vectorises."""
@@ -168,14 +189,14 @@ def _times_derivative(delta_in, A_in, act, slope, r0, r1):
 
 # -- layer kernels ------------------------------------------------------------------------
 @jit
-def _forward(A_in, W, b, act, slope, out):
+def _forward(A_in, W, b, out, act, slope):
     """Mirrors reference.forward_layer: out = g(A_in @ W + b)."""
     n, n_in = A_in.shape
-    _forward_as(A_in, W, b, act, slope, out, n, _block_rows(W.shape[1], n_in, out.itemsize))
+    _forward_as(A_in, W, b, out, act, slope, n, _block_rows(W.shape[1], n_in, out.itemsize))
 
 
 @jit
-def _forward_as(A_in, W, b, act, slope, out, regime_rows, block):
+def _forward_as(A_in, W, b, out, act, slope, regime_rows, block):
     """_forward with its products run as plain loops or as BLAS GEMMs as they would for
     regime_rows rows, a GEMM per `block` rows."""
     n, n_in = A_in.shape
@@ -189,22 +210,12 @@ def _forward_as(A_in, W, b, act, slope, out, regime_rows, block):
                 w = W[k]
                 for j in range(n_out):
                     row[j] += a * w[j]
-        _bias_activate(out, b, act, slope, 0, n)
+        _bias_activate(out, b, 0, n, act, slope)
     else:
         for r0 in range(0, n, block):
             r1 = min(r0 + block, n)
             np.dot(A_in[r0:r1], W, out[r0:r1])
-            _bias_activate(out, b, act, slope, r0, r1)
-
-
-@jit
-def _weight_gradient(A_in, delta, grad_W):
-    """grad_W = A_inᵀδ: one GEMM, or for more than BLAS_ROWS rows (past BLAS's 32-bit sizes,
-    which numba's np.dot truncates) one per slice of BLAS_ROWS, summed in row order."""
-    n = A_in.shape[0]
-    np.dot(A_in[:BLAS_ROWS].T, delta[:BLAS_ROWS], grad_W)
-    for r0 in range(BLAS_ROWS, n, BLAS_ROWS):
-        grad_W += np.dot(A_in[r0:r0 + BLAS_ROWS].T, delta[r0:r0 + BLAS_ROWS])
+            _bias_activate(out, b, r0, r1, act, slope)
 
 
 @jit
@@ -234,7 +245,7 @@ def _backward(A_in, delta, W, grad_W, grad_b, delta_in, act_in, slope, want_delt
                     for j in range(n_out):
                         s += d[j] * w[j]
                     delta_in[i, k] = s
-            _times_derivative(delta_in, A_in, act_in, slope, 0, n)
+            _times_derivative(delta_in, A_in, 0, n, act_in, slope)
     else:
         _weight_gradient(A_in, delta, grad_W)
         if want_delta_in:
@@ -242,11 +253,11 @@ def _backward(A_in, delta, W, grad_W, grad_b, delta_in, act_in, slope, want_delt
             for r0 in range(0, n, block):
                 r1 = min(r0 + block, n)
                 np.dot(delta[r0:r1], W.T, delta_in[r0:r1])
-                _times_derivative(delta_in, A_in, act_in, slope, r0, r1)
+                _times_derivative(delta_in, A_in, r0, r1, act_in, slope)
 
 
 @jit
-def _sparse_forward(values, indices, indptr, rows, W, b, act, slope, out):
+def _sparse_forward(values, indices, indptr, rows, W, b, out, act, slope):
     """Mirrors reference.forward_layer on rows `rows` of a CSR input (values, indices,
     indptr): out = g(X[rows] @ W + b), each row the sum of its non-zeros' rows of W, in
     the order they are stored (scipy's CSR × dense product)."""
@@ -260,7 +271,7 @@ def _sparse_forward(values, indices, indptr, rows, W, b, act, slope, out):
             w = W[indices[k]]
             for j in range(n_out):
                 row[j] += v * w[j]
-    _bias_activate(out, b, act, slope, 0, rows.shape[0])
+    _bias_activate(out, b, 0, rows.shape[0], act, slope)
 
 
 @jit
@@ -284,65 +295,13 @@ def _sparse_gradient(values, indices, indptr, rows, delta, grad_W, grad_b):
 
 
 @jit
-def predict(theta, offsets, sizes, hidden, output, slope, X, out, labels, label_kind,
-            block_rows):
-    """Mirrors reference.predict: the forward pass of every layer over X's rows, the output
-    layer's activations into out, and by label_kind each row's class index into labels
-    (ARGMAX: the first largest output; THRESHOLD: the single output above one half). Each
-    layer's products run as they would for block_rows rows, a GEMM per block_rows rows
-    (_forward_as), so a batch cut at multiples of block_rows gives the bits of the whole
-    (_layout.prediction_rows). Returns -2 if X holds a NaN or an inf (nothing computed),
-    else the first layer whose activations are not finite — a logistic or tanh layer's input
-    tested, which its activation would hide — or -1. The hidden activations live in one
-    buffer of two layers' rows, allocated here: concurrent calls share nothing."""
-    n = X.shape[0]
-    if not _all_finite(X.ravel()):
-        return -2
-    last = offsets.shape[0] - 1
-    widest = 1
-    for l in range(1, last + 1):
-        widest = max(widest, sizes[l])
-    buffer = np.empty(2 * n * widest, theta.dtype)
-    overflow = -1
-    for l in range(last + 1):
-        n_in, n_out = sizes[l], sizes[l + 1]
-        W = _view(theta, offsets[l, 0], n_in, n_out)
-        b = theta[offsets[l, 1]:offsets[l, 1] + n_out]
-        act = output if l == last else hidden
-        saturates = act == LOGISTIC or act == TANH
-        dst = out if l == last else _view(buffer, (l % 2) * n * widest, n, n_out)
-        if l == 0:
-            _forward_as(X, W, b, IDENTITY if saturates else act, slope, dst, block_rows,
-                        block_rows)
-        else:
-            _forward_as(_view(buffer, ((l - 1) % 2) * n * widest, n, n_in), W, b,
-                        IDENTITY if saturates else act, slope, dst, block_rows, block_rows)
-        if overflow < 0 and not _all_finite(dst.ravel()):
-            overflow = l
-        if saturates:  # the bias is in: the activation apart, its input tested above
-            for i in range(n):
-                _activate_row(dst[i], act, slope)
-    if label_kind == ARGMAX:
-        for i in range(n):
-            best = 0
-            for j in range(1, out.shape[1]):
-                if out[i, j] > out[i, best]:
-                    best = j
-            labels[i] = best
-    elif label_kind == THRESHOLD:
-        for i in range(n):
-            labels[i] = 1 if out[i, 0] > 0.5 else 0
-    return overflow
-
-
-@jit
 def _clipped(y, eps, one):
     """losses.clipped for one output."""
     return min(max(y, eps), one - eps)
 
 
 @jit
-def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
+def _output_delta(A_out, Y, delta, sw, act, loss, has_sw, slope, tiny):
     """Mirrors reference.output_delta: δ_out into delta, returns Σ_i w_i L_i (float64)."""
     n, m = A_out.shape
     one = _cast(delta, 1.0)
@@ -415,9 +374,12 @@ def _output_delta(A_out, Y, act, loss, delta, sw, has_sw, slope, tiny):
 
 # -- the compiled epoch -------------------------------------------------------------------
 @jit
-def _exact_inverse(x):
-    """1 / x if x is a power of two (so the reciprocal is exact), else 0."""
-    return 1.0 / x if x > 0 and math.frexp(x)[0] == 0.5 else 0.0
+def _summed(g0, g1, p):
+    """The raw gradient: g0[p], or g0[p] + g1[p] for two chunks' buffers (g1 None is typed
+    away at compile time: one specialisation each)."""
+    if g1 is None:
+        return g0[p]
+    return g0[p] + g1[p]
 
 
 @jit
@@ -431,12 +393,9 @@ def _mean(x, wsum, inverse):
 
 
 @jit
-def _summed(g0, g1, p):
-    """The raw gradient: g0[p], or g0[p] + g1[p] for two chunks' buffers (g1 None is typed
-    away at compile time: one specialisation each)."""
-    if g1 is None:
-        return g0[p]
-    return g0[p] + g1[p]
+def _exact_inverse(x):
+    """1 / x if x is a power of two (so the reciprocal is exact), else 0."""
+    return 1.0 / x if x > 0 and math.frexp(x)[0] == 0.5 else 0.0
 
 
 @jit
@@ -502,15 +461,14 @@ def _forward_backward(net, data, ws, rows, xv, yv, grad, nb, r0, r1):
         act = output if l == n_layers - 1 else hidden
         if l == 0 and data.sparse:
             _sparse_forward(data.X_values, data.X_indices, data.X_indptr, rows[r0:r1], W, b,
-                            act, slope, out)
+                            out, act, slope)
         else:
-            _forward(a_in, W, b, act, slope, out)
+            _forward(a_in, W, b, out, act, slope)
         a_in = out
         pos += nb * n_out
     pos -= nb * n_last  # the output delta sits at the same offset as the output activations
-    batch_loss = _output_delta(a_in, yv[r0:r1], output, net.loss,
-                               _view(deltas, pos, nb, n_last)[r0:r1], wv[r0:r1], has_sw,
-                               slope, tiny)
+    batch_loss = _output_delta(a_in, yv[r0:r1], _view(deltas, pos, nb, n_last)[r0:r1],
+                               wv[r0:r1], output, net.loss, has_sw, slope, tiny)
     for l in range(n_layers - 1, -1, -1):
         n_in, n_out = sizes[l], sizes[l + 1]
         W = _view(theta, offsets[l, 0], n_in, n_out)
@@ -527,33 +485,6 @@ def _forward_backward(net, data, ws, rows, xv, yv, grad, nb, r0, r1):
         else:
             _backward(xv[r0:r1], delta, W, gW, gb, delta, hidden, slope, False)
     return batch_loss
-
-
-@jit
-def _gather(data, order, start, r0, r1, xb, yb, wb):
-    """Rows order[start + r0 : start + r1] of X, Y, sw into rows r0:r1 of the buffers."""
-    X, Y, sw = data.X, data.Y, data.sample_weight
-    for r in range(r0, r1):
-        src = order[start + r]
-        if not data.sparse:
-            xb[r] = X[src]
-        yb[r] = Y[src]
-        wb[r] = sw[src]
-
-
-@jit
-def summed_gradient(network, data, workspace):
-    """Mirrors reference.summed_gradient over rows data.orders[0] of X, Y and the sample
-    weights, gathered into the workspace as a training step gathers its minibatch (_gather):
-    the summed gradient into workspace.grad; returns the summed loss. The arguments are
-    _layout's bundles."""
-    rows = data.orders[0]
-    nb = rows.shape[0]
-    n_last = network.sizes[network.offsets.shape[0]]
-    xv = _view(workspace.xb, 0, 0 if data.sparse else nb, network.sizes[0])
-    yv = _view(workspace.yb, 0, nb, n_last)
-    _gather(data, rows, 0, 0, nb, xv, yv, workspace.wb)
-    return _forward_backward(network, data, workspace, rows, xv, yv, workspace.grad, nb, 0, nb)
 
 
 @jit
@@ -576,6 +507,28 @@ def _update_slice(theta, g0, g1, first, second, lo, hi, offsets, sizes, step):
             _update(theta, g0, g1, first, second, max(w0, lo), min(b0, hi), l2, step)
         if max(b0, lo) < min(b1, hi):
             _update(theta, g0, g1, first, second, max(b0, lo), min(b1, hi), no_l2, step)
+
+
+@jit
+def _gather(data, order, start, r0, r1, xb, yb, wb):
+    """Rows order[start + r0 : start + r1] of X, Y, sw into rows r0:r1 of the buffers."""
+    X, Y, sw = data.X, data.Y, data.sample_weight
+    for r in range(r0, r1):
+        src = order[start + r]
+        if not data.sparse:
+            xb[r] = X[src]
+        yb[r] = Y[src]
+        wb[r] = sw[src]
+
+
+@jit
+def _penalty_norm(theta, offsets, l2):
+    """Σ‖W_l‖² over the layers (0 without L2): the penalty's norm."""
+    total = 0.0
+    if l2 != 0:
+        for l in range(offsets.shape[0]):
+            total += _squared_norm(theta[offsets[l, 0]:offsets[l, 1]])
+    return total
 
 
 @jit
@@ -693,26 +646,6 @@ def _weight_sum(wb, nb, has_sw):
 
 
 @jit
-def _penalty_norm(theta, offsets, l2):
-    """Σ‖W_l‖² over the layers (0 without L2): the penalty's norm."""
-    total = 0.0
-    if l2 != 0:
-        for l in range(offsets.shape[0]):
-            total += _squared_norm(theta[offsets[l, 0]:offsets[l, 1]])
-    return total
-
-
-@jit
-def _squared_norm(x):
-    """Σ x² through BLAS dot (a plain loop would be a latency-bound serial reduction), in
-    slices of BLAS_ROWS elements past BLAS's 32-bit sizes."""
-    total = 0.0
-    for p in range(0, x.shape[0], BLAS_ROWS):
-        total += np.dot(x[p:p + BLAS_ROWS], x[p:p + BLAS_ROWS])
-    return total
-
-
-@jit
 def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
     """Mirrors reference._epoch (minibatch_step inlined): one pass over the rows in `order`
     at learning rate lr (in θ's dtype); writes (Σ mean loss·rows, Σ mean L2 penalty·rows)
@@ -800,6 +733,21 @@ def _plateau_update(plateau, loss):
 
 
 @jit
+def summed_gradient(network, data, workspace):
+    """Mirrors reference.summed_gradient over rows data.orders[0] of X, Y and the sample
+    weights, gathered into the workspace as a training step gathers its minibatch (_gather):
+    the summed gradient into workspace.grad; returns the summed loss. The arguments are
+    _layout's bundles."""
+    rows = data.orders[0]
+    nb = rows.shape[0]
+    n_last = network.sizes[network.offsets.shape[0]]
+    xv = _view(workspace.xb, 0, 0 if data.sparse else nb, network.sizes[0])
+    yv = _view(workspace.yb, 0, nb, n_last)
+    _gather(data, rows, 0, 0, nb, xv, yv, workspace.wb)
+    return _forward_backward(network, data, workspace, rows, xv, yv, workspace.grad, nb, 0, nb)
+
+
+@jit
 def train_epochs(network, data, update, workspace, control):
     """Mirrors reference.train_epochs: up to len(learning_rates) epochs in one call; the
     bundles are _layout's (documented there). Writes the OUTCOME record. The stop flag and
@@ -843,6 +791,58 @@ def train_epochs(network, data, update, workspace, control):
         if e + 1 < n_epochs and _monotonic() - started >= control.time_budget:
             break  # COMPLETED, with fewer epochs than asked for
     outcome.t = t
+
+
+@jit
+def predict(theta, offsets, sizes, hidden, output, slope, X, out, labels, label_kind,
+            block_rows):
+    """Mirrors reference.predict: the forward pass of every layer over X's rows, the output
+    layer's activations into out, and by label_kind each row's class index into labels
+    (ARGMAX: the first largest output; THRESHOLD: the single output above one half). Each
+    layer's products run as they would for block_rows rows, a GEMM per block_rows rows
+    (_forward_as), so a batch cut at multiples of block_rows gives the bits of the whole
+    (_layout.prediction_rows). Returns -2 if X holds a NaN or an inf (nothing computed),
+    else the first layer whose activations are not finite — a logistic or tanh layer's input
+    tested, which its activation would hide — or -1. The hidden activations live in one
+    buffer of two layers' rows, allocated here: concurrent calls share nothing."""
+    n = X.shape[0]
+    if not _all_finite(X.ravel()):
+        return -2
+    last = offsets.shape[0] - 1
+    widest = 1
+    for l in range(1, last + 1):
+        widest = max(widest, sizes[l])
+    buffer = np.empty(2 * n * widest, theta.dtype)
+    overflow = -1
+    for l in range(last + 1):
+        n_in, n_out = sizes[l], sizes[l + 1]
+        W = _view(theta, offsets[l, 0], n_in, n_out)
+        b = theta[offsets[l, 1]:offsets[l, 1] + n_out]
+        act = output if l == last else hidden
+        saturates = act == LOGISTIC or act == TANH
+        dst = out if l == last else _view(buffer, (l % 2) * n * widest, n, n_out)
+        if l == 0:
+            _forward_as(X, W, b, dst, IDENTITY if saturates else act, slope, block_rows,
+                        block_rows)
+        else:
+            _forward_as(_view(buffer, ((l - 1) % 2) * n * widest, n, n_in), W, b, dst,
+                        IDENTITY if saturates else act, slope, block_rows, block_rows)
+        if overflow < 0 and not _all_finite(dst.ravel()):
+            overflow = l
+        if saturates:  # the bias is in: the activation apart, its input tested above
+            for i in range(n):
+                _activate_row(dst[i], act, slope)
+    if label_kind == ARGMAX:
+        for i in range(n):
+            best = 0
+            for j in range(1, out.shape[1]):
+                if out[i, j] > out[i, best]:
+                    best = j
+            labels[i] = best
+    elif label_kind == THRESHOLD:
+        for i in range(n):
+            labels[i] = 1 if out[i, 0] > 0.5 else 0
+    return overflow
 
 
 @jit
