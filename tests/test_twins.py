@@ -204,15 +204,6 @@ WIDE_CYTHON = {"_backward": 15, "_forward_backward": 13,
 MAX_PARAMETERS = 12
 
 
-def _cython_parameter_counts():
-    source = (BACKENDS / "_cython_kernels.pyx").read_text()
-    pattern = re.compile(r"^(?:cdef|def|cpdef)\s[^\n]*?\b(\w+)\(((?:[^()]|\([^()]*\))*)\)", re.M)
-    return {m.group(1): len([p for p in re.sub(r"\[[^\]]*\]", "[]", m.group(2)).split(",")
-                             if p.strip()])
-            for m in pattern.finditer(source)
-            if not m.group(0).startswith(("cdef struct", "cdef enum"))}
-
-
 def test_kernels_take_bundles_and_at_most_twelve_parameters():
     import inspect
 
@@ -223,7 +214,8 @@ def test_kernels_take_bundles_and_at_most_twelve_parameters():
     too_many = {name: len(node.args.args) for name, node in _numba_nodes().items()
                 if len(node.args.args) > MAX_PARAMETERS}
     assert not too_many, too_many
-    wide = {name: n for name, n in _cython_parameter_counts().items() if n > MAX_PARAMETERS}
+    wide = {name: len(params) for name, params in _cython_parameters().items()
+            if len(params) > MAX_PARAMETERS}
     assert wide == WIDE_CYTHON, "a cython function past twelve parameters (or one fixed: " \
                                 "shrink WIDE_CYTHON)"
     for bundle in _layout.BUNDLES:
