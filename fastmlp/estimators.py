@@ -76,8 +76,9 @@ class _Progress:
 
 
 def _is_stochastic(estimator):
-    """partial_fit exists for sgd and adam (hasattr is False for lbfgs, as scikit-learn's)."""
-    if estimator.solver not in ("sgd", "adam"):
+    """partial_fit exists for sgd, adam and adamw (hasattr is False for lbfgs, as
+    scikit-learn's)."""
+    if estimator.solver not in ("sgd", "adam", "adamw"):
         raise AttributeError(f"partial_fit is only available for stochastic optimizers. "
                              f"{estimator.solver} is not stochastic.")
     return True
@@ -87,8 +88,9 @@ _PARAMETERS = """    hidden_layer_sizes : array-like of shape (n_layers - 2,), d
         The number of units in each hidden layer.
     activation : {"identity", "logistic", "tanh", "relu", "leaky_relu"}, default="relu"
         The hidden layers' activation (`leaky_relu`: fastmlp's own, see `leaky_slope`).
-    solver : {"lbfgs", "sgd", "adam"}, default="adam"
-        The weight optimizer.
+    solver : {"lbfgs", "sgd", "adam", "adamw"}, default="adam"
+        The weight optimizer; "adamw" is fastmlp's own: Adam with decoupled weight decay
+        (`weight_decay`), as ``torch.optim.AdamW``.
     alpha : float, default=0.0001
         Strength of the L2 penalty, divided by the sample count in the loss.
     batch_size : int or "auto", default="auto"
@@ -123,11 +125,11 @@ _PARAMETERS = """    hidden_layer_sizes : array-like of shape (n_layers - 2,), d
     validation_fraction : float, default=0.1
         The held-out fraction for early stopping.
     beta_1 : float, default=0.9
-        Adam's decay rate of the first moment.
+        Adam's (and adamw's) decay rate of the first moment.
     beta_2 : float, default=0.999
-        Adam's decay rate of the second moment.
+        Adam's (and adamw's) decay rate of the second moment.
     epsilon : float, default=1e-8
-        Adam's numerical stability term.
+        Adam's (and adamw's) numerical stability term.
     n_iter_no_change : int, default=10
         Epochs without `tol` improvement before stopping (sgd, adam).
     max_fun : int, default=15000
@@ -136,6 +138,10 @@ _PARAMETERS = """    hidden_layer_sizes : array-like of shape (n_layers - 2,), d
 
 _OWN_PARAMETERS = """    leaky_slope : float in (0, 1), default=0.01
         Slope of `activation="leaky_relu"` for negative inputs.
+    weight_decay : float >= 0, default=0.0
+        `solver="adamw"`'s decoupled weight decay λ: every step multiplies the weights and
+        biases by 1 - learning_rate_init·λ apart from the gradient (``torch.optim.AdamW``'s
+        `weight_decay`; `alpha`'s L2 penalty still adds to the gradient). Read by adamw only.
     backend : {"auto", "cython", "numba", "numpy"}, default="auto"
         Which kernels train the network; "auto" the fastest available (or what
         `fastmlp.set_config(backend=...)` chose); `backend_` says which ran.
@@ -189,7 +195,7 @@ class _BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 leaky_slope=0.01, backend="auto", n_threads=None):
+                 leaky_slope=0.01, weight_decay=0.0, backend="auto", n_threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -214,6 +220,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
         self.leaky_slope = leaky_slope
+        self.weight_decay = weight_decay
         self.backend = backend
         self.n_threads = n_threads
 
@@ -230,7 +237,9 @@ class _BaseMLP(BaseEstimator):
     _parameter_constraints: dict = {
         **BaseMultilayerPerceptron._parameter_constraints,
         "activation": [StrOptions(set(HIDDEN_ACTIVATIONS))],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam", "adamw"})],
         "leaky_slope": [Interval(Real, 0, 1, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
         "backend": [StrOptions({"auto", *BACKEND_NAMES}), Backend],
         "n_threads": [None, Interval(Integral, 1, None, closed="left"),
                       Interval(Integral, None, -1, closed="right")],
@@ -857,7 +866,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 class_weight=None, leaky_slope=0.01, backend="auto", n_threads=None):
+                 class_weight=None, leaky_slope=0.01, weight_decay=0.0, backend="auto",
+                 n_threads=None):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -866,7 +876,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            leaky_slope=leaky_slope, backend=backend, n_threads=n_threads)
+            leaky_slope=leaky_slope, weight_decay=weight_decay, backend=backend,
+            n_threads=n_threads)
         self.class_weight = class_weight
 
     def _validate_input(self, X, y, incremental, reset):
@@ -1049,7 +1060,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 leaky_slope=0.01, backend="auto", n_threads=None):
+                 leaky_slope=0.01, weight_decay=0.0, backend="auto", n_threads=None):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -1058,7 +1069,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            leaky_slope=leaky_slope, backend=backend, n_threads=n_threads)
+            leaky_slope=leaky_slope, weight_decay=weight_decay, backend=backend,
+            n_threads=n_threads)
         self.loss = loss
 
     _parameter_constraints: dict = {

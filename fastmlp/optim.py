@@ -3,6 +3,8 @@
     sgd   v ← μ v - η g;  θ ← θ + v            (Nesterov: θ ← θ + μ v - η g)
     adam  t ← t + 1; m ← β₁m + (1-β₁)g; s ← β₂s + (1-β₂)g²
           θ ← θ - η √(1-β₂ᵗ)/(1-β₁ᵗ) · m / (√s + ε)
+    adamw t, m, s as adam; θ ← θ (1 - η λ) - η/(1-β₁ᵗ) · m / (√s/√(1-β₂ᵗ) + ε)
+          (torch.optim.AdamW: weight decay λ apart from the gradient)
 
 `Optimizer` holds the hyperparameters, `OptimizerState` the moments that persist between
 epochs. `step` is the reference update every backend mirrors. Plain SGD (μ = 0, no Nesterov)
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw")
 #: The estimators' names of Optimizer's fields where they are not the field's own
 #: (scikit-learn's): Optimizer.from_params reads every other field by its name.
 ESTIMATOR_NAMES = dict(name="solver", learning_rate="learning_rate_init",
@@ -34,6 +36,7 @@ class Optimizer:
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-8
+    weight_decay: float = 0.0  # adamw's, decoupled from the gradient (torch.optim.AdamW)
 
     @classmethod
     def from_params(cls, params):
@@ -51,6 +54,7 @@ class Optimizer:
             "beta_1": 0 <= self.beta_1 < 1,
             "beta_2": 0 <= self.beta_2 < 1,
             "epsilon": self.epsilon > 0,
+            "weight_decay": self.weight_decay >= 0,
         }
         for name, ok in checks.items():
             value = getattr(self, name)
@@ -103,7 +107,7 @@ def step(theta, grad, opt, state):
             theta += opt.momentum * v - opt.learning_rate * grad
         else:
             theta += v
-    else:
+    elif opt.name == "adam":
         state.t += 1
         m, s = state.first, state.second
         m *= opt.beta_1
@@ -111,3 +115,14 @@ def step(theta, grad, opt, state):
         s *= opt.beta_2
         s += (1 - opt.beta_2) * grad * grad
         theta -= adam_step_size(opt, state.t) * m / (np.sqrt(s) + opt.epsilon)
+    else:  # adamw, as torch.optim.AdamW: θ decays apart from g; ε beside the corrected √s
+        state.t += 1
+        theta *= 1 - opt.learning_rate * opt.weight_decay
+        m, s = state.first, state.second
+        m *= opt.beta_1
+        m += (1 - opt.beta_1) * grad
+        s *= opt.beta_2
+        s += (1 - opt.beta_2) * grad * grad
+        root = math.sqrt(1.0 - opt.beta_2 ** state.t)
+        theta -= (opt.learning_rate / (1.0 - opt.beta_1 ** state.t)) * (
+            m / (np.sqrt(s) / root + opt.epsilon))

@@ -190,11 +190,14 @@ TRAINING = [
     dict(optimizer=Optimizer("sgd", 0.05, momentum=0.9, nesterov=True)),
     dict(optimizer=Optimizer("adam", 0.01)),
     dict(optimizer=Optimizer("adam", 0.01, l2=1e-2)),
+    dict(optimizer=Optimizer("adamw", 0.01, weight_decay=0.1)),
+    dict(optimizer=Optimizer("adamw", 0.01, l2=1e-2, weight_decay=0.5)),
 ]
+TRAINING_IDS = ["sgd", "sgd-l2", "momentum-l2", "nesterov", "adam", "adam-l2", "adamw",
+                "adamw-l2"]
 
 
-@pytest.mark.parametrize("opt", TRAINING, ids=["sgd", "sgd-l2", "momentum-l2", "nesterov",
-                                               "adam", "adam-l2"])
+@pytest.mark.parametrize("opt", TRAINING, ids=TRAINING_IDS)
 @pytest.mark.parametrize("hidden,output,loss", [("relu", "softmax", "cross_entropy"),
                                                 ("tanh", "logistic", "binary_cross_entropy"),
                                                 ("logistic", "identity", "squared_error"),
@@ -379,8 +382,7 @@ def _orders(n, n_epochs, seed):
     return np.array([rng.permutation(n) for _ in range(n_epochs)])
 
 
-@pytest.mark.parametrize("opt", TRAINING, ids=["sgd", "sgd-l2", "momentum-l2", "nesterov",
-                                               "adam", "adam-l2"])
+@pytest.mark.parametrize("opt", TRAINING, ids=TRAINING_IDS)
 def test_train_epochs_follows_the_reference(kernels, dtype, opt):
     """Per-epoch orders and learning rates, one call, against the reference's train_epochs
     and against one train_epoch per epoch."""

@@ -799,6 +799,7 @@ cdef void _update(floating* theta, floating* g0, floating* g1, floating* first,
     cdef floating b1 = <floating>step.beta_1, omb1 = <floating>step.one_minus_beta_1
     cdef floating b2 = <floating>step.beta_2, omb2 = <floating>step.one_minus_beta_2
     cdef floating eps = <floating>step.epsilon, size = <floating>step.adam_step
+    cdef floating decay = <floating>step.decay, root = <floating>step.bias_root
     if step.rule == SGD:
         for p in range(lo, hi):
             theta[p] -= lr * _mean(_summed(g0, g1, p) + l2 * theta[p], wsum, inverse)
@@ -814,7 +815,7 @@ cdef void _update(floating* theta, floating* g0, floating* g1, floating* first,
             v = momentum * first[p] - lr * g
             first[p] = v
             theta[p] += momentum * v - lr * g
-    else:
+    elif step.rule == ADAM:
         for p in range(lo, hi):
             g = _mean(_summed(g0, g1, p) + l2 * theta[p], wsum, inverse)
             m = b1 * first[p] + omb1 * g
@@ -822,6 +823,14 @@ cdef void _update(floating* theta, floating* g0, floating* g1, floating* first,
             first[p] = m
             second[p] = s
             theta[p] -= size * m / (_sqrt(s) + eps)
+    else:  # ADAMW
+        for p in range(lo, hi):
+            g = _mean(_summed(g0, g1, p) + l2 * theta[p], wsum, inverse)
+            m = b1 * first[p] + omb1 * g
+            s = b2 * second[p] + omb2 * g * g
+            first[p] = m
+            second[p] = s
+            theta[p] = theta[p] * decay - size * (m / (_sqrt(s) / root + eps))
 
 
 cdef inline bint _fuses(const Run* r, int l, const Step* step) noexcept nogil:
@@ -1027,6 +1036,8 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
     step.one_minus_beta_2 = <floating>(1 - beta_2)
     step.epsilon = <floating>r.hyper.epsilon
     step.adam_step = 0
+    step.decay = 1
+    step.bias_root = 1
     if tid == 0:
         terms[0] = 0.0
         terms[1] = 0.0
@@ -1076,6 +1087,11 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
         if stepped and step.rule == ADAM:
             t += 1
             step.adam_step = <floating>(lr * sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+        elif stepped and step.rule == ADAMW:
+            t += 1
+            step.adam_step = <floating>(lr / (1.0 - beta_1 ** t))
+            step.decay = <floating>(1.0 - lr * r.hyper.weight_decay)
+            step.bias_root = <floating>sqrt(1.0 - beta_2 ** t)
         if not stepped:
             pass
         elif split:
@@ -1166,7 +1182,7 @@ cdef void _keep(const Run* r, floating* theta, int tid, int team, bint restore) 
                 memcpy(&first[lo], &saved[n_params + lo], width)
             else:
                 memcpy(&saved[n_params + lo], &first[lo], width)
-        if rule == ADAM:
+        if rule >= ADAM:  # ADAM, ADAMW
             if restore:
                 memcpy(&second[lo], &saved[2 * n_params + lo], width)
             else:

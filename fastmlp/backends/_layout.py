@@ -63,6 +63,7 @@ class Rule(enum.IntEnum):
     MOMENTUM = 1   # v ← μ v - η g; θ ← θ + v
     NESTEROV = 2   # v as MOMENTUM; θ ← θ + μ v - η g
     ADAM = 3       # both moments and the step count t
+    ADAMW = 4      # ADAM's moments; θ decays by 1 - η·weight_decay; ε beside the corrected √s
 
 
 class Labels(enum.IntEnum):
@@ -80,6 +81,8 @@ def update_rule(opt):
     """The Rule an optim.Optimizer applies (plain SGD keeps no velocity: optim.py)."""
     if opt.name == "adam":
         return Rule.ADAM
+    if opt.name == "adamw":
+        return Rule.ADAMW
     if opt.nesterov:
         return Rule.NESTEROV
     return Rule.MOMENTUM if opt.momentum != 0 else Rule.SGD
@@ -94,7 +97,8 @@ def _record(*fields):
 #: optim.Optimizer field of its name (hyper_record fills them by name); kernels round each
 #: to θ's dtype once, as the reference's NumPy arithmetic on θ does.
 HYPER = _record(("rule", np.int64), ("momentum", np.float64), ("l2", np.float64),
-                ("beta_1", np.float64), ("beta_2", np.float64), ("epsilon", np.float64))
+                ("beta_1", np.float64), ("beta_2", np.float64), ("epsilon", np.float64),
+                ("weight_decay", np.float64))
 #: stopping.Plateau in the form the kernels update in place; patience < 0: no rule.
 PLATEAU = _record(("tol", np.float64), ("patience", np.int64), ("best", np.float64),
                   ("count", np.int64), ("scale", np.float64))
@@ -109,6 +113,8 @@ STEP = _record(("rule", np.int64), ("lr", np.float64), ("momentum", np.float64),
                ("beta_2", np.float64), ("one_minus_beta_2", np.float64),
                ("epsilon", np.float64), ("adam_step", np.float64), ("weight_sum", np.float64),
                ("inverse", np.float64),  # 1 / weight_sum where that is exact, else 0
+               ("decay", np.float64),  # ADAMW: θ's factor, 1 - lr·weight_decay
+               ("bias_root", np.float64),  # ADAMW: √(1-β₂ᵗ), which √s is divided by
                # the cython twin's plain SGD step fused into W's gradient GEMM (_fuses: W =
                # beta·W + alpha·Aᵀδ over fused_rows rows; numba's np.dot takes neither)
                ("fused_rows", np.int64), ("alpha", np.float64), ("beta", np.float64))

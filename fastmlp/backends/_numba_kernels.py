@@ -44,7 +44,7 @@ parallel_jit = functools.partial(jit, parallel=True)
 IDENTITY, LOGISTIC, TANH, RELU, LEAKY_RELU, SOFTMAX, EXP = (int(a) for a in Activation)
 SQUARED_ERROR, CROSS_ENTROPY, BINARY_CROSS_ENTROPY, POISSON = (int(c) for c in Loss)
 COMPLETED, PLATEAU, DIVERGED, INTERRUPTED = (int(e) for e in Event)
-SGD, MOMENTUM, NESTEROV, ADAM = (int(u) for u in Rule)
+SGD, MOMENTUM, NESTEROV, ADAM, ADAMW = (int(u) for u in Rule)
 OUTPUT_ONLY, ARGMAX, THRESHOLD = (int(k) for k in Labels)
 
 #: One minibatch's update constants, each in θ's dtype: _layout.STEP's shared fields.
@@ -421,7 +421,7 @@ def _update(theta, g0, g1, first, second, lo, hi, l2, step):
             v = momentum * m1[p] - lr * g
             m1[p] = v
             th[p] += momentum * v - lr * g
-    else:
+    elif step.rule == ADAM:
         b1, omb1, b2, omb2 = step.beta_1, step.one_minus_beta_1, step.beta_2, step.one_minus_beta_2
         eps, size = step.epsilon, step.adam_step
         for p in range(lo, hi):
@@ -431,6 +431,16 @@ def _update(theta, g0, g1, first, second, lo, hi, l2, step):
             m1[p] = m
             m2[p] = s
             th[p] -= size * m / (np.sqrt(s) + eps)
+    else:  # ADAMW
+        b1, omb1, b2, omb2 = step.beta_1, step.one_minus_beta_1, step.beta_2, step.one_minus_beta_2
+        eps, size, decay, root = step.epsilon, step.adam_step, step.decay, step.bias_root
+        for p in range(lo, hi):
+            g = _mean(_summed(g0, g1, p) + l2 * th[p], wsum, inverse)
+            m = b1 * m1[p] + omb1 * g
+            s = b2 * m2[p] + omb2 * g * g
+            m1[p] = m
+            m2[p] = s
+            th[p] = th[p] * decay - size * (m / (np.sqrt(s) / root + eps))
 
 
 @jit
@@ -684,15 +694,20 @@ def _epoch(net, data, opt, ws, ctrl, order, lr, t, terms):
             if _stop_requested(ctrl.stop):
                 return t, True
             continue
-        adam_step = _cast(theta, 0.0)
+        adam_step, decay, root = _cast(theta, 0.0), _cast(theta, 1.0), _cast(theta, 1.0)
         if h.rule == ADAM:
             t += 1
             adam_step = _cast(theta, lr * np.sqrt(1.0 - beta_2 ** t) / (1.0 - beta_1 ** t))
+        elif h.rule == ADAMW:
+            t += 1
+            adam_step = _cast(theta, lr / (1.0 - beta_1 ** t))
+            decay = _cast(theta, 1.0 - lr * h.weight_decay)
+            root = _cast(theta, np.sqrt(1.0 - beta_2 ** t))
         # the update's constants in θ's dtype (the L2 gradient: _update_slice)
         step = Step(h.rule, lr, _cast(theta, h.momentum), l2, _cast(theta, beta_1),
                     _cast(theta, 1 - beta_1), _cast(theta, beta_2), _cast(theta, 1 - beta_2),
                     _cast(theta, h.epsilon), adam_step, _cast(theta, weight_sum),
-                    _cast(theta, _exact_inverse(weight_sum)))
+                    _cast(theta, _exact_inverse(weight_sum)), decay, root)
         squared_norm = _penalty_norm(theta, offsets, l2)  # before this step's update
         if split and ctrl.threads > 1:
             _update_chunks(net, opt, ws, step)
@@ -758,7 +773,7 @@ def train_epochs(network, data, update, workspace, control):
     n = data.Y.shape[0]
     orders, terms = data.orders, control.terms
     t = outcome.t
-    keep_first, keep_second = rule != SGD, rule == ADAM  # _layout.Rule
+    keep_first, keep_second = rule != SGD, rule >= ADAM  # _layout.Rule: ADAM, ADAMW
     outcome.event = COMPLETED
     started = _monotonic()
     n_epochs = update.learning_rates.shape[0]

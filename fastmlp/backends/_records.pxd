@@ -10,6 +10,7 @@ ctypedef struct Hyper:
     double beta_1
     double beta_2
     double epsilon
+    double weight_decay
 
 ctypedef struct Plateau:
     double tol
@@ -36,6 +37,8 @@ ctypedef struct Step:
     double adam_step
     double weight_sum
     double inverse
+    double decay
+    double bias_root
     int64_t fused_rows
     double alpha
     double beta
@@ -66,6 +69,7 @@ cdef enum Rule:
     MOMENTUM = 1
     NESTEROV = 2
     ADAM = 3
+    ADAMW = 4
 
 cdef enum Labels:
     OUTPUT_ONLY = 0
@@ -87,14 +91,14 @@ cdef inline dict declared_layout():
     """What this file declares (for _check_layout): each record's size and
     field offsets, every code and size rule."""
     return {
-        "Hyper": (sizeof(Hyper), {"rule": <size_t>&(<Hyper*>NULL).rule, "momentum": <size_t>&(<Hyper*>NULL).momentum, "l2": <size_t>&(<Hyper*>NULL).l2, "beta_1": <size_t>&(<Hyper*>NULL).beta_1, "beta_2": <size_t>&(<Hyper*>NULL).beta_2, "epsilon": <size_t>&(<Hyper*>NULL).epsilon}),
+        "Hyper": (sizeof(Hyper), {"rule": <size_t>&(<Hyper*>NULL).rule, "momentum": <size_t>&(<Hyper*>NULL).momentum, "l2": <size_t>&(<Hyper*>NULL).l2, "beta_1": <size_t>&(<Hyper*>NULL).beta_1, "beta_2": <size_t>&(<Hyper*>NULL).beta_2, "epsilon": <size_t>&(<Hyper*>NULL).epsilon, "weight_decay": <size_t>&(<Hyper*>NULL).weight_decay}),
         "Plateau": (sizeof(Plateau), {"tol": <size_t>&(<Plateau*>NULL).tol, "patience": <size_t>&(<Plateau*>NULL).patience, "best": <size_t>&(<Plateau*>NULL).best, "count": <size_t>&(<Plateau*>NULL).count, "scale": <size_t>&(<Plateau*>NULL).scale}),
         "Outcome": (sizeof(Outcome), {"epochs": <size_t>&(<Outcome*>NULL).epochs, "t": <size_t>&(<Outcome*>NULL).t, "event": <size_t>&(<Outcome*>NULL).event}),
-        "Step": (sizeof(Step), {"rule": <size_t>&(<Step*>NULL).rule, "lr": <size_t>&(<Step*>NULL).lr, "momentum": <size_t>&(<Step*>NULL).momentum, "l2": <size_t>&(<Step*>NULL).l2, "beta_1": <size_t>&(<Step*>NULL).beta_1, "one_minus_beta_1": <size_t>&(<Step*>NULL).one_minus_beta_1, "beta_2": <size_t>&(<Step*>NULL).beta_2, "one_minus_beta_2": <size_t>&(<Step*>NULL).one_minus_beta_2, "epsilon": <size_t>&(<Step*>NULL).epsilon, "adam_step": <size_t>&(<Step*>NULL).adam_step, "weight_sum": <size_t>&(<Step*>NULL).weight_sum, "inverse": <size_t>&(<Step*>NULL).inverse, "fused_rows": <size_t>&(<Step*>NULL).fused_rows, "alpha": <size_t>&(<Step*>NULL).alpha, "beta": <size_t>&(<Step*>NULL).beta}),
+        "Step": (sizeof(Step), {"rule": <size_t>&(<Step*>NULL).rule, "lr": <size_t>&(<Step*>NULL).lr, "momentum": <size_t>&(<Step*>NULL).momentum, "l2": <size_t>&(<Step*>NULL).l2, "beta_1": <size_t>&(<Step*>NULL).beta_1, "one_minus_beta_1": <size_t>&(<Step*>NULL).one_minus_beta_1, "beta_2": <size_t>&(<Step*>NULL).beta_2, "one_minus_beta_2": <size_t>&(<Step*>NULL).one_minus_beta_2, "epsilon": <size_t>&(<Step*>NULL).epsilon, "adam_step": <size_t>&(<Step*>NULL).adam_step, "weight_sum": <size_t>&(<Step*>NULL).weight_sum, "inverse": <size_t>&(<Step*>NULL).inverse, "decay": <size_t>&(<Step*>NULL).decay, "bias_root": <size_t>&(<Step*>NULL).bias_root, "fused_rows": <size_t>&(<Step*>NULL).fused_rows, "alpha": <size_t>&(<Step*>NULL).alpha, "beta": <size_t>&(<Step*>NULL).beta}),
         "Activation": {"IDENTITY": IDENTITY, "LOGISTIC": LOGISTIC, "TANH": TANH, "RELU": RELU, "LEAKY_RELU": LEAKY_RELU, "SOFTMAX": SOFTMAX, "EXP": EXP},
         "Loss": {"SQUARED_ERROR": SQUARED_ERROR, "CROSS_ENTROPY": CROSS_ENTROPY, "BINARY_CROSS_ENTROPY": BINARY_CROSS_ENTROPY, "POISSON": POISSON},
         "Event": {"COMPLETED": COMPLETED, "PLATEAU": PLATEAU, "DIVERGED": DIVERGED, "INTERRUPTED": INTERRUPTED},
-        "Rule": {"SGD": SGD, "MOMENTUM": MOMENTUM, "NESTEROV": NESTEROV, "ADAM": ADAM},
+        "Rule": {"SGD": SGD, "MOMENTUM": MOMENTUM, "NESTEROV": NESTEROV, "ADAM": ADAM, "ADAMW": ADAMW},
         "Labels": {"OUTPUT_ONLY": OUTPUT_ONLY, "ARGMAX": ARGMAX, "THRESHOLD": THRESHOLD},
         "SIZE_RULES": {"SMALL_WORK": SMALL_WORK, "BLOCK_BYTES": BLOCK_BYTES, "MIN_BLOCK_ROWS": MIN_BLOCK_ROWS, "BLOCK_DEPTHS": BLOCK_DEPTHS, "NARROW_OUT": NARROW_OUT, "NARROW_WORDS": NARROW_WORDS, "SLICE_ALIGN": SLICE_ALIGN, "BLAS_ROWS": BLAS_ROWS},
     }
