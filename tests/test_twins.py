@@ -197,9 +197,9 @@ def test_the_c_declarations_are_generated_from_the_layout():
 
 
 #: The widest functions of the cython twin, past MAX_PARAMETERS: pointers and their sizes
-#: where numba passes arrays, and the fusions only it has (gb_ready, gb_in, fused; step).
+#: where numba passes arrays, and the fusions only it has (gb_in, fused).
 #: Bringing them down (one struct per layer's shape) is what is left of issue 41's twins.
-WIDE_CYTHON = {"_backward": 15, "_forward_backward": 13,
+WIDE_CYTHON = {"_backward": 13,
                "_gemm_into": 13}  # BLAS's own gemm arguments
 MAX_PARAMETERS = 12
 

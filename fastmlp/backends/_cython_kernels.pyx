@@ -453,11 +453,11 @@ cdef void _derivative_and_sum(floating* d, floating* a, Py_ssize_t r0, Py_ssize_
 
 cdef void _backward(floating* A_in, floating* delta, floating* W, floating* grad_W, floating* grad_b,
                     floating* delta_in, Py_ssize_t n, Py_ssize_t n_in, Py_ssize_t n_out, int act_in,
-                    floating slope, bint want_delta_in, bint gb_ready,
-                    floating* gb_in, const Step* fused) noexcept nogil:
+                    floating slope, floating* gb_in, const Step* fused) noexcept nogil:
     """Mirrors reference.backward_layer: grad_W = A_inᵀδ, grad_b = Σ_rows δ, δ_in = (δWᵀ) ⊙ g'(A_in).
 
-    gb_ready: grad_b already holds Σ_rows δ (summed by the layer above as it made δ). gb_in (or
+    grad_b NULL: the bias gradient is summed already (by the layer above as it made δ).
+    delta_in NULL: no δ_in (the input layer; numba says so with want_delta_in). gb_in (or
     NULL): where to sum δ_in's rows, i.e. the layer below's bias gradient, in the same pass.
     fused (or NULL): a plain SGD step whose update of W rides on the gradient's GEMM
     (_fuses), W = fused.beta·W + fused.alpha·A_inᵀδ, after δ_in has read the old W; grad_W is then
@@ -466,13 +466,13 @@ cdef void _backward(floating* A_in, floating* delta, floating* W, floating* grad
     cdef floating a, s
     cdef floating wt[NARROW_WORDS]
     cdef bint narrow
-    if not gb_ready:
+    if grad_b != NULL:
         for j in range(n_out):
             grad_b[j] = 0
         for i in range(n):
             for j in range(n_out):
                 grad_b[j] += delta[<Py_ssize_t>i * n_out + j]
-    if want_delta_in and gb_in != NULL:
+    if delta_in != NULL and gb_in != NULL:
         for k in range(n_in):
             gb_in[k] = 0
     if <Py_ssize_t>n * n_in * n_out < SMALL_WORK:
@@ -483,7 +483,7 @@ cdef void _backward(floating* A_in, floating* delta, floating* W, floating* grad
                 a = A_in[<Py_ssize_t>i * n_in + k]
                 for j in range(n_out):
                     grad_W[<Py_ssize_t>k * n_out + j] += a * delta[<Py_ssize_t>i * n_out + j]
-        if want_delta_in:
+        if delta_in != NULL:
             for i in range(n):
                 for k in range(n_in):
                     s = 0
@@ -494,7 +494,7 @@ cdef void _backward(floating* A_in, floating* delta, floating* W, floating* grad
         return
     if fused == NULL:
         _weight_gradient(A_in, delta, grad_W, n, n_in, n_out)
-    if want_delta_in:
+    if delta_in != NULL:
         # A narrow δ (a classifier's output layer): Wᵀ copied to the stack turns δWᵀ into a
         # gemm('N', 'N'), which OpenBLAS runs faster than gemm('T', 'N') on W, copy included
         # (`python -m bench.crossover` measures both).
@@ -845,8 +845,7 @@ cdef inline bint _fuses(const Run* r, int l, const Step* step) noexcept nogil:
             and rows * r.sizes[l] * r.sizes[l + 1] >= SMALL_WORK)
 
 
-cdef double _forward_backward(const Run* r, floating* theta, const int64_t* rows,
-                              floating* xb, floating* yb,
+cdef double _forward_backward(const Run* r, const int64_t* rows, floating* xb, floating* yb,
                               floating* wb, floating* acts, floating* deltas, floating* grad,
                               Py_ssize_t nb, Py_ssize_t r0, Py_ssize_t r1,
                               const Step* step) noexcept nogil:
@@ -855,6 +854,7 @@ cdef double _forward_backward(const Run* r, floating* theta, const int64_t* rows
     summed over them into grad; returns their summed loss. A sparse X is not gathered: the
     first layer reads its rows rows[r0:r1] (the minibatch's rows of X) in place. A layer
     that _fuses(r, l, step) gets its plain SGD update of W here instead (_backward)."""
+    cdef floating* theta = <floating*>r.theta
     cdef int n_layers = r.n_layers, l
     cdef Py_ssize_t n_in, n_out, n_rows = r1 - r0
     cdef Py_ssize_t n0 = r.n0, n_last = r.n_last
@@ -891,8 +891,8 @@ cdef double _forward_backward(const Run* r, floating* theta, const int64_t* rows
             prev = pos - <Py_ssize_t>nb * n_in
             _backward(acts + prev + <Py_ssize_t>r0 * n_in, deltas + pos + <Py_ssize_t>r0 * n_out,
                       theta + _weights_at(r, l), grad + _weights_at(r, l),
-                      grad + _biases_at(r, l), deltas + prev + <Py_ssize_t>r0 * n_in, n_rows, n_in,
-                      n_out, r.hidden, slope, True, True, grad + _biases_at(r, l - 1),
+                      NULL, deltas + prev + <Py_ssize_t>r0 * n_in, n_rows, n_in,
+                      n_out, r.hidden, slope, grad + _biases_at(r, l - 1),
                       step if _fuses(r, l, step) else NULL)
             pos = prev
         elif r.sparse:
@@ -904,8 +904,8 @@ cdef double _forward_backward(const Run* r, floating* theta, const int64_t* rows
         else:
             _backward(xb + <Py_ssize_t>r0 * n0, deltas + pos + <Py_ssize_t>r0 * n_out,
                       theta + _weights_at(r, l), grad + _weights_at(r, l),
-                      grad + _biases_at(r, l), NULL, n_rows, n_in, n_out, r.hidden, slope,
-                      False, True, NULL, step if _fuses(r, l, step) else NULL)
+                      NULL, NULL, n_rows, n_in, n_out, r.hidden, slope,
+                      NULL, step if _fuses(r, l, step) else NULL)
     return batch_loss
 
 
@@ -1057,7 +1057,7 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
                 fastmlp_phase_add(PHASE_GATHER, since)
                 since = fastmlp_clock()
                 r.part_losses[c] = _forward_backward(
-                    r, theta, order + start + r0, &xb[c * r.x_stride], &yb[c * r.y_stride],
+                    r, order + start + r0, &xb[c * r.x_stride], &yb[c * r.y_stride],
                     &wb[r0],
                     &acts[c * r.a_stride], &deltas[c * r.a_stride], &parts[c * n_params],
                     r1 - r0, 0, r1 - r0, NULL)
@@ -1070,8 +1070,8 @@ cdef Py_ssize_t _epoch(const Run* r, floating* theta, const int64_t* order, floa
             squared_norm = _penalty_norm(r, theta, l2)  # before _fuses writes any weight
             _fuse_plain_sgd(&step, wb, nb, r.has_sw, lr, l2)
             since = fastmlp_clock()
-            batch_loss = _forward_backward(r, theta, order + start, xb, yb, wb, acts, deltas,
-                                           grad, nb, 0, nb, &step)
+            batch_loss = _forward_backward(r, order + start, xb, yb, wb, acts, deltas, grad, nb,
+                                           0, nb, &step)
             fastmlp_phase_add(PHASE_FORWARD_BACKWARD, since)
         if split and tid == 0:  # of the weights before this step's update (none written yet)
             squared_norm = _penalty_norm(r, theta, l2)
@@ -1351,7 +1351,7 @@ cdef double _summed_gradient(floating[::1] theta, network, data, workspace) exce
     with nogil:
         _gather(&r, <const floating*>r.X, r.orders, 0, nb, <floating*>r.xb, <floating*>r.yb,
                 <floating*>r.wb)
-        loss = _forward_backward(&r, &theta[0], r.orders, <floating*>r.xb, <floating*>r.yb,
+        loss = _forward_backward(&r, r.orders, <floating*>r.xb, <floating*>r.yb,
                                  <floating*>r.wb, <floating*>r.acts, <floating*>r.deltas,
                                  <floating*>r.grad, nb, 0, nb, NULL)
     return loss
@@ -1495,8 +1495,7 @@ def backward_layer(const floating[:, ::1] A, const floating[:, ::1] delta,
         return
     with nogil:
         _backward(<floating*>&A[0, 0], <floating*>&delta[0, 0], <floating*>&W[0, 0],
-                  &grad_W[0, 0], &grad_b[0], d_in, n, n_in, n_out, act_in, slope, want, False,
-                  NULL, NULL)
+                  &grad_W[0, 0], &grad_b[0], d_in, n, n_in, n_out, act_in, slope, NULL, NULL)
 
 
 cdef tuple _index_of(index):

@@ -265,7 +265,7 @@ Kernel = namedtuple("Kernel", "name parameters mirrors cython_only numba_only cy
                     defaults=(None, (), (), None))
 #: What the cython twin passes beside a raw pointer: numba's arrays carry their shapes.
 POINTER_SIZES = ("n", "n_in", "n_out", "m")
-_FUSED = ("gb_ready", "gb_in", "fused")  # the cython twin's fused epilogues (bias sums, SGD)
+_FUSED = ("gb_in", "fused")  # the cython twin's fused epilogues (bias sums, SGD)
 _WIDE = ("wide",)  # a CSR index array's width, int32 or int64 (numba specialises on it)
 
 #: The kernels both twins define, in the order both files define them.
@@ -278,9 +278,10 @@ KERNELS = (
     Kernel("_times_derivative", ("delta_in", "A_in", "r0", "r1", "act", "slope")),
     Kernel("_forward", ("A_in", "W", "b", "out", "act", "slope"), "reference.forward_layer"),
     Kernel("_forward_as", ("A_in", "W", "b", "out", "act", "slope", "regime_rows", "block")),
+    # numba says "no δ_in" with want_delta_in (an array cannot be None), cython with NULL
     Kernel("_backward", ("A_in", "delta", "W", "grad_W", "grad_b", "delta_in", "act_in",
-                         "slope", "want_delta_in"), "reference.backward_layer",
-           cython_only=_FUSED),
+                         "slope"), "reference.backward_layer", cython_only=_FUSED,
+           numba_only=("want_delta_in",)),
     Kernel("_sparse_forward", ("values", "indices", "indptr", "rows", "W", "b", "out", "act",
                                "slope"), "reference.forward_layer", cython_only=_WIDE),
     Kernel("_sparse_gradient", ("values", "indices", "indptr", "rows", "delta", "grad_W",
@@ -297,8 +298,8 @@ KERNELS = (
            "reference.minibatch_step"),
     Kernel("_forward_backward", ("net", "data", "ws", "rows", "xv", "yv", "grad", "nb", "r0",
                                  "r1"), "reference.minibatch_step",
-           cython=("r", "theta", "rows", "xb", "yb", "wb", "acts", "deltas", "grad", "nb",
-                   "r0", "r1", "step")),
+           cython=("r", "rows", "xb", "yb", "wb", "acts", "deltas", "grad", "nb", "r0", "r1",
+                   "step")),
     Kernel("_slice_start", ("c", "n_chunks", "n_params")),
     Kernel("_update_slice", ("theta", "g0", "g1", "first", "second", "lo", "hi", "offsets",
                              "sizes", "step"),
