@@ -53,7 +53,7 @@ def test_block_gradient_sums_equal_the_single_process_gradient(client, chunks):
     np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+@pytest.mark.parametrize("solver", ["sgd", "adam", "adamw", "lbfgs"])
 def test_distributed_fit_equals_the_single_process_fit(client, solver):
     X, y = _data()
     kw = dict(hidden_layer_sizes=(10,), solver=solver, batch_size=120, max_iter=4,

@@ -382,3 +382,19 @@ def test_a_pickle_holds_the_model_not_the_training_workspace(solver):
         np.testing.assert_array_equal(a, b)
     assert again.n_iter_ == ours.n_iter_ and again.loss_ == ours.loss_
     assert getattr(again, "loss_curve_", None) == getattr(ours, "loss_curve_", None)
+
+
+def test_an_adamw_model_saves_loads_and_keeps_training(tmp_path):
+    """solver="adamw" and weight_decay survive save/load; the loaded model predicts the same
+    and partial_fit goes on with adamw (its moments start afresh, as after any load)."""
+    X, y = datasets.load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = MLPClassifier(solver="adamw", weight_decay=0.3, max_iter=20,
+                              random_state=0).fit(X, y)
+    loaded = fastmlp.load(fastmlp.save(model, tmp_path / "adamw.fastmlp"))
+    assert (loaded.solver, loaded.weight_decay) == ("adamw", 0.3)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    before = loaded.coefs_[0].copy()
+    loaded.partial_fit(X, y)
+    assert loaded.n_iter_ == 1 and not np.array_equal(loaded.coefs_[0], before)
